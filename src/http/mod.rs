@@ -1,0 +1,127 @@
+//! The HTTP layer: the axum router, its middleware (request ids, one log line
+//! per request, CORS, body limit, panic guard) and the handlers. It talks to
+//! the hub only; it knows nothing of storage engines.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ops;
+pub mod pubsubs;
+pub mod subscribe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::readiness::Readiness;
+use crate::secret::Secret;
+use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub api_token: Secret,
+    pub metrics_token: Secret,
+    pub readiness: Arc<Readiness>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+    let api = Router::new()
+        .route("/api/v1/pubsubs", get(pubsubs::list).post(pubsubs::create))
+        .route(
+            "/api/v1/pubsubs/{id}",
+            get(pubsubs::show).delete(pubsubs::delete),
+        )
+        .route(
+            "/api/v1/pubsubs/{id}/events",
+            get(subscribe::subscribe).post(pubsubs::publish),
+        )
+        .route("/api/v1/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(error::not_found)
+        .with_state(state);
+
+    api.layer(DefaultBodyLimit::max(
+        config.server.max_request_body_size.0 as usize,
+    ))
+    .layer(CatchPanicLayer::custom(|_| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; the request may not have been applied",
+        )
+        .into_response()
+    }))
+    .layer(cors(config))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &Request<_>| {
+                let request_id = req
+                    .extensions()
+                    .get::<RequestId>()
+                    .and_then(|id| id.header_value().to_str().ok())
+                    .unwrap_or("-");
+                // The path only: the query may hold an access token.
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id,
+                )
+            })
+            .on_request(())
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    )
+    .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
+}
+
+/// CORS for browsers on other origins. `*` reflects the caller's origin so
+/// credentialed requests work, as SSER did.
+fn cors(config: &Config) -> CorsLayer {
+    let origins = &config.server.cors.allowed_origins.0;
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_credentials(true)
+        .expose_headers([
+            REQUEST_ID,
+            HeaderName::from_static(subscribe::TRUNCATED_HEADER),
+            header::CONTENT_TYPE,
+        ])
+        .max_age(Duration::from_secs(86400))
+}
+
+/// Request ids: short, URL-safe, unique enough to find one request in logs.
+#[derive(Clone, Copy)]
+struct NanoRequestId;
+
+impl MakeRequestId for NanoRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&crate::secret::new_id())
+            .ok()
+            .map(RequestId::new)
+    }
+}

@@ -1,0 +1,41 @@
+//! Operational endpoints: liveness, readiness and SSER's JSON metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::MetricsToken;
+
+/// `GET /healthz`: the process is up and answering.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when every readiness check passes, else 503 with the
+/// failing checks, so a load balancer stops sending traffic.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let ready = state.readiness.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "unavailable" },
+            "checks": state.readiness.snapshot(),
+        })),
+    )
+}
+
+/// `GET /api/v1/metrics`: `{"metrics":[{"name","value"}...]}`, SSER's seven
+/// names first, always in the same order.
+pub async fn metrics(_: MetricsToken, State(state): State<Arc<AppState>>) -> Json<Value> {
+    let samples = state.hub.metrics().samples(state.hub.topic_counts());
+    Json(json!({ "metrics": samples }))
+}

@@ -1,0 +1,162 @@
+//! Topic management and publishing: SSER's `/api/v1/pubsubs` endpoints, plus
+//! read-only listing for dashboards and operators.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{ApiToken, MetricsToken};
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::hub::{NewEvent, NewTopic, Topic};
+use crate::sse;
+use crate::store::Retention;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateBody {
+    #[serde(default)]
+    pubsub: Option<PubSubSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PubSubSpec {
+    #[serde(default)]
+    persist: Option<bool>,
+    #[serde(default)]
+    retention: Option<Retention>,
+}
+
+/// `POST /api/v1/pubsubs` → 201 `{"pubsub":{id, token, persist, created_at}}`.
+pub async fn create(
+    _: ApiToken,
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<Option<CreateBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let spec = body.and_then(|b| b.pubsub).unwrap_or_default();
+    let topic = state
+        .hub
+        .create_topic(NewTopic {
+            persist: spec.persist.unwrap_or(false),
+            retention: spec.retention,
+        })
+        .await?;
+    tracing::info!(topic = %topic.id, persist = topic.persist, "topic created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "pubsub": {
+                "id": &*topic.id,
+                "token": topic.token().expose(),
+                "persist": topic.persist,
+                "created_at": rfc3339(topic.created_at_ms),
+            }
+        })),
+    ))
+}
+
+/// `DELETE /api/v1/pubsubs/:id` → 204.
+pub async fn delete(
+    _: ApiToken,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.hub.delete_topic(&id).await?;
+    tracing::info!(topic = %id, "topic deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/pubsubs` → every topic with its live numbers (no tokens).
+pub async fn list(_: MetricsToken, State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut topics = state.hub.topics();
+    topics.sort_by_key(|t| std::cmp::Reverse(t.created_at_ms));
+    Json(json!({ "pubsubs": topics.iter().map(|t| describe(t)).collect::<Vec<_>>() }))
+}
+
+/// `GET /api/v1/pubsubs/:id` → one topic.
+pub async fn show(
+    _: MetricsToken,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let topic = state
+        .hub
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("topic not found"))?;
+    Ok(Json(json!({ "pubsub": describe(&topic) })))
+}
+
+fn describe(topic: &Topic) -> Value {
+    let (history_events, history_bytes) = topic.history_usage();
+    json!({
+        "id": &*topic.id,
+        "name": topic.name,
+        "persist": topic.persist,
+        "static": topic.is_static,
+        "created_at": rfc3339(topic.created_at_ms),
+        "subscribers": topic.subscriber_count(),
+        "events_published": topic.published_count(),
+        "last_publish_at": topic.last_publish_ms().map(rfc3339),
+        "history_events": history_events,
+        "history_bytes": history_bytes,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PublishBody {
+    event: EventSpec,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventSpec {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    message: Box<RawValue>,
+}
+
+/// `POST /api/v1/pubsubs/:id/events` → 201 `{"event":{"id"}}`, where `id` is
+/// the SSE id subscribers receive.
+pub async fn publish(
+    _: ApiToken,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let topic = state
+        .hub
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("topic not found"))?;
+    let event = new_event(body.event)?;
+    let published = state.hub.publish(&topic, event).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "event": { "id": &*published.id } })),
+    ))
+}
+
+/// A string message goes out as its raw text; any other JSON value as
+/// compact JSON, keys in the publisher's order.
+fn new_event(spec: EventSpec) -> Result<NewEvent, ApiError> {
+    let raw = spec.message.get();
+    let data = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw)
+            .map_err(|e| ApiError::bad_request(format!("event.message: {e}")))?
+    } else {
+        sse::compact_json(raw)
+    };
+    NewEvent::new(spec.id, spec.kind, data).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,76 @@
+//! `GET /api/v1/pubsubs/:id/events`: the SSE stream of one topic.
+//!
+//! Authentication comes before the topic lookup, so a request without a valid
+//! token learns nothing about which topics exist (401 before 404). The topic's
+//! own token or the API token is accepted: the latter lets an operator tail
+//! any topic.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::header_token;
+use super::error::ApiError;
+use crate::hub::Resume;
+
+/// Set when the requested `Last-Event-ID` was no longer in history.
+pub const TRUNCATED_HEADER: &str = "x-sser-history-truncated";
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscribeQuery {
+    access_token: Option<String>,
+    last_event_id: Option<String>,
+}
+
+pub async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<SubscribeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = match header_token(&headers) {
+        Some(t) => t,
+        None => query.access_token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing topic token: send Authorization: Bearer <token> or ?access_token=<token>",
+            )
+        })?,
+    };
+    let is_operator = state.api_token.matches(token);
+    let topic = match state.hub.get(&id) {
+        Some(topic) if is_operator || topic.token_matches(token) => topic,
+        None if is_operator => return Err(ApiError::not_found("topic not found")),
+        _ => return Err(ApiError::unauthorized("invalid topic token")),
+    };
+
+    // A reconnecting EventSource sends the header; it is fresher than a query
+    // parameter left in the URL from the first connection.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(query.last_event_id.as_deref());
+    let subscription = state
+        .hub
+        .subscribe(topic, Resume::from_last_event_id(last_event_id))
+        .await?;
+
+    let truncated = subscription.truncated;
+    let mut response = Body::from_stream(subscription.into_stream()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx (and compatible proxies) not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if truncated {
+        h.insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}

@@ -1,0 +1,109 @@
+//! The `sser` binary: parse the command line, load configuration, set up
+//! logging, run the server until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sser::Server;
+use sser::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// A fast, safe Server-Sent Events pub/sub server, API-compatible with SSER.
+///
+/// Configuration comes from built-in defaults, then _config/base.yaml, then
+/// _config/$APP_ENV.yaml, then .env, then the environment (see README).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Folder holding base.yaml and <APP_ENV>.yaml.
+    #[arg(long, default_value = "_config", env = "SSER_CONFIG_DIR")]
+    config_dir: PathBuf,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config_dir) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sser: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        match serde_json::to_string_pretty(&config) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("sser: {e}"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sser: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("sser: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), sser::StartError> {
+    let generated = config.generated_tokens.clone();
+    let app_env = config.app_env.clone();
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let base = if addr.is_ipv6() {
+        format!("http://[{host}]:{}", addr.port())
+    } else {
+        format!("http://{host}:{}", addr.port())
+    };
+    tracing::info!(%addr, env = %app_env, version = env!("CARGO_PKG_VERSION"), "sser listening");
+    // Printed once, to the terminal only: these tokens exist nowhere else.
+    eprintln!("\nsser {} is running at {base}", env!("CARGO_PKG_VERSION"));
+    if !generated.is_empty() {
+        eprintln!(
+            "No tokens configured, so these were generated for this run (APP_ENV=development):"
+        );
+        for (var, token) in &generated {
+            eprintln!("  {var}={}", token.expose());
+        }
+    }
+    eprintln!(
+        "Try:\n  curl -X POST -H \"Authorization: Bearer $SSER_API_ACCESS_TOKEN\" {base}/api/v1/pubsubs\n"
+    );
+    sser::cancel_on_signals(server.shutdown_token());
+    server.run().await
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match config.log.format.as_str() {
+        "json" => true,
+        "pretty" => false,
+        _ => config.is_production(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,127 @@
+//! Where topics and their event history live.
+//!
+//! Two small traits keep the hub ignorant of storage engines:
+//! - [`Store`] holds topic records (the registry that survives restarts) and
+//!   opens one [`TopicLog`] per topic;
+//! - [`TopicLog`] is a topic's ordered history: append (in sequence order,
+//!   from under the topic's lock, never blocking on I/O), range reads for
+//!   `Last-Event-ID` replay, lookup of an event id, and trimming.
+//!
+//! In-memory topics use [`memory::MemoryLog`]; persistent topics use whatever
+//! engine the `kv` configuration selects.
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// One event as history keeps it: its place in the topic, the id clients see
+/// (and may send back as `Last-Event-ID`), and its encoded SSE frame.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub id: Arc<str>,
+    pub frame: Bytes,
+    /// Milliseconds since the Unix epoch, for age-based retention.
+    pub published_at_ms: u64,
+}
+
+/// Limits on what a topic's history keeps. `None` means no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub max_events: Option<u64>,
+    #[serde(with = "opt_duration_ms", default)]
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
+}
+
+/// A topic as the registry keeps it.
+#[derive(Debug, Clone)]
+pub struct TopicRecord {
+    pub id: String,
+    pub token: Secret,
+    pub persist: bool,
+    pub created_at_ms: u64,
+    pub retention: Retention,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Completion of an append. A log either always completes at once (memory,
+/// relaxed durability) or always through a future that resolves when the
+/// event is durable; commits complete in append order.
+pub enum Commit {
+    Done,
+    Pending(Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>),
+}
+
+pub trait TopicLog: Send + Sync {
+    /// Appends an event. Called in sequence order while the topic is locked,
+    /// so it must only enqueue work, never wait for the disk.
+    fn append(&self, event: StoredEvent) -> Commit;
+
+    /// Up to `limit` events with `seq > after`, oldest first. May read the
+    /// disk: the hub calls it outside every lock.
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The sequence of the newest event with this id still held, if any.
+    fn find(&self, id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The oldest and newest sequence still held.
+    fn bounds(&self) -> Option<(u64, u64)>;
+
+    /// Number of events and bytes held, for metrics and the dashboard.
+    fn usage(&self) -> (u64, u64);
+
+    /// Drops everything this log holds (the topic is being deleted).
+    fn destroy(&self) -> Result<(), StoreError>;
+}
+
+/// The registry of persistent topics and the factory for their logs.
+pub trait Store: Send + Sync {
+    fn load_topics(&self) -> Result<Vec<TopicRecord>, StoreError>;
+    fn save_topic(&self, record: &TopicRecord) -> Result<(), StoreError>;
+    fn delete_topic(&self, id: &str) -> Result<(), StoreError>;
+    /// Opens (or creates) the history of a topic; the sequence after the
+    /// newest stored event is where the topic continues.
+    fn open_log(&self, record: &TopicRecord) -> Result<Arc<dyn TopicLog>, StoreError>;
+    /// Makes everything written so far durable (called at shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

@@ -1,0 +1,296 @@
+//! Shared test harness: a real server on a free loopback port (in-process, or
+//! the built binary as a child process), a real HTTP client, and a real SSE
+//! parser (`eventsource-stream`). Every wait has a deadline; nothing sleeps
+//! blindly.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use sser::Server;
+use sser::config::Config;
+use sser::hub::Hub;
+use sser::secret::Secret;
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub const API_TOKEN: &str = "test-api-token";
+pub const METRICS_TOKEN: &str = "test-metrics-token";
+
+/// A configuration for tests: loopback, fixed tokens, fast heartbeats.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.addr = "127.0.0.1:0".parse().expect("literal");
+    config.pubsub.api_access_token = Some(Secret::new(API_TOKEN));
+    config.pubsub.metrics_access_token = Some(Secret::new(METRICS_TOKEN));
+    config.server.shutdown_timeout = sser::config::Span(Duration::from_secs(5));
+    config
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub hub: Arc<Hub>,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), sser::StartError>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config();
+        tweak(&mut config);
+        let server = Server::bind(config).await.expect("server binds");
+        let base = format!("http://{}", server.local_addr());
+        let hub = server.hub().clone();
+        let shutdown = server.shutdown_token();
+        let task = tokio::spawn(server.run());
+        TestServer {
+            base,
+            hub,
+            http: reqwest::Client::new(),
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates a topic with the API token; returns (id, token).
+    pub async fn create_topic(&self, body: Value) -> (String, String) {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/pubsubs"))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("create request");
+        assert_eq!(resp.status(), 201, "create topic");
+        let v: Value = resp.json().await.expect("create body");
+        (
+            v["pubsub"]["id"].as_str().expect("id").to_string(),
+            v["pubsub"]["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    pub async fn publish(&self, topic: &str, event: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({ "event": event }))
+            .send()
+            .await
+            .expect("publish request")
+    }
+
+    /// Publishes and returns the id the server reports.
+    pub async fn publish_ok(&self, topic: &str, event: Value) -> String {
+        let resp = self.publish(topic, event).await;
+        assert_eq!(resp.status(), 201, "publish");
+        let v: Value = resp.json().await.expect("publish body");
+        v["event"]["id"].as_str().expect("event id").to_string()
+    }
+
+    pub async fn subscribe(&self, topic: &str, token: &str) -> SseStream {
+        self.subscribe_with(topic, token, &[]).await
+    }
+
+    /// Subscribes with extra request headers (e.g. `Last-Event-ID`).
+    pub async fn subscribe_with(
+        &self,
+        topic: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> SseStream {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        SseStream::open(req).await
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let v: Value = self
+            .http
+            .get(self.url("/api/v1/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics request")
+            .json()
+            .await
+            .expect("metrics body");
+        v["metrics"]
+            .as_array()
+            .expect("metrics array")
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["value"].as_u64())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Polls `check` until it holds or the deadline passes.
+    pub async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        wait_until(what, || check()).await
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(DEADLINE, self.task).await;
+    }
+}
+
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
+
+/// An open SSE response read through an independent parser.
+pub struct SseStream {
+    pub status: reqwest::StatusCode,
+    pub headers: HeaderMap,
+    events: EventStream,
+}
+
+impl SseStream {
+    pub async fn open(req: reqwest::RequestBuilder) -> SseStream {
+        let resp = tokio::time::timeout(DEADLINE, req.send())
+            .await
+            .expect("subscribe in time")
+            .expect("subscribe request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let events = resp
+            .bytes_stream()
+            .eventsource()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .boxed();
+        SseStream {
+            status,
+            headers,
+            events,
+        }
+    }
+
+    /// The next event, or `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        match tokio::time::timeout(DEADLINE, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Err(e))) => panic!("SSE stream error: {e}"),
+            Ok(None) => None,
+            Err(_) => panic!("no SSE event within {DEADLINE:?}"),
+        }
+    }
+
+    pub async fn expect_event(&mut self) -> Event {
+        self.next().await.expect("stream ended early")
+    }
+
+    /// Collects `n` events.
+    pub async fn take(&mut self, n: usize) -> Vec<Event> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.expect_event().await);
+        }
+        out
+    }
+}
+
+/// The built `sser` binary running as a child process on a free port.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `env` in `dir` and waits until it prints its
+    /// address (it listens on 127.0.0.1:0, so the port is the OS's choice).
+    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sser"));
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "127.0.0.1:0")
+            .env("SSER_API_ACCESS_TOKEN", API_TOKEN)
+            .env("SSER_METRICS_ACCESS_TOKEN", METRICS_TOKEN)
+            .env("SSER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sser");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && let Some(pos) = line.find("is running at ") {
+                    let _ = tx.send(line[pos + 14..].trim().to_string());
+                    sent = true;
+                }
+                eprintln!("[sser] {line}");
+            }
+        });
+        let base = rx
+            .recv_timeout(DEADLINE)
+            .expect("server printed its address");
+        ServerProcess { child, base }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
