@@ -578,6 +578,18 @@ mod tests {
     }
 
     #[test]
+    fn every_environment_variable_is_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let yaml = std::fs::read_to_string(root.join("_config/base.yaml")).unwrap();
+        for (var, key) in ENV_VARS {
+            assert!(readme.contains(var), "README lacks {var}");
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(yaml.contains(leaf), "_config/base.yaml lacks {key}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let err = Config::from_sources(dir.path(), &env(&[("PORT", "eighty")]))
