@@ -477,7 +477,12 @@ async fn static_topics_from_config() {
 
 #[tokio::test]
 async fn metrics_track_topics_and_subscribers_without_leaks() {
-    let server = TestServer::start().await;
+    // An hour between heartbeats: a client that goes away must be noticed from
+    // the connection itself, not from the next heartbeat write.
+    let server = TestServer::start_with(|c| {
+        c.pubsub.tick_frequency = sser::config::Span(std::time::Duration::from_secs(3600));
+    })
+    .await;
     let names: Vec<String> = {
         let v: Value = server
             .http
