@@ -109,9 +109,16 @@ impl FileCerts {
                 Ok(())
             }
             Err(e) => {
-                let have = self.current.read().is_some();
                 // A broken update leaves the previous certificate serving.
-                if !have {
+                if self.current.read().is_some() {
+                    readiness.set(
+                        READINESS_CHECK,
+                        true,
+                        format!(
+                            "serving the previous certificate; the new files cannot be loaded: {e}"
+                        ),
+                    );
+                } else {
                     readiness.set(READINESS_CHECK, false, format!("no certificate: {e}"));
                 }
                 Err(e)

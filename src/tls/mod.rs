@@ -65,7 +65,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Where certificates come from.
 enum Source {
-    Acme(acme::Acme),
+    Acme(Box<acme::Acme>),
     Files(Arc<files::FileCerts>),
 }
 
@@ -100,7 +100,7 @@ impl Tls {
                 let acme = acme::Acme::new(ssl)?;
                 let resolver = acme.resolver();
                 let tls_alpn = !acme.uses_http01();
-                (Source::Acme(acme), resolver, tls_alpn)
+                (Source::Acme(Box::new(acme)), resolver, tls_alpn)
             };
         let guard = Arc::new(SniGuard::new(resolver, &ssl.domain_name.0));
 
