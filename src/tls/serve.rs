@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -30,6 +30,12 @@ pub async fn serve(
     user_timeout: Duration,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    // With a timer, hyper's 30 s limit on reading HTTP/1 request headers
+    // applies, so a client trickling bytes cannot hold a connection.
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let builder = std::sync::Arc::new(builder);
     loop {
         let (tcp, peer) = tokio::select! {
             biased;
@@ -51,11 +57,11 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
             let Some(tls) = handshake(&acceptor, tcp, peer).await else {
                 return;
             };
-            let builder = Builder::new(TokioExecutor::new());
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn.into_owned()).await {
