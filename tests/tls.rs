@@ -423,3 +423,33 @@ async fn unreachable_acme_ca_leaves_server_up_and_unready() {
     assert!(served_cert(&ca.pem(), addr).await.is_none());
     server.stop().await;
 }
+
+/// The binary prints where HTTPS is served, serves it, and stops cleanly.
+#[tokio::test]
+async fn binary_prints_and_serves_https() {
+    let ca = TestCa::new("sser process test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (chain, key, leaf) = ca.issue(&[DOMAIN]);
+    std::fs::write(dir.path().join("cert.pem"), chain).expect("write");
+    std::fs::write(dir.path().join("key.pem"), key).expect("write");
+    let mut process = ServerProcess::start(
+        dir.path(),
+        &[
+            ("SSER_SSL_ENABLED", "true"),
+            ("SSLPORT", "127.0.0.1:0"),
+            ("SSER_DOMAIN_NAME", DOMAIN),
+            ("SSER_SSL_CERT_FILE", "cert.pem"),
+            ("SSER_SSL_KEY_FILE", "key.pem"),
+        ],
+    );
+    let https = process.https.clone().expect("https URL printed");
+    let port: u16 = https
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {https}"));
+    assert_eq!(https, format!("https://{DOMAIN}:{port}"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(served_cert(&ca.pem(), addr).await, Some(leaf));
+    assert!(process.terminate().success());
+}

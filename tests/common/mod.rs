@@ -264,6 +264,9 @@ impl SseStream {
 pub struct ServerProcess {
     pub child: Child,
     pub base: String,
+    /// The https URL the binary printed, when started with
+    /// `SSER_SSL_ENABLED=true`.
+    pub https: Option<String>,
 }
 
 impl ServerProcess {
@@ -293,13 +296,24 @@ impl ServerProcess {
                     let _ = tx.send(line[pos + 14..].trim().to_string());
                     sent = true;
                 }
+                if let Some(pos) = line.find("HTTPS (HTTP/2) at ") {
+                    let url = line[pos + 18..].split_whitespace().next().unwrap_or("");
+                    let _ = tx.send(url.to_string());
+                }
                 eprintln!("[sser] {line}");
             }
         });
         let base = rx
             .recv_timeout(DEADLINE)
             .expect("server printed its address");
-        ServerProcess { child, base }
+        let tls = env
+            .iter()
+            .any(|(k, v)| *k == "SSER_SSL_ENABLED" && *v == "true");
+        let https = tls.then(|| {
+            rx.recv_timeout(DEADLINE)
+                .expect("server printed its https URL")
+        });
+        ServerProcess { child, base, https }
     }
 
     /// Sends SIGTERM and waits for the exit status.
