@@ -453,3 +453,33 @@ async fn binary_prints_and_serves_https() {
     assert_eq!(served_cert(&ca.pem(), addr).await, Some(leaf));
     assert!(process.terminate().success());
 }
+
+/// `server.ssl.apiOverHttp`: the plain listener serves the API instead of
+/// redirecting.
+#[tokio::test]
+async fn api_over_plain_http_when_configured() {
+    let ca = TestCa::new("sser api-over-http test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (chain, key, _) = ca.issue(&[DOMAIN]);
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, chain).expect("write");
+    std::fs::write(&key_path, key).expect("write");
+    let server = TestServer::start_with(|c| {
+        c.server.ssl.enabled = Flag(true);
+        c.server.ssl_addr = "127.0.0.1:0".parse().expect("addr");
+        c.server.ssl.cert_file = Some(cert_path.clone());
+        c.server.ssl.key_file = Some(key_path.clone());
+        c.server.ssl.api_over_http = Flag(true);
+    })
+    .await;
+    // The helpers talk to the plain listener here.
+    let (id, token) = server.create_topic(json!({})).await;
+    let mut stream = server.subscribe(&id, &token).await;
+    let published = server.publish_ok(&id, json!({"message": "plain"})).await;
+    assert_eq!(stream.expect_event().await.id, published);
+    // No domain configured: any SNI gets the certificate.
+    let addr = server.tls_addr.expect("TLS listener bound");
+    assert!(served_cert(&ca.pem(), addr).await.is_some());
+    server.stop().await;
+}

@@ -480,6 +480,13 @@ impl SslConfig {
                 )));
             }
         }
+        if !self.manual()
+            && let Some(name) = self.domain_name.0.iter().find(|n| n.starts_with("*."))
+        {
+            return Err(ConfigError(format!(
+                "server.ssl.domainName (SSER_DOMAIN_NAME): {name:?} is a wildcard, which ACME issues only by dns-01 (not supported); name each host or use server.ssl.certFile/keyFile"
+            )));
+        }
         let dir = self.acme_directory.trim();
         if !(dir == "production"
             || dir == "staging"
@@ -754,6 +761,8 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("SSER_ACME_CHALLENGE"), "{err}");
+        let err = load(&[("SSER_DOMAIN_NAME", "*.example.com")]).unwrap_err();
+        assert!(err.contains("wildcard"), "{err}");
         let err = load(&[("SSER_DOMAIN_NAME", "bad name")]).unwrap_err();
         assert!(err.contains("not a DNS name"), "{err}");
         let err = load(&[("SSER_SSL_CERT_FILE", "cert.pem")]).unwrap_err();

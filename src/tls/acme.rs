@@ -129,11 +129,22 @@ impl Acme {
             match event {
                 Ok(EventOk::DeployedCachedCert) => {
                     has_cert = true;
-                    tracing::info!(valid_until = %until, "ACME: serving the cached certificate");
+                    // An expired cached certificate is still served while a
+                    // new one is ordered, but the server is not ready.
+                    let valid = expiry.is_none_or(|t| t > SystemTime::now());
+                    if valid {
+                        tracing::info!(valid_until = %until, "ACME: serving the cached certificate");
+                    } else {
+                        tracing::warn!(expired = %until, "ACME: the cached certificate has expired; ordering a new one");
+                    }
                     readiness.set(
                         READINESS_CHECK,
-                        true,
-                        format!("cached certificate, valid until {until}"),
+                        valid,
+                        if valid {
+                            format!("cached certificate, valid until {until}")
+                        } else {
+                            format!("cached certificate expired {until}; ordering a new one")
+                        },
                     );
                 }
                 Ok(EventOk::DeployedNewCert) => {
