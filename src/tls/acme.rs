@@ -72,7 +72,14 @@ impl Acme {
             .with_root_certificates(roots)
             .with_no_client_auth();
 
-        let domains = ssl.domain_name.0.clone();
+        // rustls-acme compares the challenge name with the SNI byte for
+        // byte, and clients send SNI in lower case.
+        let domains: Vec<String> = ssl
+            .domain_name
+            .0
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
         let directory = directory_url(&ssl.acme_directory);
         let http01 = ssl.acme_challenge.trim() == "http-01";
         let expiry = Arc::new(Mutex::new(None));
@@ -88,6 +95,7 @@ impl Acme {
                 expiry: expiry.clone(),
             });
         let email = ssl.letsencrypt_email.trim();
+        let email = email.strip_prefix("mailto:").unwrap_or(email);
         if !email.is_empty() {
             acme = acme.contact_push(format!("mailto:{email}"));
         }
