@@ -177,7 +177,11 @@ impl Server {
             None => (app, None),
         };
         let tls_abort = tls_task.as_ref().map(|t| t.abort_handle());
-        let plain = axum::serve(listener, plain_app)
+        // `into_make_service` finalizes the router once; serving a bare
+        // `Router` rebuilds (deep-clones) every route for each connection,
+        // which cost ~12 KB per idle SSE connection. (`tls::serve` finalizes
+        // once too, and clones the result, an `Arc`, per connection.)
+        let plain = axum::serve(listener, plain_app.into_make_service())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
         let mut serve = tokio::spawn(async move {

@@ -29,6 +29,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     user_timeout: Duration,
 ) -> std::io::Result<()> {
+    // Turn every handler into its final `Route` once (what axum::serve does
+    // per connection); otherwise each request would rebuild its route.
+    let app: Router = app.with_state(());
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     // With a timer, hyper's 30 s limit on reading HTTP/1 request headers
