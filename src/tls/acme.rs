@@ -213,8 +213,12 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), TlsError> {
     std::fs::create_dir_all(dir).map_err(fail)?;
     #[cfg(unix)]
     {
+        // Only the owner may change the mode; a folder someone else made
+        // for us is used as it is.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot make the certificate cache private (0700)");
+        }
     }
     Ok(())
 }
