@@ -196,7 +196,9 @@ impl Pebble {
     /// Starts pebble on free loopback ports. Validations go to `tls_port`
     /// (tls-alpn-01) and `http_port` (http-01) of 127.0.0.1, where
     /// pebble-challtestsrv's DNS sends every name.
-    async fn start(dir: &Path) -> Pebble {
+    /// `validity`: lifetime of issued certificates in seconds (pebble's
+    /// default is years).
+    async fn start(dir: &Path, validity: Option<u64>) -> Pebble {
         let pebble = require("pebble");
         let challtestsrv = require("pebble-challtestsrv");
         let api_ca = TestCa::new("pebble API test CA");
@@ -214,7 +216,7 @@ impl Pebble {
             free_port(),
             free_port(),
         );
-        let config = json!({"pebble": {
+        let mut config = json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{listen}"),
             "managementListenAddress": format!("127.0.0.1:{management}"),
             "certificate": dir.join("pebble-cert.pem"),
@@ -224,6 +226,9 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false
         }});
+        if let Some(secs) = validity {
+            config["pebble"]["certificateValidityPeriod"] = json!(secs);
+        }
         std::fs::write(dir.join("pebble.json"), config.to_string()).expect("write");
 
         let mut children = Vec::new();
@@ -317,7 +322,7 @@ async fn wait_tls_ready(server: &TestServer) -> String {
 #[tokio::test]
 async fn acme_certificate_from_pebble_then_reused_from_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pebble = Pebble::start(dir.path()).await;
+    let pebble = Pebble::start(dir.path(), None).await;
     let root = pebble.root().await;
     let cache = dir.path().join("certs");
     let tls_addr = format!("127.0.0.1:{}", pebble.tls_port);
@@ -486,5 +491,44 @@ async fn api_over_plain_http_when_configured() {
     // No domain configured: any SNI gets the certificate.
     let addr = server.tls_addr.expect("TLS listener bound");
     assert!(served_cert(&ca.pem(), addr).await.is_some());
+    server.stop().await;
+}
+
+/// Renewal without a restart: with certificates that live 12 s, the server
+/// orders a new one (at two thirds of the lifetime) and serves it.
+#[tokio::test]
+async fn acme_certificate_renewed_while_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pebble = Pebble::start(dir.path(), Some(12)).await;
+    let root = pebble.root().await;
+    let server = TestServer::start_with(|c| {
+        c.server.ssl.enabled = Flag(true);
+        c.server.ssl_addr = format!("127.0.0.1:{}", pebble.tls_port)
+            .parse()
+            .expect("addr");
+        c.server.ssl.domain_name.0 = vec![DOMAIN.to_string()];
+        c.server.ssl.acme_directory = pebble.directory.clone();
+        c.server.ssl.acme_ca_root = Some(pebble.api_ca_file.clone());
+        c.server.ssl.cache_dir = dir.path().join("certs");
+    })
+    .await;
+    wait_tls_ready(&server).await;
+    let addr = server.tls_addr.expect("TLS listener bound");
+    let first = served_cert(&root, addr).await.expect("first certificate");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(cert) = served_cert(&root, addr).await
+            && cert != first
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no renewed certificate in time: {:?}",
+            server.tls_readiness().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.tls_readiness().await.0);
     server.stop().await;
 }
