@@ -13,6 +13,7 @@
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
 //! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
+//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
 //!
 //! # The path of one event
 //!
@@ -30,6 +31,7 @@ pub mod hub;
 pub mod metrics;
 pub mod readiness;
 pub mod secret;
+pub mod serve;
 pub mod sse;
 pub mod store;
 pub mod tls;
@@ -38,7 +40,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -152,14 +153,8 @@ impl Server {
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &self.config);
-        // Small SSE writes must not wait for Nagle; and a peer that stops
-        // acknowledging data for two heartbeats is cut by the kernel, so a
-        // vanished client (or one stalled for good) cannot pin a connection.
+        // A peer that stops acknowledging data for two heartbeats is cut.
         let user_timeout = (self.config.pubsub.tick_frequency.0 * 2).max(Duration::from_secs(10));
-        let listener = self.listener.tap_io(move |tcp| {
-            let _ = tcp.set_nodelay(true);
-            let _ = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(user_timeout));
-        });
         let shutdown = self.shutdown.clone();
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -177,13 +172,13 @@ impl Server {
             None => (app, None),
         };
         let tls_abort = tls_task.as_ref().map(|t| t.abort_handle());
-        // `into_make_service` finalizes the router once; serving a bare
-        // `Router` rebuilds (deep-clones) every route for each connection,
-        // which cost ~12 KB per idle SSE connection. (`tls::serve` finalizes
-        // once too, and clones the result, an `Arc`, per connection.)
-        let plain = axum::serve(listener, plain_app.into_make_service())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let plain = serve::serve(
+            self.listener,
+            plain_app,
+            serve::Plain,
+            shutdown.clone(),
+            user_timeout,
+        );
         let mut serve = tokio::spawn(async move {
             match tls_task {
                 None => plain.await,

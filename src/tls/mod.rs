@@ -156,10 +156,10 @@ impl Tls {
                 tokio::spawn(certs.watch(self.reload_interval, readiness, shutdown.clone()));
             }
         }
-        tokio::spawn(serve::serve(
+        tokio::spawn(crate::serve::serve(
             self.listener,
-            self.acceptor,
             app,
+            serve::TlsHandshake(self.acceptor),
             shutdown,
             user_timeout,
         ))
