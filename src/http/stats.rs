@@ -78,6 +78,7 @@ impl StatsFeed {
     async fn run(self: Arc<Self>) {
         let mut interval = tokio::time::interval(INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await; // the first tick is immediate
         let mut prev = (Instant::now(), self.totals());
         let mut tick: u64 = 0;
         loop {
