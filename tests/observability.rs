@@ -314,14 +314,15 @@ async fn stats_stream_feeds_the_dashboard() {
             break;
         }
     }
-    // The next connection's history holds the seconds sampled so far.
+    // The next connection's history holds the seconds sampled so far. This
+    // one authenticates as a plain EventSource must, with ?access_token=.
     let mut again = SseStream::open(
         server
             .http
-            .get(server.url("/api/v1/metrics/stream"))
-            .bearer_auth(API_TOKEN),
+            .get(server.url(&format!("/api/v1/metrics/stream?access_token={API_TOKEN}"))),
     )
     .await;
+    assert_eq!(again.status, 200);
     let history = again.expect_event().await;
     assert_eq!(history.event, "history");
     let h: serde_json::Value = serde_json::from_str(&history.data).expect("history json");

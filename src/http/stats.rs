@@ -23,17 +23,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use parking_lot::Mutex;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use super::auth::MetricsToken;
+use super::auth::header_token;
+use super::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::process_rss_bytes;
 use crate::sse;
@@ -200,10 +202,34 @@ pub fn topics_json(hub: &Hub) -> Value {
     })
 }
 
-/// `GET /api/v1/metrics/stream`: the dashboard's feed (metrics token or API
-/// token, in the `Authorization` header only: the dashboard reads it with
-/// `fetch()`, so no token ever appears in a URL).
-pub async fn stream(_: MetricsToken, State(state): State<Arc<AppState>>) -> Response {
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamQuery {
+    access_token: Option<String>,
+}
+
+/// `GET /api/v1/metrics/stream`: the dashboard's feed, for the metrics token
+/// or the API token.
+///
+/// The dashboard sends the token in the `Authorization` header (it reads the
+/// stream with `fetch()`), so its token never appears in a URL. A plain
+/// `EventSource` cannot set headers, so, as for topic streams, the token is
+/// also accepted as `?access_token=` when the header is absent; the server
+/// logs paths only, never queries.
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = header_token(&headers)
+        .or(query.access_token.as_deref().filter(|t| !t.is_empty()))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing metrics token: send Authorization: Bearer <token> or ?access_token=<token>",
+            )
+        })?;
+    if !(state.metrics_token.matches(token) || state.api_token.matches(token)) {
+        return Err(ApiError::unauthorized("invalid metrics token"));
+    }
     let feed = state.stats.clone();
     let mut rx = feed.tx.subscribe();
     let retry_ms = state.hub.settings().retry.as_millis() as u64;
@@ -237,7 +263,7 @@ pub async fn stream(_: MetricsToken, State(state): State<Arc<AppState>>) -> Resp
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    Ok(response)
 }
 
 /// Counts open dashboard streams while they live.
