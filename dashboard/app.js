@@ -300,13 +300,14 @@
     ['active_subscribers', 'Active subscribers', 'sser', metric('active_subscribers'), fmtInt],
     ['message_received', 'Messages received', 'sser', metric('message_received'), fmtInt],
     ['message_sent', 'Messages sent', 'sser', metric('message_sent'), fmtInt],
-    ['connections', 'Connections now', '', (s) => s.connections, fmtInt],
+    ['connections', 'Connections now', '', (s) => s.connections, fmtInt,
+      (s) => (s.dashboards === 1 ? '1 dashboard watching' : `${fmtInt(s.dashboards)} dashboards watching`)],
     ['events_in', 'Events in /s', 'rate-in', (s) => s.rates && s.rates.events_in, fmtRate],
     ['events_out', 'Events out /s', 'rate-out', (s) => s.rates && s.rates.events_out, fmtRate],
     ['bytes_out', 'Bytes out /s', 'rate-bytes', (s) => s.rates && s.rates.bytes_out, (n) => fmtBytes(n) + '/s',
       (s) => fmtBytes(metric('bytes_sent')(s)) + ' total'],
     ['lagged_subscribers', 'Fell behind', 'lagged', metric('lagged_subscribers'), fmtInt,
-      () => 'subscribers that lagged'],
+      () => 'subscribers, since start'],
     ['publish_latency', 'Publish latency p99', '', (s) => s.publish_latency && s.publish_latency.p99_seconds, fmtSeconds,
       (s) => 'p50 ' + fmtSeconds(s.publish_latency && s.publish_latency.p50_seconds)],
     ['memory', 'Memory (RSS)', '', (s) => s.memory_rss_bytes, fmtBytes],
@@ -374,7 +375,7 @@
     function niceMax(v) {
       if (v <= 0) return 1;
       const p = 10 ** Math.floor(Math.log10(v));
-      for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+      for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
       return 10 * p;
     }
     function resize() {
