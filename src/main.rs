@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(&config);
+    raise_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -89,6 +90,20 @@ async fn serve(config: Config) -> Result<(), sser::StartError> {
     );
     sser::cancel_on_signals(server.shutdown_token());
     server.run().await
+}
+
+/// Every subscriber holds a socket. The usual soft limit of 1,024 open files
+/// would cap the server at about a thousand connections, so raise it to the
+/// hard limit the system allows, as Go's runtime does.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "the open-file limit is low; each connection needs one (raise `ulimit -n`)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 fn init_tracing(config: &Config) {

@@ -314,13 +314,19 @@ async fn stats_stream_feeds_the_dashboard() {
             break;
         }
     }
+    // The API token is never taken from a URL.
+    let resp = server
+        .http
+        .get(server.url(&format!("/api/v1/metrics/stream?access_token={API_TOKEN}")))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.status(), 401);
     // The next connection's history holds the seconds sampled so far. This
     // one authenticates as a plain EventSource must, with ?access_token=.
-    let mut again = SseStream::open(
-        server
-            .http
-            .get(server.url(&format!("/api/v1/metrics/stream?access_token={API_TOKEN}"))),
-    )
+    let mut again = SseStream::open(server.http.get(server.url(&format!(
+        "/api/v1/metrics/stream?access_token={METRICS_TOKEN}"
+    ))))
     .await;
     assert_eq!(again.status, 200);
     let history = again.expect_event().await;

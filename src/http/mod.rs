@@ -74,43 +74,44 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         api
     };
 
-    api.layer(DefaultBodyLimit::max(
-        config.server.max_request_body_size.0 as usize,
-    ))
-    .layer(CatchPanicLayer::custom(|_| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; the request may not have been applied",
+    api.layer(axum::middleware::map_response(error::json_errors))
+        .layer(DefaultBodyLimit::max(
+            config.server.max_request_body_size.0 as usize,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the request may not have been applied",
+            )
+            .into_response()
+        }))
+        .layer(cors(config))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let request_id = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("-");
+                    // The path only: the query may hold an access token.
+                    // `topic` and `conn` are filled in by the handlers they
+                    // apply to, so every line logged for the request
+                    // (including while an SSE body streams) carries them.
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id,
+                        topic = tracing::field::Empty,
+                        conn = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .into_response()
-    }))
-    .layer(cors(config))
-    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-    .layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|req: &Request<_>| {
-                let request_id = req
-                    .extensions()
-                    .get::<RequestId>()
-                    .and_then(|id| id.header_value().to_str().ok())
-                    .unwrap_or("-");
-                // The path only: the query may hold an access token.
-                // `topic` and `conn` are filled in by the handlers they apply
-                // to, so every line logged for the request (including while
-                // an SSE body streams) carries them.
-                tracing::info_span!(
-                    "request",
-                    method = %req.method(),
-                    path = %req.uri().path(),
-                    request_id,
-                    topic = tracing::field::Empty,
-                    conn = tracing::field::Empty,
-                )
-            })
-            .on_request(())
-            .on_response(DefaultOnResponse::new().level(Level::INFO)),
-    )
-    .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
 }
 
 /// CORS for browsers on other origins. `*` reflects the caller's origin so
