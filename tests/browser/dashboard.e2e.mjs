@@ -195,6 +195,10 @@ try {
   await control('stop');
   await page.locator('#disconnected').waitFor({ state: 'visible' });
   await page.locator('#conn-state[data-state="disconnected"]').waitFor();
+  // Visible wherever the page is scrolled (it was scrolled down by now).
+  const box = await page.locator('#disconnected').boundingBox();
+  const { height } = page.viewportSize();
+  if (!box || box.y < 0 || box.y + box.height > height) throw new Error(`disconnected banner out of view: ${JSON.stringify(box)}`);
   await page.screenshot({ path: join(artifacts, 'dashboard-disconnected.png') });
   await control('start');
   await page.locator('#conn-state[data-state="live"]').waitFor({ timeout: 30000 });
