@@ -34,7 +34,8 @@
     if (n >= 1e6) return (n / 1e6).toFixed(2) + 'M';
     if (n >= 1e4) return (n / 1e3).toFixed(1) + 'k';
     if (n >= 100) return Math.round(n).toString();
-    return (Math.round(n * 10) / 10).toString();
+    if (n >= 10) return (Math.round(n * 10) / 10).toString();
+    return (Math.round(n * 100) / 100).toString();
   };
   const fmtBytes = (n) => {
     if (n == null) return '–';
@@ -703,9 +704,12 @@
   // ---------- boot ----------
   applyTheme(localStorage.getItem(THEME_KEY) || 'auto');
   if (token) {
+    const saved = token;
     api('GET', '/api/v1/whoami').then((who) => enter(who.role)).catch((err) => {
-      if (err.status === 401) signOut('The saved token is no longer accepted. Sign in again.');
-      else { signOut(`Could not reach the server: ${err.message}`); sessionStorage.setItem(TOKEN_KEY, token || ''); }
+      if (err.status === 401) return signOut('The saved token is no longer accepted. Sign in again.');
+      // Server unreachable: keep the token for a reload, but show the form.
+      signOut(`Could not reach the server (${err.message}). Reload to try again, or sign in.`);
+      sessionStorage.setItem(TOKEN_KEY, saved);
     });
   } else {
     signOut();
