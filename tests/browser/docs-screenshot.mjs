@@ -1,10 +1,10 @@
 // Regenerates docs/dashboard.png, the README's picture of the dashboard.
 // Not a test: it drives a running server with some demo traffic (a few
 // topics, subscribers reading over SSE, publishes at a varying rate) for
-// SECONDS, then signs in as operator in headless Chromium, tails a topic and
+// DEMO_SECONDS, then signs in as operator in headless Chromium, tails a topic and
 // takes the screenshot while the traffic goes on.
 //
-//   SSER_URL=http://127.0.0.1:8889 SSER_API_TOKEN=... SECONDS=300 \
+//   SSER_URL=http://127.0.0.1:8889 SSER_API_TOKEN=... DEMO_SECONDS=300 \
 //     node tests/browser/docs-screenshot.mjs
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const base = process.env.SSER_URL || 'http://127.0.0.1:8889';
 const token = process.env.SSER_API_TOKEN;
-const seconds = Number(process.env.SECONDS || 120);
+const seconds = Number(process.env.DEMO_SECONDS || 120);
 const out = process.env.OUT || join(dirname(fileURLToPath(import.meta.url)), '../../docs/dashboard.png');
 const theme = process.env.THEME || 'light';
 if (!token) { console.error('set SSER_API_TOKEN'); process.exit(2); }
