@@ -129,7 +129,15 @@ try {
   const before = await waitCounter('message_received', () => true, 'appeared');
   for (let i = 0; i < 3; i++) await publish(topic, `counter-${i}`);
   await waitCounter('message_received', (v) => v >= before + 3, `rose by 3 from ${before}`);
-  await waitCounter('events_in', (v) => v > 0, 'showed a rate');
+  // A rate shows for one second per burst: keep publishing until it is seen.
+  let publishing = true;
+  const trickle = (async () => { for (let i = 0; publishing; i++) { await publish(topic, `rate-${i}`); await new Promise((r) => setTimeout(r, 150)); } })();
+  try {
+    await waitCounter('events_in', (v) => v > 0, 'showed a rate');
+  } finally {
+    publishing = false;
+    await trickle;
+  }
   await page.locator(`#topic-rows tr[data-topic="${topic}"]`).waitFor();
   log('counters moved, topic listed');
 
