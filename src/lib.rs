@@ -5,11 +5,11 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
-//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS |
+//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
-//! | [`metrics`] | counters behind `/api/v1/metrics` |
+//! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
 //! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
@@ -96,6 +96,7 @@ impl Server {
             shutdown.child_token(),
         )?;
         readiness.set("hub", true, "serving");
+        let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
             // `Config::finish` guarantees both tokens exist.
@@ -110,6 +111,11 @@ impl Server {
                 .clone()
                 .unwrap_or_else(secret::Secret::generate),
             readiness: readiness.clone(),
+            stats,
+            prometheus: http::prometheus::PrometheusSettings {
+                open: config.metrics.open.0,
+                per_topic: config.metrics.per_topic.0,
+            },
         });
         let tls = match config.server.ssl.enabled.0 {
             true => Some(tls::Tls::bind(&config, &readiness).await?),

@@ -37,6 +37,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pubsubs/{id}/events"),
     ("POST", "/api/v1/pubsubs/{id}/events"),
     ("GET", "/api/v1/metrics"),
+    ("GET", "/api/v1/metrics/stream"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/whoami"),
+    ("GET", "/"),
+    ("GET", "/favicon.ico"),
+    ("GET", "/assets/{file}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 ];

@@ -51,6 +51,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_SUBSCRIBER_BUFFER", "pubsub.subscriberBuffer"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
+    ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
+    ("SSER_METRICS_OPEN", "metrics.open"),
+    ("SSER_METRICS_PER_TOPIC", "metrics.perTopic"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +75,8 @@ pub struct Config {
     pub kv: KvConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +92,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Span,
     pub cors: CorsConfig,
     pub ssl: SslConfig,
+    /// Serve the dashboard at `/`. It holds no data of its own: everything
+    /// it shows needs the metrics or API token.
+    pub dashboard: Flag,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +106,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
             cors: CorsConfig::default(),
             ssl: SslConfig::default(),
+            dashboard: Flag(true),
         }
     }
 }
@@ -256,6 +265,18 @@ impl Default for LogConfig {
     }
 }
 
+/// The Prometheus endpoint `GET /metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` without a token (for a scraper on a private network).
+    /// Off by default: it then takes the metrics token (or the API token).
+    pub open: Flag,
+    /// Add per-topic series (`topic="<id>"` labels). Off by default so the
+    /// number of series stays bounded however many topics clients create.
+    pub per_topic: Flag,
+}
+
 /// A list that may also be written as one comma-separated string, as
 /// environment variables must be.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -298,6 +319,7 @@ impl Default for Config {
             pubsub: PubSubConfig::default(),
             kv: KvConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -63,6 +63,8 @@ impl Resume {
 /// HTTP layer to set its header before the body starts.
 pub struct Subscription {
     pub topic: Arc<Topic>,
+    /// This stream's id in logs (`conn`), unique per subscription.
+    pub conn_id: Arc<str>,
     /// The requested `Last-Event-ID` was not in history: the stream starts
     /// with an `sser.history_truncated` event and everything history holds.
     pub truncated: bool,
@@ -108,6 +110,7 @@ impl Subscription {
         ctx.metrics.subscriber_opened();
         Ok(Subscription {
             topic,
+            conn_id: Arc::from(crate::secret::new_id()),
             truncated,
             start,
             live,
@@ -119,6 +122,7 @@ impl Subscription {
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
         let Subscription {
             topic,
+            conn_id,
             truncated,
             start,
             live,
@@ -129,6 +133,8 @@ impl Subscription {
         let guard = SubscriberGuard {
             topic: topic.clone(),
             metrics: ctx.metrics.clone(),
+            conn_id: conn_id.clone(),
+            opened: std::time::Instant::now(),
         };
         let LiveStart { mut rx, after } = live;
         async_stream::stream! {
@@ -290,10 +296,18 @@ async fn read_log<T: Send + 'static>(
 struct SubscriberGuard {
     topic: Arc<Topic>,
     metrics: Arc<Metrics>,
+    conn_id: Arc<str>,
+    opened: std::time::Instant,
 }
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
+        tracing::debug!(
+            topic = %self.topic.id,
+            conn = %self.conn_id,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            "subscriber disconnected"
+        );
         self.topic.remove_subscriber();
         self.metrics.subscriber_closed();
     }

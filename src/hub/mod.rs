@@ -282,8 +282,12 @@ impl Hub {
     }
 
     pub async fn publish(&self, topic: &Topic, event: NewEvent) -> Result<Published, HubError> {
+        // Publish→enqueue latency: until the event is in history and on the
+        // live channel (for a durable topic, that includes its commit).
+        let started = std::time::Instant::now();
         match topic.publish(event).await {
             Ok(published) => {
+                self.metrics.event_published(started.elapsed());
                 self.metrics.event_received();
                 Ok(published)
             }
