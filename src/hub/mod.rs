@@ -43,6 +43,8 @@ pub struct HubSettings {
     pub subscriber_buffer: usize,
     pub tick: Duration,
     pub retry: Duration,
+    /// Default history limits of persistent topics (`kv.retention`).
+    pub persistent_retention: Retention,
 }
 
 impl HubSettings {
@@ -52,6 +54,7 @@ impl HubSettings {
             subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
             tick: config.pubsub.tick_frequency.0,
             retry: config.pubsub.retry.0,
+            persistent_retention: config.kv.retention.to_retention(),
         }
     }
 }
@@ -160,7 +163,7 @@ impl Hub {
         is_static: bool,
         log: Arc<dyn TopicLog>,
     ) -> Arc<Topic> {
-        let next_seq = log.bounds().map_or(1, |(_, last)| last + 1);
+        let next_seq = log.last_seq().saturating_add(1);
         let topic = Topic::new(TopicInit {
             id: record.id.clone(),
             token: record.token.clone(),
@@ -219,7 +222,13 @@ impl Hub {
             token: Secret::generate(),
             persist: new.persist,
             created_at_ms: now_ms(),
-            retention: new.retention.unwrap_or_else(|| self.default_retention()),
+            retention: new.retention.unwrap_or_else(|| {
+                if new.persist {
+                    self.settings.persistent_retention
+                } else {
+                    self.default_retention()
+                }
+            }),
         };
         let log: Arc<dyn TopicLog> = if new.persist {
             let store = self.store.clone().ok_or(HubError::PersistenceUnavailable)?;
