@@ -574,6 +574,29 @@ async fn startup_refuses_a_corrupt_store(engine: &str) {
     }
     check(dir.path(), "garbage store");
 
+    // A store damaged after use: the engine must not come back as a fresh,
+    // empty one (sled recovers a damaged log by dropping what follows).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut server = start_process(dir.path(), engine);
+        server
+            .api()
+            .create_topic(json!({"pubsub": {"persist": true}}))
+            .await;
+        assert!(server.terminate().success());
+    }
+    let data = match engine {
+        "sled" => dir.path().join("_storage/sled/db"),
+        _ => dir.path().join("_storage/sser.redb"),
+    };
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(b"GARBAGEGARBAGEGARBAGE").unwrap();
+    }
+    check(dir.path(), "damaged store");
+
     // The store path is a file, not a directory.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("_storage"), b"not a directory").unwrap();

@@ -227,6 +227,8 @@ const AGE_TRIM_EVERY: Duration = Duration::from_secs(1);
 
 pub struct DiskStore {
     engine: Arc<dyn Engine>,
+    /// Ids of the persistent topics, mirrored in the manifest file.
+    manifest: Mutex<std::collections::BTreeSet<String>>,
     tx: Mutex<mpsc::Sender<Msg>>,
     settings: DiskSettings,
     /// Held for the store's lifetime: a second process fails to take it.
@@ -289,6 +291,7 @@ impl DiskStore {
             EngineKind::Redb => Arc::new(super::redb_engine::RedbEngine::open(&path)?),
             EngineKind::Sled => Arc::new(super::sled_engine::SledEngine::open(&path)?),
         };
+        let manifest = check_manifest(dir, engine.as_ref())?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             engine: engine.clone(),
@@ -302,6 +305,7 @@ impl DiskStore {
             .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?;
         Ok(Arc::new(DiskStore {
             engine,
+            manifest: Mutex::new(manifest),
             tx: Mutex::new(tx),
             settings,
             _lock: lock,
@@ -340,10 +344,21 @@ impl Store for DiskStore {
     fn save_topic(&self, record: &TopicRecord) -> Result<(), StoreError> {
         let value = codec::encode_record(record);
         let id = record.id.clone();
-        self.call(|done| Msg::SaveRecord { id, value, done })
+        self.call(|done| Msg::SaveRecord { id, value, done })?;
+        // The manifest lists a topic only once the engine holds it.
+        let mut ids = self.manifest.lock();
+        ids.insert(record.id.clone());
+        write_manifest(&self.settings.dir, &ids)
     }
 
     fn delete_topic(&self, id: &str) -> Result<(), StoreError> {
+        {
+            // ... and stops listing it before the engine drops it.
+            let mut ids = self.manifest.lock();
+            if ids.remove(id) {
+                write_manifest(&self.settings.dir, &ids)?;
+            }
+        }
         let id = id.to_string();
         self.call(|done| Msg::Delete { id, done })
     }
@@ -372,6 +387,71 @@ impl Store for DiskStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.call(|done| Msg::Flush { done })
     }
+}
+
+const MANIFEST: &str = "topics.manifest";
+
+/// The manifest is a plain list of persistent topic ids kept beside the
+/// engine's files. An engine that "recovers" a damaged file by silently
+/// dropping data (sled 0.34 truncates its log at the first bad record, and
+/// can come back empty) would otherwise start as a fresh store; a topic the
+/// manifest lists but the engine lacks stops start-up instead.
+fn check_manifest(
+    dir: &Path,
+    engine: &dyn Engine,
+) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let held: std::collections::BTreeSet<String> = engine
+        .load_records()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let path = dir.join(MANIFEST);
+    let listed = match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(StoreError::Io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let missing: Vec<&String> = listed.iter().filter(|id| !held.contains(*id)).collect();
+    if let Some(first) = missing.first() {
+        return Err(StoreError::Corrupt(format!(
+            "the store in {} has lost {} of the {} persistent topics listed in {} (first: {first}); \
+             its data is damaged: restore it from a backup or move it away",
+            dir.display(),
+            missing.len(),
+            listed.len(),
+            path.display()
+        )));
+    }
+    write_manifest(dir, &held)?;
+    Ok(held)
+}
+
+/// Replaces the manifest atomically (temp file, fsync, rename).
+fn write_manifest(dir: &Path, ids: &std::collections::BTreeSet<String>) -> Result<(), StoreError> {
+    use std::io::Write;
+    let path = dir.join(MANIFEST);
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    let io = |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
+    let mut file = File::create(&tmp).map_err(io)?;
+    for id in ids {
+        writeln!(file, "{id}").map_err(io)?;
+    }
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 pub struct DiskLog {
