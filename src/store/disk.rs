@@ -135,6 +135,9 @@ pub struct LogStats {
     pub last_seq: u64,
 }
 
+/// Called on each `(seq, value)` by [`Engine::find_rev`]; true stops.
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
+
 /// The engine-specific half: a handful of primitive reads and writes.
 /// Writes are only ever called from the writer thread.
 pub trait Engine: Send + Sync + 'static {
@@ -153,7 +156,7 @@ pub trait Engine: Send + Sync + 'static {
     fn find_rev(
         &self,
         topic: &str,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+        visit: &mut Visit<'_>,
     ) -> Result<Option<u64>, StoreError>;
     /// Applies a batch in one transaction; `durable` = fsync before return.
     fn write(&self, writes: &mut [TopicWrite], durable: bool) -> Result<(), StoreError>;

@@ -19,7 +19,7 @@ use redb::{
 
 use super::StoreError;
 use super::codec;
-use super::disk::{Engine, LogStats, TopicWrite};
+use super::disk::{Engine, LogStats, TopicWrite, Visit};
 
 const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
 const LAST_SEQ: TableDefinition<&str, u64> = TableDefinition::new("last_seq");
@@ -154,7 +154,7 @@ impl Engine for RedbEngine {
     fn find_rev(
         &self,
         topic: &str,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+        visit: &mut Visit<'_>,
     ) -> Result<Option<u64>, StoreError> {
         Ok(self
             .read_events(topic, |table| {

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 
 use super::StoreError;
 use super::codec;
-use super::disk::{Engine, LogStats, TopicWrite};
+use super::disk::{Engine, LogStats, TopicWrite, Visit};
 
 pub struct SledEngine {
     db: sled::Db,
@@ -154,7 +154,7 @@ impl Engine for SledEngine {
     fn find_rev(
         &self,
         topic: &str,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+        visit: &mut Visit<'_>,
     ) -> Result<Option<u64>, StoreError> {
         for item in self.tree(topic)?.iter().rev() {
             let (k, v) = item.map_err(|e| self.err(e))?;
