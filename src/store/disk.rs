@@ -153,11 +153,7 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     fn get(&self, topic: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Walks the log newest first until `visit` returns true; that seq.
-    fn find_rev(
-        &self,
-        topic: &str,
-        visit: &mut Visit<'_>,
-    ) -> Result<Option<u64>, StoreError>;
+    fn find_rev(&self, topic: &str, visit: &mut Visit<'_>) -> Result<Option<u64>, StoreError>;
     /// Applies a batch in one transaction; `durable` = fsync before return.
     fn write(&self, writes: &mut [TopicWrite], durable: bool) -> Result<(), StoreError>;
     /// Saves a topic record durably.

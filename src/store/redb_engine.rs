@@ -151,11 +151,7 @@ impl Engine for RedbEngine {
             .flatten())
     }
 
-    fn find_rev(
-        &self,
-        topic: &str,
-        visit: &mut Visit<'_>,
-    ) -> Result<Option<u64>, StoreError> {
+    fn find_rev(&self, topic: &str, visit: &mut Visit<'_>) -> Result<Option<u64>, StoreError> {
         Ok(self
             .read_events(topic, |table| {
                 for item in table.iter().map_err(|e| self.err(e))?.rev() {

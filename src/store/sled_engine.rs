@@ -151,11 +151,7 @@ impl Engine for SledEngine {
             .map(|v| v.to_vec()))
     }
 
-    fn find_rev(
-        &self,
-        topic: &str,
-        visit: &mut Visit<'_>,
-    ) -> Result<Option<u64>, StoreError> {
+    fn find_rev(&self, topic: &str, visit: &mut Visit<'_>) -> Result<Option<u64>, StoreError> {
         for item in self.tree(topic)?.iter().rev() {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let seq = codec::seq_from_key(&k)?;
