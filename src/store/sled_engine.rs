@@ -8,6 +8,12 @@
 //! fsyncs its whole log, so one flush after a batch makes every tree's
 //! writes durable: group commit works the same way as with redb.
 //!
+//! sled's own `flush` is not enough for "acknowledged means stored": on
+//! Linux it ends with `sync_file_range`, which survives a killed process but
+//! neither flushes the drive's cache nor the file's metadata, so a power cut
+//! can lose what it "flushed". [`SledEngine::durable`] adds an `fdatasync` of
+//! sled's data file, which is what makes a 201 durable on this engine.
+//!
 //! sled 0.34 can panic on some damaged files rather than return an error,
 //! so opening it is wrapped in `catch_unwind`: a damaged store stops
 //! start-up with an error naming the path, never a crash.
@@ -28,6 +34,8 @@ pub struct SledEngine {
     last_seq: sled::Tree,
     /// Open event trees: opening one is a lookup in sled's tree registry.
     trees: RwLock<HashMap<Arc<str>, sled::Tree>>,
+    /// sled's data file, opened again only to `fdatasync` it.
+    data_file: std::fs::File,
     path: PathBuf,
 }
 
@@ -67,7 +75,11 @@ impl SledEngine {
         let err = |e: sled::Error| StoreError::Io(format!("sled store {shown}: {e}"));
         let topics = db.open_tree("topics").map_err(err)?;
         let last_seq = db.open_tree("last_seq").map_err(err)?;
+        let data_path = path.join("db");
+        let data_file = std::fs::File::open(&data_path)
+            .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", data_path.display())))?;
         Ok(SledEngine {
+            data_file,
             db,
             topics,
             last_seq,
@@ -83,6 +95,14 @@ impl SledEngine {
             }
             e => StoreError::Io(format!("sled store {}: {e}", self.path.display())),
         }
+    }
+
+    /// sled's flush, then a real fsync of its data file.
+    fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| self.err(e))?;
+        self.data_file
+            .sync_data()
+            .map_err(|e| StoreError::Io(format!("sled store {}: fsync: {e}", self.path.display())))
     }
 
     fn tree(&self, topic: &str) -> Result<sled::Tree, StoreError> {
@@ -197,7 +217,7 @@ impl Engine for SledEngine {
             }
         }
         if durable {
-            self.db.flush().map_err(|e| self.err(e))?;
+            self.durable()?;
         }
         Ok(())
     }
@@ -206,8 +226,7 @@ impl Engine for SledEngine {
         self.topics
             .insert(id.as_bytes(), value)
             .map_err(|e| self.err(e))?;
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
+        self.durable()
     }
 
     fn delete_topic(&self, id: &str) -> Result<(), StoreError> {
@@ -219,12 +238,10 @@ impl Engine for SledEngine {
         self.db
             .drop_tree(events_name(id))
             .map_err(|e| self.err(e))?;
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
+        self.durable()
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
+        self.durable()
     }
 }
