@@ -199,12 +199,13 @@ async fn main() {
         );
     }
 
-    // Disk use after 1,000,000 x 256-byte events with a 5,000-event cap.
+    // Disk use after 1,000,000 x 256-byte events with a 5,000-event cap, in
+    // the default (sync) durability mode.
     {
         let dir = tempfile::tempdir_in(&root).expect("tempdir");
         let total = 1_000_000usize;
         let (apparent, allocated, rate) = {
-            let server = open(dir.path(), engine, DurabilityMode::Relaxed).await;
+            let server = open(dir.path(), engine, DurabilityMode::Sync).await;
             let hub = server.hub().clone();
             let ts = topics(
                 &hub,
@@ -232,7 +233,7 @@ async fn main() {
             (a, b, rate)
         };
         println!(
-            "{name}: disk after {total} x 256 B events, cap 5,000 (relaxed, {rate:.0}/s): apparent {}, allocated {}",
+            "{name}: disk after {total} x 256 B events, cap 5,000 (sync, {rate:.0}/s): apparent {}, allocated {}",
             mib(apparent),
             mib(allocated)
         );

@@ -228,7 +228,7 @@ pub struct DiskStore {
     engine: Arc<dyn Engine>,
     /// Ids of the persistent topics, mirrored in the manifest file.
     manifest: Mutex<std::collections::BTreeSet<String>>,
-    tx: Mutex<mpsc::Sender<Msg>>,
+    tx: mpsc::Sender<Msg>,
     settings: DiskSettings,
     /// Held for the store's lifetime: a second process fails to take it.
     _lock: File,
@@ -305,7 +305,7 @@ impl DiskStore {
         Ok(Arc::new(DiskStore {
             engine,
             manifest: Mutex::new(manifest),
-            tx: Mutex::new(tx),
+            tx,
             settings,
             _lock: lock,
         }))
@@ -317,7 +317,6 @@ impl DiskStore {
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
         self.tx
-            .lock()
             .send(msg)
             .map_err(|_| StoreError::Io("the store writer has stopped".into()))
     }
@@ -378,7 +377,7 @@ impl Store for DiskStore {
         self.send(Msg::Register(shared.clone()))?;
         Ok(Arc::new(DiskLog {
             engine: self.engine.clone(),
-            tx: Mutex::new(self.tx.lock().clone()),
+            tx: self.tx.clone(),
             shared,
         }))
     }
@@ -455,14 +454,14 @@ fn write_manifest(dir: &Path, ids: &std::collections::BTreeSet<String>) -> Resul
 
 pub struct DiskLog {
     engine: Arc<dyn Engine>,
-    tx: Mutex<mpsc::Sender<Msg>>,
+    tx: mpsc::Sender<Msg>,
     shared: Arc<LogShared>,
 }
 
 impl TopicLog for DiskLog {
     fn append(&self, event: StoredEvent) -> Commit {
         let (done, wait) = oneshot::channel();
-        let sent = self.tx.lock().send(Msg::Append {
+        let sent = self.tx.send(Msg::Append {
             log: self.shared.clone(),
             event,
             done,
@@ -533,7 +532,6 @@ impl TopicLog for DiskLog {
         // twice (store.delete_topic, then destroy) is harmless.
         let (done, wait) = mpsc::channel();
         self.tx
-            .lock()
             .send(Msg::Delete {
                 id: self.shared.topic.to_string(),
                 done,
