@@ -49,6 +49,7 @@ both_engines!(
     replay_seam_under_concurrent_publishing,
     delete_removes_messages_from_disk,
     relaxed_mode_publishes_and_replays,
+    shutdown_flushes_relaxed_writes,
     startup_refuses_a_second_process,
     startup_refuses_a_corrupt_store,
 );
@@ -520,6 +521,33 @@ async fn relaxed_mode_publishes_and_replays(engine: &str) {
         (1..=160).collect::<Vec<_>>()
     );
     server.stop().await;
+}
+
+/// Relaxed mode with an hour between fsyncs: only the flush at graceful
+/// shutdown can make these events survive the restart.
+async fn shutdown_flushes_relaxed_writes(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = process_env(engine);
+    env.push(("SSER_KV_DURABILITY", "relaxed".to_string()));
+    env.push(("SSER_KV_FLUSH_INTERVAL", "1h".to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut server = ServerProcess::start(dir.path(), &env);
+    let api = server.api();
+    let (topic, token) = api.create_topic(json!({"pubsub": {"persist": true}})).await;
+    for i in 0..50 {
+        api.publish_ok(&topic, json!({"message": i})).await;
+    }
+    assert!(server.terminate().success());
+    let server = ServerProcess::start(dir.path(), &env);
+    let api = server.api();
+    assert_eq!(
+        history_ids(&api, &topic, &token, 50).await,
+        (1..=50).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        api.publish_ok(&topic, json!({"message": "next"})).await,
+        "51"
+    );
 }
 
 async fn startup_refuses_a_second_process(engine: &str) {
