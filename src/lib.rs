@@ -12,6 +12,7 @@
 //! | [`metrics`] | counters behind `/api/v1/metrics` |
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
+//! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
 //!
 //! # The path of one event
 //!
@@ -31,6 +32,7 @@ pub mod readiness;
 pub mod secret;
 pub mod sse;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub enum StartError {
         path: String,
         source: store::StoreError,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -71,6 +75,9 @@ pub enum StartError {
 pub struct Server {
     config: Config,
     listener: TcpListener,
+    /// The HTTPS listener, when `server.ssl.enabled`.
+    tls: Option<tls::Tls>,
+    tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
@@ -125,11 +132,18 @@ impl Server {
                 .metrics_access_token
                 .clone()
                 .unwrap_or_else(secret::Secret::generate),
-            readiness,
+            readiness: readiness.clone(),
         });
+        let tls = match config.server.ssl.enabled.0 {
+            true => Some(tls::Tls::bind(&config, &readiness).await?),
+            false => None,
+        };
+        let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
         Ok(Server {
             config,
             listener,
+            tls,
+            tls_addr,
             hub,
             state,
             shutdown,
@@ -140,6 +154,11 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or(self.config.server.addr.0)
+    }
+
+    /// The bound HTTPS address, when TLS is enabled.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Cancel this token to shut the server down gracefully.
@@ -155,7 +174,7 @@ impl Server {
     /// false, the listener stops accepting, every stream is told and ended,
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
-    pub async fn run(self) -> Result<(), StartError> {
+    pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &self.config);
         // Small SSE writes must not wait for Nagle; and a peer that stops
         // acknowledging data for two heartbeats is cut by the kernel, so a
@@ -166,10 +185,38 @@ impl Server {
             let _ = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(user_timeout));
         });
         let shutdown = self.shutdown.clone();
-        let serve = axum::serve(listener, app)
+        // With TLS on, the API moves to the TLS listener and the plain one
+        // serves what `tls::redirect` describes.
+        let (plain_app, tls_task) = match self.tls.take() {
+            Some(tls) => {
+                let plain = tls.plain_router(app.clone());
+                let task = tls.start(
+                    app,
+                    self.state.readiness.clone(),
+                    shutdown.clone(),
+                    user_timeout,
+                );
+                (plain, Some(task))
+            }
+            None => (app, None),
+        };
+        let tls_abort = tls_task.as_ref().map(|t| t.abort_handle());
+        // `into_make_service` finalizes the router once; serving a bare
+        // `Router` rebuilds (deep-clones) every route for each connection,
+        // which cost ~12 KB per idle SSE connection. (`tls::serve` finalizes
+        // once too, and clones the result, an `Arc`, per connection.)
+        let plain = axum::serve(listener, plain_app.into_make_service())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
-        let mut serve = tokio::spawn(serve);
+        let mut serve = tokio::spawn(async move {
+            match tls_task {
+                None => plain.await,
+                Some(tls) => {
+                    let tls = async { tls.await.map_err(std::io::Error::other)? };
+                    tokio::try_join!(plain, tls).map(|_| ())
+                }
+            }
+        });
 
         tokio::select! {
             result = &mut serve => {
@@ -189,6 +236,9 @@ impl Server {
             Ok(_) => tracing::info!("all connections closed"),
             Err(_) => {
                 serve.abort();
+                if let Some(tls) = &tls_abort {
+                    tls.abort();
+                }
                 tracing::warn!(
                     "connections still open after {}; closing them",
                     humantime::format_duration(bound)

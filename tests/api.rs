@@ -181,6 +181,13 @@ async fn auth_failures_never_echo_tokens() {
                 .bearer_auth(&token),
             "list, topic token",
         ),
+        (
+            // The API token is honoured in the header only, never the query.
+            server.http.get(server.url(&format!(
+                "/api/v1/pubsubs/{id}/events?access_token={API_TOKEN}"
+            ))),
+            "subscribe, API token in query",
+        ),
     ];
     for (req, what) in cases {
         let resp = req.send().await.unwrap();
@@ -271,6 +278,10 @@ async fn publish_validation_errors_change_nothing() {
             "long id",
         ),
         (r#"{"event":{"id":5,"message":"x"}}"#.into(), "numeric id"),
+        (
+            r#"{"event":{"id":"earliest","message":"x"}}"#.into(),
+            "reserved id",
+        ),
     ];
     for (body, what) in &bad_bodies {
         let resp = server
@@ -626,5 +637,70 @@ async fn health_readiness_request_ids_and_unknown_paths() {
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], 404);
+    server.stop().await;
+}
+
+/// Failures axum detects before a handler runs are JSON errors too.
+#[tokio::test]
+async fn framework_rejections_are_json() {
+    let server = TestServer::start().await;
+    let resp = server
+        .http
+        .put(server.url("/api/v1/pubsubs"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.headers()["allow"].to_str().unwrap().contains("POST"));
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 405);
+    assert_eq!(v["error"]["message"], "method not allowed");
+
+    let (id, _) = server.create_topic(json!({})).await;
+    let resp = server
+        .http
+        .get(server.url(&format!(
+            "/api/v1/pubsubs/{id}/events?access_token=a&access_token=b"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 400);
+    server.stop().await;
+}
+
+/// Per-topic retention fills unset limits from the defaults, and no request
+/// can make an in-memory topic hold more than `historySize`.
+#[tokio::test]
+async fn topic_retention_cannot_unbound_memory() {
+    let server = TestServer::start_with(|c| c.pubsub.history_size = sser::config::Count(5)).await;
+    for retention in [
+        json!({}),
+        json!({"max_age": 60_000}),
+        json!({"max_events": 1_000_000}),
+    ] {
+        let (id, _) = server
+            .create_topic(json!({"pubsub": {"retention": retention}}))
+            .await;
+        for i in 0..20 {
+            server.publish_ok(&id, json!({"message": i})).await;
+        }
+        let v: Value = server
+            .http
+            .get(server.url(&format!("/api/v1/pubsubs/{id}")))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["pubsub"]["history_events"], 5, "retention {retention}");
+    }
     server.stop().await;
 }

@@ -367,3 +367,30 @@ async fn heartbeats_arrive_and_the_stream_opens_at_once() {
     assert!(text.starts_with("retry: 1500\n"), "{text}");
     server.stop().await;
 }
+
+/// Ids can repeat: a publisher may reuse its own ids or pick one that equals
+/// a server-assigned sequence. Resuming after an ambiguous id may repeat
+/// events, but never skips one.
+#[tokio::test]
+async fn resume_after_an_ambiguous_id_never_skips() {
+    let server = TestServer::start().await;
+    let (id, token) = server.create_topic(json!({})).await;
+    let mut ids = Vec::new();
+    for m in ["a", "b", "c"] {
+        ids.push(server.publish_ok(&id, json!({"message": m})).await);
+    }
+    assert_eq!(ids[0], "1");
+    ids.push(
+        server
+            .publish_ok(&id, json!({"id": "1", "message": "d"}))
+            .await,
+    );
+    ids.push(server.publish_ok(&id, json!({"message": "e"})).await);
+    // A client that saw the server's event "1" resumes: it must get b..e.
+    let mut s = server
+        .subscribe_with(&id, &token, &[("Last-Event-ID", "1")])
+        .await;
+    let got: Vec<String> = s.take(4).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(got, ["b", "c", "d", "e"]);
+    server.stop().await;
+}
