@@ -752,3 +752,136 @@ impl Writer {
         }
     }
 }
+
+/// The same conformance checks for every engine, through the traits only.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn record(id: &str, retention: Retention) -> TopicRecord {
+        TopicRecord {
+            id: id.to_string(),
+            token: Secret::new("token"),
+            persist: true,
+            created_at_ms: 1,
+            retention,
+        }
+    }
+
+    fn event(seq: u64, id: &str) -> StoredEvent {
+        StoredEvent {
+            seq,
+            id: Arc::from(id),
+            frame: bytes::Bytes::from(format!("id: {id}\ndata: {seq}\n\n")),
+            published_at_ms: super::super::now_ms(),
+        }
+    }
+
+    async fn append(log: &Arc<dyn TopicLog>, e: StoredEvent) {
+        match log.append(e) {
+            Commit::Done => {}
+            Commit::Pending(f) => f.await.unwrap(),
+        }
+    }
+
+    fn open(dir: &Path, engine: EngineKind) -> Arc<DiskStore> {
+        DiskStore::open(DiskSettings {
+            dir: dir.to_path_buf(),
+            engine,
+            durability: Durability::Sync,
+        })
+        .unwrap()
+    }
+
+    async fn conformance(engine: EngineKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), engine);
+        let rec = record(
+            "t1",
+            Retention {
+                max_events: Some(5),
+                ..Retention::default()
+            },
+        );
+        store.save_topic(&rec).unwrap();
+        let log = store.open_log(&rec).unwrap();
+        assert_eq!(log.bounds(), None);
+        assert_eq!(log.last_seq(), 0);
+        for seq in 1..=8 {
+            let id = if seq == 6 {
+                "custom".to_string()
+            } else {
+                seq.to_string()
+            };
+            append(&log, event(seq, &id)).await;
+        }
+        assert_eq!(log.bounds(), Some((4, 8)));
+        assert_eq!(log.usage().0, 5);
+        assert_eq!(log.last_seq(), 8);
+        let seqs: Vec<u64> = log
+            .read_after(5, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![6, 7, 8]);
+        assert_eq!(log.read_after(0, 2).unwrap().len(), 2);
+        assert_eq!(log.read_after(u64::MAX, 2).unwrap().len(), 0);
+        assert_eq!(log.find("custom").unwrap(), Some(6));
+        assert_eq!(log.find("7").unwrap(), Some(7));
+        assert_eq!(log.find("6").unwrap(), None, "seq 6 has a publisher id");
+        assert_eq!(log.find("2").unwrap(), None, "trimmed");
+        assert_eq!(&*log.read_after(5, 1).unwrap()[0].id, "custom");
+        store.flush().unwrap();
+
+        // Reopen: same records, same history, same sequence.
+        drop(log);
+        drop(store);
+        let store = reopen(dir.path(), engine).await;
+        let records = store.load_topics().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].retention.max_events, Some(5));
+        assert!(records[0].token.matches("token"));
+        let log = store.open_log(&records[0]).unwrap();
+        assert_eq!(log.bounds(), Some((4, 8)));
+        assert_eq!(log.last_seq(), 8);
+
+        // Destroy drops everything, including the stored sequence.
+        store.delete_topic("t1").unwrap();
+        log.destroy().unwrap();
+        assert!(log.read_after(0, 10).unwrap().is_empty());
+        assert!(store.load_topics().unwrap().is_empty());
+        let log = store.open_log(&rec).unwrap();
+        assert_eq!((log.bounds(), log.last_seq()), (None, 0));
+    }
+
+    /// The previous store's writer thread closes the engine's files just
+    /// after the last handle goes; wait for it (with a deadline).
+    async fn reopen(dir: &Path, engine: EngineKind) -> Arc<DiskStore> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match DiskStore::open(DiskSettings {
+                dir: dir.to_path_buf(),
+                engine,
+                durability: Durability::Sync,
+            }) {
+                Ok(store) => return store,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "reopen: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn redb_conformance() {
+        conformance(EngineKind::Redb).await;
+    }
+
+    #[tokio::test]
+    async fn sled_conformance() {
+        conformance(EngineKind::Sled).await;
+    }
+}
