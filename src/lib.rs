@@ -60,6 +60,11 @@ pub enum StartError {
     },
     #[error("cannot open the store: {0}")]
     Hub(#[from] hub::HubError),
+    #[error("cannot open the persistent store (kv.dsn / SSER_KV_DSN = {path}): {source}")]
+    Store {
+        path: String,
+        source: store::StoreError,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("server failed: {0}")]
@@ -88,9 +93,28 @@ impl Server {
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
+        let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
+            let settings = config.kv.disk_settings();
+            let path = settings.dir.display().to_string();
+            // Opening may read the whole registry: keep it off the runtime.
+            let opened =
+                tokio::task::spawn_blocking(move || store::disk::DiskStore::open(settings))
+                    .await
+                    .map_err(|e| store::StoreError::Io(format!("store open task failed: {e}")))
+                    .and_then(|r| r);
+            let disk = opened.map_err(|source| StartError::Store { path, source })?;
+            tracing::info!(
+                engine = disk.settings().engine.name(),
+                durability = ?disk.settings().durability,
+                "persistent store open"
+            );
+            Some(disk)
+        } else {
+            None
+        };
         let hub = Hub::new(
             HubSettings::from_config(&config),
-            None,
+            store,
             &config.pubsub.static_pub_subs,
             metrics,
             shutdown.child_token(),

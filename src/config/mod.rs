@@ -19,6 +19,7 @@ use figment::value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::store::disk::{DiskSettings, Durability, EngineKind};
 pub use values::{Bytes, Count, Flag, ListenAddr, Span};
 
 /// Environment variable → configuration key. SSER's names first.
@@ -42,6 +43,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_SSL_RELOAD_INTERVAL", "server.ssl.reloadInterval"),
     ("SSER_SSL_API_OVER_HTTP", "server.ssl.apiOverHttp"),
     ("SSER_KV_DSN", "kv.dsn"),
+    ("SSER_KV_ENGINE", "kv.engine"),
+    ("SSER_KV_DURABILITY", "kv.durability"),
+    ("SSER_KV_FLUSH_INTERVAL", "kv.flushInterval"),
+    ("SSER_KV_RETENTION_MAX_EVENTS", "kv.retention.maxEvents"),
+    ("SSER_KV_RETENTION_MAX_AGE", "kv.retention.maxAge"),
+    ("SSER_KV_RETENTION_MAX_BYTES", "kv.retention.maxBytes"),
     ("SSER_CORS_ALLOWED_ORIGINS", "server.cors.allowedOrigins"),
     ("SSER_MAX_REQUEST_BODY_SIZE", "server.maxRequestBodySize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
@@ -234,8 +241,77 @@ pub struct StaticPubSub {
 pub struct KvConfig {
     /// Enables persistent topics (`SSER_PERSISTENT_STORE_ENABLED`).
     pub enabled: Flag,
-    /// Where the persistent store lives.
+    /// The directory of the persistent store (`SSER_KV_DSN`). It holds topic
+    /// tokens: keep it as private as the configuration.
     pub dsn: PathBuf,
+    /// `redb` (default) or `sled` (`SSER_KV_ENGINE`). The store remembers
+    /// which engine wrote it; start-up refuses a mismatch.
+    pub engine: EngineKind,
+    /// `sync` (default): a 201 on publish means the event is fsynced
+    /// (concurrent publishes share one fsync). `relaxed`: a 201 means written,
+    /// fsynced within `flushInterval` (`SSER_KV_DURABILITY`).
+    pub durability: DurabilityMode,
+    /// How often relaxed mode fsyncs (`SSER_KV_FLUSH_INTERVAL`).
+    pub flush_interval: Span,
+    /// Default history limits of persistent topics; a topic created with its
+    /// own `retention` uses that instead.
+    pub retention: KvRetention,
+}
+
+/// See [`KvConfig::durability`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    Sync,
+    Relaxed,
+}
+
+/// Retention defaults for persistent topics; `0` means no limit of that kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KvRetention {
+    /// Newest events kept per topic (`SSER_KV_RETENTION_MAX_EVENTS`).
+    pub max_events: Count,
+    /// Events older than this are dropped (`SSER_KV_RETENTION_MAX_AGE`).
+    pub max_age: Span,
+    /// Frame bytes kept per topic (`SSER_KV_RETENTION_MAX_BYTES`).
+    pub max_bytes: Bytes,
+}
+
+impl Default for KvRetention {
+    fn default() -> Self {
+        KvRetention {
+            max_events: Count(10_000),
+            max_age: Span(std::time::Duration::ZERO),
+            max_bytes: Bytes(0),
+        }
+    }
+}
+
+impl KvRetention {
+    pub fn to_retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_events: Some(self.max_events.0).filter(|&n| n > 0),
+            max_age: Some(self.max_age.0).filter(|d| !d.is_zero()),
+            max_bytes: Some(self.max_bytes.0).filter(|&n| n > 0),
+        }
+    }
+}
+
+impl KvConfig {
+    /// The store settings this configuration asks for.
+    pub fn disk_settings(&self) -> DiskSettings {
+        DiskSettings {
+            dir: self.dsn.clone(),
+            engine: self.engine,
+            durability: match self.durability {
+                DurabilityMode::Sync => Durability::Sync,
+                DurabilityMode::Relaxed => Durability::Relaxed {
+                    interval: self.flush_interval.0,
+                },
+            },
+        }
+    }
 }
 
 impl Default for KvConfig {
@@ -243,6 +319,10 @@ impl Default for KvConfig {
         KvConfig {
             enabled: Flag(false),
             dsn: PathBuf::from("./_storage"),
+            engine: EngineKind::Redb,
+            durability: DurabilityMode::Sync,
+            flush_interval: Span(std::time::Duration::from_millis(100)),
+            retention: KvRetention::default(),
         }
     }
 }
@@ -440,6 +520,11 @@ impl Config {
                     topic.id
                 )));
             }
+        }
+        if self.kv.durability == DurabilityMode::Relaxed && self.kv.flush_interval.0.is_zero() {
+            return Err(ConfigError(
+                "kv.flushInterval (SSER_KV_FLUSH_INTERVAL) must be above zero in relaxed durability mode".into(),
+            ));
         }
         if !["auto", "pretty", "json"].contains(&self.log.format.as_str()) {
             return Err(ConfigError(format!(
@@ -700,6 +785,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.addr.to_string(), "0.0.0.0:7200");
+    }
+
+    #[test]
+    fn kv_keys_from_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::from_sources(
+            dir.path(),
+            &env(&[
+                ("SSER_PERSISTENT_STORE_ENABLED", "true"),
+                ("SSER_KV_ENGINE", "sled"),
+                ("SSER_KV_DURABILITY", "relaxed"),
+                ("SSER_KV_FLUSH_INTERVAL", "50ms"),
+                ("SSER_KV_RETENTION_MAX_EVENTS", "0"),
+                ("SSER_KV_RETENTION_MAX_AGE", "1h"),
+                ("SSER_KV_RETENTION_MAX_BYTES", "1MiB"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.kv.enabled.0);
+        assert_eq!(c.kv.engine, EngineKind::Sled);
+        let r = c.kv.retention.to_retention();
+        assert_eq!(r.max_events, None);
+        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(r.max_bytes, Some(1 << 20));
+        let err = Config::from_sources(dir.path(), &env(&[("SSER_KV_ENGINE", "rocksdb")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kv.engine (SSER_KV_ENGINE)"), "{err}");
     }
 
     #[test]

@@ -339,6 +339,141 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A client for a server reached over HTTP only (e.g. a [`ServerProcess`]):
+/// the same calls as [`TestServer`], without access to its hub.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates a topic; returns (id, token).
+    pub async fn create_topic(&self, body: Value) -> (String, String) {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/pubsubs"))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("create request");
+        assert_eq!(resp.status(), 201, "create topic");
+        let v: Value = resp.json().await.expect("create body");
+        (
+            v["pubsub"]["id"].as_str().expect("id").to_string(),
+            v["pubsub"]["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    pub async fn try_publish(
+        &self,
+        topic: &str,
+        event: Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({ "event": event }))
+            .send()
+            .await
+    }
+
+    /// Publishes and returns the id the server reports.
+    pub async fn publish_ok(&self, topic: &str, event: Value) -> String {
+        let resp = self
+            .try_publish(topic, event)
+            .await
+            .expect("publish request");
+        assert_eq!(resp.status(), 201, "publish");
+        let v: Value = resp.json().await.expect("publish body");
+        v["event"]["id"].as_str().expect("event id").to_string()
+    }
+
+    /// Subscribes with `?last_event_id=` (the EventSource-friendly form).
+    pub async fn subscribe_from(&self, topic: &str, token: &str, last_event_id: &str) -> SseStream {
+        let req = self
+            .http
+            .get(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .query(&[("last_event_id", last_event_id)])
+            .bearer_auth(token);
+        SseStream::open(req).await
+    }
+}
+
+impl TestServer {
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+impl ServerProcess {
+    pub fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs the binary expecting it to refuse to start: returns its exit
+    /// status and everything it wrote to stderr.
+    pub fn start_failing(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sser"));
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "127.0.0.1:0")
+            .env("SSER_API_ACCESS_TOKEN", API_TOKEN)
+            .env("SSER_METRICS_ACCESS_TOKEN", METRICS_TOKEN)
+            .env("SSER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sser");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sser did not exit although it was expected to refuse to start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, reader.join().unwrap_or_default())
+    }
+}
+
 /// A free loopback TCP port (bound, read, released: the caller binds it
 /// again at once, so a collision is unlikely and would fail loudly).
 pub fn free_port() -> u16 {
