@@ -49,6 +49,10 @@ impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
         match e {
             HubError::NotFound => ApiError::not_found("topic not found"),
+            HubError::Stopping => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down; retry on another node or later",
+            ),
             HubError::StaticTopic(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             HubError::PersistenceUnavailable => ApiError::bad_request(
                 "Persistent store is not available: start the server with SSER_PERSISTENT_STORE_ENABLED=true",

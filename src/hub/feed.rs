@@ -20,12 +20,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::WatchStream;
-use tokio_util::sync::CancellationToken;
 
-use super::topic::{LiveStart, Topic};
+use super::topic::{JoinRefused, LiveStart, Signal, Topic};
 use crate::metrics::Metrics;
 use crate::sse;
 use crate::store::{StoreError, StoredEvent};
@@ -81,11 +77,9 @@ enum Start {
     ReplayAfter(u64),
 }
 
-/// What every feed shares: heartbeats, shutdown, counters, stream settings.
+/// What every feed shares: counters and stream settings.
 #[derive(Clone)]
 pub(crate) struct FeedContext {
-    pub ticks: watch::Receiver<u64>,
-    pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
     pub retry_ms: u64,
 }
@@ -96,7 +90,10 @@ impl Subscription {
         resume: Resume,
         ctx: FeedContext,
     ) -> Result<Subscription, SubscribeError> {
-        let live = topic.join().ok_or(SubscribeError::Closed)?;
+        let live = topic.join().map_err(|refused| match refused {
+            JoinRefused::Closed => SubscribeError::Closed,
+            JoinRefused::Stopping => SubscribeError::Stopping,
+        })?;
         let (start, truncated) = match resume {
             Resume::Live => (Start::Live, false),
             Resume::Earliest => (Start::ReplayAfter(0), false),
@@ -165,15 +162,6 @@ impl Subscription {
                 Start::Live => None,
                 Start::ReplayAfter(_) => Some(CatchUp::Resume),
             };
-            // Heartbeat and shutdown waits are created once and stay
-            // registered across events: re-creating them per event took and
-            // released two locks shared by every subscriber, each time.
-            // (Ticks seen before the stream started are not owed to anyone.)
-            let mut ticks = ctx.ticks.clone();
-            ticks.borrow_and_update();
-            let mut ticks = WatchStream::from_changes(ticks);
-            let shutdown = ctx.shutdown.clone();
-            let mut shutdown = std::pin::pin!(shutdown.cancelled());
             loop {
                 if let Some(reason) = catch_up.take() {
                     // One batch in memory at a time, however long the replay.
@@ -207,36 +195,26 @@ impl Subscription {
                         }
                     }
                 }
-                tokio::select! {
-                    biased;
-                    received = rx.recv() => match received {
-                        Ok(delivery) => {
-                            if delivery.seq > cursor {
-                                cursor = delivery.seq;
-                                ctx.metrics.event_sent(delivery.frame.len());
-                                yield Ok(delivery.frame);
-                            }
+                match rx.recv().await {
+                    Ok(Signal::Event(delivery)) => {
+                        if delivery.seq > cursor {
+                            cursor = delivery.seq;
+                            ctx.metrics.event_sent(delivery.frame.len());
+                            yield Ok(delivery.frame);
                         }
-                        Err(RecvError::Lagged(_)) => {
-                            ctx.metrics.subscriber_lagged();
-                            catch_up = Some(CatchUp::Lagged);
-                        }
-                        Err(RecvError::Closed) => {
-                            yield Ok(sse::closed_frame());
-                            return;
-                        }
-                    },
-                    () = &mut shutdown => {
+                    }
+                    Ok(Signal::Heartbeat) => yield Ok(sse::heartbeat_frame()),
+                    Ok(Signal::Shutdown) => {
                         yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
                         return;
                     }
-                    tick = ticks.next() => {
-                        // The ticker only stops when the server does.
-                        if tick.is_none() {
-                            yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
-                            return;
-                        }
-                        yield Ok(sse::heartbeat_frame());
+                    Err(RecvError::Lagged(_)) => {
+                        ctx.metrics.subscriber_lagged();
+                        catch_up = Some(CatchUp::Lagged);
+                    }
+                    Err(RecvError::Closed) => {
+                        yield Ok(sse::closed_frame());
+                        return;
                     }
                 }
             }
@@ -327,6 +305,8 @@ impl Drop for SubscriberGuard {
 pub enum SubscribeError {
     #[error("topic is closed")]
     Closed,
+    #[error("the server is shutting down")]
+    Stopping,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -9,11 +9,11 @@ pub mod feed;
 pub mod topic;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use feed::{Resume, SubscribeError, Subscription};
@@ -73,6 +73,8 @@ pub enum HubError {
     NotFound,
     #[error("topic {0} is defined in configuration and cannot be deleted")]
     StaticTopic(String),
+    #[error("the server is shutting down")]
+    Stopping,
     #[error("Persistent store is not available")]
     PersistenceUnavailable,
     #[error(transparent)]
@@ -85,6 +87,8 @@ pub struct Hub {
     store: Option<Arc<dyn Store>>,
     metrics: Arc<Metrics>,
     feed: FeedContext,
+    /// Set when shutdown begins; topics registered after it start stopped.
+    stopping: AtomicBool,
 }
 
 impl Hub {
@@ -98,24 +102,8 @@ impl Hub {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Hub>, HubError> {
-        let (tick_tx, ticks) = watch::channel(0u64);
-        let ticker_shutdown = shutdown.clone();
-        let period = settings.tick;
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(period);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval.tick().await;
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => tick_tx.send_modify(|n| *n += 1),
-                    () = ticker_shutdown.cancelled() => break,
-                }
-            }
-        });
         let hub = Arc::new(Hub {
             feed: FeedContext {
-                ticks,
-                shutdown,
                 metrics: metrics.clone(),
                 retry_ms: settings.retry.as_millis() as u64,
             },
@@ -123,6 +111,7 @@ impl Hub {
             topics: RwLock::new(HashMap::new()),
             store,
             metrics,
+            stopping: AtomicBool::new(false),
         });
         if let Some(store) = &hub.store {
             for record in store.load_topics()? {
@@ -146,6 +135,7 @@ impl Hub {
             hub.register(&record, st.name.clone(), true, log)
                 .bump_sequence(seed);
         }
+        tokio::spawn(Hub::tick(Arc::downgrade(&hub), shutdown));
         Ok(hub)
     }
 
@@ -200,6 +190,10 @@ impl Hub {
             buffer: self.settings.subscriber_buffer,
         });
         self.topics.write().insert(topic.id.clone(), topic.clone());
+        // A topic created while the server stops must not keep a stream open.
+        if self.stopping.load(Ordering::SeqCst) {
+            topic.stop();
+        }
         topic
     }
 
@@ -209,6 +203,37 @@ impl Hub {
 
     pub fn settings(&self) -> &HubSettings {
         &self.settings
+    }
+
+    /// Heartbeats every `tick` to every topic with subscribers, and at
+    /// shutdown the stop notice. Both travel the topics' live channels (see
+    /// `topic::Signal`), so subscriber streams wait on nothing else.
+    async fn tick(hub: Weak<Hub>, shutdown: CancellationToken) {
+        let Some(period) = hub.upgrade().map(|h| h.settings.tick) else {
+            return;
+        };
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    let Some(hub) = hub.upgrade() else { return };
+                    for topic in hub.topics() {
+                        topic.heartbeat();
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    if let Some(hub) = hub.upgrade() {
+                        hub.stopping.store(true, Ordering::SeqCst);
+                        for topic in hub.topics() {
+                            topic.stop();
+                        }
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     /// Topic gauges for metrics, computed on read so publishing and
@@ -313,6 +338,7 @@ impl Hub {
             .await
             .map_err(|e| match e {
                 SubscribeError::Closed => HubError::NotFound,
+                SubscribeError::Stopping => HubError::Stopping,
                 SubscribeError::Store(e) => HubError::Store(e),
             })
     }

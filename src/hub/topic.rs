@@ -19,12 +19,25 @@ use crate::secret::Secret;
 use crate::sse;
 use crate::store::{Commit, Retention, StoreError, StoredEvent, TopicLog, now_ms};
 
-/// What the live channel carries: the event's place in the topic and its
-/// frame, shared by every subscriber.
+/// An event on its way out: its place in the topic and its frame, shared by
+/// every subscriber.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub seq: u64,
     pub frame: Bytes,
+}
+
+/// What a topic's live channel carries. Heartbeats and the shutdown notice
+/// travel the same channel as events, so a subscriber stream waits on one
+/// thing only: no per-event polling of shared timers or tokens, and the
+/// shutdown notice arrives after every event queued before it.
+#[derive(Debug, Clone)]
+pub enum Signal {
+    Event(Delivery),
+    /// Time for a keep-alive comment.
+    Heartbeat,
+    /// The server is stopping: end the stream.
+    Shutdown,
 }
 
 /// An event that has passed validation and can go on the wire as it is.
@@ -93,30 +106,43 @@ pub struct Topic {
 struct TopicState {
     next_seq: u64,
     closed: bool,
-    /// Created when the first subscriber arrives and dropped when a publish
+    /// Set once the server is stopping: no new subscribers.
+    stopping: bool,
+    /// Created when the first subscriber arrives and dropped when a send
     /// finds nobody listening, so idle topics cost no buffer memory.
-    live: Option<broadcast::Sender<Delivery>>,
+    live: Option<broadcast::Sender<Signal>>,
     /// Events appended to a durable log whose commit is still in flight,
     /// in sequence order; released to `live` once committed.
     pending: VecDeque<Delivery>,
 }
 
 impl TopicState {
-    fn fan_out(&mut self, delivery: Delivery) {
+    fn send(&mut self, signal: Signal) {
         if let Some(live) = &self.live
-            && live.send(delivery).is_err()
+            && live.send(signal).is_err()
         {
             self.live = None;
         }
+    }
+
+    fn fan_out(&mut self, delivery: Delivery) {
+        self.send(Signal::Event(delivery));
     }
 }
 
 /// Where a new subscriber's live stream starts, taken atomically with its
 /// receiver so nothing published in between is missed.
 pub(crate) struct LiveStart {
-    pub rx: broadcast::Receiver<Delivery>,
+    pub rx: broadcast::Receiver<Signal>,
     /// Every event after this sequence will arrive on `rx`.
     pub after: u64,
+}
+
+/// Why a subscriber could not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinRefused {
+    Closed,
+    Stopping,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +180,7 @@ impl Topic {
             state: Mutex::new(TopicState {
                 next_seq: init.next_seq,
                 closed: false,
+                stopping: false,
                 live: None,
                 pending: VecDeque::new(),
             }),
@@ -261,11 +288,15 @@ impl Topic {
         Ok(published)
     }
 
-    /// Joins the live stream. `None` once the topic is closed.
-    pub(crate) fn join(&self) -> Option<LiveStart> {
+    /// Joins the live stream, unless the topic is closed or the server is
+    /// stopping.
+    pub(crate) fn join(&self) -> Result<LiveStart, JoinRefused> {
         let mut state = self.state.lock();
         if state.closed {
-            return None;
+            return Err(JoinRefused::Closed);
+        }
+        if state.stopping {
+            return Err(JoinRefused::Stopping);
         }
         let buffer = self.buffer;
         let rx = state
@@ -273,10 +304,23 @@ impl Topic {
             .get_or_insert_with(|| broadcast::channel(buffer).0)
             .subscribe();
         let first_unsent = state.pending.front().map_or(state.next_seq, |d| d.seq);
-        Some(LiveStart {
+        Ok(LiveStart {
             rx,
             after: first_unsent.saturating_sub(1),
         })
+    }
+
+    /// Asks every subscriber to write a keep-alive comment.
+    pub(crate) fn heartbeat(&self) {
+        self.state.lock().send(Signal::Heartbeat);
+    }
+
+    /// The server is stopping: subscribers get what is queued, then the
+    /// shutdown notice; nobody new may join.
+    pub(crate) fn stop(&self) {
+        let mut state = self.state.lock();
+        state.stopping = true;
+        state.send(Signal::Shutdown);
     }
 
     /// Moves the sequence forward to at least `at_least`.
