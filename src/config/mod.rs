@@ -141,7 +141,7 @@ impl Default for CorsConfig {
     }
 }
 
-/// HTTPS (see `crate::tls` and docs/tls.md). With `enabled`, `server.sslAddr`
+/// HTTPS (see `crate::tls` and the README's HTTPS section). With `enabled`, `server.sslAddr`
 /// serves the API over TLS (HTTP/2 and HTTP/1.1) and `server.addr` serves ACME
 /// http-01 challenges, `/healthz`, `/readyz` and 308 redirects to https.
 #[derive(Debug, Clone, Serialize, Deserialize)]
