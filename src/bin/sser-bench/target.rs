@@ -63,11 +63,18 @@ fn fill(template: &str, topic: &str) -> String {
 impl Target {
     /// Creates (our API) or names (generic) `count` topics.
     pub async fn setup(spec: &TargetSpec, count: usize) -> Result<Target, String> {
-        let sub_headers = spec
+        let mut sub_headers = spec
             .sub_headers
             .iter()
             .map(|h| parse_header(h))
             .collect::<Result<Vec<_>, _>>()?;
+        // What EventSource sends; nchan answers 403 without it.
+        if !sub_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        {
+            sub_headers.push(("Accept".into(), "text/event-stream".into()));
+        }
         let mut pub_headers = spec
             .pub_headers
             .iter()
@@ -171,7 +178,6 @@ impl Target {
                 .to_string();
             let mut headers = sub_headers.clone();
             headers.push(("Authorization".into(), format!("Bearer {token}")));
-            headers.push(("Accept".into(), "text/event-stream".into()));
             topics.push(TopicRef {
                 sub_path: format!("{}/{id}/events", url.path),
                 pub_path: format!("{}/{id}/events", url.path),
