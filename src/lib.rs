@@ -142,7 +142,10 @@ impl Server {
             let _ = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(user_timeout));
         });
         let shutdown = self.shutdown.clone();
-        let serve = axum::serve(listener, app)
+        // `into_make_service` finalizes the router once; serving a bare
+        // `Router` rebuilds (deep-clones) every route for each connection,
+        // which cost ~12 KB per idle SSE connection.
+        let serve = axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
         let mut serve = tokio::spawn(serve);

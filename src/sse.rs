@@ -22,6 +22,8 @@ pub enum FieldError {
     Nul,
     #[error("must be at most {MAX_FIELD_LEN} bytes")]
     TooLong,
+    #[error("is reserved: `earliest` asks a stream to replay all history")]
+    Reserved,
 }
 
 /// Checks an `id` or `event` value. NUL is refused too: browsers ignore an

@@ -558,6 +558,38 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("_config");
+        let c = Config::from_sources(&dir, &env(&[])).unwrap();
+        assert_eq!(c.server.addr.0.port(), 8889);
+        assert_eq!(c.log.format, "pretty");
+        let c = Config::from_sources(
+            &dir,
+            &env(&[
+                ("APP_ENV", "production"),
+                ("SSER_API_ACCESS_TOKEN", "a"),
+                ("SSER_METRICS_ACCESS_TOKEN", "b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.addr.0.port(), 80);
+        assert_eq!(c.server.ssl_addr.0.port(), 443);
+        assert_eq!(c.log.format, "json");
+    }
+
+    #[test]
+    fn every_environment_variable_is_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let yaml = std::fs::read_to_string(root.join("_config/base.yaml")).unwrap();
+        for (var, key) in ENV_VARS {
+            assert!(readme.contains(var), "README lacks {var}");
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(yaml.contains(leaf), "_config/base.yaml lacks {key}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let err = Config::from_sources(dir.path(), &env(&[("PORT", "eighty")]))

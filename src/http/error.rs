@@ -3,7 +3,7 @@
 //! (SSER's shape, without ever echoing a token back).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -67,4 +67,35 @@ impl From<HubError> for ApiError {
 /// JSON for unknown paths, instead of an empty 404.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
+}
+
+/// Axum answers some failures itself, before any handler runs: 405 with an
+/// empty body, or a plain-text 400 for a malformed path or query string.
+/// This rewraps every error response that is not already JSON in the API's
+/// error shape, keeping axum's explanation and its headers (a 405 still
+/// carries `Allow`).
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut wrapped = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    wrapped.headers_mut().extend(parts.headers);
+    wrapped
 }

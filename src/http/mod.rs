@@ -58,38 +58,39 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .fallback(error::not_found)
         .with_state(state);
 
-    api.layer(DefaultBodyLimit::max(
-        config.server.max_request_body_size.0 as usize,
-    ))
-    .layer(CatchPanicLayer::custom(|_| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; the request may not have been applied",
+    api.layer(axum::middleware::map_response(error::json_errors))
+        .layer(DefaultBodyLimit::max(
+            config.server.max_request_body_size.0 as usize,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the request may not have been applied",
+            )
+            .into_response()
+        }))
+        .layer(cors(config))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let request_id = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("-");
+                    // The path only: the query may hold an access token.
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id,
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .into_response()
-    }))
-    .layer(cors(config))
-    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-    .layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|req: &Request<_>| {
-                let request_id = req
-                    .extensions()
-                    .get::<RequestId>()
-                    .and_then(|id| id.header_value().to_str().ok())
-                    .unwrap_or("-");
-                // The path only: the query may hold an access token.
-                tracing::info_span!(
-                    "request",
-                    method = %req.method(),
-                    path = %req.uri().path(),
-                    request_id,
-                )
-            })
-            .on_request(())
-            .on_response(DefaultOnResponse::new().level(Level::INFO)),
-    )
-    .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
 }
 
 /// CORS for browsers on other origins. `*` reflects the caller's origin so

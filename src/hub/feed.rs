@@ -28,6 +28,10 @@ use crate::metrics::Metrics;
 use crate::sse;
 use crate::store::{StoreError, StoredEvent};
 
+/// The comment that ends every stream when the server stops; EventSource
+/// reconnects after its `retry:` delay, to this server or another.
+const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
+
 /// Events read from history per batch during replay.
 const REPLAY_BATCH: usize = 512;
 
@@ -196,15 +200,17 @@ impl Subscription {
                             return;
                         }
                     },
+                    () = ctx.shutdown.cancelled() => {
+                        yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
+                        return;
+                    }
                     changed = ctx.ticks.changed() => {
+                        // The ticker only stops when the server does.
                         if changed.is_err() {
+                            yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
                             return;
                         }
                         yield Ok(sse::heartbeat_frame());
-                    }
-                    () = ctx.shutdown.cancelled() => {
-                        yield Ok(sse::comment_frame("server shutting down; reconnect"));
-                        return;
                     }
                 }
             }

@@ -153,6 +153,24 @@ impl Hub {
         }
     }
 
+    /// A topic's retention: what it asked for, with every unset limit taken
+    /// from the defaults. In-memory history never exceeds `historySize`, so
+    /// no request can make the server's memory unbounded.
+    fn retention_for(&self, persist: bool, requested: Option<Retention>) -> Retention {
+        let default = self.default_retention();
+        let requested = requested.unwrap_or_default();
+        let mut retention = Retention {
+            max_events: requested.max_events.or(default.max_events),
+            max_age: requested.max_age.or(default.max_age),
+            max_bytes: requested.max_bytes.or(default.max_bytes),
+        };
+        if !persist {
+            let cap = self.settings.history_size;
+            retention.max_events = Some(retention.max_events.map_or(cap, |n| n.min(cap)));
+        }
+        retention
+    }
+
     fn register(
         &self,
         record: &TopicRecord,
@@ -219,7 +237,7 @@ impl Hub {
             token: Secret::generate(),
             persist: new.persist,
             created_at_ms: now_ms(),
-            retention: new.retention.unwrap_or_else(|| self.default_retention()),
+            retention: self.retention_for(new.persist, new.retention),
         };
         let log: Arc<dyn TopicLog> = if new.persist {
             let store = self.store.clone().ok_or(HubError::PersistenceUnavailable)?;

@@ -56,6 +56,13 @@ impl NewEvent {
                 sse::check_field(value).map_err(|reason| InvalidEvent { field, reason })?;
             }
         }
+        // An event with this id could never be resumed after.
+        if id.as_deref() == Some(super::Resume::EARLIEST) {
+            return Err(InvalidEvent {
+                field: "id",
+                reason: sse::FieldError::Reserved,
+            });
+        }
         Ok(NewEvent { id, kind, data })
     }
 }

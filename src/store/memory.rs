@@ -68,12 +68,7 @@ impl TopicLog for MemoryLog {
 
     fn find(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let ring = self.inner.lock();
-        Ok(ring
-            .events
-            .iter()
-            .rev()
-            .find(|e| &*e.id == id)
-            .map(|e| e.seq))
+        Ok(ring.events.iter().find(|e| &*e.id == id).map(|e| e.seq))
     }
 
     fn bounds(&self) -> Option<(u64, u64)> {

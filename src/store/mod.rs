@@ -77,7 +77,11 @@ pub trait TopicLog: Send + Sync {
     /// disk: the hub calls it outside every lock.
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// The sequence of the newest event with this id still held, if any.
+    /// The sequence of the OLDEST event with this id still held, if any.
+    /// Ids may repeat (publishers choose them, and may pick one that equals
+    /// a server-assigned sequence), and the hub cannot know which occurrence
+    /// a client saw; resuming after the oldest can repeat events but never
+    /// skips one.
     fn find(&self, id: &str) -> Result<Option<u64>, StoreError>;
 
     /// The oldest and newest sequence still held.

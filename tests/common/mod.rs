@@ -148,12 +148,12 @@ impl TestServer {
     }
 
     /// Polls `check` until it holds or the deadline passes.
-    pub async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    pub async fn wait_until<F, Fut>(&self, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        wait_until(what, || check()).await
+        wait_until(what, check).await
     }
 
     pub async fn stop(self) {

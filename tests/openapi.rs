@@ -1,0 +1,1197 @@
+//! Keeps `sdks/openapi/sser.yaml` true to the server.
+//!
+//! - The spec parses as OpenAPI 3.1 (typed, with `oas3`), every `$ref`
+//!   resolves, every example validates against its own schema.
+//! - The spec documents exactly the routes the router serves: [`ROUTES`] is
+//!   checked against the spec, against `src/http/mod.rs`, and against the
+//!   running server (none of them may answer with the fallback 404 or a 405).
+//! - Real responses from a real server (in-process, real sockets, no mocks)
+//!   have a documented status, the documented headers and content type, and a
+//!   body that validates against the documented schema.
+//!
+//! Schemas are checked by [`validate`], a small JSON Schema evaluator for the
+//! keywords the spec uses. It refuses any keyword it does not know, so the
+//! spec cannot silently grow a constraint this test skips.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sser::config::StaticPubSub;
+use sser::secret::Secret;
+
+const SPEC_TEXT: &str = include_str!("../sdks/openapi/sser.yaml");
+const ROUTER_SOURCE: &str = include_str!("../src/http/mod.rs");
+
+/// Every route `src/http/mod.rs` serves, as (method, OpenAPI path).
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/pubsubs"),
+    ("POST", "/api/v1/pubsubs"),
+    ("GET", "/api/v1/pubsubs/{id}"),
+    ("DELETE", "/api/v1/pubsubs/{id}"),
+    ("GET", "/api/v1/pubsubs/{id}/events"),
+    ("POST", "/api/v1/pubsubs/{id}/events"),
+    ("GET", "/api/v1/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+const STATIC_ID: &str = "status";
+const STATIC_TOKEN: &str = "static-topic-token";
+const BODY_LIMIT: u64 = 4096;
+
+// ---------------------------------------------------------------------------
+// The spec
+// ---------------------------------------------------------------------------
+
+struct Spec {
+    typed: oas3::Spec,
+    raw: Value,
+}
+
+fn spec() -> Spec {
+    let typed = oas3::from_yaml(SPEC_TEXT).expect("sser.yaml parses as an OpenAPI document");
+    let raw: Value = yaml_serde::from_str(SPEC_TEXT).expect("sser.yaml is YAML");
+    Spec { typed, raw }
+}
+
+impl Spec {
+    /// Follows `$ref`s (`#/...` JSON pointers into this document).
+    fn deref<'a>(&'a self, mut v: &'a Value) -> &'a Value {
+        for _ in 0..16 {
+            match v.get("$ref").and_then(Value::as_str) {
+                Some(r) => v = self.pointer(r),
+                None => return v,
+            }
+        }
+        panic!("$ref chain too long")
+    }
+
+    fn pointer(&self, r: &str) -> &Value {
+        let p = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("only local $refs are used: {r}"));
+        self.raw
+            .pointer(p)
+            .unwrap_or_else(|| panic!("$ref {r} does not resolve"))
+    }
+
+    fn operation(&self, method: &str, path: &str) -> &Value {
+        self.raw["paths"]
+            .get(path)
+            .and_then(|item| item.get(method.to_ascii_lowercase()))
+            .unwrap_or_else(|| panic!("{method} {path} is not in sser.yaml"))
+    }
+
+    fn response(&self, method: &str, path: &str, status: StatusCode) -> &Value {
+        let op = self.operation(method, path);
+        let r = op["responses"]
+            .get(status.as_str())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{method} {path} answered {status}, which sser.yaml does not document (documented: {:?})",
+                    op["responses"].as_object().map(|m| m.keys().collect::<Vec<_>>())
+                )
+            });
+        self.deref(r)
+    }
+
+    /// (method, path, planned) for every operation.
+    fn operations(&self) -> Vec<(String, String, bool)> {
+        self.typed
+            .operations()
+            .map(|(path, method, _)| {
+                let planned = self.operation(method.as_str(), &path)["x-sser-planned"] == true;
+                (method.as_str().to_string(), path, planned)
+            })
+            .collect()
+    }
+
+    fn schema(&self, name: &str) -> &Value {
+        &self.raw["components"]["schemas"][name]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A small JSON Schema (2020-12 subset) evaluator
+// ---------------------------------------------------------------------------
+
+/// Keywords that only annotate, so they constrain nothing.
+const ANNOTATIONS: &[&str] = &[
+    "description",
+    "title",
+    "example",
+    "examples",
+    "format",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$comment",
+];
+
+fn validate(spec: &Spec, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let Some(obj) = schema.as_object() else {
+        if schema == &Value::Bool(false) {
+            errors.push(format!("{at}: no value is allowed here"));
+        }
+        return;
+    };
+    for (key, arg) in obj {
+        match key.as_str() {
+            "$ref" => validate(
+                spec,
+                spec.pointer(arg.as_str().expect("$ref")),
+                value,
+                at,
+                errors,
+            ),
+            "type" => {
+                let types: Vec<&str> = match arg {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                    _ => panic!("{at}: bad type keyword"),
+                };
+                if !types.iter().any(|t| has_type(value, t)) {
+                    errors.push(format!("{at}: expected {types:?}, got {value}"));
+                }
+            }
+            "const" => {
+                if value != arg {
+                    errors.push(format!("{at}: expected {arg}, got {value}"));
+                }
+            }
+            "enum" => {
+                if !arg.as_array().expect("enum").contains(value) {
+                    errors.push(format!("{at}: {value} is not one of {arg}"));
+                }
+            }
+            "required" => {
+                if let Some(o) = value.as_object() {
+                    for name in arg.as_array().expect("required") {
+                        let name = name.as_str().expect("required name");
+                        if !o.contains_key(name) {
+                            errors.push(format!("{at}: required field `{name}` is missing"));
+                        }
+                    }
+                }
+            }
+            "properties" => {
+                if let Some(o) = value.as_object() {
+                    for (name, sub) in arg.as_object().expect("properties") {
+                        if let Some(v) = o.get(name) {
+                            validate(spec, sub, v, &format!("{at}.{name}"), errors);
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                if let Some(o) = value.as_object() {
+                    let known = obj.get("properties").and_then(Value::as_object);
+                    for (name, v) in o {
+                        if known.is_some_and(|k| k.contains_key(name)) {
+                            continue;
+                        }
+                        validate(spec, arg, v, &format!("{at}.{name}"), errors);
+                    }
+                }
+            }
+            "items" => {
+                if let Some(items) = value.as_array() {
+                    for (i, v) in items.iter().enumerate() {
+                        validate(spec, arg, v, &format!("{at}[{i}]"), errors);
+                    }
+                }
+            }
+            "minLength" | "maxLength" => {
+                if let Some(s) = value.as_str() {
+                    let n = s.chars().count() as u64;
+                    let limit = arg.as_u64().expect("length");
+                    let ok = if key == "minLength" {
+                        n >= limit
+                    } else {
+                        n <= limit
+                    };
+                    if !ok {
+                        errors.push(format!("{at}: length {n} breaks {key} {limit}"));
+                    }
+                }
+            }
+            "minimum" => {
+                if let (Some(v), Some(min)) = (value.as_f64(), arg.as_f64())
+                    && v < min
+                {
+                    errors.push(format!("{at}: {v} is below the minimum {min}"));
+                }
+            }
+            "oneOf" | "anyOf" | "allOf" => {
+                let branches = arg.as_array().expect("combinator");
+                let mut failures = Vec::new();
+                let passing = branches
+                    .iter()
+                    .filter(|b| {
+                        let mut e = Vec::new();
+                        validate(spec, b, value, at, &mut e);
+                        failures.extend(e.iter().cloned());
+                        e.is_empty()
+                    })
+                    .count();
+                let ok = match key.as_str() {
+                    "oneOf" => passing == 1,
+                    "anyOf" => passing >= 1,
+                    _ => passing == branches.len(),
+                };
+                if !ok {
+                    errors.push(format!(
+                        "{at}: {passing} of {} {key} branches match ({failures:?})",
+                        branches.len()
+                    ));
+                }
+            }
+            k if ANNOTATIONS.contains(&k) || k.starts_with("x-") => {}
+            k => panic!(
+                "{at}: sser.yaml uses the JSON Schema keyword `{k}`, which tests/openapi.rs does not check; teach `validate` about it"
+            ),
+        }
+    }
+}
+
+fn has_type(v: &Value, t: &str) -> bool {
+    match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        other => panic!("unknown JSON Schema type {other}"),
+    }
+}
+
+fn assert_valid(spec: &Spec, schema: &Value, value: &Value, what: &str) {
+    let mut errors = Vec::new();
+    validate(spec, schema, value, "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "{what} does not match sser.yaml:\n  {}\nvalue: {value}",
+        errors.join("\n  ")
+    );
+}
+
+#[test]
+fn the_schema_checker_catches_mismatches() {
+    let spec = spec();
+    let errors = |schema: &str, value: Value| {
+        let mut e = Vec::new();
+        validate(&spec, spec.schema(schema), &value, "$", &mut e);
+        e
+    };
+    assert!(errors("CreatePubSubResponse", json!({"pubsub": {"id": "x", "token": "t", "persist": false, "created_at": "2026-11-22T16:00:00.000Z"}})).is_empty());
+    assert_eq!(
+        errors("CreatePubSubResponse", json!({"pubsub": {"id": "x"}})).len(),
+        3
+    );
+    assert_eq!(
+        errors(
+            "ErrorResponse",
+            json!({"error": {"code": "400", "message": "m"}})
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        errors(
+            "ErrorResponse",
+            json!({"error": {"code": 200, "message": "m"}})
+        )
+        .len(),
+        1
+    );
+    assert_eq!(errors("Health", json!({"status": "bad"})).len(), 1);
+    assert_eq!(
+        errors(
+            "Readiness",
+            json!({"status": "ready", "checks": {"hub": {"ok": 1, "message": "m"}}})
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        errors("PublishRequest", json!({"event": {"id": "", "message": 1}})).len(),
+        1
+    );
+    assert!(
+        errors(
+            "PublishRequest",
+            json!({"event": {"id": null, "message": null}})
+        )
+        .is_empty()
+    );
+    assert!(errors("CreatePubSubRequest", json!(null)).is_empty());
+    assert_eq!(
+        errors("CreatePubSubRequest", json!({"pubsub": {"persits": true}})).len(),
+        1
+    );
+    assert_eq!(
+        errors("CreatePubSubRequest", json!({"pubsub": {"retention": 5}})).len(),
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The spec on its own
+// ---------------------------------------------------------------------------
+
+#[test]
+fn spec_is_openapi_3_1_and_self_consistent() {
+    let spec = spec();
+    let version = spec.typed.validate_version().expect("openapi: 3.1.x");
+    assert_eq!((version.major, version.minor), (3, 1));
+
+    // Every $ref resolves (deref panics otherwise).
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("$ref") {
+                    out.push(r);
+                }
+                o.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&spec.raw, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        spec.pointer(r);
+    }
+
+    // The three token kinds, and the query form of the topic token.
+    use oas3::spec::SecurityScheme;
+    let components = spec.typed.components.as_ref().expect("components");
+    let scheme = |name: &str| {
+        components
+            .security_schemes
+            .get(name)
+            .unwrap_or_else(|| panic!("security scheme {name}"))
+            .resolve(&spec.typed)
+            .expect("security scheme resolves")
+    };
+    for name in ["apiToken", "metricsToken", "topicToken"] {
+        assert!(
+            matches!(scheme(name), SecurityScheme::Http { ref scheme, .. } if scheme == "bearer"),
+            "{name} is an HTTP bearer scheme"
+        );
+    }
+    assert!(matches!(
+        scheme("topicTokenQuery"),
+        SecurityScheme::ApiKey { ref name, ref location, .. } if name == "access_token" && location == "query"
+    ));
+
+    let mut ids = BTreeSet::new();
+    for (path, method, op) in spec.typed.operations() {
+        let what = format!("{method} {path}");
+        let id = op
+            .operation_id
+            .clone()
+            .unwrap_or_else(|| panic!("{what}: operationId"));
+        assert!(ids.insert(id), "{what}: duplicate operationId");
+        let raw = spec.operation(method.as_str(), &path);
+        // Security is stated on every operation, and names defined schemes.
+        let security = raw["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: states its security (use [] for none)"));
+        for requirement in security {
+            for name in requirement.as_object().expect("requirement").keys() {
+                scheme(name);
+            }
+        }
+        let responses = op
+            .responses
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: responses"));
+        assert!(!responses.is_empty(), "{what}: responses");
+        for (status, response) in responses {
+            let response = response.resolve(&spec.typed).expect("response resolves");
+            assert!(
+                response.description.is_some(),
+                "{what} {status}: description"
+            );
+            assert!(
+                response.headers.contains_key("X-Request-Id"),
+                "{what} {status}: documents X-Request-Id"
+            );
+            if status.starts_with('4') || status.starts_with('5') {
+                if path == "/readyz" {
+                    continue;
+                }
+                let schema = &spec
+                    .deref(&spec.operation(method.as_str(), &path)["responses"][status])["content"]
+                    ["application/json"]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/ErrorResponse",
+                    "{what} {status}: errors use ErrorResponse"
+                );
+            }
+        }
+        if !security.is_empty() {
+            assert!(responses.contains_key("401"), "{what}: documents 401");
+        }
+    }
+}
+
+#[test]
+fn spec_examples_match_their_schemas() {
+    let spec = spec();
+    // Anything that has a `schema` and examples: media types, parameters.
+    fn walk<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a Value, &'a Value)>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(schema) = o.get("schema") {
+                    if let Some(e) = o.get("example") {
+                        out.push((format!("{at}.example"), schema, e));
+                    }
+                    if let Some(Value::Object(es)) = o.get("examples") {
+                        for (name, e) in es {
+                            out.push((format!("{at}.examples.{name}"), schema, e));
+                        }
+                    }
+                }
+                for (k, v) in o {
+                    if k != "schema" {
+                        walk(v, format!("{at}.{k}"), out);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, format!("{at}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&spec.raw["paths"], "paths".into(), &mut found);
+    walk(
+        &spec.raw["components"]["responses"],
+        "responses".into(),
+        &mut found,
+    );
+    walk(
+        &spec.raw["components"]["parameters"],
+        "parameters".into(),
+        &mut found,
+    );
+    assert!(found.len() > 10, "the spec has examples");
+    for (at, schema, example) in found {
+        let example = spec.deref(example);
+        // An Example Object holds its value in `value`; a bare example is the value.
+        let value = if at.contains(".examples.") {
+            &example["value"]
+        } else {
+            example
+        };
+        assert_valid(&spec, schema, value, &at);
+    }
+    // Schema-level examples.
+    for (name, schema) in spec.raw["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+    {
+        if let Some(e) = schema.get("example") {
+            assert_valid(&spec, schema, e, &format!("schemas.{name}.example"));
+        }
+        for (i, e) in schema["examples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            assert_valid(&spec, schema, e, &format!("schemas.{name}.examples[{i}]"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Routes: the spec, the router source and the running server agree
+// ---------------------------------------------------------------------------
+
+fn route_set() -> BTreeSet<(String, String)> {
+    ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect()
+}
+
+/// The `.route(path, get(..).post(..))` calls in `src/http/mod.rs`.
+fn router_source_routes() -> BTreeSet<(String, String)> {
+    for construct in [".nest(", ".nest_service(", ".merge(", ".route_service("] {
+        assert!(
+            !ROUTER_SOURCE.contains(construct),
+            "src/http/mod.rs now uses `{construct}`: extend router_source_routes in tests/openapi.rs to read it"
+        );
+    }
+    // `any` comes out as "ANY", which no spec operation matches.
+    const METHODS: &[&str] = &[
+        "get", "post", "put", "delete", "patch", "head", "options", "trace", "any",
+    ];
+    let mut out = BTreeSet::new();
+    let mut rest = ROUTER_SOURCE;
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + ".route(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find_map(|(j, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(j)
+            })
+            .expect("balanced .route(...)");
+        let args = &rest[..end];
+        let open = args.find('"').expect("route path literal");
+        let close = open + 1 + args[open + 1..].find('"').expect("route path literal");
+        let path = &args[open + 1..close];
+        let handlers = &args[close + 1..];
+        for m in METHODS {
+            let needle = format!("{m}(");
+            let mut from = 0;
+            while let Some(k) = handlers[from..].find(&needle) {
+                let at = from + k;
+                let before = handlers[..at].chars().next_back();
+                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                    out.insert((m.to_ascii_uppercase(), path.to_string()));
+                }
+                from = at + needle.len();
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn spec_documents_exactly_the_routes_the_router_serves() {
+    let spec = spec();
+    let routes = route_set();
+    let source = router_source_routes();
+    assert_eq!(
+        source, routes,
+        "src/http/mod.rs and ROUTES in tests/openapi.rs disagree: update ROUTES and sser.yaml"
+    );
+
+    let ops = spec.operations();
+    let documented: BTreeSet<_> = ops
+        .iter()
+        .filter(|(_, _, planned)| !planned)
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    let missing: Vec<_> = routes.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&routes).collect();
+    assert!(
+        missing.is_empty(),
+        "served but not in sser.yaml: {missing:?}"
+    );
+    assert!(extra.is_empty(), "in sser.yaml but not served: {extra:?}");
+
+    for (m, p, planned) in &ops {
+        if *planned {
+            assert!(
+                !routes.contains(&(m.clone(), p.clone())),
+                "{m} {p} is served now: remove `x-sser-planned: true` from it in sser.yaml and check its description"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let spec = spec();
+    let server = start().await;
+    for (method, path) in ROUTES {
+        let url = server.url(&path.replace("{id}", "no-such-topic"));
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = server
+            .http
+            .request(method.clone(), url)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        // Without a token: the route's own 401, or its 200 when it is public.
+        let body = check(&spec, method.as_str(), path, resp).await;
+        assert_ne!(
+            body["error"]["message"], "no such endpoint",
+            "{method} {path} fell through to the router's fallback"
+        );
+    }
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Real responses against the spec
+// ---------------------------------------------------------------------------
+
+async fn start() -> TestServer {
+    TestServer::start_with(|c| {
+        c.server.max_request_body_size = sser::config::Bytes(BODY_LIMIT);
+        c.pubsub.static_pub_subs = vec![StaticPubSub {
+            id: STATIC_ID.into(),
+            name: Some("Status".into()),
+            token: Secret::new(STATIC_TOKEN),
+        }];
+    })
+    .await
+}
+
+/// Checks status, documented headers and content type; returns the response
+/// object from the spec.
+fn check_head<'a>(
+    spec: &'a Spec,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> &'a Value {
+    let what = format!("{method} {path} -> {status}");
+    let response = spec.response(method, path, status);
+    for (name, header) in response["headers"].as_object().into_iter().flatten() {
+        let header = spec.deref(header);
+        match headers.get(name.as_str()) {
+            None => assert!(
+                header["required"] != true,
+                "{what}: header {name} is missing"
+            ),
+            Some(v) => {
+                let v = Value::String(v.to_str().expect("header text").to_string());
+                assert_valid(
+                    spec,
+                    &header["schema"],
+                    &v,
+                    &format!("{what}: header {name}"),
+                );
+            }
+        }
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+    match response["content"].as_object() {
+        Some(content) => {
+            let ct = content_type.unwrap_or_else(|| panic!("{what}: no Content-Type"));
+            assert!(
+                content.contains_key(&ct),
+                "{what}: Content-Type {ct} is not documented ({:?})",
+                content.keys().collect::<Vec<_>>()
+            );
+        }
+        None => assert!(content_type.is_none(), "{what}: undocumented body"),
+    }
+    response
+}
+
+/// Checks a whole (finite) response against the spec; returns its JSON body
+/// (`Null` when it has none).
+async fn check(spec: &Spec, method: &str, path: &str, resp: reqwest::Response) -> Value {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let response = check_head(spec, method, path, status, &headers);
+    let body = resp.bytes().await.expect("body");
+    let what = format!("{method} {path} -> {status}");
+    let Some(content) = response["content"].as_object() else {
+        assert!(body.is_empty(), "{what}: undocumented body");
+        return Value::Null;
+    };
+    match content.get("application/json") {
+        Some(media) => {
+            let value: Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e})"));
+            assert_valid(spec, &media["schema"], &value, &what);
+            value
+        }
+        None => Value::Null,
+    }
+}
+
+/// Reads a stream's raw bytes until `needle` appears.
+async fn read_until(resp: &mut reqwest::Response, needle: &str) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !text.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in stream: {text:?}"))
+            .expect("stream read")
+            .unwrap_or_else(|| panic!("stream ended before {needle:?}: {text:?}"));
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8 stream"));
+    }
+    text
+}
+
+#[tokio::test]
+async fn responses_match_the_spec() {
+    let spec = spec();
+    let server = start().await;
+    let http = &server.http;
+    const PUBSUBS: &str = "/api/v1/pubsubs";
+    const PUBSUB: &str = "/api/v1/pubsubs/{id}";
+    const EVENTS: &str = "/api/v1/pubsubs/{id}/events";
+    let url = |tmpl: &str, id: &str| server.url(&tmpl.replace("{id}", id));
+
+    // Create: defaults, bare Authorization, the error cases.
+    let created = check(
+        &spec,
+        "POST",
+        PUBSUBS,
+        http.post(url(PUBSUBS, ""))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created["pubsub"]["persist"], false);
+    let id = created["pubsub"]["id"].as_str().expect("id").to_string();
+    let token = created["pubsub"]["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(id.len(), 11, "ids are 11 base62 characters");
+    assert_eq!(token.len(), 64, "topic tokens are 64 base62 characters");
+
+    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        // Bare token, empty body.
+        (http.post(url(PUBSUBS, "")).header("Authorization", API_TOKEN), 201),
+        (
+            http.post(url(PUBSUBS, ""))
+                .bearer_auth(API_TOKEN)
+                .json(&json!({"pubsub": {"persist": false, "retention": {"max_events": 10, "max_age": 60000}}})),
+            201,
+        ),
+        (http.post(url(PUBSUBS, "")).json(&json!({})), 401),
+        (http.post(url(PUBSUBS, "")).bearer_auth("wrong").json(&json!({})), 401),
+        // The metrics token may not create.
+        (http.post(url(PUBSUBS, "")).bearer_auth(METRICS_TOKEN).json(&json!({})), 401),
+        (http.post(url(PUBSUBS, "")).bearer_auth(API_TOKEN).body("{"), 400),
+        (
+            http.post(url(PUBSUBS, ""))
+                .bearer_auth(API_TOKEN)
+                .json(&json!({"pubsub": {"persits": true}})),
+            400,
+        ),
+        // No persistent store in this server.
+        (
+            http.post(url(PUBSUBS, ""))
+                .bearer_auth(API_TOKEN)
+                .json(&json!({"pubsub": {"persist": true}})),
+            400,
+        ),
+        (
+            http.post(url(PUBSUBS, ""))
+                .bearer_auth(API_TOKEN)
+                .body("x".repeat(BODY_LIMIT as usize + 1)),
+            413,
+        ),
+    ];
+    for (req, want) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "POST {PUBSUBS}");
+        check(&spec, "POST", PUBSUBS, resp).await;
+    }
+
+    // Publish.
+    let message = json!({"order_id": 9001, "status": "shipped"});
+    let published = check(
+        &spec,
+        "POST",
+        EVENTS,
+        server
+            .publish(
+                &id,
+                json!({"id": "order-update-456", "type": "ORDER_SHIPPED", "message": message}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(published["event"]["id"], "order-update-456");
+    let cases: Vec<(&str, Value, u16)> = vec![
+        (id.as_str(), json!({"message": "text"}), 201),
+        (id.as_str(), json!({"message": null}), 201),
+        (id.as_str(), json!({"id": "a\nb", "message": "x"}), 400),
+        (id.as_str(), json!({"type": "", "message": "x"}), 400),
+        (
+            id.as_str(),
+            json!({"id": "x".repeat(257), "message": "x"}),
+            400,
+        ),
+        (id.as_str(), json!({"id": "x"}), 400),
+        ("no-such-topic", json!({"message": "x"}), 404),
+        (STATIC_ID, json!({"message": "x"}), 201),
+    ];
+    for (topic, event, want) in cases {
+        let resp = server.publish(topic, event.clone()).await;
+        assert_eq!(resp.status().as_u16(), want, "publish {event}");
+        check(&spec, "POST", EVENTS, resp).await;
+    }
+    let resp = http
+        .post(url(EVENTS, &id))
+        .json(&json!({"event": {"message": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    check(&spec, "POST", EVENTS, resp).await;
+    let resp = http
+        .post(url(EVENTS, &id))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"event": {"message": "x".repeat(BODY_LIMIT as usize)}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    check(&spec, "POST", EVENTS, resp).await;
+
+    // List and show, with either token.
+    for token in [METRICS_TOKEN, API_TOKEN] {
+        let list = check(
+            &spec,
+            "GET",
+            PUBSUBS,
+            http.get(url(PUBSUBS, ""))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(list["pubsubs"].as_array().expect("list").len() >= 4);
+    }
+    let shown = check(
+        &spec,
+        "GET",
+        PUBSUB,
+        http.get(url(PUBSUB, STATIC_ID))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(shown["pubsub"]["static"], true);
+    assert_eq!(shown["pubsub"]["name"], "Status");
+    for (req, want) in [
+        (http.get(url(PUBSUB, &id)).bearer_auth(METRICS_TOKEN), 200),
+        (
+            http.get(url(PUBSUB, "no-such-topic"))
+                .bearer_auth(METRICS_TOKEN),
+            404,
+        ),
+        (http.get(url(PUBSUB, &id)), 401),
+        (http.get(url(PUBSUB, &id)).bearer_auth(&token), 401),
+        (http.get(url(PUBSUBS, "")), 401),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want);
+        let path = if resp.url().path() == PUBSUBS {
+            PUBSUBS
+        } else {
+            PUBSUB
+        };
+        check(&spec, "GET", path, resp).await;
+    }
+
+    // Metrics: SSER's seven names first, every name documented.
+    let metrics = check(
+        &spec,
+        "GET",
+        "/api/v1/metrics",
+        http.get(server.url("/api/v1/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let names: Vec<&str> = metrics["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names[..7],
+        [
+            "topics",
+            "static_topics",
+            "active_topics",
+            "subscribers",
+            "active_subscribers",
+            "message_received",
+            "message_sent"
+        ]
+    );
+    let op = spec.operation("GET", "/api/v1/metrics");
+    let documented = op["description"].as_str().expect("description");
+    for name in &names {
+        assert!(
+            documented.contains(&format!("`{name}`")),
+            "metric {name} is not described in sser.yaml"
+        );
+    }
+    let example: Vec<&str> =
+        op["responses"]["200"]["content"]["application/json"]["example"]["metrics"]
+            .as_array()
+            .expect("metrics example")
+            .iter()
+            .map(|m| m["name"].as_str().expect("name"))
+            .collect();
+    assert_eq!(
+        example, names,
+        "the metrics example lists every metric, in order"
+    );
+    for req in [
+        http.get(server.url("/api/v1/metrics"))
+            .bearer_auth(API_TOKEN),
+        http.get(server.url("/api/v1/metrics")),
+        http.get(server.url("/api/v1/metrics")).bearer_auth(&token),
+    ] {
+        check(&spec, "GET", "/api/v1/metrics", req.send().await.unwrap()).await;
+    }
+
+    // Health and readiness.
+    let health = check(
+        &spec,
+        "GET",
+        "/healthz",
+        http.get(server.url("/healthz")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(health, json!({"status": "ok"}));
+    let ready = check(
+        &spec,
+        "GET",
+        "/readyz",
+        http.get(server.url("/readyz")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(ready["status"], "ready");
+
+    // Subscribe: header token, query token, API token; 401 before 404.
+    for req in [
+        http.get(url(EVENTS, &id)).bearer_auth(&token),
+        http.get(url(EVENTS, &id)).header("Authorization", &token),
+        http.get(url(EVENTS, &id))
+            .query(&[("access_token", &token)]),
+        http.get(url(EVENTS, &id)).bearer_auth(API_TOKEN),
+        http.get(url(EVENTS, STATIC_ID))
+            .query(&[("access_token", STATIC_TOKEN)]),
+    ] {
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        check_head(&spec, "GET", EVENTS, resp.status(), resp.headers());
+        assert_eq!(resp.headers()[CONTENT_TYPE], "text/event-stream");
+        let opening = read_until(&mut resp, "\n\n").await;
+        assert_eq!(
+            opening, "retry: 3000\n: ok\n\n",
+            "the documented opening frame"
+        );
+        assert!(resp.headers().get("x-sser-history-truncated").is_none());
+    }
+    for (req, want) in [
+        (http.get(url(EVENTS, &id)), 401),
+        (http.get(url(EVENTS, &id)).bearer_auth("wrong"), 401),
+        (http.get(url(EVENTS, &id)).bearer_auth(METRICS_TOKEN), 401),
+        (http.get(url(EVENTS, STATIC_ID)).bearer_auth(&token), 401),
+        // A wrong header is not rescued by a right query token.
+        (
+            http.get(url(EVENTS, &id))
+                .bearer_auth("wrong")
+                .query(&[("access_token", &token)]),
+            401,
+        ),
+        // 401 before 404: only the API token learns that a topic is missing.
+        (
+            http.get(url(EVENTS, "no-such-topic")).bearer_auth(&token),
+            401,
+        ),
+        (http.get(url(EVENTS, "no-such-topic")), 401),
+        (
+            http.get(url(EVENTS, "no-such-topic"))
+                .bearer_auth(API_TOKEN),
+            404,
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{}", resp.url());
+        check(&spec, "GET", EVENTS, resp).await;
+    }
+
+    // Resuming: a known id replays after it; an unknown one is truncated.
+    let mut resp = http
+        .get(url(EVENTS, &id))
+        .bearer_auth(&token)
+        .query(&[("last_event_id", "order-update-456")])
+        .send()
+        .await
+        .unwrap();
+    check_head(&spec, "GET", EVENTS, resp.status(), resp.headers());
+    let text = read_until(&mut resp, "data: text\n\n").await;
+    assert!(text.starts_with("retry: 3000\n: ok\n\nid: "), "{text:?}");
+    assert!(
+        !text.contains("order_id"),
+        "replay starts after the given id"
+    );
+    drop(resp);
+
+    let mut resp = http
+        .get(url(EVENTS, &id))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", "no-such-event")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    check_head(&spec, "GET", EVENTS, resp.status(), resp.headers());
+    assert_eq!(resp.headers()["x-sser-history-truncated"], "true");
+    let text = read_until(&mut resp, "event: ORDER_SHIPPED").await;
+    let notice = text
+        .split("\n\n")
+        .find(|frame| frame.starts_with("event: sser.history_truncated\n"))
+        .unwrap_or_else(|| panic!("a truncation notice: {text:?}"));
+    let data = notice
+        .strip_prefix("event: sser.history_truncated\ndata: ")
+        .expect("one data line");
+    let data: Value = serde_json::from_str(data).expect("notice data is JSON");
+    assert_valid(
+        &spec,
+        spec.schema("SseNotice"),
+        &data,
+        "sser.history_truncated data",
+    );
+    drop(resp);
+
+    // Delete: 204, then 404; a static topic is 409; tokens are checked first.
+    let mut sub = http
+        .get(url(EVENTS, &id))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    read_until(&mut sub, ": ok\n\n").await;
+    for (req, want) in [
+        (http.delete(url(PUBSUB, &id)), 401),
+        (
+            http.delete(url(PUBSUB, &id)).bearer_auth(METRICS_TOKEN),
+            401,
+        ),
+        (http.delete(url(PUBSUB, &id)).bearer_auth(API_TOKEN), 204),
+        (http.delete(url(PUBSUB, &id)).bearer_auth(API_TOKEN), 404),
+        (
+            http.delete(url(PUBSUB, STATIC_ID)).bearer_auth(API_TOKEN),
+            409,
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want);
+        check(&spec, "DELETE", PUBSUB, resp).await;
+    }
+    // The documented last frame of a deleted topic's stream.
+    let text = read_until(&mut sub, "data: {\"status\": \"closed\"}\n\n").await;
+    assert!(
+        text.ends_with("data: {\"status\": \"closed\"}\n\n"),
+        "{text:?}"
+    );
+    let rest = tokio::time::timeout(Duration::from_secs(5), sub.chunk())
+        .await
+        .expect("the stream ends")
+        .expect("clean end");
+    assert!(rest.is_none(), "nothing after the closed frame");
+
+    server.stop().await;
+}
+
+/// What the spec's top-level description promises beyond the operations:
+/// JSON 404 for unknown paths, CORS preflight everywhere, X-Request-Id on
+/// every response, and the framework's own 405.
+#[tokio::test]
+async fn described_behaviour_holds() {
+    let spec = spec();
+    let server = start().await;
+    let http = &server.http;
+    let description = spec.raw["info"]["description"]
+        .as_str()
+        .expect("description");
+
+    let resp = http.get(server.url("/no/such/path")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+    let body: Value = resp.json().await.unwrap();
+    assert_valid(
+        &spec,
+        spec.schema("ErrorResponse"),
+        &body,
+        "unknown path 404",
+    );
+
+    let resp = http
+        .get(server.url("/healthz"))
+        .header("X-Request-Id", "mine-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-request-id"],
+        "mine-123",
+        "a client's request id is kept"
+    );
+
+    for path in [
+        "/api/v1/pubsubs",
+        "/api/v1/pubsubs/x/events",
+        "/no/such/path",
+    ] {
+        let resp = http
+            .request(Method::OPTIONS, server.url(path))
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "DELETE")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "preflight {path}");
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://app.example");
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        assert_eq!(h["access-control-max-age"], "86400");
+        let methods = h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .replace(' ', "");
+        assert!(description.contains(&format!("Access-Control-Allow-Methods: {methods}")));
+        assert!(h.contains_key("x-request-id"));
+    }
+
+    let resp = http.put(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.headers().contains_key("allow"));
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert!(resp.bytes().await.unwrap().is_empty());
+    assert!(description.contains("405 with an empty body"));
+
+    server.stop().await;
+}
