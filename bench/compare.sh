@@ -84,7 +84,7 @@ keys = ["deliveries_per_sec", "publishes_per_sec", "latency.p50_ms", "latency.p9
         "lagged_disconnects", "open", "connects_per_sec", "server_rss_bytes_per_conn",
         "server_pss_bytes_per_conn", "cycles_per_sec", "cycle_latency.p50_ms",
         "cycle_latency.p99_ms", "errors", "bench_cpu_percent_of_one_core",
-        "bench_connect_cpu_secs"]
+        "bench_connect_cpu_secs", "bench_rss_kib", "loadavg_1m_start", "loadavg_1m_end"]
 def get(r, k):
     for part in k.split("."):
         if not isinstance(r, dict) or part not in r: return None

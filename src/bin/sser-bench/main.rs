@@ -42,6 +42,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Scenario {
     /// T topics × N subscribers, P publishers: deliveries/s, loss, latency.
+    // A later --flag wins, so scripts can append overrides to presets.
+    #[command(args_override_self = true)]
     Fanout {
         #[command(flatten)]
         common: Common,
@@ -49,6 +51,8 @@ enum Scenario {
         args: fanout::FanoutArgs,
     },
     /// Open and hold N connections: connect rate, server RSS per connection.
+    // A later --flag wins, so scripts can append overrides to presets.
+    #[command(args_override_self = true)]
     Idle {
         #[command(flatten)]
         common: Common,
@@ -56,6 +60,8 @@ enum Scenario {
         args: idle::IdleArgs,
     },
     /// Connection churn: connect, receive one event, disconnect.
+    // A later --flag wins, so scripts can append overrides to presets.
+    #[command(args_override_self = true)]
     Connect {
         #[command(flatten)]
         common: Common,
@@ -158,6 +164,7 @@ fn main() -> ExitCode {
         | Scenario::Connect { common, .. } => common.clone(),
     };
     let nofile = stats::raise_nofile(1_100_000);
+    let load_start = stats::loadavg();
     let _ = stats::now_ns();
     let mut rt = if common.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -184,6 +191,9 @@ fn main() -> ExitCode {
         Ok(mut outcome) => {
             if let Value::Object(map) = &mut outcome.report {
                 map.insert("bench_nofile_limit".into(), nofile.into());
+                // Other work on the box skews every number: say how busy it was.
+                map.insert("loadavg_1m_start".into(), load_start.into());
+                map.insert("loadavg_1m_end".into(), stats::loadavg().into());
             }
             if common.json {
                 println!("{}", outcome.report);

@@ -150,3 +150,11 @@ pub fn self_rss_kib() -> u64 {
         .map(|s| field_kib(&s, "VmRSS:"))
         .unwrap_or(0)
 }
+
+/// The 1-minute load average of the machine.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
