@@ -26,7 +26,7 @@ case "$scenario" in
   fanout-topics) args=(fanout --topics 1000 --subscribers 10000 --publishers 4 --events 20000 --drain-timeout 10s) ;;
   # As many held connections as the box's fixed 20,000-fd limit allows both sides.
   idle) args=(idle --connections 19000 --topics 100 --hold 5s --connect-concurrency 512) ;;
-  connect) args=(connect --concurrency 64 --duration 10s --topics 1 --publish-interval 1ms) ;;
+  connect) args=(connect --concurrency 64 --duration 10s --topics 1 --publishers 4) ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 args+=("$@")

@@ -1,7 +1,7 @@
 //! `connect`: connection churn. C workers each loop: connect, subscribe,
-//! receive one event, disconnect. A background publisher sends an event to
-//! every topic each `--publish-interval`, so a cycle includes waiting for the
-//! next event (on average half the interval): keep the interval short.
+//! receive one event, disconnect. Background publishers keep events flowing
+//! to every topic, so a cycle includes waiting for the next event: keep them
+//! busy (several, back to back) or the cycle rate measures their cadence.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,8 +28,11 @@ pub struct ConnectArgs {
     pub duration: Duration,
     #[arg(long, default_value_t = 1)]
     pub topics: usize,
-    /// How often the background publisher sends to each topic.
-    #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
+    /// Background publishers sending to every topic while workers churn.
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    /// Pause between one publisher's rounds (0s = back to back).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub publish_interval: Duration,
     /// Source addresses to rotate over (closed connections sit in TIME_WAIT,
     /// each source address has its own ephemeral ports).
@@ -42,51 +45,64 @@ pub async fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, String> {
     let running = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // The background publisher.
-    let publisher = {
-        let target = target.clone();
-        let interval = a.publish_interval;
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut conn: Option<Conn> = None;
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut k = 0u64;
-            let mut errors = 0u64;
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tick.tick() => {}
-                }
-                for t in 0..target.topics.len() {
-                    let req = target.publish_request(t, &format!("sb:{k}:{}:", now_ns()));
-                    k += 1;
-                    if conn.is_none() {
-                        conn = connect(target.pub_url.addr, None)
-                            .await
-                            .ok()
-                            .map(|s| Conn::new(s, 4096));
+    // The background publishers: each loops over the topics on its own
+    // keep-alive connection, back to back (or every `--publish-interval`).
+    // Several of them, so a worker's wait for "the next event" is short and
+    // the cycle rate measures the server's connection handling, not the
+    // publishers' cadence.
+    let publishers: Vec<_> = (0..a.publishers.max(1))
+        .map(|p| {
+            let target = target.clone();
+            let interval = a.publish_interval;
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut conn: Option<Conn> = None;
+                let mut tick = tokio::time::interval(interval.max(Duration::from_micros(1)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut k = p as u64;
+                let (mut sent, mut errors) = (0u64, 0u64);
+                loop {
+                    if interval.is_zero() {
+                        if *stop.borrow() {
+                            break;
+                        }
+                    } else {
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tick.tick() => {}
+                        }
                     }
-                    let Some(cn) = conn.as_mut() else {
-                        errors += 1;
-                        continue;
-                    };
-                    match cn.roundtrip(&req).await {
-                        Ok((h, _)) if (200..300).contains(&h.status) => {
-                            if !h.keep_alive {
+                    for t in 0..target.topics.len() {
+                        let req = target.publish_request(t, &format!("sb:{k}:{}:", now_ns()));
+                        k += 1;
+                        if conn.is_none() {
+                            conn = connect(target.pub_url.addr, None)
+                                .await
+                                .ok()
+                                .map(|s| Conn::new(s, 4096));
+                        }
+                        let Some(cn) = conn.as_mut() else {
+                            errors += 1;
+                            continue;
+                        };
+                        match cn.roundtrip(&req).await {
+                            Ok((h, _)) if (200..300).contains(&h.status) => {
+                                sent += 1;
+                                if !h.keep_alive {
+                                    conn = None;
+                                }
+                            }
+                            _ => {
+                                errors += 1;
                                 conn = None;
                             }
                         }
-                        _ => {
-                            errors += 1;
-                            conn = None;
-                        }
                     }
                 }
-            }
-            (k, errors)
+                (sent, errors)
+            })
         })
-    };
+        .collect();
 
     let cycles = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -146,7 +162,12 @@ pub async fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, String> {
     let secs = t0.elapsed().as_secs_f64();
     let cpu = stats::cpu_seconds() - cpu0;
     let _ = stop_tx.send(true);
-    let (published, pub_errors) = publisher.await.unwrap_or((0, 0));
+    let (mut published, mut pub_errors) = (0u64, 0u64);
+    for p in publishers {
+        let (s, e) = p.await.unwrap_or((0, 0));
+        published += s;
+        pub_errors += e;
+    }
     target.teardown().await;
     let done = cycles.load(Ordering::Relaxed);
     let errs = errors.load(Ordering::Relaxed);
@@ -157,6 +178,7 @@ pub async fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, String> {
             "concurrency": a.concurrency, "topics": a.topics,
             "duration_secs": a.duration.as_secs_f64(),
             "publish_interval_ms": a.publish_interval.as_secs_f64() * 1000.0,
+            "publishers": a.publishers,
             "threads": c.threads, "source_ips": a.churn_source_ips, "seed": c.seed,
         },
         "cycles": done,
