@@ -43,13 +43,11 @@ fn fan_out(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     for subs in [1usize, 100, 1000] {
         let (hub, topic) = rt.block_on(async {
+            // The shipped defaults, with heartbeats out of the way.
+            let mut settings = HubSettings::from_config(&sser::config::Config::default());
+            settings.tick = Duration::from_secs(3600);
             let hub = Hub::new(
-                HubSettings {
-                    history_size: 1024,
-                    subscriber_buffer: 1024,
-                    tick: Duration::from_secs(3600),
-                    retry: Duration::from_secs(3),
-                },
+                settings,
                 None,
                 &[],
                 Arc::new(Metrics::default()),

@@ -5,13 +5,15 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
-//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS |
+//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
-//! | [`metrics`] | counters behind `/api/v1/metrics` |
+//! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
+//! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
+//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
 //!
 //! # The path of one event
 //!
@@ -29,14 +31,15 @@ pub mod hub;
 pub mod metrics;
 pub mod readiness;
 pub mod secret;
+pub mod serve;
 pub mod sse;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +60,13 @@ pub enum StartError {
     },
     #[error("cannot open the store: {0}")]
     Hub(#[from] hub::HubError),
+    #[error("cannot open the persistent store (kv.dsn / SSER_KV_DSN = {path}): {source}")]
+    Store {
+        path: String,
+        source: store::StoreError,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -66,6 +76,9 @@ pub enum StartError {
 pub struct Server {
     config: Config,
     listener: TcpListener,
+    /// The HTTPS listener, when `server.ssl.enabled`.
+    tls: Option<tls::Tls>,
+    tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
@@ -80,14 +93,34 @@ impl Server {
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
+        let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
+            let settings = config.kv.disk_settings();
+            let path = settings.dir.display().to_string();
+            // Opening may read the whole registry: keep it off the runtime.
+            let opened =
+                tokio::task::spawn_blocking(move || store::disk::DiskStore::open(settings))
+                    .await
+                    .map_err(|e| store::StoreError::Io(format!("store open task failed: {e}")))
+                    .and_then(|r| r);
+            let disk = opened.map_err(|source| StartError::Store { path, source })?;
+            tracing::info!(
+                engine = disk.settings().engine.name(),
+                durability = ?disk.settings().durability,
+                "persistent store open"
+            );
+            Some(disk)
+        } else {
+            None
+        };
         let hub = Hub::new(
             HubSettings::from_config(&config),
-            None,
+            store,
             &config.pubsub.static_pub_subs,
             metrics,
             shutdown.child_token(),
         )?;
         readiness.set("hub", true, "serving");
+        let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
             // `Config::finish` guarantees both tokens exist.
@@ -101,11 +134,23 @@ impl Server {
                 .metrics_access_token
                 .clone()
                 .unwrap_or_else(secret::Secret::generate),
-            readiness,
+            readiness: readiness.clone(),
+            stats,
+            prometheus: http::prometheus::PrometheusSettings {
+                open: config.metrics.open.0,
+                per_topic: config.metrics.per_topic.0,
+            },
         });
+        let tls = match config.server.ssl.enabled.0 {
+            true => Some(tls::Tls::bind(&config, &readiness).await?),
+            false => None,
+        };
+        let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
         Ok(Server {
             config,
             listener,
+            tls,
+            tls_addr,
             hub,
             state,
             shutdown,
@@ -116,6 +161,11 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or(self.config.server.addr.0)
+    }
+
+    /// The bound HTTPS address, when TLS is enabled.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Cancel this token to shut the server down gracefully.
@@ -131,24 +181,43 @@ impl Server {
     /// false, the listener stops accepting, every stream is told and ended,
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
-    pub async fn run(self) -> Result<(), StartError> {
+    pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &self.config);
-        // Small SSE writes must not wait for Nagle; and a peer that stops
-        // acknowledging data for two heartbeats is cut by the kernel, so a
-        // vanished client (or one stalled for good) cannot pin a connection.
+        // A peer that stops acknowledging data for two heartbeats is cut.
         let user_timeout = (self.config.pubsub.tick_frequency.0 * 2).max(Duration::from_secs(10));
-        let listener = self.listener.tap_io(move |tcp| {
-            let _ = tcp.set_nodelay(true);
-            let _ = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(user_timeout));
-        });
         let shutdown = self.shutdown.clone();
-        // `into_make_service` finalizes the router once; serving a bare
-        // `Router` rebuilds (deep-clones) every route for each connection,
-        // which cost ~12 KB per idle SSE connection.
-        let serve = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
-        let mut serve = tokio::spawn(serve);
+        // With TLS on, the API moves to the TLS listener and the plain one
+        // serves what `tls::redirect` describes.
+        let (plain_app, tls_task) = match self.tls.take() {
+            Some(tls) => {
+                let plain = tls.plain_router(app.clone());
+                let task = tls.start(
+                    app,
+                    self.state.readiness.clone(),
+                    shutdown.clone(),
+                    user_timeout,
+                );
+                (plain, Some(task))
+            }
+            None => (app, None),
+        };
+        let tls_abort = tls_task.as_ref().map(|t| t.abort_handle());
+        let plain = serve::serve(
+            self.listener,
+            plain_app,
+            serve::Plain,
+            shutdown.clone(),
+            user_timeout,
+        );
+        let mut serve = tokio::spawn(async move {
+            match tls_task {
+                None => plain.await,
+                Some(tls) => {
+                    let tls = async { tls.await.map_err(std::io::Error::other)? };
+                    tokio::try_join!(plain, tls).map(|_| ())
+                }
+            }
+        });
 
         tokio::select! {
             result = &mut serve => {
@@ -168,6 +237,9 @@ impl Server {
             Ok(_) => tracing::info!("all connections closed"),
             Err(_) => {
                 serve.abort();
+                if let Some(tls) = &tls_abort {
+                    tls.abort();
+                }
                 tracing::warn!(
                     "connections still open after {}; closing them",
                     humantime::format_duration(bound)

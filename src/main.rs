@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(&config);
+    raise_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -61,6 +62,15 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> Result<(), sser::StartError> {
     let generated = config.generated_tokens.clone();
     let app_env = config.app_env.clone();
+    let domain = config
+        .server
+        .ssl
+        .domain_name
+        .0
+        .iter()
+        .find(|d| !d.starts_with("*."))
+        .cloned();
+    let api_over_http = config.server.ssl.api_over_http.0;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let host = if addr.ip().is_unspecified() {
@@ -76,6 +86,25 @@ async fn serve(config: Config) -> Result<(), sser::StartError> {
     tracing::info!(%addr, env = %app_env, version = env!("CARGO_PKG_VERSION"), "sser listening");
     // Printed once, to the terminal only: these tokens exist nowhere else.
     eprintln!("\nsser {} is running at {base}", env!("CARGO_PKG_VERSION"));
+    let base = match server.tls_addr() {
+        Some(tls) => {
+            // The certificate names the domain, so that is the URL to use.
+            let host = domain.unwrap_or_else(|| host.clone());
+            let https = match tls.port() {
+                443 => format!("https://{host}"),
+                port => format!("https://{host}:{port}"),
+            };
+            tracing::info!(addr = %tls, "sser listening for HTTPS");
+            let plain = if api_over_http {
+                "also serves the API"
+            } else {
+                "redirects there"
+            };
+            eprintln!("HTTPS (HTTP/2) at {https} (listening on {tls}); {base} {plain}");
+            https
+        }
+        None => base,
+    };
     if !generated.is_empty() {
         eprintln!(
             "No tokens configured, so these were generated for this run (APP_ENV=development):"
@@ -89,6 +118,20 @@ async fn serve(config: Config) -> Result<(), sser::StartError> {
     );
     sser::cancel_on_signals(server.shutdown_token());
     server.run().await
+}
+
+/// Every subscriber holds a socket. The usual soft limit of 1,024 open files
+/// would cap the server at about a thousand connections, so raise it to the
+/// hard limit the system allows, as Go's runtime does.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "the open-file limit is low; each connection needs one (raise `ulimit -n`)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 fn init_tracing(config: &Config) {

@@ -2,10 +2,11 @@
 //! names, in a fixed order), and by anything else that reports on the server.
 //!
 //! Everything is a relaxed atomic: the hot path pays one uncontended add per
-//! delivered event, and readers accept a value a moment old.
+//! delivered event, and readers accept a value a moment old. The publish
+//! latency histogram ([`LatencyHistogram`]) costs two more adds per publish.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -20,6 +21,9 @@ pub struct Metrics {
     events_received: AtomicU64,
     events_sent: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Time from `Hub::publish` being called to the event being in history
+    /// and on every subscriber's queue (the 201 follows at once).
+    pub publish_latency: LatencyHistogram,
 }
 
 impl Default for Metrics {
@@ -34,6 +38,7 @@ impl Default for Metrics {
             events_received: AtomicU64::new(0),
             events_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
+            publish_latency: LatencyHistogram::default(),
         }
     }
 }
@@ -76,6 +81,15 @@ impl Metrics {
     pub(crate) fn event_sent(&self, bytes: usize) {
         self.events_sent.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn event_published(&self, took: Duration) {
+        self.publish_latency.observe(took);
+    }
+
+    /// When the process (this `Metrics`) started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     pub fn uptime_secs(&self) -> u64 {
@@ -139,5 +153,137 @@ impl Metrics {
                 value: self.uptime_secs(),
             },
         ]
+    }
+}
+
+/// Upper bounds of the publish latency buckets, in microseconds (the last
+/// bucket, `+Inf`, is implicit). From 10 µs (an in-memory publish) to 1 s (a
+/// durable commit on a struggling disk).
+pub const LATENCY_BUCKETS_US: [u64; 15] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    1_000_000,
+];
+
+/// A fixed-bucket histogram of durations: one relaxed add on the bucket and
+/// one on the sum per observation, no locks, no allocation. Buckets are
+/// stored non-cumulative; readers add them up (see [`LatencyHistogram::snapshot`]).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// `LATENCY_BUCKETS_US.len() + 1` counts; the last one is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// A point-in-time copy of a [`LatencyHistogram`], cumulative like
+/// Prometheus buckets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, observations at or below it)`, ascending,
+    /// without the `+Inf` bucket (that is `count`).
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, took: Duration) {
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        // 15 sorted bounds: a branch-predictable scan beats a binary search.
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_US.len());
+        for (i, &bound) in LATENCY_BUCKETS_US.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            buckets.push((bound as f64 / 1e6, cumulative));
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            buckets,
+            count: cumulative,
+            sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// An estimate of the `q` quantile (0..=1) in seconds: the upper bound of
+    /// the bucket it falls in, as Prometheus' `histogram_quantile` would
+    /// interpolate it. `None` with no observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut lower = (0.0, 0u64);
+        for &(bound, count) in &self.buckets {
+            if count as f64 >= rank {
+                let in_bucket = (count - lower.1) as f64;
+                let frac = if in_bucket > 0.0 {
+                    (rank - lower.1 as f64) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some(lower.0 + (bound - lower.0) * frac);
+            }
+            lower = (bound, count);
+        }
+        // In the +Inf bucket: the largest finite bound is all we can say.
+        Some(lower.0)
+    }
+}
+
+/// Resident memory of this process in bytes (Linux; `None` elsewhere).
+///
+/// Read from `VmRSS` in `/proc/self/status`, which the kernel reports in
+/// kB: the same figure as `/proc/self/statm`'s resident pages, without having
+/// to know the page size (4 KiB on x86-64, often 16 or 64 KiB on arm64).
+pub fn process_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(5));
+        h.observe(Duration::from_micros(10));
+        h.observe(Duration::from_micros(700));
+        h.observe(Duration::from_secs(3));
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets[0], (10e-6, 2));
+        assert_eq!(s.buckets.last().map(|b| b.1), Some(3));
+        assert!((s.sum_seconds - 3.000715).abs() < 1e-9);
+        let p50 = s.quantile(0.5).expect("observations");
+        assert!(p50 <= 10e-6, "{p50}");
+        assert_eq!(LatencyHistogram::default().snapshot().quantile(0.5), None);
+    }
+
+    #[test]
+    fn reads_resident_memory() {
+        if cfg!(target_os = "linux") {
+            let rss = process_rss_bytes().expect("statm");
+            assert!(rss > 1 << 20, "{rss}");
+        }
     }
 }

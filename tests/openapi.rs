@@ -37,6 +37,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pubsubs/{id}/events"),
     ("POST", "/api/v1/pubsubs/{id}/events"),
     ("GET", "/api/v1/metrics"),
+    ("GET", "/api/v1/metrics/stream"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/whoami"),
+    ("GET", "/"),
+    ("GET", "/favicon.ico"),
+    ("GET", "/assets/{file}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 ];
@@ -1190,8 +1196,10 @@ async fn described_behaviour_holds() {
     assert_eq!(resp.status(), 405);
     assert!(resp.headers().contains_key("allow"));
     assert!(resp.headers().contains_key("x-request-id"));
-    assert!(resp.bytes().await.unwrap().is_empty());
-    assert!(description.contains("405 with an empty body"));
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 405);
+    assert!(description.contains("405 with\nthat body and an `Allow` header"));
 
     server.stop().await;
 }

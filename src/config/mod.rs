@@ -19,6 +19,7 @@ use figment::value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::store::disk::{DiskSettings, Durability, EngineKind};
 pub use values::{Bytes, Count, Flag, ListenAddr, Span};
 
 /// Environment variable → configuration key. SSER's names first.
@@ -33,7 +34,21 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_LETSENCRYPT_EMAIL", "server.ssl.letsencryptEmail"),
     // SSER's own (misspelt) name, kept as an alias.
     ("SSER_LETSENCYRPT_EMAIL", "server.ssl.letsencryptEmail"),
+    ("SSER_SSL_CACHE_DIR", "server.ssl.cacheDir"),
+    ("SSER_ACME_DIRECTORY", "server.ssl.acmeDirectory"),
+    ("SSER_ACME_CHALLENGE", "server.ssl.acmeChallenge"),
+    ("SSER_ACME_CA_ROOT", "server.ssl.acmeCaRoot"),
+    ("SSER_SSL_CERT_FILE", "server.ssl.certFile"),
+    ("SSER_SSL_KEY_FILE", "server.ssl.keyFile"),
+    ("SSER_SSL_RELOAD_INTERVAL", "server.ssl.reloadInterval"),
+    ("SSER_SSL_API_OVER_HTTP", "server.ssl.apiOverHttp"),
     ("SSER_KV_DSN", "kv.dsn"),
+    ("SSER_KV_ENGINE", "kv.engine"),
+    ("SSER_KV_DURABILITY", "kv.durability"),
+    ("SSER_KV_FLUSH_INTERVAL", "kv.flushInterval"),
+    ("SSER_KV_RETENTION_MAX_EVENTS", "kv.retention.maxEvents"),
+    ("SSER_KV_RETENTION_MAX_AGE", "kv.retention.maxAge"),
+    ("SSER_KV_RETENTION_MAX_BYTES", "kv.retention.maxBytes"),
     ("SSER_CORS_ALLOWED_ORIGINS", "server.cors.allowedOrigins"),
     ("SSER_MAX_REQUEST_BODY_SIZE", "server.maxRequestBodySize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
@@ -43,6 +58,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_SUBSCRIBER_BUFFER", "pubsub.subscriberBuffer"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
+    ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
+    ("SSER_METRICS_OPEN", "metrics.open"),
+    ("SSER_METRICS_PER_TOPIC", "metrics.perTopic"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +82,8 @@ pub struct Config {
     pub kv: KvConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +99,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Span,
     pub cors: CorsConfig,
     pub ssl: SslConfig,
+    /// Serve the dashboard at `/`. It holds no data of its own: everything
+    /// it shows needs the metrics or API token.
+    pub dashboard: Flag,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +113,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
             cors: CorsConfig::default(),
             ssl: SslConfig::default(),
+            dashboard: Flag(true),
         }
     }
 }
@@ -110,15 +134,45 @@ impl Default for CorsConfig {
     }
 }
 
+/// HTTPS (see `crate::tls` and docs/tls.md). With `enabled`, `server.sslAddr`
+/// serves the API over TLS (HTTP/2 and HTTP/1.1) and `server.addr` serves ACME
+/// http-01 challenges, `/healthz`, `/readyz` and 308 redirects to https.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SslConfig {
     pub enabled: Flag,
-    /// One or more domains, comma-separated.
+    /// One or more domains, comma-separated: the names the ACME certificate
+    /// covers and the only SNI names the TLS listener answers (a handshake
+    /// for any other name is refused). The first is the redirect target
+    /// when a request's Host is not one of them.
     pub domain_name: StringList,
+    /// Contact for the ACME account (optional; Let's Encrypt no longer mails
+    /// expiry notices, but uses it for account problems).
     pub letsencrypt_email: String,
-    /// Where ACME account keys and certificates are cached.
+    /// Where ACME account keys and certificates are cached (created 0700).
     pub cache_dir: PathBuf,
+    /// ACME directory: `production` (Let's Encrypt, default), `staging`
+    /// (Let's Encrypt's staging CA, untrusted certificates, generous limits),
+    /// or the directory URL of any ACME CA.
+    pub acme_directory: String,
+    /// `tls-alpn-01` (default; only `sslAddr`, public port 443, must be
+    /// reachable) or `http-01` (`addr`, public port 80, must be reachable;
+    /// use it when something in front terminates TLS).
+    pub acme_challenge: String,
+    /// A PEM file of extra root certificates trusted when talking to the ACME
+    /// directory (a private CA, or a local test CA such as pebble).
+    pub acme_ca_root: Option<PathBuf>,
+    /// Manual certificates: PEM certificate chain (leaf first). With
+    /// `keyFile`, replaces ACME; both files are re-read when they change.
+    pub cert_file: Option<PathBuf>,
+    /// Manual certificates: PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// How often `certFile`/`keyFile` are checked for changes.
+    pub reload_interval: Span,
+    /// Also serve the API over plain HTTP on `addr` instead of redirecting
+    /// (for a trusted network behind a proxy; SSE then has HTTP/1.1's limit
+    /// of six connections per origin in browsers).
+    pub api_over_http: Flag,
 }
 
 impl Default for SslConfig {
@@ -128,6 +182,13 @@ impl Default for SslConfig {
             domain_name: StringList::default(),
             letsencrypt_email: String::new(),
             cache_dir: PathBuf::from("./_config/certs"),
+            acme_directory: "production".to_string(),
+            acme_challenge: "tls-alpn-01".to_string(),
+            acme_ca_root: None,
+            cert_file: None,
+            key_file: None,
+            reload_interval: Span(std::time::Duration::from_secs(10)),
+            api_over_http: Flag(false),
         }
     }
 }
@@ -180,8 +241,77 @@ pub struct StaticPubSub {
 pub struct KvConfig {
     /// Enables persistent topics (`SSER_PERSISTENT_STORE_ENABLED`).
     pub enabled: Flag,
-    /// Where the persistent store lives.
+    /// The directory of the persistent store (`SSER_KV_DSN`). It holds topic
+    /// tokens: keep it as private as the configuration.
     pub dsn: PathBuf,
+    /// `redb` (default) or `sled` (`SSER_KV_ENGINE`). The store remembers
+    /// which engine wrote it; start-up refuses a mismatch.
+    pub engine: EngineKind,
+    /// `sync` (default): a 201 on publish means the event is fsynced
+    /// (concurrent publishes share one fsync). `relaxed`: a 201 means written,
+    /// fsynced within `flushInterval` (`SSER_KV_DURABILITY`).
+    pub durability: DurabilityMode,
+    /// How often relaxed mode fsyncs (`SSER_KV_FLUSH_INTERVAL`).
+    pub flush_interval: Span,
+    /// Default history limits of persistent topics; a topic created with its
+    /// own `retention` uses that instead.
+    pub retention: KvRetention,
+}
+
+/// See [`KvConfig::durability`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    Sync,
+    Relaxed,
+}
+
+/// Retention defaults for persistent topics; `0` means no limit of that kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KvRetention {
+    /// Newest events kept per topic (`SSER_KV_RETENTION_MAX_EVENTS`).
+    pub max_events: Count,
+    /// Events older than this are dropped (`SSER_KV_RETENTION_MAX_AGE`).
+    pub max_age: Span,
+    /// Frame bytes kept per topic (`SSER_KV_RETENTION_MAX_BYTES`).
+    pub max_bytes: Bytes,
+}
+
+impl Default for KvRetention {
+    fn default() -> Self {
+        KvRetention {
+            max_events: Count(10_000),
+            max_age: Span(std::time::Duration::ZERO),
+            max_bytes: Bytes(0),
+        }
+    }
+}
+
+impl KvRetention {
+    pub fn to_retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_events: Some(self.max_events.0).filter(|&n| n > 0),
+            max_age: Some(self.max_age.0).filter(|d| !d.is_zero()),
+            max_bytes: Some(self.max_bytes.0).filter(|&n| n > 0),
+        }
+    }
+}
+
+impl KvConfig {
+    /// The store settings this configuration asks for.
+    pub fn disk_settings(&self) -> DiskSettings {
+        DiskSettings {
+            dir: self.dsn.clone(),
+            engine: self.engine,
+            durability: match self.durability {
+                DurabilityMode::Sync => Durability::Sync,
+                DurabilityMode::Relaxed => Durability::Relaxed {
+                    interval: self.flush_interval.0,
+                },
+            },
+        }
+    }
 }
 
 impl Default for KvConfig {
@@ -189,6 +319,10 @@ impl Default for KvConfig {
         KvConfig {
             enabled: Flag(false),
             dsn: PathBuf::from("./_storage"),
+            engine: EngineKind::Redb,
+            durability: DurabilityMode::Sync,
+            flush_interval: Span(std::time::Duration::from_millis(100)),
+            retention: KvRetention::default(),
         }
     }
 }
@@ -209,6 +343,18 @@ impl Default for LogConfig {
             format: "auto".to_string(),
         }
     }
+}
+
+/// The Prometheus endpoint `GET /metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` without a token (for a scraper on a private network).
+    /// Off by default: it then takes the metrics token (or the API token).
+    pub open: Flag,
+    /// Add per-topic series (`topic="<id>"` labels). Off by default so the
+    /// number of series stays bounded however many topics clients create.
+    pub per_topic: Flag,
 }
 
 /// A list that may also be written as one comma-separated string, as
@@ -253,6 +399,7 @@ impl Default for Config {
             pubsub: PubSubConfig::default(),
             kv: KvConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -374,15 +521,98 @@ impl Config {
                 )));
             }
         }
+        if self.kv.durability == DurabilityMode::Relaxed && self.kv.flush_interval.0.is_zero() {
+            return Err(ConfigError(
+                "kv.flushInterval (SSER_KV_FLUSH_INTERVAL) must be above zero in relaxed durability mode".into(),
+            ));
+        }
         if !["auto", "pretty", "json"].contains(&self.log.format.as_str()) {
             return Err(ConfigError(format!(
                 "log.format (SSER_LOG_FORMAT) must be auto, pretty or json, got {:?}",
                 self.log.format
             )));
         }
-        if self.server.ssl.enabled.0 && self.server.ssl.domain_name.0.is_empty() {
+        self.server.ssl.check()?;
+        Ok(())
+    }
+}
+
+impl SslConfig {
+    /// True when certificates come from files rather than ACME.
+    pub fn manual(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.enabled.0 {
+            return Ok(());
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "server.ssl.keyFile (SSER_SSL_KEY_FILE) is required with server.ssl.certFile"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "server.ssl.certFile (SSER_SSL_CERT_FILE) is required with server.ssl.keyFile"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.manual() {
+            // The SNI check uses domainName when given; manual certificates
+            // need no list of names otherwise.
+        } else if self.domain_name.0.is_empty() {
             return Err(ConfigError(
-                "server.ssl.domainName (SSER_DOMAIN_NAME) is required when server.ssl.enabled (SSER_SSL_ENABLED) is true".into(),
+                "server.ssl.domainName (SSER_DOMAIN_NAME) is required when server.ssl.enabled (SSER_SSL_ENABLED) is true and no server.ssl.certFile is set".into(),
+            ));
+        }
+        for name in &self.domain_name.0 {
+            let bare = name.strip_prefix("*.").unwrap_or(name);
+            let ok = !bare.is_empty()
+                && bare.len() <= 253
+                && bare.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "server.ssl.domainName (SSER_DOMAIN_NAME): {name:?} is not a DNS name"
+                )));
+            }
+        }
+        if !self.manual()
+            && let Some(name) = self.domain_name.0.iter().find(|n| n.starts_with("*."))
+        {
+            return Err(ConfigError(format!(
+                "server.ssl.domainName (SSER_DOMAIN_NAME): {name:?} is a wildcard, which ACME issues only by dns-01 (not supported); name each host or use server.ssl.certFile/keyFile"
+            )));
+        }
+        let dir = self.acme_directory.trim();
+        if !(dir == "production"
+            || dir == "staging"
+            || dir.starts_with("https://")
+            || dir.starts_with("http://"))
+        {
+            return Err(ConfigError(format!(
+                "server.ssl.acmeDirectory (SSER_ACME_DIRECTORY) must be production, staging or a directory URL, got {dir:?}"
+            )));
+        }
+        if !["tls-alpn-01", "http-01"].contains(&self.acme_challenge.trim()) {
+            return Err(ConfigError(format!(
+                "server.ssl.acmeChallenge (SSER_ACME_CHALLENGE) must be tls-alpn-01 or http-01, got {:?}",
+                self.acme_challenge
+            )));
+        }
+        if self.reload_interval.0.is_zero() {
+            return Err(ConfigError(
+                "server.ssl.reloadInterval (SSER_SSL_RELOAD_INTERVAL) must be above zero".into(),
             ));
         }
         Ok(())
@@ -558,6 +788,34 @@ mod tests {
     }
 
     #[test]
+    fn kv_keys_from_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::from_sources(
+            dir.path(),
+            &env(&[
+                ("SSER_PERSISTENT_STORE_ENABLED", "true"),
+                ("SSER_KV_ENGINE", "sled"),
+                ("SSER_KV_DURABILITY", "relaxed"),
+                ("SSER_KV_FLUSH_INTERVAL", "50ms"),
+                ("SSER_KV_RETENTION_MAX_EVENTS", "0"),
+                ("SSER_KV_RETENTION_MAX_AGE", "1h"),
+                ("SSER_KV_RETENTION_MAX_BYTES", "1MiB"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.kv.enabled.0);
+        assert_eq!(c.kv.engine, EngineKind::Sled);
+        let r = c.kv.retention.to_retention();
+        assert_eq!(r.max_events, None);
+        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(r.max_bytes, Some(1 << 20));
+        let err = Config::from_sources(dir.path(), &env(&[("SSER_KV_ENGINE", "rocksdb")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kv.engine (SSER_KV_ENGINE)"), "{err}");
+    }
+
+    #[test]
     fn shipped_config_files_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("_config");
         let c = Config::from_sources(&dir, &env(&[])).unwrap();
@@ -600,5 +858,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SSER_SSL_ENABLED"), "{err}");
+    }
+
+    #[test]
+    fn ssl_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("SSER_SSL_ENABLED", "true")];
+            all.extend_from_slice(pairs);
+            Config::from_sources(dir.path(), &env(&all)).map_err(|e| e.to_string())
+        };
+        let err = load(&[]).unwrap_err();
+        assert!(err.contains("SSER_DOMAIN_NAME"), "{err}");
+        let c = load(&[
+            ("SSER_DOMAIN_NAME", "a.example.com, b.example.com"),
+            ("SSER_ACME_DIRECTORY", "staging"),
+            ("SSLPORT", "8443"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.server.ssl.domain_name.0,
+            ["a.example.com", "b.example.com"]
+        );
+        assert_eq!(c.server.ssl_addr.0.port(), 8443);
+        let err = load(&[
+            ("SSER_DOMAIN_NAME", "x.test"),
+            ("SSER_ACME_DIRECTORY", "prod"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("server.ssl.acmeDirectory (SSER_ACME_DIRECTORY)"),
+            "{err}"
+        );
+        let err = load(&[
+            ("SSER_DOMAIN_NAME", "x.test"),
+            ("SSER_ACME_CHALLENGE", "dns-01"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("SSER_ACME_CHALLENGE"), "{err}");
+        let err = load(&[("SSER_DOMAIN_NAME", "*.example.com")]).unwrap_err();
+        assert!(err.contains("wildcard"), "{err}");
+        let err = load(&[("SSER_DOMAIN_NAME", "bad name")]).unwrap_err();
+        assert!(err.contains("not a DNS name"), "{err}");
+        let err = load(&[("SSER_SSL_CERT_FILE", "cert.pem")]).unwrap_err();
+        assert!(err.contains("SSER_SSL_KEY_FILE"), "{err}");
+        let c = load(&[
+            ("SSER_SSL_CERT_FILE", "c.pem"),
+            ("SSER_SSL_KEY_FILE", "k.pem"),
+        ])
+        .unwrap();
+        assert!(c.server.ssl.manual());
+        // Disabled: nothing is required.
+        Config::from_sources(dir.path(), &env(&[("SSER_ACME_DIRECTORY", "nonsense")])).unwrap();
     }
 }

@@ -4,9 +4,12 @@
 
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod ops;
+pub mod prometheus;
 pub mod pubsubs;
+pub mod stats;
 pub mod subscribe;
 
 use std::sync::Arc;
@@ -37,6 +40,9 @@ pub struct AppState {
     pub api_token: Secret,
     pub metrics_token: Secret,
     pub readiness: Arc<Readiness>,
+    /// The dashboard's once-a-second feed (`/api/v1/metrics/stream`).
+    pub stats: Arc<stats::StatsFeed>,
+    pub prometheus: prometheus::PrometheusSettings,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,10 +59,20 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             get(subscribe::subscribe).post(pubsubs::publish),
         )
         .route("/api/v1/metrics", get(ops::metrics))
+        .route("/api/v1/metrics/stream", get(stats::stream))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/api/v1/whoami", get(dashboard::whoami))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(error::not_found)
         .with_state(state);
+    let api = if config.server.dashboard.0 {
+        api.route("/", get(dashboard::index))
+            .route("/favicon.ico", get(dashboard::favicon))
+            .route("/assets/{file}", get(dashboard::asset))
+    } else {
+        api
+    };
 
     api.layer(axum::middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(
@@ -80,11 +96,16 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
                         .and_then(|id| id.header_value().to_str().ok())
                         .unwrap_or("-");
                     // The path only: the query may hold an access token.
+                    // `topic` and `conn` are filled in by the handlers they
+                    // apply to, so every line logged for the request
+                    // (including while an SSE body streams) carries them.
                     tracing::info_span!(
                         "request",
                         method = %req.method(),
                         path = %req.uri().path(),
                         request_id,
+                        topic = tracing::field::Empty,
+                        conn = tracing::field::Empty,
                     )
                 })
                 .on_request(())

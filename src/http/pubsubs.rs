@@ -93,7 +93,7 @@ pub async fn show(
     Ok(Json(json!({ "pubsub": describe(&topic) })))
 }
 
-fn describe(topic: &Topic) -> Value {
+pub(crate) fn describe(topic: &Topic) -> Value {
     let (history_events, history_bytes) = topic.history_usage();
     json!({
         "id": &*topic.id,
@@ -131,6 +131,7 @@ pub async fn publish(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    tracing::Span::current().record("topic", id.as_str());
     let topic = state
         .hub
         .get(&id)

@@ -45,11 +45,13 @@ pub async fn subscribe(
     // The API token is honoured only in the header: a query string ends up
     // in proxy logs and browser history, and that token can do everything.
     let is_operator = header.is_some() && state.api_token.matches(token);
+    let span = tracing::Span::current();
     let topic = match state.hub.get(&id) {
         Some(topic) if is_operator || topic.token_matches(token) => topic,
         None if is_operator => return Err(ApiError::not_found("topic not found")),
         _ => return Err(ApiError::unauthorized("invalid topic token")),
     };
+    span.record("topic", &*topic.id);
 
     // A reconnecting EventSource sends the header; it is fresher than a query
     // parameter left in the URL from the first connection.
@@ -62,6 +64,8 @@ pub async fn subscribe(
         .subscribe(topic, Resume::from_last_event_id(last_event_id))
         .await?;
 
+    span.record("conn", &*subscription.conn_id);
+    tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = is_operator, "subscriber connected");
     let truncated = subscription.truncated;
     let mut response = Body::from_stream(subscription.into_stream()).into_response();
     let h = response.headers_mut();

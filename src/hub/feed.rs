@@ -63,6 +63,8 @@ impl Resume {
 /// HTTP layer to set its header before the body starts.
 pub struct Subscription {
     pub topic: Arc<Topic>,
+    /// This stream's id in logs (`conn`), unique per subscription.
+    pub conn_id: Arc<str>,
     /// The requested `Last-Event-ID` was not in history: the stream starts
     /// with an `sser.history_truncated` event and everything history holds.
     pub truncated: bool,
@@ -108,6 +110,7 @@ impl Subscription {
         ctx.metrics.subscriber_opened();
         Ok(Subscription {
             topic,
+            conn_id: Arc::from(crate::secret::new_id()),
             truncated,
             start,
             live,
@@ -119,6 +122,7 @@ impl Subscription {
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
         let Subscription {
             topic,
+            conn_id,
             truncated,
             start,
             live,
@@ -129,6 +133,8 @@ impl Subscription {
         let guard = SubscriberGuard {
             topic: topic.clone(),
             metrics: ctx.metrics.clone(),
+            conn_id: conn_id.clone(),
+            opened: std::time::Instant::now(),
         };
         let LiveStart { mut rx, after } = live;
         async_stream::stream! {
@@ -151,24 +157,46 @@ impl Subscription {
                 Start::Live => after,
                 Start::ReplayAfter(seq) => seq,
             };
-            if let Start::ReplayAfter(_) = start {
-                match catch_up(&topic, cursor, false).await {
-                    Ok(CatchUp { frames, last }) => {
-                        for frame in frames {
-                            ctx.metrics.event_sent(frame.len());
-                            yield Ok(frame);
-                        }
-                        cursor = last.max(cursor);
-                    }
-                    Err(notice) => {
-                        yield Ok(notice);
-                        return;
-                    }
-                }
-            }
+            // Set when history must be replayed before (more) live events:
+            // at the start of a resumed stream, and after falling behind.
+            let mut catch_up = match start {
+                Start::Live => None,
+                Start::ReplayAfter(_) => Some(CatchUp::Resume),
+            };
             // Ticks seen before the stream started are not owed to anyone.
             ctx.ticks.borrow_and_update();
             loop {
+                if let Some(reason) = catch_up.take() {
+                    // One batch in memory at a time, however long the replay.
+                    let mut first = true;
+                    loop {
+                        let batch = match read_batch(&topic, cursor).await {
+                            Ok(batch) => batch,
+                            Err(e) => {
+                                yield Ok(lagged_notice(&topic, cursor, &e.to_string()));
+                                return;
+                            }
+                        };
+                        if first && reason.is_gap(cursor, batch.first().map(|e| e.seq)) {
+                            yield Ok(lagged_notice(
+                                &topic,
+                                cursor,
+                                "the subscriber fell behind further than history reaches",
+                            ));
+                            return;
+                        }
+                        first = false;
+                        let done = batch.len() < REPLAY_BATCH;
+                        for event in batch {
+                            cursor = event.seq;
+                            ctx.metrics.event_sent(event.frame.len());
+                            yield Ok(event.frame);
+                        }
+                        if done {
+                            break;
+                        }
+                    }
+                }
                 tokio::select! {
                     biased;
                     received = rx.recv() => match received {
@@ -181,19 +209,7 @@ impl Subscription {
                         }
                         Err(RecvError::Lagged(_)) => {
                             ctx.metrics.subscriber_lagged();
-                            match catch_up(&topic, cursor, true).await {
-                                Ok(CatchUp { frames, last }) => {
-                                    for frame in frames {
-                                        ctx.metrics.event_sent(frame.len());
-                                        yield Ok(frame);
-                                    }
-                                    cursor = last.max(cursor);
-                                }
-                                Err(notice) => {
-                                    yield Ok(notice);
-                                    return;
-                                }
-                            }
+                            catch_up = Some(CatchUp::Lagged);
                         }
                         Err(RecvError::Closed) => {
                             yield Ok(sse::closed_frame());
@@ -218,49 +234,35 @@ impl Subscription {
     }
 }
 
-struct CatchUp {
-    frames: Vec<Bytes>,
-    last: u64,
+/// Why a stream is replaying history.
+#[derive(Clone, Copy)]
+enum CatchUp {
+    /// It resumes after `Last-Event-ID` (or from the oldest event).
+    Resume,
+    /// It fell behind the live buffer and must get `cursor + 1` next.
+    Lagged,
 }
 
-/// Reads history after `cursor` up to its current end. A subscriber that
-/// lagged, or resumes after a known id, must get `cursor + 1` next; if history
-/// has moved past it, the error is the `sser.lagged` notice that ends the
-/// stream.
-async fn catch_up(topic: &Arc<Topic>, cursor: u64, lagged: bool) -> Result<CatchUp, Bytes> {
-    let mut frames = Vec::new();
-    let mut last = cursor;
-    loop {
-        let log = topic.log.clone();
-        let after = last;
-        let batch: Vec<StoredEvent> =
-            match read_log(topic.persist, move || log.read_after(after, REPLAY_BATCH)).await {
-                Ok(batch) => batch,
-                Err(e) => return Err(lagged_notice(topic, cursor, &e.to_string())),
-            };
-        // Sequences are dense within a topic, so a first event past
-        // `cursor + 1` (or none at all after a lag) means history was
-        // trimmed past what this subscriber still needed.
-        let gap = match batch.first() {
-            Some(e) => (lagged || cursor > 0) && e.seq != cursor + 1,
-            None => lagged,
-        };
-        if last == cursor && gap {
-            return Err(lagged_notice(
-                topic,
-                cursor,
-                "the subscriber fell behind further than history reaches",
-            ));
-        }
-        let done = batch.len() < REPLAY_BATCH;
-        for event in batch {
-            last = event.seq;
-            frames.push(event.frame);
-        }
-        if done {
-            return Ok(CatchUp { frames, last });
+impl CatchUp {
+    /// Whether the first event history holds after `cursor` leaves a hole.
+    /// Sequences are dense within a topic, so a first event past
+    /// `cursor + 1` (or none at all after a lag) means history was trimmed
+    /// past what this subscriber still needed. A stream replaying from the
+    /// oldest event (`cursor == 0`) cannot have a hole.
+    fn is_gap(self, cursor: u64, first: Option<u64>) -> bool {
+        match (self, first) {
+            (CatchUp::Lagged, None) => true,
+            (CatchUp::Resume, None) => false,
+            (CatchUp::Lagged, Some(seq)) => seq != cursor + 1,
+            (CatchUp::Resume, Some(seq)) => cursor > 0 && seq != cursor + 1,
         }
     }
+}
+
+/// The next batch of history after `cursor`.
+async fn read_batch(topic: &Arc<Topic>, cursor: u64) -> Result<Vec<StoredEvent>, StoreError> {
+    let log = topic.log.clone();
+    read_log(topic.persist, move || log.read_after(cursor, REPLAY_BATCH)).await
 }
 
 fn lagged_notice(topic: &Topic, cursor: u64, why: &str) -> Bytes {
@@ -294,10 +296,18 @@ async fn read_log<T: Send + 'static>(
 struct SubscriberGuard {
     topic: Arc<Topic>,
     metrics: Arc<Metrics>,
+    conn_id: Arc<str>,
+    opened: std::time::Instant,
 }
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
+        tracing::debug!(
+            topic = %self.topic.id,
+            conn = %self.conn_id,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            "subscriber disconnected"
+        );
         self.topic.remove_subscriber();
         self.metrics.subscriber_closed();
     }

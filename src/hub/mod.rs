@@ -43,6 +43,8 @@ pub struct HubSettings {
     pub subscriber_buffer: usize,
     pub tick: Duration,
     pub retry: Duration,
+    /// Default history limits of persistent topics (`kv.retention`).
+    pub persistent_retention: Retention,
 }
 
 impl HubSettings {
@@ -52,6 +54,7 @@ impl HubSettings {
             subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
             tick: config.pubsub.tick_frequency.0,
             retry: config.pubsub.retry.0,
+            persistent_retention: config.kv.retention.to_retention(),
         }
     }
 }
@@ -157,7 +160,12 @@ impl Hub {
     /// from the defaults. In-memory history never exceeds `historySize`, so
     /// no request can make the server's memory unbounded.
     fn retention_for(&self, persist: bool, requested: Option<Retention>) -> Retention {
-        let default = self.default_retention();
+        // Persistent topics take their defaults from `kv.retention`.
+        let default = if persist {
+            self.settings.persistent_retention
+        } else {
+            self.default_retention()
+        };
         let requested = requested.unwrap_or_default();
         let mut retention = Retention {
             max_events: requested.max_events.or(default.max_events),
@@ -178,7 +186,7 @@ impl Hub {
         is_static: bool,
         log: Arc<dyn TopicLog>,
     ) -> Arc<Topic> {
-        let next_seq = log.bounds().map_or(1, |(_, last)| last + 1);
+        let next_seq = log.last_seq().saturating_add(1);
         let topic = Topic::new(TopicInit {
             id: record.id.clone(),
             token: record.token.clone(),
@@ -282,8 +290,12 @@ impl Hub {
     }
 
     pub async fn publish(&self, topic: &Topic, event: NewEvent) -> Result<Published, HubError> {
+        // Publish→enqueue latency: until the event is in history and on the
+        // live channel (for a durable topic, that includes its commit).
+        let started = std::time::Instant::now();
         match topic.publish(event).await {
             Ok(published) => {
+                self.metrics.event_published(started.elapsed());
                 self.metrics.event_received();
                 Ok(published)
             }

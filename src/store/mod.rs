@@ -7,10 +7,16 @@
 //!   from under the topic's lock, never blocking on I/O), range reads for
 //!   `Last-Event-ID` replay, lookup of an event id, and trimming.
 //!
-//! In-memory topics use [`memory::MemoryLog`]; persistent topics use whatever
-//! engine the `kv` configuration selects.
+//! In-memory topics use [`memory::MemoryLog`]; persistent topics use
+//! [`disk::DiskStore`] with the engine `kv.engine` selects
+//! ([`redb_engine`] by default, or [`sled_engine`]); [`codec`] is their
+//! shared on-disk layout.
 
+pub mod codec;
+pub mod disk;
 pub mod memory;
+pub mod redb_engine;
+pub mod sled_engine;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,6 +92,13 @@ pub trait TopicLog: Send + Sync {
 
     /// The oldest and newest sequence still held.
     fn bounds(&self) -> Option<(u64, u64)>;
+
+    /// The newest sequence this log has ever been given, even if retention
+    /// has since dropped it: the topic continues after it, so an id a client
+    /// kept can never name a different, newer event.
+    fn last_seq(&self) -> u64 {
+        self.bounds().map_or(0, |(_, last)| last)
+    }
 
     /// Number of events and bytes held, for metrics and the dashboard.
     fn usage(&self) -> (u64, u64);

@@ -37,7 +37,13 @@ pub fn test_config() -> Config {
 }
 
 pub struct TestServer {
+    /// Where the helpers below send requests: the plain listener, or the
+    /// https URL after [`TestServer::use_https`].
     pub base: String,
+    /// The plain listener (with TLS on: redirects, health, ACME http-01).
+    pub plain_base: String,
+    /// The bound HTTPS address when `server.ssl.enabled`.
+    pub tls_addr: Option<std::net::SocketAddr>,
     pub hub: Arc<Hub>,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -54,16 +60,40 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::bind(config).await.expect("server binds");
         let base = format!("http://{}", server.local_addr());
+        let tls_addr = server.tls_addr();
         let hub = server.hub().clone();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
         TestServer {
+            plain_base: base.clone(),
+            tls_addr,
             base,
             hub,
             http: reqwest::Client::new(),
             shutdown,
             task,
         }
+    }
+
+    /// Sends the helpers' requests to `base` (an https URL) with `http`.
+    pub fn use_https(&mut self, http: reqwest::Client, base: String) {
+        self.http = http;
+        self.base = base;
+    }
+
+    /// `/readyz`'s `tls` check (ok, message), read on the plain listener.
+    pub async fn tls_readiness(&self) -> (bool, String) {
+        let v: Value = reqwest::get(format!("{}/readyz", self.plain_base))
+            .await
+            .expect("readyz request")
+            .json()
+            .await
+            .expect("readyz body");
+        let check = &v["checks"]["tls"];
+        (
+            check["ok"].as_bool().unwrap_or(false),
+            check["message"].as_str().unwrap_or_default().to_string(),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -234,6 +264,9 @@ impl SseStream {
 pub struct ServerProcess {
     pub child: Child,
     pub base: String,
+    /// The https URL the binary printed, when started with
+    /// `SSER_SSL_ENABLED=true`.
+    pub https: Option<String>,
 }
 
 impl ServerProcess {
@@ -263,13 +296,24 @@ impl ServerProcess {
                     let _ = tx.send(line[pos + 14..].trim().to_string());
                     sent = true;
                 }
+                if let Some(pos) = line.find("HTTPS (HTTP/2) at ") {
+                    let url = line[pos + 18..].split_whitespace().next().unwrap_or("");
+                    let _ = tx.send(url.to_string());
+                }
                 eprintln!("[sser] {line}");
             }
         });
         let base = rx
             .recv_timeout(DEADLINE)
             .expect("server printed its address");
-        ServerProcess { child, base }
+        let tls = env
+            .iter()
+            .any(|(k, v)| *k == "SSER_SSL_ENABLED" && *v == "true");
+        let https = tls.then(|| {
+            rx.recv_timeout(DEADLINE)
+                .expect("server printed its https URL")
+        });
+        ServerProcess { child, base, https }
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -293,4 +337,224 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client for a server reached over HTTP only (e.g. a [`ServerProcess`]):
+/// the same calls as [`TestServer`], without access to its hub.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates a topic; returns (id, token).
+    pub async fn create_topic(&self, body: Value) -> (String, String) {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/pubsubs"))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("create request");
+        assert_eq!(resp.status(), 201, "create topic");
+        let v: Value = resp.json().await.expect("create body");
+        (
+            v["pubsub"]["id"].as_str().expect("id").to_string(),
+            v["pubsub"]["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    pub async fn try_publish(
+        &self,
+        topic: &str,
+        event: Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({ "event": event }))
+            .send()
+            .await
+    }
+
+    /// Publishes and returns the id the server reports.
+    pub async fn publish_ok(&self, topic: &str, event: Value) -> String {
+        let resp = self
+            .try_publish(topic, event)
+            .await
+            .expect("publish request");
+        assert_eq!(resp.status(), 201, "publish");
+        let v: Value = resp.json().await.expect("publish body");
+        v["event"]["id"].as_str().expect("event id").to_string()
+    }
+
+    /// Subscribes with `?last_event_id=` (the EventSource-friendly form).
+    pub async fn subscribe_from(&self, topic: &str, token: &str, last_event_id: &str) -> SseStream {
+        let req = self
+            .http
+            .get(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .query(&[("last_event_id", last_event_id)])
+            .bearer_auth(token);
+        SseStream::open(req).await
+    }
+}
+
+impl TestServer {
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+impl ServerProcess {
+    pub fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs the binary expecting it to refuse to start: returns its exit
+    /// status and everything it wrote to stderr.
+    pub fn start_failing(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sser"));
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "127.0.0.1:0")
+            .env("SSER_API_ACCESS_TOKEN", API_TOKEN)
+            .env("SSER_METRICS_ACCESS_TOKEN", METRICS_TOKEN)
+            .env("SSER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sser");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sser did not exit although it was expected to refuse to start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, reader.join().unwrap_or_default())
+    }
+}
+
+/// A free loopback TCP port (bound, read, released: the caller binds it
+/// again at once, so a collision is unlikely and would fail loudly).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A throwaway certificate authority for TLS tests.
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let cert = params.self_signed(&key).expect("ca cert");
+        TestCa { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A leaf for `names` (DNS names or IP addresses): (chain PEM, key PEM, leaf DER).
+    pub fn issue(&self, names: &[&str]) -> (String, String, Vec<u8>) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("leaf params");
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign leaf");
+        (
+            format!("{}{}", leaf.pem(), self.cert.pem()),
+            key.serialize_pem(),
+            leaf.der().to_vec(),
+        )
+    }
+}
+
+/// An HTTPS client that trusts only `root_pem`, sends `domain` to `addr`,
+/// records the peer certificate, and offers h2 and http/1.1 by ALPN.
+pub fn https_client(root_pem: &str, domain: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    https_client_builder(root_pem, domain, addr)
+        .build()
+        .expect("https client")
+}
+
+pub fn https_client_builder(
+    root_pem: &str,
+    domain: &str,
+    addr: std::net::SocketAddr,
+) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(root_pem.as_bytes()).expect("root pem"),
+        )
+        .resolve(domain, addr)
+        .tls_info(true)
+        .timeout(DEADLINE)
+}
+
+/// The leaf certificate (DER) the server presented for `resp`.
+pub fn peer_cert(resp: &reqwest::Response) -> Vec<u8> {
+    resp.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("peer certificate recorded")
+        .to_vec()
 }

@@ -1,0 +1,237 @@
+//! `GET /metrics`: the hub's numbers in the Prometheus text exposition format
+//! (version 0.0.4), for a scraper.
+//!
+//! Protected by the metrics token (or the API token) unless `metrics.open`
+//! is set. Per-topic series, labelled `topic="<id>"`, appear only with
+//! `metrics.perTopic`, because clients can create topics without limit and
+//! each would become a new series in the scraper's database.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::auth::header_token;
+use super::error::ApiError;
+use crate::hub::Hub;
+use crate::metrics::process_rss_bytes;
+
+/// How `/metrics` is served (from `metrics.*` configuration).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrometheusSettings {
+    /// No token needed.
+    pub open: bool,
+    /// Emit per-topic series.
+    pub per_topic: bool,
+}
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !state.prometheus.open {
+        match header_token(&headers) {
+            None => {
+                return ApiError::unauthorized(
+                    "missing metrics token: send Authorization: Bearer <token>",
+                )
+                .into_response();
+            }
+            Some(t) if state.metrics_token.matches(t) || state.api_token.matches(t) => {}
+            Some(_) => return ApiError::unauthorized("invalid metrics token").into_response(),
+        }
+    }
+    let body = render(&state.hub, state.prometheus.per_topic);
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+        body,
+    )
+        .into_response()
+}
+
+/// The whole exposition. Names follow Prometheus conventions: counters end
+/// in `_total`, units are base units (seconds, bytes).
+pub fn render(hub: &Hub, per_topic: bool) -> String {
+    let metrics = hub.metrics();
+    let samples = metrics.samples(hub.topic_counts());
+    let get = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.value)
+    };
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {}", number(value));
+    };
+    // SSER's seven, then ours.
+    metric(
+        "sser_topics",
+        "gauge",
+        "Topics that exist now.",
+        get("topics") as f64,
+    );
+    metric(
+        "sser_static_topics",
+        "gauge",
+        "Topics defined in configuration.",
+        get("static_topics") as f64,
+    );
+    metric(
+        "sser_active_topics",
+        "gauge",
+        "Topics with at least one subscriber.",
+        get("active_topics") as f64,
+    );
+    metric(
+        "sser_subscribers_total",
+        "counter",
+        "Subscriber streams opened since start.",
+        get("subscribers") as f64,
+    );
+    metric(
+        "sser_active_subscribers",
+        "gauge",
+        "Subscriber streams open now.",
+        get("active_subscribers") as f64,
+    );
+    metric(
+        "sser_messages_received_total",
+        "counter",
+        "Events accepted from publishers.",
+        get("message_received") as f64,
+    );
+    metric(
+        "sser_messages_sent_total",
+        "counter",
+        "Events written to subscriber streams.",
+        get("message_sent") as f64,
+    );
+    metric(
+        "sser_bytes_sent_total",
+        "counter",
+        "Bytes of events written to subscriber streams.",
+        get("bytes_sent") as f64,
+    );
+    metric(
+        "sser_lagged_subscribers_total",
+        "counter",
+        "Times a subscriber fell behind the live stream and had to catch up from history.",
+        get("lagged_subscribers") as f64,
+    );
+    metric(
+        "sser_topics_created_total",
+        "counter",
+        "Topics created since start.",
+        get("topics_created") as f64,
+    );
+    metric(
+        "sser_topics_deleted_total",
+        "counter",
+        "Topics deleted since start.",
+        get("topics_deleted") as f64,
+    );
+    metric(
+        "sser_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        metrics.started().elapsed().as_secs_f64(),
+    );
+    if let Some(rss) = process_rss_bytes() {
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            rss as f64,
+        );
+    }
+    let _ = writeln!(out, "# HELP sser_build_info The running version.");
+    let _ = writeln!(out, "# TYPE sser_build_info gauge");
+    let _ = writeln!(
+        out,
+        "sser_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let h = metrics.publish_latency.snapshot();
+    let name = "sser_publish_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a publish request reaching the hub to its event being stored and queued for every subscriber."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in &h.buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", number(*bound));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", number(h.sum_seconds));
+    let _ = writeln!(out, "{name}_count {}", h.count);
+
+    if per_topic {
+        per_topic_series(hub, &mut out);
+    }
+    out
+}
+
+fn per_topic_series(hub: &Hub, out: &mut String) {
+    let mut topics = hub.topics();
+    topics.sort_by(|a, b| a.id.cmp(&b.id));
+    let families: [(&str, &str, &str); 4] = [
+        (
+            "sser_topic_subscribers",
+            "gauge",
+            "Subscriber streams open on the topic.",
+        ),
+        (
+            "sser_topic_events_published_total",
+            "counter",
+            "Events published to the topic since start.",
+        ),
+        (
+            "sser_topic_history_events",
+            "gauge",
+            "Events the topic keeps for replay.",
+        ),
+        (
+            "sser_topic_history_bytes",
+            "gauge",
+            "Bytes of events the topic keeps for replay.",
+        ),
+    ];
+    for (i, (name, kind, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for topic in &topics {
+            let value = match i {
+                0 => topic.subscriber_count() as u64,
+                1 => topic.published_count(),
+                2 => topic.history_usage().0,
+                _ => topic.history_usage().1,
+            };
+            let id = label_value(&topic.id);
+            let _ = writeln!(out, "{name}{{topic=\"{id}\"}} {value}");
+        }
+    }
+}
+
+/// Escapes a label value (`\`, `"` and newline), though topic ids are
+/// `[A-Za-z0-9_-]` today (`hub::is_valid_topic_id`).
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus float formatting: integers without a fraction, others as Rust
+/// prints them (shortest round-trip form).
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}

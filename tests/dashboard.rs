@@ -1,0 +1,199 @@
+//! The dashboard, end to end: the embedded files are served, and a real
+//! headless Chromium (Debian's `chromium`, driven by `playwright-core` from
+//! `tests/browser/`) signs in, watches the counters move while this test's
+//! driver publishes, tails a topic, and signs out. Screenshots land in
+//! `tests/artifacts/` (git-ignored).
+//!
+//! Prerequisites are installed by `scripts/test-deps.sh` (sourced by
+//! `scripts/test.sh`). If Chromium or the driver's packages are missing this
+//! test FAILS, saying what to run: a browser test that skips silently would
+//! let the dashboard break unnoticed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "Chromium not found at {}: the dashboard test needs a real browser. \
+         Install it with `apt-get install chromium` (scripts/test-deps.sh does), \
+         or set CHROMIUM to its path.",
+        path.display()
+    );
+    path
+}
+
+fn driver_dir() -> PathBuf {
+    let dir = repo().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "tests/browser/node_modules is missing: run `npm ci` in tests/browser \
+         (scripts/test-deps.sh does)"
+    );
+    dir
+}
+
+#[tokio::test]
+async fn serves_the_embedded_dashboard() {
+    let server = TestServer::start().await;
+    let resp = server
+        .http
+        .get(server.url("/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let etag = resp.headers()["etag"].clone();
+    let html = resp.text().await.expect("body");
+    assert!(html.contains("/assets/app.js"), "index links the script");
+
+    // Revalidation costs a 304.
+    let resp = server
+        .http
+        .get(server.url("/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET / again");
+    assert_eq!(resp.status(), 304);
+
+    for (path, kind) in [
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+        ("/favicon.ico", "image/svg+xml"),
+    ] {
+        let resp = server.http.get(server.url(path)).send().await.expect(path);
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], kind, "{path}");
+    }
+    let resp = server
+        .http
+        .get(server.url("/assets/../Cargo.toml"))
+        .send()
+        .await
+        .expect("traversal");
+    assert_eq!(resp.status(), 404);
+
+    // Who am I: decides which view the page shows.
+    for (token, role) in [(API_TOKEN, "operator"), (METRICS_TOKEN, "monitor")] {
+        let v: serde_json::Value = server
+            .http
+            .get(server.url("/api/v1/whoami"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("whoami")
+            .json()
+            .await
+            .expect("whoami body");
+        assert_eq!(v["role"], role);
+    }
+    let resp = server
+        .http
+        .get(server.url("/api/v1/whoami"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(resp.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_can_be_turned_off() {
+    let server = TestServer::start_with(|c| c.server.dashboard = sser::config::Flag(false)).await;
+    let resp = server
+        .http
+        .get(server.url("/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(resp.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    let chromium = chromium();
+    let dir = driver_dir();
+    let artifacts = repo().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+
+    let mut server = Some(TestServer::start().await);
+    let base = server.as_ref().map(|s| s.base.clone()).unwrap_or_default();
+    let addr: std::net::SocketAddr = base["http://".len()..].parse().expect("server address");
+    let mut child = tokio::process::Command::new("node")
+        .arg("dashboard.e2e.mjs")
+        .current_dir(&dir)
+        .env("SSER_URL", &base)
+        .env("SSER_API_TOKEN", API_TOKEN)
+        .env("SSER_METRICS_TOKEN", METRICS_TOKEN)
+        .env("ARTIFACTS_DIR", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (install Node.js to run the browser test)");
+    let mut stdin = child.stdin.take().expect("driver stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("driver stdout")).lines();
+
+    // Relay the driver's output, and stop or restart the server when it asks.
+    let drive = async {
+        while let Some(line) = lines.next_line().await.expect("driver output") {
+            match line.as_str() {
+                "@@stop" => {
+                    if let Some(s) = server.take() {
+                        s.stop().await;
+                    }
+                }
+                "@@start" => {
+                    server = Some(
+                        TestServer::start_with(|c| c.server.addr = sser::config::ListenAddr(addr))
+                            .await,
+                    );
+                }
+                _ => {
+                    println!("{line}");
+                    continue;
+                }
+            }
+            stdin.write_all(b"ok\n").await.expect("answer the driver");
+        }
+        child.wait().await.expect("node exit status")
+    };
+    let status = tokio::time::timeout(Duration::from_secs(180), drive)
+        .await
+        .expect("the browser test finished within 3 minutes");
+    if let Some(s) = server.take() {
+        s.stop().await;
+    }
+    assert!(
+        status.success(),
+        "the browser test failed ({status}); see its output above and {}",
+        Path::new("tests/artifacts/dashboard-failure.png").display()
+    );
+    assert!(
+        artifacts.join("dashboard.png").is_file(),
+        "screenshot written"
+    );
+}
