@@ -3,14 +3,14 @@
 # after the other in the same session, and prints both with ratios.
 #
 # Usage: bench/compare.sh SCENARIO [extra sser-bench args...]
-#   SCENARIO: fanout-10k | fanout-topics | idle | connect | fanout-small
+#   SCENARIO: fanout-10k | fanout-topics | idle | connect | durable | fanout-small
 # Needs: cargo build --release --bins; apt-get install nginx-light libnginx-mod-nchan.
 # Reports land in bench/results/<scenario>-{sser,nchan}.json (not committed).
 # Set ONLY=sser or ONLY=nchan to run one side; PERF=1 records a cpu-clock
 # profile of sser during its run into bench/results/<scenario>-sser.perf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario="${1:?scenario: fanout-10k | fanout-topics | idle | connect | fanout-small}"
+scenario="${1:?scenario: fanout-10k | fanout-topics | idle | connect | durable | fanout-small}"
 shift || true
 bin=target/release/sser-bench
 [ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --bins" >&2; exit 1; }
@@ -27,6 +27,9 @@ case "$scenario" in
   # As many held connections as the box's fixed 20,000-fd limit allows both sides.
   idle) args=(idle --connections 19000 --topics 100 --hold 5s --connect-concurrency 512) ;;
   connect) args=(connect --concurrency 64 --duration 10s --topics 1 --publishers 4) ;;
+  # Durable publishes (kv.durability sync: a 201 means fsynced) through HTTP.
+  # sser only: nchan keeps messages in memory (or Redis), it has no equivalent.
+  durable) args=(fanout --persist --topics 1 --subscribers 1 --publishers 64 --events 20000); ONLY=sser ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 args+=("$@")
@@ -44,7 +47,9 @@ wait_port() {
 }
 
 if [ "${ONLY:-sser}" != nchan ]; then
+  store="$(mktemp -d /tmp/sser-bench-store.XXXXXX)"
   PORT="127.0.0.1:$SSER_PORT" SSER_API_ACCESS_TOKEN=bench SSER_METRICS_ACCESS_TOKEN=bench-m \
+    SSER_PERSISTENT_STORE_ENABLED=true SSER_KV_DSN="$store" \
     SSER_LOG=error ./target/release/sser > bench/results/sser.log 2>&1 &
   sser_pid=$!; pids+=("$sser_pid")
   wait_port "$SSER_PORT"
@@ -57,6 +62,7 @@ if [ "${ONLY:-sser}" != nchan ]; then
     --label sser --json --allow-loss > "bench/results/$scenario-sser.json"
   if [ "${PERF:-0}" = 1 ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   kill "$sser_pid"; wait "$sser_pid" 2>/dev/null || true
+  rm -rf "$store"
 fi
 
 if [ "${ONLY:-nchan}" != sser ]; then
@@ -79,7 +85,7 @@ for side in ("sser", "nchan"):
     p = f"bench/results/{name}-{side}.json"
     if os.path.exists(p) and os.path.getsize(p):
         runs[side] = json.load(open(p))
-keys = ["deliveries_per_sec", "publishes_per_sec", "latency.p50_ms", "latency.p99_ms",
+keys = ["deliveries_per_sec", "publishes_per_sec", "publish_rtt.p50_ms", "publish_rtt.p99_ms", "latency.p50_ms", "latency.p99_ms",
         "latency.p999_ms", "latency.max_ms", "expected", "received", "lost",
         "lagged_disconnects", "open", "connects_per_sec", "server_rss_bytes_per_conn",
         "server_pss_bytes_per_conn", "cycles_per_sec", "cycle_latency.p50_ms",

@@ -95,6 +95,10 @@ pub struct Common {
     /// Extra subscribe request header 'Name: value' (repeatable).
     #[arg(long = "sub-header")]
     sub_headers: Vec<String>,
+    /// Our API: create persistent topics (the server needs its store enabled),
+    /// so publishes take the durable path.
+    #[arg(long)]
+    persist: bool,
     /// Seed for everything random (payload padding, topic names, churn order).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -130,6 +134,7 @@ impl Common {
             pub_headers: self.pub_headers.clone(),
             sub_headers: self.sub_headers.clone(),
             seed: self.seed,
+            persist: self.persist,
         }
     }
 

@@ -46,6 +46,8 @@ pub struct TargetSpec {
     pub pub_headers: Vec<String>,
     pub sub_headers: Vec<String>,
     pub seed: u64,
+    /// Create persistent topics (our API): measures the durable publish path.
+    pub persist: bool,
 }
 
 fn parse_header(h: &str) -> Result<(String, String), String> {
@@ -146,7 +148,12 @@ impl Target {
             ("Authorization".to_string(), format!("Bearer {api_token}")),
             ("Content-Type".to_string(), "application/json".to_string()),
         ];
-        let req = build_request("POST", &url, &url.path, &auth, Some(b"{}"));
+        let create: &[u8] = if spec.persist {
+            br#"{"pubsub":{"persist":true}}"#
+        } else {
+            b"{}"
+        };
+        let req = build_request("POST", &url, &url.path, &auth, Some(create));
         let mut topics = Vec::with_capacity(count);
         for _ in 0..count {
             let (head, body) = conn
