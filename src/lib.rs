@@ -38,7 +38,6 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -183,8 +182,7 @@ impl Server {
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &self.config);
-        // A peer that stops acknowledging data for two heartbeats is cut.
-        let user_timeout = (self.config.pubsub.tick_frequency.0 * 2).max(Duration::from_secs(10));
+        let settings = serve::ConnSettings::from_config(&self.config);
         let shutdown = self.shutdown.clone();
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -195,7 +193,7 @@ impl Server {
                     app,
                     self.state.readiness.clone(),
                     shutdown.clone(),
-                    user_timeout,
+                    settings,
                 );
                 (plain, Some(task))
             }
@@ -207,7 +205,7 @@ impl Server {
             plain_app,
             serve::Plain,
             shutdown.clone(),
-            user_timeout,
+            settings,
         );
         let mut serve = tokio::spawn(async move {
             match tls_task {

@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
+
 /// What turns an accepted TCP stream into the byte stream HTTP runs on.
 pub trait Handshake: Clone + Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
@@ -46,6 +48,27 @@ impl Handshake for Plain {
     }
 }
 
+/// What every connection of every listener gets.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSettings {
+    /// A peer that leaves sent data unacknowledged this long is cut by the
+    /// kernel (TCP_USER_TIMEOUT).
+    pub user_timeout: Duration,
+    /// The read buffer, and so the largest request head (see
+    /// `server.maxHeaderSize`).
+    pub max_header_size: usize,
+}
+
+impl ConnSettings {
+    pub fn from_config(config: &Config) -> Self {
+        ConnSettings {
+            // Two heartbeats: a live client acknowledges at least those.
+            user_timeout: (config.pubsub.tick_frequency.0 * 2).max(Duration::from_secs(10)),
+            max_header_size: config.server.max_header_size.0 as usize,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`, then waits for open
 /// connections to finish (the caller bounds that wait).
 pub async fn serve<H: Handshake>(
@@ -53,7 +76,7 @@ pub async fn serve<H: Handshake>(
     app: Router,
     handshake: H,
     shutdown: CancellationToken,
-    user_timeout: Duration,
+    settings: ConnSettings,
 ) -> std::io::Result<()> {
     // Turn every handler into its final route once. axum::serve would do this
     // for each connection, deep-cloning every layer (~12 KB per idle SSE
@@ -63,7 +86,7 @@ pub async fn serve<H: Handshake>(
     let mut builder = Builder::new(TokioExecutor::new());
     // With a timer, hyper's 30 s limit on reading HTTP/1 request headers
     // applies, so a client trickling bytes cannot hold a connection.
-    builder.http1().timer(TokioTimer::new());
+    builder.http1().timer(TokioTimer::new()).max_buf_size(16384);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     loop {
@@ -82,10 +105,10 @@ pub async fn serve<H: Handshake>(
             },
         };
         // Small SSE writes must not wait for Nagle; and a peer that stops
-        // acknowledging data for `user_timeout` is cut by the kernel, so a
-        // vanished client (or one stalled for good) cannot pin a connection.
+        // acknowledging data is cut by the kernel, so a vanished client (or
+        // one stalled for good) cannot pin a connection.
         let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(user_timeout));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(settings.user_timeout));
         let watcher = graceful.watcher();
         let handshake = handshake.clone();
         let app = app.clone();

@@ -704,3 +704,27 @@ async fn topic_retention_cannot_unbound_memory() {
     }
     server.stop().await;
 }
+
+/// A request head well over `server.maxHeaderSize` (hyper checks per read, so
+/// the limit is approximate) is refused with 431, and the server goes on
+/// serving.
+#[tokio::test]
+async fn oversized_request_head_is_431() {
+    let server = TestServer::start().await;
+    let resp = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-big", "y".repeat(64_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    let resp = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.stop().await;
+}

@@ -43,6 +43,7 @@ macro_rules! both_engines {
 both_engines!(
     crash_kill9_keeps_every_acknowledged_event,
     restart_replays_from_disk_with_original_ids_and_tokens,
+    resume_after_an_ambiguous_id_never_skips,
     retention_max_events_per_topic_and_global_default,
     retention_max_bytes,
     retention_max_age_and_sequence_survives_full_trim,
@@ -264,6 +265,75 @@ async fn restart_replays_from_disk_with_original_ids_and_tokens(engine: &str) {
     let next = api.publish_ok(&topic, json!({"message": "after"})).await;
     assert_eq!(next, "11");
     assert_eq!(stream.expect_event().await.id, "11", "live after replay");
+}
+
+/// Ids may repeat: a publisher's "1" after the server's event 1. The hub
+/// cannot know which one a client saw, so `Last-Event-ID: 1` resumes after
+/// the OLDEST (repeating events, never skipping one), on a persistent topic
+/// and again after a restart, when the log's id index is rebuilt from disk.
+/// (`tests/delivery.rs` has the in-memory version.)
+async fn resume_after_an_ambiguous_id_never_skips(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_process(dir.path(), engine);
+    let api = server.api();
+    let (topic, token) = api.create_topic(json!({"pubsub": {"persist": true}})).await;
+    let mut ids = Vec::new();
+    for m in ["a", "b", "c"] {
+        ids.push(api.publish_ok(&topic, json!({"message": m})).await);
+    }
+    assert_eq!(ids, ["1", "2", "3"]);
+    ids.push(
+        api.publish_ok(&topic, json!({"id": "1", "message": "d"}))
+            .await,
+    );
+    ids.push(api.publish_ok(&topic, json!({"message": "e"})).await);
+    // And the other way round: a publisher's "7" before the server's 7.
+    ids.push(
+        api.publish_ok(&topic, json!({"id": "7", "message": "f"}))
+            .await,
+    );
+    for m in ["g", "h"] {
+        ids.push(api.publish_ok(&topic, json!({"message": m})).await);
+    }
+    assert_eq!(ids, ["1", "2", "3", "1", "5", "7", "7", "8"]);
+
+    /// The first `n` events (`id:data`) a client resuming after `last` gets.
+    async fn resume(api: &Api, topic: &str, token: &str, last: &str, n: usize) -> Vec<String> {
+        let req = api
+            .http
+            .get(api.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(token)
+            .header("Last-Event-ID", last);
+        let mut stream = SseStream::open(req).await;
+        assert_eq!(stream.status, 200);
+        assert!(
+            stream.headers.get("x-sser-history-truncated").is_none(),
+            "{last:?} is in history"
+        );
+        stream
+            .take(n)
+            .await
+            .into_iter()
+            .map(|e| format!("{}:{}", e.id, e.data))
+            .collect()
+    }
+    for when in ["before restart", "after restart"] {
+        if when == "after restart" {
+            assert!(server.terminate().success(), "graceful shutdown exits 0");
+            server = start_process(dir.path(), engine);
+        }
+        let api = server.api();
+        assert_eq!(
+            resume(&api, &topic, &token, "1", 4).await,
+            ["2:b", "3:c", "1:d", "5:e"],
+            "{engine}, {when}: after the server's 1, not the publisher's"
+        );
+        assert_eq!(
+            resume(&api, &topic, &token, "7", 2).await,
+            ["7:g", "8:h"],
+            "{engine}, {when}: after the publisher's 7, not the server's"
+        );
+    }
 }
 
 /// The first `n` events replayed from the oldest retained: anything older

@@ -38,6 +38,7 @@ fn bad_settings_stop_startup_naming_the_key() {
             &[("SSER_MAX_REQUEST_BODY_SIZE", "1XB")],
             "server.maxRequestBodySize",
         ),
+        (&[("SSER_MAX_HEADER_SIZE", "4KiB")], "server.maxHeaderSize"),
         (&[("APP_ENV", "production")], "SSER_API_ACCESS_TOKEN"),
         (
             &[("APP_ENV", "production"), ("SSER_API_ACCESS_TOKEN", "a")],

@@ -51,6 +51,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_KV_RETENTION_MAX_BYTES", "kv.retention.maxBytes"),
     ("SSER_CORS_ALLOWED_ORIGINS", "server.cors.allowedOrigins"),
     ("SSER_MAX_REQUEST_BODY_SIZE", "server.maxRequestBodySize"),
+    ("SSER_MAX_HEADER_SIZE", "server.maxHeaderSize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
     ("SSER_TICK_FREQUENCY", "pubsub.tickFrequency"),
     ("SSER_RETRY", "pubsub.retry"),
@@ -95,6 +96,11 @@ pub struct ServerConfig {
     pub ssl_addr: ListenAddr,
     /// Largest accepted request body; larger ones get 413.
     pub max_request_body_size: Bytes,
+    /// Each connection's read buffer, and so the limit on a request head
+    /// (hyper checks it per read: heads beyond about twice this get 431). It
+    /// is the biggest part of what an idle subscriber costs, so it stays
+    /// small; hyper needs at least 8 KiB.
+    pub max_header_size: Bytes,
     /// How long a graceful shutdown may take before open connections are cut.
     pub shutdown_timeout: Span,
     pub cors: CorsConfig,
@@ -110,6 +116,7 @@ impl Default for ServerConfig {
             addr: ListenAddr("0.0.0.0:8889".parse().expect("literal address")),
             ssl_addr: ListenAddr("0.0.0.0:8888".parse().expect("literal address")),
             max_request_body_size: Bytes(1 << 20),
+            max_header_size: Bytes(8 << 10),
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
             cors: CorsConfig::default(),
             ssl: SslConfig::default(),
@@ -489,6 +496,12 @@ impl Config {
                 *slot = Some(token.clone());
                 self.generated_tokens.push((var, token));
             }
+        }
+        let header = self.server.max_header_size.0;
+        if !(8192..=1 << 20).contains(&header) {
+            return Err(ConfigError(format!(
+                "server.maxHeaderSize (SSER_MAX_HEADER_SIZE) must be between 8KiB and 1MiB, got {header} bytes"
+            )));
         }
         if self.pubsub.tick_frequency.0.is_zero() {
             return Err(ConfigError(

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod dashboard;
 pub mod error;
+pub mod log;
 pub mod ops;
 pub mod prometheus;
 pub mod pubsubs;
@@ -25,8 +26,6 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -87,30 +86,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         }))
         .layer(cors(config))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let request_id = req
-                        .extensions()
-                        .get::<RequestId>()
-                        .and_then(|id| id.header_value().to_str().ok())
-                        .unwrap_or("-");
-                    // The path only: the query may hold an access token.
-                    // `topic` and `conn` are filled in by the handlers they
-                    // apply to, so every line logged for the request
-                    // (including while an SSE body streams) carries them.
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        request_id,
-                        topic = tracing::field::Empty,
-                        conn = tracing::field::Empty,
-                    )
-                })
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(axum::middleware::from_fn(log::log_request))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
 }
 

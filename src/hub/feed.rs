@@ -21,6 +21,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 
 use super::topic::{LiveStart, Topic};
@@ -126,7 +128,7 @@ impl Subscription {
             truncated,
             start,
             live,
-            mut ctx,
+            ctx,
         } = self;
         // Dropped with the stream, however it ends (including the client
         // vanishing mid-write), so the counters never leak.
@@ -163,8 +165,15 @@ impl Subscription {
                 Start::Live => None,
                 Start::ReplayAfter(_) => Some(CatchUp::Resume),
             };
-            // Ticks seen before the stream started are not owed to anyone.
-            ctx.ticks.borrow_and_update();
+            // Heartbeat and shutdown waits are created once and stay
+            // registered across events: re-creating them per event took and
+            // released two locks shared by every subscriber, each time.
+            // (Ticks seen before the stream started are not owed to anyone.)
+            let mut ticks = ctx.ticks.clone();
+            ticks.borrow_and_update();
+            let mut ticks = WatchStream::from_changes(ticks);
+            let shutdown = ctx.shutdown.clone();
+            let mut shutdown = std::pin::pin!(shutdown.cancelled());
             loop {
                 if let Some(reason) = catch_up.take() {
                     // One batch in memory at a time, however long the replay.
@@ -173,13 +182,14 @@ impl Subscription {
                         let batch = match read_batch(&topic, cursor).await {
                             Ok(batch) => batch,
                             Err(e) => {
-                                yield Ok(lagged_notice(&topic, cursor, &e.to_string()));
+                                yield Ok(lagged_notice(&topic, &conn_id, cursor, &e.to_string()));
                                 return;
                             }
                         };
                         if first && reason.is_gap(cursor, batch.first().map(|e| e.seq)) {
                             yield Ok(lagged_notice(
                                 &topic,
+                                &conn_id,
                                 cursor,
                                 "the subscriber fell behind further than history reaches",
                             ));
@@ -216,13 +226,13 @@ impl Subscription {
                             return;
                         }
                     },
-                    () = ctx.shutdown.cancelled() => {
+                    () = &mut shutdown => {
                         yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
                         return;
                     }
-                    changed = ctx.ticks.changed() => {
+                    tick = ticks.next() => {
                         // The ticker only stops when the server does.
-                        if changed.is_err() {
+                        if tick.is_none() {
                             yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
                             return;
                         }
@@ -265,8 +275,8 @@ async fn read_batch(topic: &Arc<Topic>, cursor: u64) -> Result<Vec<StoredEvent>,
     read_log(topic.persist, move || log.read_after(cursor, REPLAY_BATCH)).await
 }
 
-fn lagged_notice(topic: &Topic, cursor: u64, why: &str) -> Bytes {
-    tracing::warn!(topic = %topic.id, cursor, why, "subscriber disconnected: fell behind");
+fn lagged_notice(topic: &Topic, conn: &str, cursor: u64, why: &str) -> Bytes {
+    tracing::warn!(topic = %topic.id, conn, cursor, why, "subscriber disconnected: fell behind");
     sse::encode_notice(
         "sser.lagged",
         &serde_json::json!({

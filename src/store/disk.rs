@@ -22,6 +22,11 @@
 //!   same transaction as the appends that exceed it, and for age once a
 //!   second on a timer, so disk use stays bounded without a separate
 //!   compaction pass and without publishers ever waiting for it.
+//! - **`find` never touches the disk.** Each log keeps an [`IdIndex`] of its
+//!   retained publisher-chosen ids beside its counts, under the same lock,
+//!   updated by the writer in the same step (rebuilt from the one read of
+//!   each log at start-up), so resolving a `Last-Event-ID` is a hash lookup
+//!   even when thousands of clients reconnect at once.
 //! - **Sequences survive.** The last assigned sequence of each topic is stored
 //!   with its events, so a topic whose events were all trimmed still
 //!   continues where it was: an id a client kept can never alias a new event.
@@ -41,6 +46,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::id_index::IdIndex;
 use super::{Commit, Retention, Store, StoreError, StoredEvent, TopicLog, TopicRecord, codec};
 
 /// Which embedded database holds the data.
@@ -135,15 +141,18 @@ pub struct LogStats {
     pub last_seq: u64,
 }
 
-/// Called on each `(seq, value)` by [`Engine::find_rev`]; true stops.
-pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
+/// Called on each `(seq, value)` of a log, oldest first, by
+/// [`Engine::log_stats`].
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
 
 /// The engine-specific half: a handful of primitive reads and writes.
 /// Writes are only ever called from the writer thread.
 pub trait Engine: Send + Sync + 'static {
     /// `(topic id, record bytes)` of every persistent topic.
     fn load_records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
-    fn log_stats(&self, topic: &str) -> Result<LogStats, StoreError>;
+    /// Reads a whole log once (when the topic is opened): its stats, and
+    /// every `(seq, value)` to `visit`, oldest first.
+    fn log_stats(&self, topic: &str, visit: &mut Visit<'_>) -> Result<LogStats, StoreError>;
     /// Up to `limit` `(seq, value)` with `seq > after`, oldest first.
     fn read_after(
         &self,
@@ -151,9 +160,6 @@ pub trait Engine: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
-    fn get(&self, topic: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Walks the log newest first until `visit` returns true; that seq.
-    fn find_rev(&self, topic: &str, visit: &mut Visit<'_>) -> Result<Option<u64>, StoreError>;
     /// Applies a batch in one transaction; `durable` = fsync before return.
     fn write(&self, writes: &mut [TopicWrite], durable: bool) -> Result<(), StoreError>;
     /// Saves a topic record durably.
@@ -175,10 +181,25 @@ struct Meta {
     destroyed: bool,
 }
 
+/// What readers of a log see, behind one lock, so the counts and the id
+/// index always describe the same moment. Only the writer thread (and
+/// `destroy`) changes it, right after the engine transaction that it
+/// describes has committed: an event is never indexed before it is stored,
+/// and its publisher is answered (then the event fanned out) only after, so
+/// no client can hold an id `find` does not know yet. Trimming is seen here
+/// a moment after it is on disk; in that moment `find` can only answer an
+/// older sequence, never a newer one, and a replay after an event that has
+/// just gone reports the gap (`sser.lagged`) rather than skipping anything.
+#[derive(Default)]
+struct Held {
+    meta: Meta,
+    ids: IdIndex,
+}
+
 struct LogShared {
     topic: Arc<str>,
     retention: Retention,
-    meta: Mutex<Meta>,
+    held: Mutex<Held>,
 }
 
 impl LogShared {
@@ -362,16 +383,24 @@ impl Store for DiskStore {
     }
 
     fn open_log(&self, record: &TopicRecord) -> Result<Arc<dyn TopicLog>, StoreError> {
-        let stats = self.engine.log_stats(&record.id)?;
+        // The one read of the whole log: counts, and the id index.
+        let mut ids = IdIndex::new();
+        let stats = self.engine.log_stats(&record.id, &mut |seq, value| {
+            ids.push_str(seq, codec::decode_id(value)?);
+            Ok(())
+        })?;
         let shared = Arc::new(LogShared {
             topic: Arc::from(record.id.as_str()),
             retention: record.retention,
-            meta: Mutex::new(Meta {
-                first: stats.first,
-                count: stats.count,
-                bytes: stats.bytes,
-                last_seq: stats.last_seq.max(stats.last.unwrap_or(0)),
-                destroyed: false,
+            held: Mutex::new(Held {
+                meta: Meta {
+                    first: stats.first,
+                    count: stats.count,
+                    bytes: stats.bytes,
+                    last_seq: stats.last_seq.max(stats.last.unwrap_or(0)),
+                    destroyed: false,
+                },
+                ids,
             }),
         });
         self.send(Msg::Register(shared.clone()))?;
@@ -476,7 +505,7 @@ impl TopicLog for DiskLog {
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        if self.shared.meta.lock().destroyed {
+        if self.shared.held.lock().meta.destroyed {
             return Ok(Vec::new());
         }
         self.engine
@@ -487,24 +516,17 @@ impl TopicLog for DiskLog {
     }
 
     fn find(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        if self.shared.meta.lock().destroyed {
+        // In memory, under the lock the writer updates it with: the oldest
+        // retained occurrence, without reading the disk.
+        let held = self.shared.held.lock();
+        if held.meta.destroyed {
             return Ok(None);
         }
-        // Server-made ids are the sequence itself: one point lookup.
-        if let Ok(seq) = id.parse::<u64>()
-            && let Some(value) = self.engine.get(&self.shared.topic, seq)?
-            && codec::decode_id(&value)? == id
-        {
-            return Ok(Some(seq));
-        }
-        // A publisher's own id: newest first, as resumes are usually recent.
-        self.engine.find_rev(&self.shared.topic, &mut |_, value| {
-            Ok(codec::decode_id(value)? == id)
-        })
+        Ok(held.ids.find(id))
     }
 
     fn bounds(&self) -> Option<(u64, u64)> {
-        let meta = self.shared.meta.lock();
+        let meta = self.shared.held.lock().meta;
         if meta.count == 0 {
             return None;
         }
@@ -512,21 +534,22 @@ impl TopicLog for DiskLog {
     }
 
     fn last_seq(&self) -> u64 {
-        self.shared.meta.lock().last_seq
+        self.shared.held.lock().meta.last_seq
     }
 
     fn usage(&self) -> (u64, u64) {
-        let meta = self.shared.meta.lock();
+        let meta = self.shared.held.lock().meta;
         (meta.count, meta.bytes)
     }
 
     fn destroy(&self) -> Result<(), StoreError> {
         {
-            let mut meta = self.shared.meta.lock();
-            meta.destroyed = true;
-            meta.count = 0;
-            meta.bytes = 0;
-            meta.first = None;
+            let mut held = self.shared.held.lock();
+            held.meta.destroyed = true;
+            held.meta.count = 0;
+            held.meta.bytes = 0;
+            held.meta.first = None;
+            held.ids.clear();
         }
         // The registry entry and the data go in one durable step; deleting
         // twice (store.delete_topic, then destroy) is harmless.
@@ -548,6 +571,15 @@ struct Writer {
     logs: HashMap<Arc<str>, Arc<LogShared>>,
     /// Written but not yet fsynced (relaxed mode).
     dirty: bool,
+}
+
+/// One topic's part of a group commit, beside its [`TopicWrite`].
+struct Target {
+    log: Arc<LogShared>,
+    /// Its meta as it will be once the batch is in.
+    meta: Meta,
+    /// The `(seq, id)` appended, for its id index.
+    ids: Vec<(u64, Arc<str>)>,
 }
 
 struct PendingAppend {
@@ -596,7 +628,9 @@ impl Writer {
                     Msg::Delete { id, done } => {
                         self.commit(&mut appends);
                         if let Some(log) = self.logs.remove(id.as_str()) {
-                            log.meta.lock().destroyed = true;
+                            let mut held = log.held.lock();
+                            held.meta.destroyed = true;
+                            held.ids.clear();
                         }
                         let _ = done.send(self.engine.delete_topic(&id));
                     }
@@ -635,13 +669,13 @@ impl Writer {
         let batch = std::mem::take(appends);
         let now = super::now_ms();
         let mut writes: Vec<TopicWrite> = Vec::new();
-        // Per topic, parallel to `writes`: its log and its meta as it will be
-        // once the batch is in.
-        let mut targets: Vec<(Arc<LogShared>, Meta)> = Vec::new();
+        // Per topic, parallel to `writes`: its log and what changes once the
+        // batch is in.
+        let mut targets: Vec<Target> = Vec::new();
         let mut index: HashMap<Arc<str>, usize> = HashMap::new();
         let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, bool)> = Vec::new();
         for PendingAppend { log, event, done } in batch {
-            let meta_now = *log.meta.lock();
+            let meta_now = log.held.lock().meta;
             if meta_now.destroyed {
                 answers.push((done, false));
                 continue;
@@ -654,10 +688,15 @@ impl Writer {
                     trim: None,
                     first_after_trim: None,
                 });
-                targets.push((log.clone(), meta_now));
+                targets.push(Target {
+                    log: log.clone(),
+                    meta: meta_now,
+                    ids: Vec::new(),
+                });
                 writes.len() - 1
             });
-            let meta = &mut targets[i].1;
+            let Target { meta, ids, .. } = &mut targets[i];
+            ids.push((event.seq, event.id.clone()));
             meta.count += 1;
             meta.bytes += event.frame.len() as u64;
             meta.first.get_or_insert(event.seq);
@@ -668,8 +707,8 @@ impl Writer {
                 .push((event.seq, codec::encode_event(&event)));
             answers.push((done, true));
         }
-        for (w, (log, meta)) in writes.iter_mut().zip(&targets) {
-            let trim = log.trim_limits(meta, now);
+        for (w, t) in writes.iter_mut().zip(&targets) {
+            let trim = t.log.trim_limits(&t.meta, now);
             if trim.count > trim.max_events || trim.bytes > trim.max_bytes || trim.cutoff_ms > 0 {
                 w.trim = Some(trim);
             }
@@ -683,15 +722,22 @@ impl Writer {
         match &result {
             Ok(()) => {
                 self.dirty |= !durable;
-                for (w, (log, mut meta)) in writes.iter().zip(targets) {
+                for (w, Target { log, mut meta, ids }) in writes.iter().zip(targets) {
                     if let Some(trim) = w.trim {
                         meta.count = trim.count;
                         meta.bytes = trim.bytes;
                         meta.first = w.first_after_trim;
                     }
-                    let mut current = log.meta.lock();
-                    if !current.destroyed {
-                        *current = meta;
+                    // Counts and index change together, under one lock.
+                    let mut held = log.held.lock();
+                    if !held.meta.destroyed {
+                        held.meta = meta;
+                        for (seq, id) in &ids {
+                            held.ids.push(*seq, id);
+                        }
+                        if w.trim.is_some() {
+                            held.ids.trim_to(w.first_after_trim);
+                        }
                     }
                 }
             }
@@ -717,7 +763,7 @@ impl Writer {
             if log.retention.max_age.is_none() {
                 continue;
             }
-            let meta = *log.meta.lock();
+            let meta = log.held.lock().meta;
             if meta.count == 0 || meta.destroyed {
                 continue;
             }
@@ -742,18 +788,20 @@ impl Writer {
         self.dirty = true;
         for (w, log) in writes.iter().zip(logs) {
             if let Some(trim) = w.trim {
-                let mut meta = log.meta.lock();
-                if !meta.destroyed {
-                    meta.count = trim.count;
-                    meta.bytes = trim.bytes;
-                    meta.first = w.first_after_trim;
+                let mut held = log.held.lock();
+                if !held.meta.destroyed {
+                    held.meta.count = trim.count;
+                    held.meta.bytes = trim.bytes;
+                    held.meta.first = w.first_after_trim;
+                    held.ids.trim_to(w.first_after_trim);
                 }
             }
         }
     }
 }
 
-/// The same conformance checks for every engine, through the traits only.
+/// The same conformance checks for every engine (and, for `find`, the
+/// memory log too), through the traits only.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -883,5 +931,163 @@ mod tests {
     #[tokio::test]
     async fn sled_conformance() {
         conformance(EngineKind::Sled).await;
+    }
+
+    /// Retention for the `find` checks: four events.
+    fn four() -> Retention {
+        Retention {
+            max_events: Some(4),
+            ..Retention::default()
+        }
+    }
+
+    /// `find` names the OLDEST retained event with an id, whatever mix of
+    /// server-made and publisher-chosen ids, as retention trims. The same
+    /// for every log; ends holding 9 "order-1", 10 "12", 11 "11", 12 "12".
+    async fn find_contract(log: &Arc<dyn TopicLog>) {
+        // Server ids only.
+        for seq in 1..=3 {
+            append(log, event(seq, &seq.to_string())).await;
+        }
+        assert_eq!(log.find("1").unwrap(), Some(1));
+        assert_eq!(log.find("3").unwrap(), Some(3));
+        assert_eq!(log.find("4").unwrap(), None, "not published yet");
+        assert_eq!(log.find("01").unwrap(), None, "not the server's spelling");
+        // A publisher's "1", newer than the server's 1: the server's wins.
+        append(log, event(4, "1")).await;
+        assert_eq!(log.find("1").unwrap(), Some(1));
+        assert_eq!(log.find("4").unwrap(), None, "seq 4 has a publisher id");
+        // Seq 1 is trimmed: the publisher's "1" is now the oldest.
+        append(log, event(5, "order-1")).await;
+        assert_eq!(log.bounds(), Some((2, 5)));
+        assert_eq!(log.find("1").unwrap(), Some(4));
+        // A reused publisher id: the oldest occurrence.
+        append(log, event(6, "order-1")).await;
+        append(log, event(7, "7")).await;
+        assert_eq!(log.find("order-1").unwrap(), Some(5));
+        append(log, event(8, "8")).await;
+        assert_eq!(log.find("1").unwrap(), None, "both \"1\"s trimmed");
+        assert_eq!(log.find("order-1").unwrap(), Some(5));
+        // Its oldest occurrence trimmed: the next one.
+        append(log, event(9, "order-1")).await;
+        assert_eq!(log.find("order-1").unwrap(), Some(6));
+        // A publisher's "12" older than the server's 12: the publisher's.
+        append(log, event(10, "12")).await;
+        append(log, event(11, "11")).await;
+        append(log, event(12, "12")).await;
+        find_final(log);
+    }
+
+    /// What `find` answers once [`find_contract`] has run (and after reopen).
+    fn find_final(log: &Arc<dyn TopicLog>) {
+        assert_eq!(log.bounds(), Some((9, 12)));
+        assert_eq!(log.find("12").unwrap(), Some(10));
+        assert_eq!(log.find("11").unwrap(), Some(11));
+        assert_eq!(log.find("10").unwrap(), None, "seq 10 has a publisher id");
+        assert_eq!(log.find("order-1").unwrap(), Some(9));
+        assert_eq!(log.find("8").unwrap(), None, "trimmed");
+        assert_eq!(log.find("13").unwrap(), None);
+    }
+
+    /// Destroyed: nothing is found.
+    fn find_destroyed(log: &Arc<dyn TopicLog>) {
+        for id in ["12", "11", "order-1", "9"] {
+            assert_eq!(log.find(id).unwrap(), None, "{id} after destroy");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_find() {
+        let log: Arc<dyn TopicLog> = crate::store::memory::MemoryLog::new(four());
+        find_contract(&log).await;
+        log.destroy().unwrap();
+        find_destroyed(&log);
+    }
+
+    async fn disk_find(engine: EngineKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), engine);
+        let rec = record("f", four());
+        store.save_topic(&rec).unwrap();
+        let log = store.open_log(&rec).unwrap();
+        find_contract(&log).await;
+        store.flush().unwrap();
+        drop(log);
+        drop(store);
+
+        // Reopened, the index is rebuilt from disk and keeps working.
+        let store = reopen(dir.path(), engine).await;
+        let log = store.open_log(&rec).unwrap();
+        find_final(&log);
+        append(&log, event(13, "order-1")).await;
+        assert_eq!(log.find("order-1").unwrap(), Some(13), "9 trimmed");
+        assert_eq!(log.find("12").unwrap(), Some(10));
+        append(&log, event(14, "14")).await;
+        assert_eq!(log.find("12").unwrap(), Some(12), "10 trimmed");
+        assert_eq!(log.find("14").unwrap(), Some(14));
+
+        store.delete_topic("f").unwrap();
+        log.destroy().unwrap();
+        find_destroyed(&log);
+        assert_eq!(log.find("14").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn redb_find() {
+        disk_find(EngineKind::Redb).await;
+    }
+
+    #[tokio::test]
+    async fn sled_find() {
+        disk_find(EngineKind::Sled).await;
+    }
+
+    fn aging() -> Retention {
+        Retention {
+            max_age: Some(Duration::from_millis(200)),
+            ..Retention::default()
+        }
+    }
+
+    /// Age-based retention (the writer's timer for disk logs, lazily for the
+    /// memory log) drops events from the index too.
+    async fn find_after_aging(log: &Arc<dyn TopicLog>) {
+        append(log, event(1, "a")).await;
+        append(log, event(2, "2")).await;
+        assert_eq!(log.find("a").unwrap(), Some(1));
+        assert_eq!(log.find("2").unwrap(), Some(2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.find("a").unwrap().is_some() || log.find("2").unwrap().is_some() {
+            assert!(Instant::now() < deadline, "aged events are never dropped");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(log.usage().0, 0);
+        append(log, event(3, "a")).await;
+        assert_eq!(log.find("a").unwrap(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn memory_find_after_aging() {
+        let log: Arc<dyn TopicLog> = crate::store::memory::MemoryLog::new(aging());
+        find_after_aging(&log).await;
+    }
+
+    async fn disk_find_after_aging(engine: EngineKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), engine);
+        let rec = record("aged", aging());
+        store.save_topic(&rec).unwrap();
+        let log = store.open_log(&rec).unwrap();
+        find_after_aging(&log).await;
+    }
+
+    #[tokio::test]
+    async fn redb_find_after_aging() {
+        disk_find_after_aging(EngineKind::Redb).await;
+    }
+
+    #[tokio::test]
+    async fn sled_find_after_aging() {
+        disk_find_after_aging(EngineKind::Sled).await;
     }
 }

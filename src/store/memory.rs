@@ -1,13 +1,15 @@
 //! In-memory topic history: a ring of the most recent events.
 //!
 //! It has its own small lock so replay reads never contend with the topic's
-//! publish lock for longer than a few clones of `Bytes`.
+//! publish lock for longer than a few clones of `Bytes`. An [`IdIndex`] kept
+//! under the same lock answers `find` without scanning the ring.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::id_index::IdIndex;
 use super::{Commit, Retention, StoreError, StoredEvent, TopicLog, now_ms};
 
 pub struct MemoryLog {
@@ -19,6 +21,8 @@ pub struct MemoryLog {
 struct Ring {
     events: VecDeque<StoredEvent>,
     bytes: u64,
+    /// Publisher-chosen ids of `events`; trimmed with them.
+    ids: IdIndex,
 }
 
 impl MemoryLog {
@@ -36,6 +40,7 @@ impl MemoryLog {
             .retention
             .max_age
             .map(|age| now_ms().saturating_sub(age.as_millis() as u64));
+        let mut popped = false;
         while let Some(front) = ring.events.front() {
             let too_many = ring.events.len() as u64 > max_events;
             let too_big = ring.bytes > max_bytes;
@@ -45,6 +50,11 @@ impl MemoryLog {
             }
             ring.bytes -= front.frame.len() as u64;
             ring.events.pop_front();
+            popped = true;
+        }
+        if popped {
+            let first = ring.events.front().map(|e| e.seq);
+            ring.ids.trim_to(first);
         }
     }
 }
@@ -53,6 +63,7 @@ impl TopicLog for MemoryLog {
     fn append(&self, event: StoredEvent) -> Commit {
         let mut ring = self.inner.lock();
         ring.bytes += event.frame.len() as u64;
+        ring.ids.push(event.seq, &event.id);
         ring.events.push_back(event);
         self.trim(&mut ring);
         Commit::Done
@@ -67,8 +78,11 @@ impl TopicLog for MemoryLog {
     }
 
     fn find(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        let ring = self.inner.lock();
-        Ok(ring.events.iter().find(|e| &*e.id == id).map(|e| e.seq))
+        let mut ring = self.inner.lock();
+        // Age-based retention is applied lazily here as in `read_after`, so
+        // an expired event is never named.
+        self.trim(&mut ring);
+        Ok(ring.ids.find(id))
     }
 
     fn bounds(&self) -> Option<(u64, u64)> {
@@ -85,6 +99,7 @@ impl TopicLog for MemoryLog {
         let mut ring = self.inner.lock();
         ring.events.clear();
         ring.bytes = 0;
+        ring.ids.clear();
         Ok(())
     }
 }

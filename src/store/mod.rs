@@ -10,10 +10,12 @@
 //! In-memory topics use [`memory::MemoryLog`]; persistent topics use
 //! [`disk::DiskStore`] with the engine `kv.engine` selects
 //! ([`redb_engine`] by default, or [`sled_engine`]); [`codec`] is their
-//! shared on-disk layout.
+//! shared on-disk layout. Both answer [`TopicLog::find`] from an in-memory
+//! [`id_index::IdIndex`] rather than by scanning history.
 
 pub mod codec;
 pub mod disk;
+pub mod id_index;
 pub mod memory;
 pub mod redb_engine;
 pub mod sled_engine;

@@ -95,7 +95,7 @@ impl Engine for RedbEngine {
         Ok(out)
     }
 
-    fn log_stats(&self, topic: &str) -> Result<LogStats, StoreError> {
+    fn log_stats(&self, topic: &str, visit: &mut Visit<'_>) -> Result<LogStats, StoreError> {
         let mut stats = self
             .read_events(topic, |table| {
                 let mut stats = LogStats::default();
@@ -106,6 +106,7 @@ impl Engine for RedbEngine {
                     stats.last = Some(seq);
                     stats.count += 1;
                     stats.bytes += codec::peek(v.value())?.frame_len;
+                    visit(seq, v.value())?;
                 }
                 Ok(stats)
             })?
@@ -138,31 +139,6 @@ impl Engine for RedbEngine {
                 Ok(out)
             })?
             .unwrap_or_default())
-    }
-
-    fn get(&self, topic: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .read_events(topic, |table| {
-                Ok(table
-                    .get(seq)
-                    .map_err(|e| self.err(e))?
-                    .map(|v| v.value().to_vec()))
-            })?
-            .flatten())
-    }
-
-    fn find_rev(&self, topic: &str, visit: &mut Visit<'_>) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .read_events(topic, |table| {
-                for item in table.iter().map_err(|e| self.err(e))?.rev() {
-                    let (k, v) = item.map_err(|e| self.err(e))?;
-                    if visit(k.value(), v.value())? {
-                        return Ok(Some(k.value()));
-                    }
-                }
-                Ok(None)
-            })?
-            .flatten())
     }
 
     fn write(&self, writes: &mut [TopicWrite], durable: bool) -> Result<(), StoreError> {

@@ -130,7 +130,7 @@ impl Engine for SledEngine {
         Ok(out)
     }
 
-    fn log_stats(&self, topic: &str) -> Result<LogStats, StoreError> {
+    fn log_stats(&self, topic: &str, visit: &mut Visit<'_>) -> Result<LogStats, StoreError> {
         let mut stats = LogStats::default();
         for item in self.tree(topic)?.iter() {
             let (k, v) = item.map_err(|e| self.err(e))?;
@@ -139,6 +139,7 @@ impl Engine for SledEngine {
             stats.last = Some(seq);
             stats.count += 1;
             stats.bytes += codec::peek(&v)?.frame_len;
+            visit(seq, &v)?;
         }
         if let Some(v) = self.last_seq.get(topic).map_err(|e| self.err(e))? {
             stats.last_seq = codec::seq_from_key(&v)?;
@@ -161,25 +162,6 @@ impl Engine for SledEngine {
             out.push((codec::seq_from_key(&k)?, v.to_vec()));
         }
         Ok(out)
-    }
-
-    fn get(&self, topic: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(topic)?
-            .get(codec::seq_key(seq))
-            .map_err(|e| self.err(e))?
-            .map(|v| v.to_vec()))
-    }
-
-    fn find_rev(&self, topic: &str, visit: &mut Visit<'_>) -> Result<Option<u64>, StoreError> {
-        for item in self.tree(topic)?.iter().rev() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let seq = codec::seq_from_key(&k)?;
-            if visit(seq, &v)? {
-                return Ok(Some(seq));
-            }
-        }
-        Ok(None)
     }
 
     fn write(&self, writes: &mut [TopicWrite], durable: bool) -> Result<(), StoreError> {

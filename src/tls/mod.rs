@@ -146,7 +146,7 @@ impl Tls {
         app: Router,
         readiness: Arc<Readiness>,
         shutdown: CancellationToken,
-        user_timeout: Duration,
+        settings: crate::serve::ConnSettings,
     ) -> JoinHandle<std::io::Result<()>> {
         match self.source {
             Source::Acme(acme) => {
@@ -161,7 +161,7 @@ impl Tls {
             app,
             serve::TlsHandshake(self.acceptor),
             shutdown,
-            user_timeout,
+            settings,
         ))
     }
 }
