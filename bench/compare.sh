@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs one sser-bench scenario against sser (release build) and nchan, one
+# after the other in the same session, and prints both with ratios.
+#
+# Usage: bench/compare.sh SCENARIO [extra sser-bench args...]
+#   SCENARIO: fanout-10k | fanout-topics | idle | connect | durable | fanout-small
+# Needs: cargo build --release --bins; apt-get install nginx-light libnginx-mod-nchan.
+# Reports land in bench/results/<scenario>-{sser,nchan}.json (not committed).
+# Set ONLY=sser or ONLY=nchan to run one side; PERF=1 records a cpu-clock
+# profile of sser during its run into bench/results/<scenario>-sser.perf.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario="${1:?scenario: fanout-10k | fanout-topics | idle | connect | durable | fanout-small}"
+shift || true
+bin=target/release/sser-bench
+[ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --bins" >&2; exit 1; }
+mkdir -p bench/results
+SSER_PORT="${SSER_PORT:-18889}"
+NCHAN_PORT="${NCHAN_PORT:-18890}"
+
+case "$scenario" in
+  fanout-small) args=(fanout --topics 1 --subscribers 100 --publishers 1 --events 2000) ;;
+  # 1 topic x 10,000 subscribers, 64-byte events at a fixed publish rate.
+  fanout-10k) args=(fanout --topics 1 --subscribers 10000 --publishers 1 --events 2000 --rate 100 --drain-timeout 10s) ;;
+  # 1,000 topics x 10 subscribers, 4 publishers as fast as they go.
+  fanout-topics) args=(fanout --topics 1000 --subscribers 10000 --publishers 4 --events 20000 --drain-timeout 10s) ;;
+  # As many held connections as the box's fixed 20,000-fd limit allows both sides.
+  idle) args=(idle --connections 19000 --topics 100 --hold 5s --connect-concurrency 512) ;;
+  connect) args=(connect --concurrency 64 --duration 10s --topics 1 --publishers 4) ;;
+  # Durable publishes (kv.durability sync: a 201 means fsynced) through HTTP.
+  # sser only: nchan keeps messages in memory (or Redis), it has no equivalent.
+  durable) args=(fanout --persist --topics 1 --subscribers 1 --publishers 64 --events 20000); ONLY=sser ;;
+  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+args+=("$@")
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+if [ "${ONLY:-sser}" != nchan ]; then
+  store="$(mktemp -d /tmp/sser-bench-store.XXXXXX)"
+  PORT="127.0.0.1:$SSER_PORT" SSER_API_ACCESS_TOKEN=bench SSER_METRICS_ACCESS_TOKEN=bench-m \
+    SSER_PERSISTENT_STORE_ENABLED=true SSER_KV_DSN="$store" \
+    SSER_LOG=error ./target/release/sser > bench/results/sser.log 2>&1 &
+  sser_pid=$!; pids+=("$sser_pid")
+  wait_port "$SSER_PORT"
+  if [ "${PERF:-0}" = 1 ]; then
+    perf record -e cpu-clock -F 499 -p "$sser_pid" -o "bench/results/$scenario-sser.perf" \
+      > /dev/null 2>&1 & perf_pid=$!
+  fi
+  extra=(); [ "${args[0]}" = idle ] && extra=(--server-pid "$sser_pid")
+  "$bin" "${args[@]}" "${extra[@]}" --url "http://127.0.0.1:$SSER_PORT" --api-token bench \
+    --label sser --json --allow-loss > "bench/results/$scenario-sser.json"
+  if [ "${PERF:-0}" = 1 ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  kill "$sser_pid"; wait "$sser_pid" 2>/dev/null || true
+  rm -rf "$store"
+fi
+
+if [ "${ONLY:-nchan}" != sser ]; then
+  bench/peers/run-nchan.sh "$NCHAN_PORT" > bench/results/nchan.log 2>&1 &
+  nchan_pid=$!; pids+=("$nchan_pid")
+  wait_port "$NCHAN_PORT"
+  extra=(); [ "${args[0]}" = idle ] && extra=(--server-pid "$nchan_pid")
+  "$bin" "${args[@]}" "${extra[@]}" \
+    --subscribe-url "http://127.0.0.1:$NCHAN_PORT/sub/{topic}" \
+    --publish-url "http://127.0.0.1:$NCHAN_PORT/pub/{topic}" \
+    --label nchan --json --allow-loss > "bench/results/$scenario-nchan.json"
+  kill "$nchan_pid"; wait "$nchan_pid" 2>/dev/null || true
+fi
+
+python3 - "$scenario" <<'PY'
+import json, sys, os
+name = sys.argv[1]
+runs = {}
+for side in ("sser", "nchan"):
+    p = f"bench/results/{name}-{side}.json"
+    if os.path.exists(p) and os.path.getsize(p):
+        runs[side] = json.load(open(p))
+keys = ["deliveries_per_sec", "publishes_per_sec", "publish_rtt.p50_ms", "publish_rtt.p99_ms", "latency.p50_ms", "latency.p99_ms",
+        "latency.p999_ms", "latency.max_ms", "expected", "received", "lost",
+        "lagged_disconnects", "open", "connects_per_sec", "server_rss_bytes_per_conn",
+        "server_pss_bytes_per_conn", "cycles_per_sec", "cycle_latency.p50_ms",
+        "cycle_latency.p99_ms", "errors", "bench_cpu_percent_of_one_core",
+        "bench_connect_cpu_secs", "bench_rss_kib", "loadavg_1m_start", "loadavg_1m_end"]
+def get(r, k):
+    for part in k.split("."):
+        if not isinstance(r, dict) or part not in r: return None
+        r = r[part]
+    return r
+print(f"{'metric':34} {'sser':>14} {'nchan':>14} {'sser/nchan':>10}")
+for k in keys:
+    a, b = get(runs.get("sser"), k), get(runs.get("nchan"), k)
+    if a is None and b is None: continue
+    fmt = lambda v: "-" if v is None else (f"{v:,.3f}" if isinstance(v, float) else f"{v:,}")
+    ratio = f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
+    print(f"{k:34} {fmt(a):>14} {fmt(b):>14} {ratio:>10}")
+PY

@@ -1,0 +1,271 @@
+//! What is being measured: our (= SSER's) API, or any SSE server described by
+//! URL templates. Both end up as a list of topics, each with a subscribe path
+//! and headers and a publish path, so the scenarios never care which.
+
+use std::net::IpAddr;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::http::{Conn, Url, build_request, connect};
+
+#[derive(Debug, Clone)]
+pub struct TopicRef {
+    pub name: String,
+    pub sub_path: String,
+    pub sub_headers: Vec<(String, String)>,
+    pub pub_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Our API (and the original SSER's): topics are created with the API
+    /// token and deleted at the end.
+    Sser { api_token: String },
+    /// URL templates with `{topic}`; topics are just names.
+    Generic,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub mode: Mode,
+    pub sub_url: Url,
+    pub pub_url: Url,
+    pub pub_headers: Vec<(String, String)>,
+    /// The publish body around the payload: `prefix + payload + suffix`.
+    pub body_prefix: String,
+    pub body_suffix: String,
+    pub topics: Vec<TopicRef>,
+}
+
+pub struct TargetSpec {
+    pub url: String,
+    pub api_token: Option<String>,
+    pub subscribe_url: Option<String>,
+    pub publish_url: Option<String>,
+    pub body: Option<String>,
+    pub pub_headers: Vec<String>,
+    pub sub_headers: Vec<String>,
+    pub seed: u64,
+    /// Create persistent topics (our API): measures the durable publish path.
+    pub persist: bool,
+}
+
+fn parse_header(h: &str) -> Result<(String, String), String> {
+    let (k, v) = h
+        .split_once(':')
+        .ok_or_else(|| format!("a header is 'Name: value', got {h:?}"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+/// Placeholders a template may use.
+fn fill(template: &str, topic: &str) -> String {
+    template.replace("{topic}", topic)
+}
+
+impl Target {
+    /// Creates (our API) or names (generic) `count` topics.
+    pub async fn setup(spec: &TargetSpec, count: usize) -> Result<Target, String> {
+        let mut sub_headers = spec
+            .sub_headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        // What EventSource sends; nchan answers 403 without it.
+        if !sub_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        {
+            sub_headers.push(("Accept".into(), "text/event-stream".into()));
+        }
+        let mut pub_headers = spec
+            .pub_headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let generic = spec.subscribe_url.is_some() || spec.publish_url.is_some();
+        if generic {
+            let sub = spec
+                .subscribe_url
+                .as_deref()
+                .ok_or("--publish-url needs --subscribe-url")?;
+            let publ = spec
+                .publish_url
+                .as_deref()
+                .ok_or("--subscribe-url needs --publish-url")?;
+            let sub_url = Url::parse(&sub.replace("{topic}", "x"))?;
+            let pub_url = Url::parse(&publ.replace("{topic}", "x"))?;
+            let body = spec.body.clone().unwrap_or_else(|| "{payload}".into());
+            let (prefix, suffix) = split_body(&body)?;
+            // Names differ per seed, so runs with different seeds never see
+            // each other's buffered messages.
+            let mut rng = StdRng::seed_from_u64(spec.seed);
+            let run: u32 = rng.r#gen();
+            let topics = (0..count)
+                .map(|i| {
+                    let name = format!("b{run:08x}t{i}");
+                    TopicRef {
+                        sub_path: Url::parse(&fill(sub, &name))
+                            .map(|u| u.path)
+                            .unwrap_or_default(),
+                        pub_path: Url::parse(&fill(publ, &name))
+                            .map(|u| u.path)
+                            .unwrap_or_default(),
+                        sub_headers: sub_headers.clone(),
+                        name,
+                    }
+                })
+                .collect();
+            return Ok(Target {
+                mode: Mode::Generic,
+                sub_url,
+                pub_url,
+                pub_headers,
+                body_prefix: prefix,
+                body_suffix: suffix,
+                topics,
+            });
+        }
+        let api_token = spec
+            .api_token
+            .clone()
+            .ok_or("--api-token (or SSER_API_ACCESS_TOKEN) is needed to create topics")?;
+        let base = spec.url.trim_end_matches('/').to_string();
+        let url = Url::parse(&format!("{base}/api/v1/pubsubs"))?;
+        pub_headers.push(("Authorization".into(), format!("Bearer {api_token}")));
+        pub_headers.push(("Content-Type".into(), "application/json".into()));
+        let body = spec
+            .body
+            .clone()
+            .unwrap_or_else(|| r#"{"event":{"message":"{payload}"}}"#.into());
+        let (prefix, suffix) = split_body(&body)?;
+        let mut conn = Conn::new(
+            connect(url.addr, None)
+                .await
+                .map_err(|e| format!("cannot connect to {base}: {e}"))?,
+            8192,
+        );
+        let auth = vec![
+            ("Authorization".to_string(), format!("Bearer {api_token}")),
+            ("Content-Type".to_string(), "application/json".to_string()),
+        ];
+        let create: &[u8] = if spec.persist {
+            br#"{"pubsub":{"persist":true}}"#
+        } else {
+            b"{}"
+        };
+        let req = build_request("POST", &url, &url.path, &auth, Some(create));
+        let mut topics = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (head, body) = conn
+                .roundtrip(&req)
+                .await
+                .map_err(|e| format!("create topic: {e}"))?;
+            if head.status != 201 && head.status != 200 {
+                return Err(format!(
+                    "create topic: HTTP {} {}",
+                    head.status,
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            if !head.keep_alive {
+                conn = Conn::new(
+                    connect(url.addr, None).await.map_err(|e| e.to_string())?,
+                    8192,
+                );
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("create topic body: {e}"))?;
+            let id = v["pubsub"]["id"]
+                .as_str()
+                .ok_or("no pubsub.id")?
+                .to_string();
+            let token = v["pubsub"]["token"]
+                .as_str()
+                .ok_or("no pubsub.token")?
+                .to_string();
+            let mut headers = sub_headers.clone();
+            headers.push(("Authorization".into(), format!("Bearer {token}")));
+            topics.push(TopicRef {
+                sub_path: format!("{}/{id}/events", url.path),
+                pub_path: format!("{}/{id}/events", url.path),
+                sub_headers: headers,
+                name: id,
+            });
+        }
+        Ok(Target {
+            mode: Mode::Sser { api_token },
+            sub_url: url.clone(),
+            pub_url: url,
+            pub_headers,
+            body_prefix: prefix,
+            body_suffix: suffix,
+            topics,
+        })
+    }
+
+    pub fn subscribe_request(&self, topic: usize) -> Vec<u8> {
+        let t = &self.topics[topic];
+        build_request("GET", &self.sub_url, &t.sub_path, &t.sub_headers, None)
+    }
+
+    pub fn publish_request(&self, topic: usize, payload: &str) -> Vec<u8> {
+        let t = &self.topics[topic];
+        let mut body =
+            String::with_capacity(self.body_prefix.len() + payload.len() + self.body_suffix.len());
+        body.push_str(&self.body_prefix);
+        body.push_str(payload);
+        body.push_str(&self.body_suffix);
+        build_request(
+            "POST",
+            &self.pub_url,
+            &t.pub_path,
+            &self.pub_headers,
+            Some(body.as_bytes()),
+        )
+    }
+
+    /// Deletes the topics this run created (our API only).
+    pub async fn teardown(&self) {
+        let Mode::Sser { api_token } = &self.mode else {
+            return;
+        };
+        let Ok(stream) = connect(self.pub_url.addr, None).await else {
+            return;
+        };
+        let mut conn = Conn::new(stream, 4096);
+        let auth = vec![("Authorization".to_string(), format!("Bearer {api_token}"))];
+        for t in &self.topics {
+            let path = format!("{}/{}", self.pub_url.path, t.name);
+            let req = build_request("DELETE", &self.pub_url, &path, &auth, None);
+            match conn.roundtrip(&req).await {
+                Ok((head, _)) if head.keep_alive => {}
+                _ => match connect(self.pub_url.addr, None).await {
+                    Ok(s) => conn = Conn::new(s, 4096),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+}
+
+fn split_body(body: &str) -> Result<(String, String), String> {
+    let (p, s) = body
+        .split_once("{payload}")
+        .ok_or("the body template must contain {payload}")?;
+    Ok((p.to_string(), s.to_string()))
+}
+
+/// Source addresses for connection `i`: `127.0.0.1` when `spread` is 0 or 1
+/// (no explicit bind), else one of `spread` addresses in 127.1.0.0/16.
+pub fn source_ip(i: usize, spread: usize) -> Option<IpAddr> {
+    if spread <= 1 {
+        return None;
+    }
+    let n = (i % spread) as u32 + 1;
+    Some(IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        1,
+        (n >> 8) as u8,
+        (n & 0xff) as u8,
+    )))
+}

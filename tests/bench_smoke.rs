@@ -1,0 +1,110 @@
+//! Smoke test of the `sser-bench` load generator: a tiny fan-out, idle and
+//! connect run against our server started in-process, asserting zero loss
+//! and no errors. Never a timing assertion: the numbers are not checked.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs the built bench binary with `args` against `server` and returns its
+/// JSON report, failing the test if it exits non-zero.
+async fn bench(server: &TestServer, args: &[&str]) -> Value {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sser-bench"));
+    cmd.args(args)
+        .args(["--url", &server.base, "--api-token", API_TOKEN, "--json"])
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(DEADLINE * 3, cmd.output())
+        .await
+        .expect("sser-bench finished in time")
+        .expect("sser-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sser-bench {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("a JSON report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_everything_in_order() {
+    let server = TestServer::start().await;
+    let r = bench(
+        &server,
+        &[
+            "fanout",
+            "--topics",
+            "2",
+            "--subscribers",
+            "6",
+            "--publishers",
+            "2",
+            "--events",
+            "40",
+            "--size",
+            "100",
+            "--seed",
+            "7",
+        ],
+    )
+    .await;
+    assert_eq!(r["subscribed"], 6);
+    assert_eq!(r["published"], 40);
+    // 40 events over 2 topics, 3 subscribers per topic.
+    assert_eq!(r["expected"], 120);
+    assert_eq!(r["received"], 120);
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["out_of_order"], 0);
+    assert_eq!(r["lagged_disconnects"], 0);
+    assert_eq!(r["latency"]["count"], 120);
+    // The run cleans up after itself.
+    server
+        .wait_until("bench topics deleted", || async {
+            server.hub.topics().is_empty()
+        })
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_connect_run_clean() {
+    let server = TestServer::start().await;
+    let pid = std::process::id().to_string();
+    let r = bench(
+        &server,
+        &[
+            "idle",
+            "--connections",
+            "20",
+            "--topics",
+            "3",
+            "--hold",
+            "100ms",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(r["open"], 20);
+    assert_eq!(r["connect_errors"], 0);
+    assert!(r["server_rss_kib_after"].as_u64().is_some());
+
+    let r = bench(
+        &server,
+        &[
+            "connect",
+            "--concurrency",
+            "2",
+            "--duration",
+            "300ms",
+            "--publish-interval",
+            "5ms",
+        ],
+    )
+    .await;
+    assert_eq!(r["errors"], 0);
+    assert!(r["cycles"].as_u64().unwrap_or(0) > 0);
+    server.stop().await;
+}
