@@ -705,26 +705,20 @@ async fn topic_retention_cannot_unbound_memory() {
     server.stop().await;
 }
 
-/// A request head well over `server.maxHeaderSize` (hyper checks per read, so
-/// the limit is approximate) is refused with 431, and the server goes on
-/// serving.
+/// A request head over `server.maxHeaderSize` (8 KiB by default) is refused
+/// with 431, one under it is served, and the server goes on serving.
 #[tokio::test]
 async fn oversized_request_head_is_431() {
     let server = TestServer::start().await;
-    let resp = server
-        .http
-        .get(server.url("/healthz"))
-        .header("x-big", "y".repeat(64_000))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 431);
-    let resp = server
-        .http
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    for (size, status) in [(7_000, 200), (10_000, 431), (7_000, 200)] {
+        let resp = server
+            .http
+            .get(server.url("/healthz"))
+            .header("x-big", "y".repeat(size))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{size}-byte header");
+    }
     server.stop().await;
 }

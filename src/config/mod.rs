@@ -97,9 +97,9 @@ pub struct ServerConfig {
     /// Largest accepted request body; larger ones get 413.
     pub max_request_body_size: Bytes,
     /// Each connection's read buffer, and so the limit on a request head
-    /// (hyper checks it per read: heads beyond about twice this get 431). It
-    /// is the biggest part of what an idle subscriber costs, so it stays
-    /// small; hyper needs at least 8 KiB.
+    /// (request line and headers; larger ones get 431). It is the biggest
+    /// part of what an idle subscriber costs, so it stays small; hyper needs
+    /// at least 8 KiB.
     pub max_header_size: Bytes,
     /// How long a graceful shutdown may take before open connections are cut.
     pub shutdown_timeout: Span,
