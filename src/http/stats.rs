@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -254,21 +253,13 @@ pub async fn stream(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 () = feed.shutdown.cancelled() => {
-                    yield Ok(sse::comment_frame("server shutting down; reconnect"));
+                    yield Ok(sse::comment_frame(crate::hub::feed::SHUTDOWN_NOTICE));
                     return;
                 }
             }
         }
     };
-    let mut response = Body::from_stream(body).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(super::subscribe::sse_response(body))
 }
 
 /// Counts open dashboard streams while they live.

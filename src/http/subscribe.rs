@@ -67,7 +67,22 @@ pub async fn subscribe(
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = is_operator, "subscriber connected");
     let truncated = subscription.truncated;
-    let mut response = Body::from_stream(subscription.into_stream()).into_response();
+    let mut response = sse_response(subscription.into_stream());
+    if truncated {
+        response
+            .headers_mut()
+            .insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// A `text/event-stream` response around `stream`, with the headers every
+/// SSE endpoint sends.
+pub(crate) fn sse_response<S>(stream: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -76,8 +91,5 @@ pub async fn subscribe(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx (and compatible proxies) not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if truncated {
-        h.insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    response
 }

@@ -28,7 +28,7 @@ use crate::store::{StoreError, StoredEvent};
 
 /// The comment that ends every stream when the server stops; EventSource
 /// reconnects after its `retry:` delay, to this server or another.
-const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
+pub const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
 
 /// Events read from history per batch during replay.
 const REPLAY_BATCH: usize = 512;

@@ -37,15 +37,14 @@ pub fn test_config() -> Config {
 }
 
 pub struct TestServer {
-    /// Where the helpers below send requests: the plain listener, or the
-    /// https URL after [`TestServer::use_https`].
-    pub base: String,
+    /// The HTTP helpers ([`Api`], reached through `Deref`): they send to the
+    /// plain listener, or to the https URL after [`TestServer::use_https`].
+    pub api: Api,
     /// The plain listener (with TLS on: redirects, health, ACME http-01).
     pub plain_base: String,
     /// The bound HTTPS address when `server.ssl.enabled`.
     pub tls_addr: Option<std::net::SocketAddr>,
     pub hub: Arc<Hub>,
-    pub http: reqwest::Client,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), sser::StartError>>,
 }
@@ -67,9 +66,8 @@ impl TestServer {
         TestServer {
             plain_base: base.clone(),
             tls_addr,
-            base,
+            api: Api::new(&base),
             hub,
-            http: reqwest::Client::new(),
             shutdown,
             task,
         }
@@ -77,8 +75,7 @@ impl TestServer {
 
     /// Sends the helpers' requests to `base` (an https URL) with `http`.
     pub fn use_https(&mut self, http: reqwest::Client, base: String) {
-        self.http = http;
-        self.base = base;
+        self.api = Api { base, http };
     }
 
     /// `/readyz`'s `tls` check (ok, message), read on the plain listener.
@@ -94,87 +91,6 @@ impl TestServer {
             check["ok"].as_bool().unwrap_or(false),
             check["message"].as_str().unwrap_or_default().to_string(),
         )
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    /// Creates a topic with the API token; returns (id, token).
-    pub async fn create_topic(&self, body: Value) -> (String, String) {
-        let resp = self
-            .http
-            .post(self.url("/api/v1/pubsubs"))
-            .bearer_auth(API_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("create request");
-        assert_eq!(resp.status(), 201, "create topic");
-        let v: Value = resp.json().await.expect("create body");
-        (
-            v["pubsub"]["id"].as_str().expect("id").to_string(),
-            v["pubsub"]["token"].as_str().expect("token").to_string(),
-        )
-    }
-
-    pub async fn publish(&self, topic: &str, event: Value) -> reqwest::Response {
-        self.http
-            .post(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
-            .bearer_auth(API_TOKEN)
-            .json(&json!({ "event": event }))
-            .send()
-            .await
-            .expect("publish request")
-    }
-
-    /// Publishes and returns the id the server reports.
-    pub async fn publish_ok(&self, topic: &str, event: Value) -> String {
-        let resp = self.publish(topic, event).await;
-        assert_eq!(resp.status(), 201, "publish");
-        let v: Value = resp.json().await.expect("publish body");
-        v["event"]["id"].as_str().expect("event id").to_string()
-    }
-
-    pub async fn subscribe(&self, topic: &str, token: &str) -> SseStream {
-        self.subscribe_with(topic, token, &[]).await
-    }
-
-    /// Subscribes with extra request headers (e.g. `Last-Event-ID`).
-    pub async fn subscribe_with(
-        &self,
-        topic: &str,
-        token: &str,
-        headers: &[(&str, &str)],
-    ) -> SseStream {
-        let mut req = self
-            .http
-            .get(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
-            .bearer_auth(token);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        SseStream::open(req).await
-    }
-
-    pub async fn metric(&self, name: &str) -> u64 {
-        let v: Value = self
-            .http
-            .get(self.url("/api/v1/metrics"))
-            .bearer_auth(METRICS_TOKEN)
-            .send()
-            .await
-            .expect("metrics request")
-            .json()
-            .await
-            .expect("metrics body");
-        v["metrics"]
-            .as_array()
-            .expect("metrics array")
-            .iter()
-            .find(|m| m["name"] == name)
-            .and_then(|m| m["value"].as_u64())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 
     /// Polls `check` until it holds or the deadline passes.
@@ -339,8 +255,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A client for a server reached over HTTP only (e.g. a [`ServerProcess`]):
-/// the same calls as [`TestServer`], without access to its hub.
+/// The HTTP helpers for a running server: a [`TestServer`] (through
+/// `Deref`) or a [`ServerProcess`].
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
@@ -401,6 +317,57 @@ impl Api {
         v["event"]["id"].as_str().expect("event id").to_string()
     }
 
+    pub async fn publish(&self, topic: &str, event: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({ "event": event }))
+            .send()
+            .await
+            .expect("publish request")
+    }
+
+    pub async fn subscribe(&self, topic: &str, token: &str) -> SseStream {
+        self.subscribe_with(topic, token, &[]).await
+    }
+
+    /// Subscribes with extra request headers (e.g. `Last-Event-ID`).
+    pub async fn subscribe_with(
+        &self,
+        topic: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> SseStream {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/api/v1/pubsubs/{topic}/events")))
+            .bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        SseStream::open(req).await
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let v: Value = self
+            .http
+            .get(self.url("/api/v1/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics request")
+            .json()
+            .await
+            .expect("metrics body");
+        v["metrics"]
+            .as_array()
+            .expect("metrics array")
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["value"].as_u64())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
     /// Subscribes with `?last_event_id=` (the EventSource-friendly form).
     pub async fn subscribe_from(&self, topic: &str, token: &str, last_event_id: &str) -> SseStream {
         let req = self
@@ -414,10 +381,15 @@ impl Api {
 
 impl TestServer {
     pub fn api(&self) -> Api {
-        Api {
-            base: self.base.clone(),
-            http: self.http.clone(),
-        }
+        self.api.clone()
+    }
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
