@@ -22,13 +22,7 @@ async fn create_publish_subscribe_delete() {
     assert_eq!(event.event, "greet");
     assert_eq!(event.data, "hello\nworld");
 
-    let resp = server
-        .http
-        .delete(server.url(&format!("/api/v1/pubsubs/{id}")))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = server.delete_topic(&id).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(resp.text().await.unwrap(), "");
     let closed = stream.expect_event().await;
@@ -474,13 +468,7 @@ async fn static_topics_from_config() {
     assert_eq!(stream.status, 200);
     let id = server.publish_ok("news", json!({"message": "hi"})).await;
     assert_eq!(stream.expect_event().await.id, id);
-    let resp = server
-        .http
-        .delete(server.url("/api/v1/pubsubs/news"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = server.delete_topic("news").await;
     assert_eq!(resp.status(), 409);
     assert_eq!(server.metric("static_topics").await, 1);
     server.stop().await;
@@ -495,16 +483,7 @@ async fn metrics_track_topics_and_subscribers_without_leaks() {
     })
     .await;
     let names: Vec<String> = {
-        let v: Value = server
-            .http
-            .get(server.url("/api/v1/metrics"))
-            .bearer_auth(METRICS_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = server.get_json("/api/v1/metrics", METRICS_TOKEN).await;
         v["metrics"]
             .as_array()
             .unwrap()
@@ -542,13 +521,7 @@ async fn metrics_track_topics_and_subscribers_without_leaks() {
         .await;
     // Deleting the topic ends the remaining stream; nothing leaks.
     for t in [&id, &id2] {
-        let resp = server
-            .http
-            .delete(server.url(&format!("/api/v1/pubsubs/{t}")))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let resp = server.delete_topic(t).await;
         assert_eq!(resp.status(), 204);
     }
     assert_eq!(s2.expect_event().await.data, r#"{"status": "closed"}"#);
@@ -572,15 +545,8 @@ async fn topic_listing() {
     let _s = server.subscribe(&id, &token).await;
     server.publish_ok(&id, json!({"message": "m"})).await;
     let v: Value = server
-        .http
-        .get(server.url(&format!("/api/v1/pubsubs/{id}")))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/pubsubs/{id}"), METRICS_TOKEN)
+        .await;
     assert_eq!(v["pubsub"]["id"], id.as_str());
     assert_eq!(v["pubsub"]["subscribers"], 1);
     assert_eq!(v["pubsub"]["events_published"], 1);
@@ -589,16 +555,7 @@ async fn topic_listing() {
         v["pubsub"].get("token").is_none(),
         "listing never shows tokens"
     );
-    let v: Value = server
-        .http
-        .get(server.url("/api/v1/pubsubs"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = server.get_json("/api/v1/pubsubs", API_TOKEN).await;
     assert_eq!(v["pubsubs"].as_array().unwrap().len(), 1);
     server.stop().await;
 }
@@ -691,15 +648,8 @@ async fn topic_retention_cannot_unbound_memory() {
             server.publish_ok(&id, json!({"message": i})).await;
         }
         let v: Value = server
-            .http
-            .get(server.url(&format!("/api/v1/pubsubs/{id}")))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/api/v1/pubsubs/{id}"), API_TOKEN)
+            .await;
         assert_eq!(v["pubsub"]["history_events"], 5, "retention {retention}");
     }
     server.stop().await;

@@ -208,14 +208,7 @@ async fn delete_while_a_subscriber_is_stalled() {
         }
     });
     publish_burst(&server, &id, 300, 16_384).await;
-    let resp = server
-        .http
-        .delete(server.url(&format!("/api/v1/pubsubs/{id}")))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(server.delete_topic(&id).await.status(), 204);
     assert_eq!(reader.await.expect("healthy reader"), 300);
 
     let mut events = std::pin::pin!(eventsource_stream::Eventsource::eventsource(

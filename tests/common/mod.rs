@@ -185,24 +185,30 @@ pub struct ServerProcess {
     pub https: Option<String>,
 }
 
+/// The built binary, in `dir`, with only `PATH`, the test tokens, a free
+/// loopback port and `env` in its environment.
+fn sser_command(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sser"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", "127.0.0.1:0")
+        .env("SSER_API_ACCESS_TOKEN", API_TOKEN)
+        .env("SSER_METRICS_ACCESS_TOKEN", METRICS_TOKEN)
+        .env("SSER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 impl ServerProcess {
     /// Starts the binary with `env` in `dir` and waits until it prints its
     /// address (it listens on 127.0.0.1:0, so the port is the OS's choice).
     pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sser"));
-        cmd.current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "127.0.0.1:0")
-            .env("SSER_API_ACCESS_TOKEN", API_TOKEN)
-            .env("SSER_METRICS_ACCESS_TOKEN", METRICS_TOKEN)
-            .env("SSER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn sser");
+        let mut child = sser_command(dir, env).spawn().expect("spawn sser");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -368,6 +374,29 @@ impl Api {
             .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 
+    /// Deletes a topic with the API token.
+    pub async fn delete_topic(&self, topic: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(&format!("/api/v1/pubsubs/{topic}")))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("delete request")
+    }
+
+    /// GETs `path` with `token` and parses the JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET request")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// Subscribes with `?last_event_id=` (the EventSource-friendly form).
     pub async fn subscribe_from(&self, topic: &str, token: &str, last_event_id: &str) -> SseStream {
         let req = self
@@ -410,20 +439,7 @@ impl ServerProcess {
         dir: &std::path::Path,
         env: &[(&str, &str)],
     ) -> (std::process::ExitStatus, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sser"));
-        cmd.current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "127.0.0.1:0")
-            .env("SSER_API_ACCESS_TOKEN", API_TOKEN)
-            .env("SSER_METRICS_ACCESS_TOKEN", METRICS_TOKEN)
-            .env("SSER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn sser");
+        let mut child = sser_command(dir, env).spawn().expect("spawn sser");
         let mut stderr = child.stderr.take().expect("stderr");
         let reader = std::thread::spawn(move || {
             let mut text = String::new();
