@@ -29,6 +29,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod model;
 pub mod readiness;
 pub mod secret;
 pub mod serve;
@@ -42,8 +43,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::hub::{Hub, HubSettings};
+use crate::config::{Config, DurabilityMode, KvRetention};
+use crate::hub::{Hub, HubSettings, StaticTopic};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -93,7 +94,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
         let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
-            let settings = config.kv.disk_settings();
+            let settings = disk_settings(&config);
             let path = settings.dir.display().to_string();
             // Opening may read the whole registry: keep it off the runtime.
             let opened =
@@ -112,9 +113,9 @@ impl Server {
             None
         };
         let hub = Hub::new(
-            HubSettings::from_config(&config),
+            hub_settings(&config),
             store,
-            &config.pubsub.static_pub_subs,
+            &static_topics(&config)?,
             metrics,
             shutdown.child_token(),
         )?;
@@ -141,7 +142,7 @@ impl Server {
             },
         });
         let tls = match config.server.ssl.enabled.0 {
-            true => Some(tls::Tls::bind(&config, &readiness).await?),
+            true => Some(tls::Tls::bind(&tls_settings(&config), &readiness).await?),
             false => None,
         };
         let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
@@ -181,8 +182,8 @@ impl Server {
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
-        let app = http::router(self.state.clone(), &self.config);
-        let settings = serve::ConnSettings::from_config(&self.config);
+        let app = http::router(self.state.clone(), &http_settings(&self.config));
+        let settings = conn_settings(&self.config);
         let shutdown = self.shutdown.clone();
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -251,6 +252,103 @@ impl Server {
     }
 }
 
+// Configuration → each component's own settings. Only this file (with
+// `main.rs` and `config/`) reads `Config`, so no component depends on how
+// settings are spelt in YAML or the environment.
+
+/// The hub's settings from `pubsub.*` and `kv.retention`.
+pub fn hub_settings(config: &Config) -> HubSettings {
+    HubSettings {
+        history_size: config.pubsub.history_size.0,
+        subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
+        tick: config.pubsub.tick_frequency.0,
+        retry: config.pubsub.retry.0,
+        persistent_retention: persistent_retention(&config.kv.retention),
+    }
+}
+
+/// `kv.retention`: `0` means no limit of that kind.
+fn persistent_retention(kv: &KvRetention) -> model::Retention {
+    model::Retention {
+        max_events: Some(kv.max_events.0).filter(|&n| n > 0),
+        max_age: Some(kv.max_age.0).filter(|d| !d.is_zero()),
+        max_bytes: Some(kv.max_bytes.0).filter(|&n| n > 0),
+    }
+}
+
+/// `pubsub.staticPubSubs` (ids already checked by `Config`).
+fn static_topics(config: &Config) -> Result<Vec<StaticTopic>, StartError> {
+    config
+        .pubsub
+        .static_pub_subs
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let id = model::TopicId::parse(&st.id).map_err(|e| {
+                StartError::Config(config::ConfigError(format!(
+                    "pubsub.staticPubSubs[{i}].id {e}"
+                )))
+            })?;
+            Ok(StaticTopic {
+                id,
+                name: st.name.clone(),
+                token: st.token.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The persistent store's settings from `kv.*`.
+fn disk_settings(config: &Config) -> store::disk::DiskSettings {
+    let kv = &config.kv;
+    store::disk::DiskSettings {
+        dir: kv.dsn.clone(),
+        engine: kv.engine,
+        durability: match kv.durability {
+            DurabilityMode::Sync => store::disk::Durability::Sync,
+            DurabilityMode::Relaxed => store::disk::Durability::Relaxed {
+                interval: kv.flush_interval.0,
+            },
+        },
+    }
+}
+
+/// The router's settings from `server.*`.
+fn http_settings(config: &Config) -> http::HttpSettings {
+    http::HttpSettings {
+        dashboard: config.server.dashboard.0,
+        max_request_body_size: config.server.max_request_body_size.0 as usize,
+        cors_allowed_origins: config.server.cors.allowed_origins.0.clone(),
+    }
+}
+
+/// What every accepted connection gets.
+fn conn_settings(config: &Config) -> serve::ConnSettings {
+    serve::ConnSettings {
+        // Two heartbeats: a live client acknowledges at least those.
+        user_timeout: (config.pubsub.tick_frequency.0 * 2).max(std::time::Duration::from_secs(10)),
+        max_header_size: config.server.max_header_size.0 as usize,
+    }
+}
+
+/// `server.sslAddr` and `server.ssl.*`.
+fn tls_settings(config: &Config) -> tls::TlsSettings {
+    let ssl = &config.server.ssl;
+    tls::TlsSettings {
+        addr: config.server.ssl_addr.0,
+        domain_names: ssl.domain_name.0.clone(),
+        letsencrypt_email: ssl.letsencrypt_email.clone(),
+        cache_dir: ssl.cache_dir.clone(),
+        acme_directory: ssl.acme_directory.clone(),
+        acme_http01: ssl.acme_challenge.trim() == "http-01",
+        acme_ca_root: ssl.acme_ca_root.clone(),
+        cert_file: ssl.cert_file.clone(),
+        key_file: ssl.key_file.clone(),
+        reload_interval: ssl.reload_interval.0,
+        api_over_http: ssl.api_over_http.0,
+    }
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -275,4 +373,21 @@ pub fn cancel_on_signals(token: CancellationToken) {
         tracing::info!("signal received");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistent_retention_reads_zero_as_no_limit() {
+        let mut kv = KvRetention::default();
+        kv.max_events = config::Count(0);
+        kv.max_age = config::Span(std::time::Duration::from_secs(3600));
+        kv.max_bytes = config::Bytes(1 << 20);
+        let r = persistent_retention(&kv);
+        assert_eq!(r.max_events, None);
+        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(r.max_bytes, Some(1 << 20));
+    }
 }

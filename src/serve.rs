@@ -22,8 +22,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-
 /// What turns an accepted TCP stream into the byte stream HTTP runs on.
 pub trait Handshake: Clone + Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
@@ -57,16 +55,6 @@ pub struct ConnSettings {
     /// The read buffer, and so the largest request head (see
     /// `server.maxHeaderSize`).
     pub max_header_size: usize,
-}
-
-impl ConnSettings {
-    pub fn from_config(config: &Config) -> Self {
-        ConnSettings {
-            // Two heartbeats: a live client acknowledges at least those.
-            user_timeout: (config.pubsub.tick_frequency.0 * 2).max(Duration::from_secs(10)),
-            max_header_size: config.server.max_header_size.0 as usize,
-        }
-    }
 }
 
 /// Serves `app` on `listener` until `shutdown`, then waits for open

@@ -19,7 +19,7 @@ use figment::value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::store::disk::{DiskSettings, Durability, EngineKind};
+use crate::store::disk::EngineKind;
 pub use values::{Bytes, Count, Flag, ListenAddr, Span};
 
 /// Environment variable → configuration key. SSER's names first.
@@ -295,32 +295,6 @@ impl Default for KvRetention {
     }
 }
 
-impl KvRetention {
-    pub fn to_retention(&self) -> crate::store::Retention {
-        crate::store::Retention {
-            max_events: Some(self.max_events.0).filter(|&n| n > 0),
-            max_age: Some(self.max_age.0).filter(|d| !d.is_zero()),
-            max_bytes: Some(self.max_bytes.0).filter(|&n| n > 0),
-        }
-    }
-}
-
-impl KvConfig {
-    /// The store settings this configuration asks for.
-    pub fn disk_settings(&self) -> DiskSettings {
-        DiskSettings {
-            dir: self.dsn.clone(),
-            engine: self.engine,
-            durability: match self.durability {
-                DurabilityMode::Sync => Durability::Sync,
-                DurabilityMode::Relaxed => Durability::Relaxed {
-                    interval: self.flush_interval.0,
-                },
-            },
-        }
-    }
-}
-
 impl Default for KvConfig {
     fn default() -> Self {
         KvConfig {
@@ -516,7 +490,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, topic) in self.pubsub.static_pub_subs.iter().enumerate() {
-            if !crate::hub::is_valid_topic_id(&topic.id) {
+            if !crate::model::TopicId::is_valid(&topic.id) {
                 return Err(ConfigError(format!(
                     "pubsub.staticPubSubs[{i}].id {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
                     topic.id
@@ -818,10 +792,13 @@ mod tests {
         .unwrap();
         assert!(c.kv.enabled.0);
         assert_eq!(c.kv.engine, EngineKind::Sled);
-        let r = c.kv.retention.to_retention();
-        assert_eq!(r.max_events, None);
-        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
-        assert_eq!(r.max_bytes, Some(1 << 20));
+        // `lib.rs` turns 0 into "no limit" (its `persistent_retention` test).
+        assert_eq!(c.kv.retention.max_events.0, 0);
+        assert_eq!(
+            c.kv.retention.max_age.0,
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(c.kv.retention.max_bytes.0, 1 << 20);
         let err = Config::from_sources(dir.path(), &env(&[("SSER_KV_ENGINE", "rocksdb")]))
             .unwrap_err()
             .to_string();

@@ -27,7 +27,6 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
-use crate::config::Config;
 use crate::hub::Hub;
 use crate::readiness::Readiness;
 use crate::secret::Secret;
@@ -44,9 +43,20 @@ pub struct AppState {
     pub prometheus: prometheus::PrometheusSettings,
 }
 
+/// How the router is built (from `server.*`; `lib.rs` converts).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Serve the dashboard at `/`.
+    pub dashboard: bool,
+    /// Largest accepted request body, in bytes.
+    pub max_request_body_size: usize,
+    /// Origins allowed from browsers; `*` reflects any origin.
+    pub cors_allowed_origins: Vec<String>,
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
     let api = Router::new()
         .route("/api/v1/pubsubs", get(pubsubs::list).post(pubsubs::create))
         .route(
@@ -65,7 +75,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(error::not_found)
         .with_state(state);
-    let api = if config.server.dashboard.0 {
+    let api = if settings.dashboard {
         api.route("/", get(dashboard::index))
             .route("/favicon.ico", get(dashboard::favicon))
             .route("/assets/{file}", get(dashboard::asset))
@@ -74,9 +84,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
     };
 
     api.layer(axum::middleware::map_response(error::json_errors))
-        .layer(DefaultBodyLimit::max(
-            config.server.max_request_body_size.0 as usize,
-        ))
+        .layer(DefaultBodyLimit::max(settings.max_request_body_size))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,7 +92,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             )
             .into_response()
         }))
-        .layer(cors(config))
+        .layer(cors(settings))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn(log::log_request))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
@@ -92,8 +100,8 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
 
 /// CORS for browsers on other origins. `*` reflects the caller's origin so
 /// credentialed requests work, as SSER did.
-fn cors(config: &Config) -> CorsLayer {
-    let origins = &config.server.cors.allowed_origins.0;
+fn cors(settings: &HttpSettings) -> CorsLayer {
+    let origins = &settings.cors_allowed_origins;
     let allow_origin = if origins.iter().any(|o| o == "*") {
         AllowOrigin::mirror_request()
     } else {

@@ -219,7 +219,7 @@ fn per_topic_series(hub: &Hub, out: &mut String) {
 }
 
 /// Escapes a label value (`\`, `"` and newline), though topic ids are
-/// `[A-Za-z0-9_-]` today (`hub::is_valid_topic_id`).
+/// `[A-Za-z0-9_-]` today (`model::TopicId`).
 fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -16,8 +16,8 @@ use super::auth::{ApiToken, MetricsToken};
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::hub::{NewEvent, NewTopic, Topic};
+use crate::model::Retention;
 use crate::sse;
-use crate::store::Retention;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CreateBody {
@@ -31,7 +31,29 @@ struct PubSubSpec {
     #[serde(default)]
     persist: Option<bool>,
     #[serde(default)]
-    retention: Option<Retention>,
+    retention: Option<RetentionBody>,
+}
+
+/// A topic's own history limits, as the create body spells them
+/// (`max_age` in milliseconds).
+#[derive(Debug, Default, Deserialize)]
+struct RetentionBody {
+    #[serde(default)]
+    max_events: Option<u64>,
+    #[serde(default)]
+    max_age: Option<u64>,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+}
+
+impl From<RetentionBody> for Retention {
+    fn from(r: RetentionBody) -> Self {
+        Retention {
+            max_events: r.max_events,
+            max_age: r.max_age.map(std::time::Duration::from_millis),
+            max_bytes: r.max_bytes,
+        }
+    }
 }
 
 /// `POST /api/v1/pubsubs` → 201 `{"pubsub":{id, token, persist, created_at}}`.
@@ -45,7 +67,7 @@ pub async fn create(
         .hub
         .create_topic(NewTopic {
             persist: spec.persist.unwrap_or(false),
-            retention: spec.retention,
+            retention: spec.retention.map(Retention::from),
         })
         .await?;
     tracing::info!(topic = %topic.id, persist = topic.persist, "topic created");

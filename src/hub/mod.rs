@@ -19,22 +19,13 @@ use tokio_util::sync::CancellationToken;
 pub use feed::{Resume, SubscribeError, Subscription};
 pub use topic::{InvalidEvent, NewEvent, PublishError, Published, Topic};
 
-use crate::config::Config;
 use crate::metrics::{Metrics, TopicCounts};
+use crate::model::TopicId;
 use crate::secret::{Secret, new_id};
 use crate::store::memory::MemoryLog;
 use crate::store::{Retention, Store, StoreError, TopicLog, TopicRecord, now_ms};
 use feed::FeedContext;
 use topic::TopicInit;
-
-/// Topic ids: what SSER and our own generator produce, and what is safe in a
-/// URL path, a log line and a storage key.
-pub fn is_valid_topic_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 /// The hub's tunables, taken from configuration.
 #[derive(Debug, Clone)]
@@ -47,16 +38,12 @@ pub struct HubSettings {
     pub persistent_retention: Retention,
 }
 
-impl HubSettings {
-    pub fn from_config(config: &Config) -> Self {
-        HubSettings {
-            history_size: config.pubsub.history_size.0,
-            subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
-            tick: config.pubsub.tick_frequency.0,
-            retry: config.pubsub.retry.0,
-            persistent_retention: config.kv.retention.to_retention(),
-        }
-    }
+/// A topic defined in configuration: fixed id and token, never deleted.
+#[derive(Debug, Clone)]
+pub struct StaticTopic {
+    pub id: TopicId,
+    pub name: Option<String>,
+    pub token: Secret,
 }
 
 /// A request to create a topic.
@@ -98,7 +85,7 @@ impl Hub {
     pub fn new(
         settings: HubSettings,
         store: Option<Arc<dyn Store>>,
-        static_topics: &[crate::config::StaticPubSub],
+        static_topics: &[StaticTopic],
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Hub>, HubError> {
@@ -121,7 +108,7 @@ impl Hub {
         }
         for st in static_topics {
             let record = TopicRecord {
-                id: st.id.clone(),
+                id: st.id.to_string(),
                 token: st.token.clone(),
                 persist: false,
                 created_at_ms: now_ms(),
