@@ -25,6 +25,7 @@
 //!
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 
+pub mod broker;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -93,32 +94,19 @@ impl Server {
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
-        let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
-            let settings = disk_settings(&config);
-            let path = settings.dir.display().to_string();
-            // Opening may read the whole registry: keep it off the runtime.
-            let opened =
-                tokio::task::spawn_blocking(move || store::disk::DiskStore::open(settings))
-                    .await
-                    .map_err(|e| store::StoreError::Io(format!("store open task failed: {e}")))
-                    .and_then(|r| r);
-            let disk = opened.map_err(|source| StartError::Store { path, source })?;
-            tracing::info!(
-                engine = disk.settings().engine.name(),
-                durability = ?disk.settings().durability,
-                "persistent store open"
-            );
-            Some(disk)
-        } else {
-            None
-        };
+        let disk = config.kv.enabled.0.then(|| disk_settings(&config));
+        let path = config.kv.dsn.display().to_string();
+        let broker = broker::LocalBroker::open(disk)
+            .await
+            .map_err(|source| StartError::Store { path, source })?;
         let hub = Hub::new(
             hub_settings(&config),
-            store,
+            broker,
             &static_topics(&config)?,
             metrics,
             shutdown.child_token(),
-        )?;
+        )
+        .await?;
         readiness.set("hub", true, "serving");
         let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
@@ -264,6 +252,7 @@ pub fn hub_settings(config: &Config) -> HubSettings {
         tick: config.pubsub.tick_frequency.0,
         retry: config.pubsub.retry.0,
         persistent_retention: persistent_retention(&config.kv.retention),
+        max_topics_per_connection: config.pubsub.max_topics_per_connection.0 as usize,
     }
 }
 
@@ -381,10 +370,11 @@ mod tests {
 
     #[test]
     fn persistent_retention_reads_zero_as_no_limit() {
-        let mut kv = KvRetention::default();
-        kv.max_events = config::Count(0);
-        kv.max_age = config::Span(std::time::Duration::from_secs(3600));
-        kv.max_bytes = config::Bytes(1 << 20);
+        let kv = KvRetention {
+            max_events: config::Count(0),
+            max_age: config::Span(std::time::Duration::from_secs(3600)),
+            max_bytes: config::Bytes(1 << 20),
+        };
         let r = persistent_retention(&kv);
         assert_eq!(r.max_events, None);
         assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));

@@ -57,6 +57,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_RETRY", "pubsub.retry"),
     ("SSER_HISTORY_SIZE", "pubsub.historySize"),
     ("SSER_SUBSCRIBER_BUFFER", "pubsub.subscriberBuffer"),
+    (
+        "SSER_MAX_TOPICS_PER_CONNECTION",
+        "pubsub.maxTopicsPerConnection",
+    ),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
@@ -216,6 +220,9 @@ pub struct PubSubConfig {
     /// Events a subscriber may fall behind the live stream before it has to
     /// catch up from history (see `hub::feed`).
     pub subscriber_buffer: Count,
+    /// Most topics one connection may follow (`GET /api/v1/events?topic=…`).
+    /// Each adds a few bytes to every event id on such a connection.
+    pub max_topics_per_connection: Count,
     /// Topics defined in configuration: fixed id and token, never deleted.
     pub static_pub_subs: Vec<StaticPubSub>,
 }
@@ -229,6 +236,7 @@ impl Default for PubSubConfig {
             retry: Span(std::time::Duration::from_secs(3)),
             history_size: Count(1000),
             subscriber_buffer: Count(1024),
+            max_topics_per_connection: Count(32),
             static_pub_subs: Vec::new(),
         }
     }
@@ -486,6 +494,12 @@ impl Config {
         if !(1..=1 << 20).contains(&buffer) {
             return Err(ConfigError(format!(
                 "pubsub.subscriberBuffer (SSER_SUBSCRIBER_BUFFER) must be between 1 and 1048576, got {buffer}"
+            )));
+        }
+        let max_topics = self.pubsub.max_topics_per_connection.0;
+        if !(1..=1024).contains(&max_topics) {
+            return Err(ConfigError(format!(
+                "pubsub.maxTopicsPerConnection (SSER_MAX_TOPICS_PER_CONNECTION) must be between 1 and 1024, got {max_topics}"
             )));
         }
         let mut seen = std::collections::HashSet::new();

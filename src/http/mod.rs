@@ -2,12 +2,12 @@
 //! per request, CORS, body limit, panic guard) and the handlers. It talks to
 //! the hub only; it knows nothing of storage engines.
 
-pub mod auth;
 pub mod body;
 pub mod dashboard;
 pub mod error;
 pub mod log;
 pub mod ops;
+pub mod principal;
 pub mod prometheus;
 pub mod pubsubs;
 pub mod stats;
@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
             "/api/v1/pubsubs/{id}/events",
             get(subscribe::subscribe).post(pubsubs::publish),
         )
+        .route("/api/v1/events", get(subscribe::subscribe_topics))
         .route("/api/v1/metrics", get(ops::metrics))
         .route("/api/v1/metrics/stream", get(stats::stream))
         .route("/metrics", get(prometheus::metrics))
@@ -115,6 +116,7 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
         .expose_headers([
             REQUEST_ID,
             HeaderName::from_static(subscribe::TRUNCATED_HEADER),
+            HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
             header::CONTENT_TYPE,
         ])
         .max_age(Duration::from_secs(86400))

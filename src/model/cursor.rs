@@ -31,6 +31,10 @@ use std::fmt::Write;
 
 use super::{Position, StreamKey};
 
+/// The `Last-Event-ID` (or `?last_event_id=`) that asks for everything
+/// history still holds, on one stream or several. No event may have this id.
+pub const EARLIEST: &str = "earliest";
+
 /// The fingerprint of a connection's ordered list of streams: what its
 /// cursors are checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
