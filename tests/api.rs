@@ -454,6 +454,67 @@ async fn cors_preflight_on_every_endpoint() {
     server.stop().await;
 }
 
+/// Credentials only for origins listed by name (issue 9, item 4): with the
+/// default `*`, any origin may call the API but no page can use a visitor's
+/// cookies, and `null` (sandboxed frames, local files) never gets them.
+#[tokio::test]
+async fn cors_grants_credentials_only_to_named_origins() {
+    let preflight = |server: &TestServer, origin: &str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url("/api/v1/pubsubs"))
+            .header("Origin", origin.to_string())
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+    };
+    let server = TestServer::start().await;
+    for origin in ["https://any.example", "null"] {
+        let resp = preflight(&server, origin).await.unwrap();
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert!(
+            h.get("access-control-allow-credentials").is_none(),
+            "{origin}: no credentials under `*`"
+        );
+        // A simple request gets the same answer as its preflight.
+        let resp = server
+            .http
+            .get(server.url("/healthz"))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+    server.stop().await;
+
+    let server = TestServer::start_with(|c| {
+        c.server.cors.allowed_origins = sser::config::StringList(vec![
+            "*".into(),
+            "https://app.example".into(),
+            "null".into(),
+        ]);
+    })
+    .await;
+    let resp = preflight(&server, "https://app.example").await.unwrap();
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    for origin in ["https://other.example", "null"] {
+        let resp = preflight(&server, origin).await.unwrap();
+        assert_eq!(resp.headers()["access-control-allow-origin"], origin);
+        assert!(
+            resp.headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+            "{origin}"
+        );
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn static_topics_from_config() {
     let server = TestServer::start_with(|c| {
