@@ -139,6 +139,7 @@ impl Server {
                 open: config.metrics.open.0,
                 per_topic: config.metrics.per_topic.0,
             },
+            max_json_depth: config.server.max_json_depth.0 as usize,
         });
         let tls = match config.server.ssl.enabled.0 {
             true => Some(tls::Tls::bind(&config, &readiness).await?),

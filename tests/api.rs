@@ -205,6 +205,59 @@ async fn auth_failures_never_echo_tokens() {
     server.stop().await;
 }
 
+/// Input limits (issue 9, item 5): a message nested deeper than
+/// `server.maxJsonDepth` is refused by name and reaches nobody; one at the
+/// limit goes through; a misspelt `retention` key is refused by name.
+#[tokio::test]
+async fn deep_messages_and_unknown_retention_keys_are_refused() {
+    let server =
+        TestServer::start_with(|c| c.server.max_json_depth = sser::config::Count(16)).await;
+    let (id, token) = server.create_topic(json!({})).await;
+    let mut stream = server.subscribe(&id, &token).await;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    for depth in [17, 100_000] {
+        let body = format!(r#"{{"event":{{"message":{}}}}}"#, nested(depth));
+        let resp = server
+            .http
+            .post(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+            .bearer_auth(API_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "depth {depth}");
+        let v: Value = resp.json().await.unwrap();
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("server.maxJsonDepth"), "{message}");
+    }
+    let body = format!(r#"{{"event":{{"message":{}}}}}"#, nested(16));
+    let resp = server
+        .http
+        .post(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+        .bearer_auth(API_TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(stream.expect_event().await.data, nested(16));
+
+    let resp = server
+        .http
+        .post(server.url("/api/v1/pubsubs"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"pubsub": {"retention": {"max_event": 5}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_event"), "names the key: {message}");
+    assert_eq!(server.hub.topics().len(), 1, "no topic was created");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn subscribe_token_forms() {
     let server = TestServer::start().await;
@@ -275,6 +328,10 @@ async fn publish_validation_errors_change_nothing() {
         (
             r#"{"event":{"id":"earliest","message":"x"}}"#.into(),
             "reserved id",
+        ),
+        (
+            r#"{"event":{"id":" padded ","message":"x"}}"#.into(),
+            "id with edge spaces",
         ),
     ];
     for (body, what) in &bad_bodies {

@@ -51,6 +51,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_KV_RETENTION_MAX_BYTES", "kv.retention.maxBytes"),
     ("SSER_CORS_ALLOWED_ORIGINS", "server.cors.allowedOrigins"),
     ("SSER_MAX_REQUEST_BODY_SIZE", "server.maxRequestBodySize"),
+    ("SSER_MAX_JSON_DEPTH", "server.maxJsonDepth"),
     ("SSER_MAX_HEADER_SIZE", "server.maxHeaderSize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
     ("SSER_TICK_FREQUENCY", "pubsub.tickFrequency"),
@@ -96,6 +97,9 @@ pub struct ServerConfig {
     pub ssl_addr: ListenAddr,
     /// Largest accepted request body; larger ones get 413.
     pub max_request_body_size: Bytes,
+    /// Deepest nesting of arrays and objects an event's `message` may have;
+    /// deeper ones get 400, since many subscribers' JSON parsers fail on them.
+    pub max_json_depth: Count,
     /// Each connection's read buffer, and so the limit on a request head
     /// (request line and headers; larger ones get 431). It is the biggest
     /// part of what an idle subscriber costs, so it stays small; hyper needs
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             addr: ListenAddr("0.0.0.0:8889".parse().expect("literal address")),
             ssl_addr: ListenAddr("0.0.0.0:8888".parse().expect("literal address")),
             max_request_body_size: Bytes(1 << 20),
+            max_json_depth: Count(128),
             max_header_size: Bytes(8 << 10),
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
             cors: CorsConfig::default(),
@@ -503,6 +508,12 @@ impl Config {
                 "server.maxHeaderSize (SSER_MAX_HEADER_SIZE) must be between 8KiB and 1MiB, got {header} bytes"
             )));
         }
+        let depth = self.server.max_json_depth.0;
+        if !(1..=10_000).contains(&depth) {
+            return Err(ConfigError(format!(
+                "server.maxJsonDepth (SSER_MAX_JSON_DEPTH) must be between 1 and 10000, got {depth}"
+            )));
+        }
         if self.pubsub.tick_frequency.0.is_zero() {
             return Err(ConfigError(
                 "pubsub.tickFrequency (SSER_TICK_FREQUENCY) must be above zero".into(),
@@ -871,6 +882,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SSER_SSL_ENABLED"), "{err}");
+        let err = Config::from_sources(dir.path(), &env(&[("SSER_MAX_JSON_DEPTH", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.maxJsonDepth (SSER_MAX_JSON_DEPTH)"),
+            "{err}"
+        );
     }
 
     #[test]

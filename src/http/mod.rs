@@ -42,6 +42,8 @@ pub struct AppState {
     /// The dashboard's once-a-second feed (`/api/v1/metrics/stream`).
     pub stats: Arc<stats::StatsFeed>,
     pub prometheus: prometheus::PrometheusSettings,
+    /// `server.maxJsonDepth`: deepest nesting of a published message.
+    pub max_json_depth: usize,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
