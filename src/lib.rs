@@ -139,6 +139,7 @@ impl Server {
                 open: config.metrics.open.0,
                 per_topic: config.metrics.per_topic.0,
             },
+            max_json_depth: config.server.max_json_depth.0 as usize,
         });
         let tls = match config.server.ssl.enabled.0 {
             true => Some(tls::Tls::bind(&config, &readiness).await?),
@@ -207,7 +208,7 @@ impl Server {
             shutdown.clone(),
             settings,
         );
-        let mut serve = tokio::spawn(async move {
+        let serve = tokio::spawn(async move {
             match tls_task {
                 None => plain.await,
                 Some(tls) => {
@@ -217,38 +218,65 @@ impl Server {
             }
         });
 
-        tokio::select! {
-            result = &mut serve => {
-                // The server stopped on its own: that is an error.
+        let outcome = serve_until_stopped(
+            serve,
+            tls_abort,
+            &self.shutdown,
+            &self.state.readiness,
+            self.config.server.shutdown_timeout.0,
+        )
+        .await;
+        // Every exit path after a start flushes, including a serve task that
+        // ended on its own: acknowledged relaxed-mode writes must survive.
+        if let Err(e) = self.hub.flush().await {
+            tracing::error!(error = %e, "flushing the store at shutdown failed");
+        }
+        outcome
+    }
+}
+
+/// Waits for shutdown (or for serving to fail), then gives open
+/// connections `server.shutdownTimeout` to finish.
+async fn serve_until_stopped(
+    mut serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    tls_abort: Option<tokio::task::AbortHandle>,
+    shutdown: &CancellationToken,
+    readiness: &Readiness,
+    bound: std::time::Duration,
+) -> Result<(), StartError> {
+    // Cancelling shutdown also ends the serve task, often at once (no
+    // open connections), so both branches can be ready together: the
+    // cancellation decides, never the order in which they were polled.
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        result = &mut serve => {
+            if !shutdown.is_cancelled() {
+                // Serving stopped without being asked to: an error.
                 return match result {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(StartError::Serve(e)),
                     Err(e) => Err(StartError::Serve(std::io::Error::other(e))),
                 };
             }
-            () = shutdown.cancelled() => {}
         }
-        self.state.readiness.set("shutdown", false, "shutting down");
-        tracing::info!("shutting down: ending streams");
-        let bound = self.config.server.shutdown_timeout.0;
-        match tokio::time::timeout(bound, &mut serve).await {
-            Ok(_) => tracing::info!("all connections closed"),
-            Err(_) => {
-                serve.abort();
-                if let Some(tls) = &tls_abort {
-                    tls.abort();
-                }
-                tracing::warn!(
-                    "connections still open after {}; closing them",
-                    humantime::format_duration(bound)
-                );
-            }
-        }
-        if let Err(e) = self.hub.flush().await {
-            tracing::error!(error = %e, "flushing the store at shutdown failed");
-        }
-        Ok(())
     }
+    readiness.set("shutdown", false, "shutting down");
+    tracing::info!("shutting down: ending streams");
+    match tokio::time::timeout(bound, &mut serve).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => {
+            serve.abort();
+            if let Some(tls) = &tls_abort {
+                tls.abort();
+            }
+            tracing::warn!(
+                "connections still open after {}; closing them",
+                humantime::format_duration(bound)
+            );
+        }
+    }
+    Ok(())
 }
 
 // Configuration → each component's own settings. Only this file (with

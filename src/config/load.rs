@@ -221,5 +221,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SSER_SSL_ENABLED"), "{err}");
+        let err = Config::from_sources(dir.path(), &env(&[("SSER_MAX_JSON_DEPTH", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.maxJsonDepth (SSER_MAX_JSON_DEPTH)"),
+            "{err}"
+        );
     }
 }

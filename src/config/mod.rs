@@ -67,6 +67,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_KV_RETENTION_MAX_BYTES", "kv.retention.maxBytes"),
     ("SSER_CORS_ALLOWED_ORIGINS", "server.cors.allowedOrigins"),
     ("SSER_MAX_REQUEST_BODY_SIZE", "server.maxRequestBodySize"),
+    ("SSER_MAX_JSON_DEPTH", "server.maxJsonDepth"),
     ("SSER_MAX_HEADER_SIZE", "server.maxHeaderSize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
     ("SSER_TICK_FREQUENCY", "pubsub.tickFrequency"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::load::ConfigError;
-use super::values::{Bytes, Flag, ListenAddr, Span, StringList};
+use super::values::{Bytes, Count, Flag, ListenAddr, Span, StringList};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -18,6 +18,9 @@ pub struct ServerConfig {
     pub ssl_addr: ListenAddr,
     /// Largest accepted request body; larger ones get 413.
     pub max_request_body_size: Bytes,
+    /// Deepest nesting of arrays and objects an event's `message` may have;
+    /// deeper ones get 400, since many subscribers' JSON parsers fail on them.
+    pub max_json_depth: Count,
     /// Each connection's read buffer, and so the limit on a request head
     /// (request line and headers; larger ones get 431). It is the biggest
     /// part of what an idle subscriber costs, so it stays small; hyper needs
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             addr: ListenAddr("0.0.0.0:8889".parse().expect("literal address")),
             ssl_addr: ListenAddr("0.0.0.0:8888".parse().expect("literal address")),
             max_request_body_size: Bytes(1 << 20),
+            max_json_depth: Count(128),
             max_header_size: Bytes(8 << 10),
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
             cors: CorsConfig::default(),
@@ -129,6 +133,12 @@ impl ServerConfig {
         if !(8192..=1 << 20).contains(&header) {
             return Err(ConfigError(format!(
                 "server.maxHeaderSize (SSER_MAX_HEADER_SIZE) must be between 8KiB and 1MiB, got {header} bytes"
+            )));
+        }
+        let depth = self.max_json_depth.0;
+        if !(1..=10_000).contains(&depth) {
+            return Err(ConfigError(format!(
+                "server.maxJsonDepth (SSER_MAX_JSON_DEPTH) must be between 1 and 10000, got {depth}"
             )));
         }
         Ok(())
