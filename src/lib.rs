@@ -44,7 +44,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DurabilityMode, KvRetention};
+use crate::config::{Config, DurabilityMode, KvEngine, KvRetention};
 use crate::hub::{Hub, HubSettings, StaticTopic};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -128,6 +128,7 @@ impl Server {
                 open: config.metrics.open.0,
                 per_topic: config.metrics.per_topic.0,
             },
+            max_json_depth: config.server.max_json_depth.0 as usize,
         });
         let tls = match config.server.ssl.enabled.0 {
             true => Some(tls::Tls::bind(&tls_settings(&config), &readiness).await?),
@@ -196,7 +197,7 @@ impl Server {
             shutdown.clone(),
             settings,
         );
-        let mut serve = tokio::spawn(async move {
+        let serve = tokio::spawn(async move {
             match tls_task {
                 None => plain.await,
                 Some(tls) => {
@@ -206,38 +207,65 @@ impl Server {
             }
         });
 
-        tokio::select! {
-            result = &mut serve => {
-                // The server stopped on its own: that is an error.
+        let outcome = serve_until_stopped(
+            serve,
+            tls_abort,
+            &self.shutdown,
+            &self.state.readiness,
+            self.config.server.shutdown_timeout.0,
+        )
+        .await;
+        // Every exit path after a start flushes, including a serve task that
+        // ended on its own: acknowledged relaxed-mode writes must survive.
+        if let Err(e) = self.hub.flush().await {
+            tracing::error!(error = %e, "flushing the store at shutdown failed");
+        }
+        outcome
+    }
+}
+
+/// Waits for shutdown (or for serving to fail), then gives open
+/// connections `server.shutdownTimeout` to finish.
+async fn serve_until_stopped(
+    mut serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    tls_abort: Option<tokio::task::AbortHandle>,
+    shutdown: &CancellationToken,
+    readiness: &Readiness,
+    bound: std::time::Duration,
+) -> Result<(), StartError> {
+    // Cancelling shutdown also ends the serve task, often at once (no
+    // open connections), so both branches can be ready together: the
+    // cancellation decides, never the order in which they were polled.
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        result = &mut serve => {
+            if !shutdown.is_cancelled() {
+                // Serving stopped without being asked to: an error.
                 return match result {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(StartError::Serve(e)),
                     Err(e) => Err(StartError::Serve(std::io::Error::other(e))),
                 };
             }
-            () = shutdown.cancelled() => {}
         }
-        self.state.readiness.set("shutdown", false, "shutting down");
-        tracing::info!("shutting down: ending streams");
-        let bound = self.config.server.shutdown_timeout.0;
-        match tokio::time::timeout(bound, &mut serve).await {
-            Ok(_) => tracing::info!("all connections closed"),
-            Err(_) => {
-                serve.abort();
-                if let Some(tls) = &tls_abort {
-                    tls.abort();
-                }
-                tracing::warn!(
-                    "connections still open after {}; closing them",
-                    humantime::format_duration(bound)
-                );
-            }
-        }
-        if let Err(e) = self.hub.flush().await {
-            tracing::error!(error = %e, "flushing the store at shutdown failed");
-        }
-        Ok(())
     }
+    readiness.set("shutdown", false, "shutting down");
+    tracing::info!("shutting down: ending streams");
+    match tokio::time::timeout(bound, &mut serve).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => {
+            serve.abort();
+            if let Some(tls) = &tls_abort {
+                tls.abort();
+            }
+            tracing::warn!(
+                "connections still open after {}; closing them",
+                humantime::format_duration(bound)
+            );
+        }
+    }
+    Ok(())
 }
 
 // Configuration → each component's own settings. Only this file (with
@@ -292,7 +320,10 @@ fn disk_settings(config: &Config) -> store::disk::DiskSettings {
     let kv = &config.kv;
     store::disk::DiskSettings {
         dir: kv.dsn.clone(),
-        engine: kv.engine,
+        engine: match kv.engine {
+            KvEngine::Redb => store::disk::EngineKind::Redb,
+            KvEngine::Sled => store::disk::EngineKind::Sled,
+        },
         durability: match kv.durability {
             DurabilityMode::Sync => store::disk::Durability::Sync,
             DurabilityMode::Relaxed => store::disk::Durability::Relaxed {
@@ -379,5 +410,22 @@ mod tests {
         assert_eq!(r.max_events, None);
         assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
         assert_eq!(r.max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn disk_settings_follow_kv() {
+        let mut config = Config::default();
+        config.kv.engine = KvEngine::Sled;
+        config.kv.durability = DurabilityMode::Relaxed;
+        config.kv.flush_interval = config::Span(std::time::Duration::from_millis(50));
+        let settings = disk_settings(&config);
+        assert_eq!(settings.engine, store::disk::EngineKind::Sled);
+        assert_eq!(
+            settings.durability,
+            store::disk::Durability::Relaxed {
+                interval: std::time::Duration::from_millis(50)
+            }
+        );
+        assert_eq!(settings.dir, config.kv.dsn);
     }
 }

@@ -197,7 +197,10 @@ async fn unknown_cursors_are_answered_per_topic_never_silently() {
     );
     let rest: Vec<String> = s.take(4).await.into_iter().map(|e| e.data).collect();
     let of = |prefix: &str| -> Vec<&str> {
-        rest.iter().map(String::as_str).filter(|d| d.starts_with(prefix)).collect()
+        rest.iter()
+            .map(String::as_str)
+            .filter(|d| d.starts_with(prefix))
+            .collect()
     };
     // Topics replay in the connection's order (by id), each complete.
     assert_eq!(of("a"), ["a3", "a4", "a5"], "what history still holds");

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::JsonBody;
+use super::body::{JsonBody, json_depth_exceeds};
 use super::error::ApiError;
 use super::principal::Principal;
 use crate::hub::{NewEvent, NewTopic, Topic};
@@ -31,27 +31,29 @@ struct PubSubSpec {
     #[serde(default)]
     persist: Option<bool>,
     #[serde(default)]
-    retention: Option<RetentionBody>,
+    retention: Option<RetentionSpec>,
 }
 
-/// A topic's own history limits, as the create body spells them
-/// (`max_age` in milliseconds).
+/// `pubsub.retention` as the API takes it: a misspelt limit is refused by
+/// name rather than silently left at its default.
 #[derive(Debug, Default, Deserialize)]
-struct RetentionBody {
+#[serde(deny_unknown_fields)]
+struct RetentionSpec {
     #[serde(default)]
     max_events: Option<u64>,
+    /// Milliseconds.
     #[serde(default)]
     max_age: Option<u64>,
     #[serde(default)]
     max_bytes: Option<u64>,
 }
 
-impl From<RetentionBody> for Retention {
-    fn from(r: RetentionBody) -> Self {
+impl From<RetentionSpec> for Retention {
+    fn from(spec: RetentionSpec) -> Self {
         Retention {
-            max_events: r.max_events,
-            max_age: r.max_age.map(std::time::Duration::from_millis),
-            max_bytes: r.max_bytes,
+            max_events: spec.max_events,
+            max_age: spec.max_age.map(std::time::Duration::from_millis),
+            max_bytes: spec.max_bytes,
         }
     }
 }
@@ -170,7 +172,7 @@ pub async fn publish(
         .hub
         .get(&id)
         .ok_or_else(|| ApiError::not_found("topic not found"))?;
-    let event = new_event(body.event)?;
+    let event = new_event(body.event, state.max_json_depth)?;
     let published = state.hub.publish(&topic, event).await?;
     Ok((
         StatusCode::CREATED,
@@ -179,9 +181,15 @@ pub async fn publish(
 }
 
 /// A string message goes out as its raw text; any other JSON value as
-/// compact JSON, keys in the publisher's order.
-fn new_event(spec: EventSpec) -> Result<NewEvent, ApiError> {
+/// compact JSON, keys in the publisher's order, if it nests no deeper than
+/// `server.maxJsonDepth`.
+fn new_event(spec: EventSpec, max_depth: usize) -> Result<NewEvent, ApiError> {
     let raw = spec.message.get();
+    if json_depth_exceeds(raw, max_depth) {
+        return Err(ApiError::bad_request(format!(
+            "event.message nests arrays/objects deeper than {max_depth} levels (server.maxJsonDepth)"
+        )));
+    }
     let data = if raw.starts_with('"') {
         serde_json::from_str::<String>(raw)
             .map_err(|e| ApiError::bad_request(format!("event.message: {e}")))?

@@ -58,11 +58,8 @@ pub async fn subscribe(
     };
     span.record("topic", topic.id.as_str());
 
-    let last_event_id = last_event_id(&headers, query.last_event_id.as_deref());
-    let subscription = state
-        .hub
-        .subscribe(topic, Resume::from_last_event_id(last_event_id))
-        .await?;
+    let resume = resume_from(&headers, query.last_event_id.as_deref());
+    let subscription = state.hub.subscribe(topic, resume).await?;
 
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
@@ -127,21 +124,14 @@ pub async fn subscribe_topics(
     let span = tracing::Span::current();
     span.record("topic", ids.join(",").as_str());
 
-    let last_event_id = last_event_id(&headers, query_last_event_id.as_deref());
-    let subscription = state.hub.subscribe_topics(topics, last_event_id).await?;
+    let resume = cursor_from(&headers, query_last_event_id);
+    let subscription = state
+        .hub
+        .subscribe_topics(topics, resume.as_deref())
+        .await?;
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topics = ids.len(), conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
     Ok(stream_response(subscription))
-}
-
-/// Where a stream resumes: a reconnecting EventSource sends the header; it
-/// is fresher than a query parameter left in the URL from the first
-/// connection.
-fn last_event_id<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
-    headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or(query)
 }
 
 /// The SSE response of a connection: its body, its id, and whether its
@@ -158,6 +148,32 @@ pub(crate) fn stream_response(subscription: Subscription) -> Response {
         h.insert(CONNECTION_ID_HEADER, id);
     }
     response
+}
+
+/// Where the stream starts. A reconnecting EventSource sends the
+/// `Last-Event-ID` header; it is fresher than a query parameter left in the
+/// URL from the first connection. Browsers send the header as UTF-8 bytes,
+/// which `HeaderValue::to_str` (visible ASCII only) would refuse: decode
+/// them as UTF-8, and answer bytes that are not UTF-8 explicitly.
+fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
+    match headers.get("last-event-id") {
+        Some(value) => match std::str::from_utf8(value.as_bytes()) {
+            Ok(id) => Resume::from_last_event_id(Some(id)),
+            Err(_) => Resume::Unreadable,
+        },
+        None => Resume::from_last_event_id(query),
+    }
+}
+
+/// The cursor a multi-topic stream resumes from, header first as in
+/// [`resume_from`]. Bytes that are not UTF-8 cannot be a cursor: they are
+/// kept (lossily) so that they are answered as an unknown cursor, with the
+/// truncation notice, never as a fresh live-only stream.
+fn cursor_from(headers: &HeaderMap, query: Option<String>) -> Option<String> {
+    match headers.get("last-event-id") {
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        None => query,
+    }
 }
 
 /// A `text/event-stream` response around `stream`, with the headers every

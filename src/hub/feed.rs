@@ -57,6 +57,11 @@ pub enum Resume {
     After(String),
     /// Everything history still holds (`?last_event_id=earliest`).
     Earliest,
+    /// The client sent an id that cannot name any event (its bytes are not
+    /// UTF-8): answered like an id no longer in history, with the explicit
+    /// truncation notice and everything retained, never a silent live-only
+    /// stream.
+    Unreadable,
 }
 
 impl Resume {
@@ -207,6 +212,7 @@ impl Feed {
         match ask {
             Ask::One(Resume::Live) | Ask::Topics(None) => {}
             Ask::One(Resume::Earliest) => self.replay_all_from_start(false),
+            Ask::One(Resume::Unreadable) => self.replay_all_from_start(true),
             Ask::Topics(Some(id)) if id.is_empty() => {}
             Ask::Topics(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
             Ask::One(Resume::After(id)) => {
