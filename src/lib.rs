@@ -9,6 +9,7 @@
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
@@ -29,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod presence;
 pub mod readiness;
 pub mod secret;
 pub mod serve;
