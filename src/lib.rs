@@ -296,6 +296,32 @@ pub fn hub_settings(config: &Config) -> HubSettings {
     }
 }
 
+/// The presence tracker's settings from `presence.*`.
+pub fn presence_settings(config: &Config) -> presence::PresenceSettings {
+    presence::PresenceSettings {
+        grace: config.presence.grace.0,
+        node: None,
+    }
+}
+
+/// The webhooks' settings from `presence.webhooks.*`; `None` when no URL
+/// is configured. `Config::finish` has checked the URLs and the secret.
+pub fn webhook_settings(config: &Config) -> Option<presence::WebhookSettings> {
+    let w = &config.presence.webhooks;
+    let secret = w.secret.clone().filter(|_| !w.urls.0.is_empty())?;
+    Some(presence::WebhookSettings {
+        urls: w.urls.0.clone(),
+        secret,
+        timeout: w.timeout.0,
+        max_attempts: u32::try_from(w.max_attempts.0).unwrap_or(u32::MAX),
+        max_age: w.max_age.0,
+        backoff: w.backoff.0,
+        max_backoff: w.max_backoff.0,
+        queue: usize::try_from(w.queue.0).unwrap_or(usize::MAX),
+        concurrency: usize::try_from(w.concurrency.0).unwrap_or(usize::MAX),
+    })
+}
+
 /// `kv.retention`: `0` means no limit of that kind.
 fn persistent_retention(kv: &KvRetention) -> store::Retention {
     store::Retention {
@@ -364,6 +390,18 @@ mod tests {
         assert_eq!(r.max_events, None);
         assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
         assert_eq!(r.max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn webhook_settings_only_with_urls() {
+        let mut config = Config::default();
+        assert!(webhook_settings(&config).is_none());
+        config.presence.webhooks.urls = config::StringList(vec!["https://h.example/".into()]);
+        config.presence.webhooks.secret = Some(secret::Secret::new("s"));
+        config.presence.webhooks.max_attempts = config::Count(3);
+        let w = webhook_settings(&config).expect("on");
+        assert_eq!((w.urls.len(), w.max_attempts, w.queue), (1, 3, 10_000));
+        assert_eq!(presence_settings(&config).grace.as_secs(), 5);
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //! the key. `ENV_VARS` is the one table of environment names; the README's
 //! configuration table mirrors it.
 //!
-//! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`) lives in its own
-//! file with its defaults and its checks; `load` reads the layers; this
-//! file holds [`Config`], `ENV_VARS` and the entry points. Configuration
+//! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `presence`)
+//! lives in its own file with its defaults and its checks; `load` reads the
+//! layers; this file holds [`Config`], `ENV_VARS` and the entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
@@ -18,6 +18,7 @@ mod kv;
 mod load;
 mod log;
 mod metrics;
+mod presence;
 mod pubsub;
 mod server;
 pub mod values;
@@ -34,6 +35,7 @@ pub use kv::{DurabilityMode, KvConfig, KvEngine, KvRetention};
 pub use load::ConfigError;
 pub use log::LogConfig;
 pub use metrics::MetricsConfig;
+pub use presence::{PresenceConfig, WebhooksConfig};
 pub use pubsub::{PubSubConfig, StaticPubSub};
 pub use server::{CorsConfig, ServerConfig, SslConfig};
 pub use values::{Bytes, Count, Flag, ListenAddr, Span, StringList};
@@ -79,6 +81,16 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
     ("SSER_METRICS_OPEN", "metrics.open"),
     ("SSER_METRICS_PER_TOPIC", "metrics.perTopic"),
+    ("SSER_PRESENCE_GRACE", "presence.grace"),
+    ("SSER_WEBHOOK_URLS", "presence.webhooks.urls"),
+    ("SSER_WEBHOOK_SECRET", "presence.webhooks.secret"),
+    ("SSER_WEBHOOK_TIMEOUT", "presence.webhooks.timeout"),
+    ("SSER_WEBHOOK_MAX_ATTEMPTS", "presence.webhooks.maxAttempts"),
+    ("SSER_WEBHOOK_MAX_AGE", "presence.webhooks.maxAge"),
+    ("SSER_WEBHOOK_BACKOFF", "presence.webhooks.backoff"),
+    ("SSER_WEBHOOK_MAX_BACKOFF", "presence.webhooks.maxBackoff"),
+    ("SSER_WEBHOOK_QUEUE", "presence.webhooks.queue"),
+    ("SSER_WEBHOOK_CONCURRENCY", "presence.webhooks.concurrency"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +114,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub presence: PresenceConfig,
 }
 
 impl Default for Config {
@@ -114,6 +128,7 @@ impl Default for Config {
             kv: KvConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -169,6 +184,7 @@ impl Config {
         self.kv.check()?;
         self.log.check()?;
         self.server.ssl.check()?;
+        self.presence.check()?;
         Ok(())
     }
 }

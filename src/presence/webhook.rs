@@ -19,7 +19,7 @@
 //! secret and the bodies are never logged.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -114,8 +114,13 @@ struct Shared {
     max_attempts: u32,
     max_age: Duration,
     metrics: Arc<Metrics>,
-    /// Accepted into a queue and not yet delivered or failed.
-    pending: AtomicU64,
+    /// Accepted into a queue and not yet delivered or failed. Signed: an
+    /// `enqueue` racing `drain` may take it below zero for a moment.
+    pending: AtomicI64,
+    /// Delivery ids are `<random per start>-<count>`: unique across
+    /// restarts, and cheaper than a random id per event.
+    delivery_prefix: String,
+    deliveries: AtomicU64,
 }
 
 impl Webhooks {
@@ -152,7 +157,9 @@ impl Webhooks {
             max_attempts: settings.max_attempts.max(1),
             max_age: settings.max_age,
             metrics,
-            pending: AtomicU64::new(0),
+            pending: AtomicI64::new(0),
+            delivery_prefix: crate::secret::new_id(),
+            deliveries: AtomicU64::new(0),
         });
         let stop = CancellationToken::new();
         let mut queues = Vec::with_capacity(urls.len());
@@ -180,6 +187,14 @@ impl Webhooks {
     /// (or the webhooks are draining) the event is dropped for that URL and
     /// counted. Returns how many URLs took it.
     pub fn enqueue(&self, event: &PresenceEvent) -> usize {
+        let shared = &self.shared;
+        if self.stop.is_cancelled() || self.queues.iter().all(|q| q.capacity() == 0) {
+            // Nowhere to go: drop without serializing.
+            for _ in &self.queues {
+                shared.metrics.webhook_dropped();
+            }
+            return 0;
+        }
         let body = match serde_json::to_vec(event) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
@@ -187,7 +202,8 @@ impl Webhooks {
                 return 0;
             }
         };
-        let delivery: Arc<str> = Arc::from(crate::secret::new_id());
+        let n = shared.deliveries.fetch_add(1, Ordering::Relaxed);
+        let delivery: Arc<str> = Arc::from(format!("{}-{n}", shared.delivery_prefix));
         let mut taken = 0;
         for queue in &self.queues {
             let job = Job {
@@ -197,10 +213,10 @@ impl Webhooks {
                 queued: Instant::now(),
             };
             // Counted before it can be picked up, so it never goes negative.
-            self.shared.pending.fetch_add(1, Ordering::Relaxed);
-            if self.stop.is_cancelled() || queue.try_send(job).is_err() {
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                self.shared.metrics.webhook_dropped();
+            shared.pending.fetch_add(1, Ordering::Relaxed);
+            if queue.try_send(job).is_err() {
+                shared.pending.fetch_sub(1, Ordering::Relaxed);
+                shared.metrics.webhook_dropped();
             } else {
                 taken += 1;
             }
@@ -210,7 +226,7 @@ impl Webhooks {
 
     /// Events queued or being delivered (all URLs).
     pub fn pending(&self) -> u64 {
-        self.shared.pending.load(Ordering::Relaxed)
+        self.shared.pending.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// At shutdown: stops taking events, then gives those already queued
@@ -234,7 +250,7 @@ impl Webhooks {
                 let _ = worker.await;
             }
         }
-        let abandoned = self.shared.pending.swap(0, Ordering::Relaxed);
+        let abandoned = self.shared.pending.swap(0, Ordering::Relaxed).max(0) as u64;
         if abandoned > 0 {
             self.shared.metrics.webhooks_failed(abandoned);
             tracing::warn!(abandoned, "presence webhooks still undelivered at shutdown");
@@ -264,19 +280,22 @@ impl Worker {
         let mut deliveries = JoinSet::new();
         let mut draining = false;
         loop {
-            let next = tokio::select! {
-                job = queue.recv() => job,
-                () = stop.cancelled(), if !draining => {
-                    // Refuse new events; what is queued is still delivered.
-                    draining = true;
-                    queue.close();
-                    continue;
-                }
-            };
-            let Some(job) = next else { break };
+            // A free slot first, then a job: a job waiting for a slot stays
+            // in the queue, where it counts against the queue's bound.
             let Ok(slot) = this.slots.clone().acquire_owned().await else {
                 break;
             };
+            let next = loop {
+                tokio::select! {
+                    job = queue.recv() => break job,
+                    () = stop.cancelled(), if !draining => {
+                        // Refuse new events; what is queued is still delivered.
+                        draining = true;
+                        queue.close();
+                    }
+                }
+            };
+            let Some(job) = next else { break };
             while deliveries.try_join_next().is_some() {}
             deliveries.spawn(this.clone().deliver(job, slot));
         }
