@@ -8,6 +8,7 @@
 //! the key. `ENV_VARS` is the one table of environment names; the README's
 //! configuration table mirrors it.
 
+mod identity;
 pub mod values;
 
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 use crate::store::disk::{DiskSettings, Durability, EngineKind};
+pub use identity::{
+    ClaimsConfig, IdentityConfig, IdentityKeyConfig, JWT_ALGORITHMS, JwksConfig, MintConfig,
+};
 pub use values::{Bytes, Count, Flag, ListenAddr, Span};
 
 /// Environment variable → configuration key. SSER's names first.
@@ -63,6 +67,26 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
     ("SSER_METRICS_OPEN", "metrics.open"),
     ("SSER_METRICS_PER_TOPIC", "metrics.perTopic"),
+    ("SSER_IDENTITY_ENABLED", "identity.enabled"),
+    ("SSER_JWT_SECRET", "identity.secret"),
+    ("SSER_JWT_ALGORITHMS", "identity.algorithms"),
+    ("SSER_JWT_AUDIENCE", "identity.audience"),
+    ("SSER_JWT_LEEWAY", "identity.leeway"),
+    ("SSER_JWT_REQUIRE_EXP", "identity.requireExp"),
+    ("SSER_IDENTITY_DEFAULT_APP", "identity.defaultApp"),
+    ("SSER_JWT_USER_CLAIM", "identity.claims.user"),
+    ("SSER_JWT_APP_CLAIM", "identity.claims.app"),
+    ("SSER_JWT_DEVICE_CLAIM", "identity.claims.device"),
+    ("SSER_JWT_TOPICS_CLAIM", "identity.claims.topics"),
+    ("SSER_JWT_JWKS_FILE", "identity.jwks.file"),
+    ("SSER_JWT_JWKS_URL", "identity.jwks.url"),
+    (
+        "SSER_JWT_JWKS_REFRESH_INTERVAL",
+        "identity.jwks.refreshInterval",
+    ),
+    ("SSER_JWT_DEFAULT_TTL", "identity.mint.defaultTtl"),
+    ("SSER_JWT_MAX_TTL", "identity.mint.maxTtl"),
+    ("SSER_JWT_MINT_ALGORITHM", "identity.mint.algorithm"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +110,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -412,6 +438,7 @@ impl Default for Config {
             kv: KvConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -557,6 +584,9 @@ impl Config {
             )));
         }
         self.server.ssl.check()?;
+        if let Some(generated) = self.identity.check(&self.app_env)? {
+            self.generated_tokens.push(generated);
+        }
         Ok(())
     }
 }
