@@ -85,6 +85,13 @@ pub(crate) fn load_static(
     let mut signers = Vec::new();
     if let Some(secret) = settings.secret.as_ref().filter(|s| !s.is_empty()) {
         let bytes = secret.expose().as_bytes();
+        if bytes.len() < 32 {
+            // Accepted, since existing deployments may use one, but weak.
+            tracing::warn!(
+                bytes = bytes.len(),
+                "the identity secret is shorter than 32 bytes; HS256 wants at least 32 random bytes"
+            );
+        }
         let algs: Vec<Algorithm> = HMAC.into_iter().filter(|a| accepted.contains(a)).collect();
         if !algs.is_empty() {
             verify.push(VerifyKey {

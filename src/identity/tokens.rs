@@ -78,16 +78,16 @@ impl Tokens {
     /// then one (rate-limited) early re-read of the set is awaited.
     pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let header = read_header(token, &self.accepted)?;
-        match self.verify_with_current_keys(token, &header) {
+        let outcome = self.verify_with_current_keys(token, &header);
+        let Some(jwks) = &self.jwks else {
+            return outcome;
+        };
+        match outcome {
+            // A key rotated in at the issuer, or the set not loaded yet.
             Err(TokenError::UnknownKey | TokenError::KeysUnavailable)
-                if header.kid.is_some() || !self.jwks_loaded() =>
+                if (header.kid.is_some() || !jwks.is_loaded()) && jwks.refresh_now().await =>
             {
-                match &self.jwks {
-                    Some(jwks) if jwks.refresh_now().await => {
-                        self.verify_with_current_keys(token, &header)
-                    }
-                    _ => self.verify_with_current_keys(token, &header),
-                }
+                self.verify_with_current_keys(token, &header)
             }
             outcome => outcome,
         }
