@@ -44,7 +44,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DurabilityMode, KvEngine, KvRetention};
 use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -99,7 +99,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
         let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
-            let settings = config.kv.disk_settings();
+            let settings = disk_settings(&config);
             let path = settings.dir.display().to_string();
             // Opening may read the whole registry: keep it off the runtime.
             let opened =
@@ -118,7 +118,7 @@ impl Server {
             None
         };
         let hub = Hub::new(
-            HubSettings::from_config(&config),
+            hub_settings(&config),
             store,
             &config.pubsub.static_pub_subs,
             metrics,
@@ -351,6 +351,48 @@ async fn serve_until_stopped(
     Ok(())
 }
 
+// Configuration → each component's own settings. Only this file (with
+// `main.rs` and `config/`) reads `Config`, so no component depends on how
+// settings are spelt in YAML or the environment.
+
+/// The hub's settings from `pubsub.*` and `kv.retention`.
+pub fn hub_settings(config: &Config) -> HubSettings {
+    HubSettings {
+        history_size: config.pubsub.history_size.0,
+        subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
+        tick: config.pubsub.tick_frequency.0,
+        retry: config.pubsub.retry.0,
+        persistent_retention: persistent_retention(&config.kv.retention),
+    }
+}
+
+/// `kv.retention`: `0` means no limit of that kind.
+fn persistent_retention(kv: &KvRetention) -> store::Retention {
+    store::Retention {
+        max_events: Some(kv.max_events.0).filter(|&n| n > 0),
+        max_age: Some(kv.max_age.0).filter(|d| !d.is_zero()),
+        max_bytes: Some(kv.max_bytes.0).filter(|&n| n > 0),
+    }
+}
+
+/// The persistent store's settings from `kv.*`.
+fn disk_settings(config: &Config) -> store::disk::DiskSettings {
+    let kv = &config.kv;
+    store::disk::DiskSettings {
+        dir: kv.dsn.clone(),
+        engine: match kv.engine {
+            KvEngine::Redb => store::disk::EngineKind::Redb,
+            KvEngine::Sled => store::disk::EngineKind::Sled,
+        },
+        durability: match kv.durability {
+            DurabilityMode::Sync => store::disk::Durability::Sync,
+            DurabilityMode::Relaxed => store::disk::Durability::Relaxed {
+                interval: kv.flush_interval.0,
+            },
+        },
+    }
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -375,4 +417,39 @@ pub fn cancel_on_signals(token: CancellationToken) {
         tracing::info!("signal received");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistent_retention_reads_zero_as_no_limit() {
+        let kv = KvRetention {
+            max_events: config::Count(0),
+            max_age: config::Span(std::time::Duration::from_secs(3600)),
+            max_bytes: config::Bytes(1 << 20),
+        };
+        let r = persistent_retention(&kv);
+        assert_eq!(r.max_events, None);
+        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(r.max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn disk_settings_follow_kv() {
+        let mut config = Config::default();
+        config.kv.engine = KvEngine::Sled;
+        config.kv.durability = DurabilityMode::Relaxed;
+        config.kv.flush_interval = config::Span(std::time::Duration::from_millis(50));
+        let settings = disk_settings(&config);
+        assert_eq!(settings.engine, store::disk::EngineKind::Sled);
+        assert_eq!(
+            settings.durability,
+            store::disk::Durability::Relaxed {
+                interval: std::time::Duration::from_millis(50)
+            }
+        );
+        assert_eq!(settings.dir, config.kv.dsn);
+    }
 }

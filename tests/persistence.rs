@@ -63,6 +63,14 @@ fn engine_kind(engine: &str) -> EngineKind {
     }
 }
 
+/// The same engine as `kv.engine` spells it.
+fn kv_engine(engine: &str) -> sser::config::KvEngine {
+    match engine {
+        "sled" => sser::config::KvEngine::Sled,
+        _ => sser::config::KvEngine::Redb,
+    }
+}
+
 /// An in-process server with persistence in `dir`.
 async fn start_in(
     dir: &Path,
@@ -70,7 +78,7 @@ async fn start_in(
     tweak: impl FnOnce(&mut sser::config::Config),
 ) -> TestServer {
     let dsn = dir.join("store");
-    let kind = engine_kind(engine);
+    let kind = kv_engine(engine);
     TestServer::start_with(move |c| {
         c.kv.enabled = sser::config::Flag(true);
         c.kv.dsn = dsn;
