@@ -257,56 +257,6 @@ impl Server {
     }
 }
 
-/// The identity layer's settings from `identity.*`. Algorithm names were
-/// checked against `config::JWT_ALGORITHMS`, which lists only names
-/// `identity::Algorithm` parses.
-fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
-    use identity::{Algorithm, JwksSettings, JwksSource, KeySettings};
-    let alg = |name: &str| name.parse::<Algorithm>().ok();
-    let jwks_source = match (&c.jwks.file, &c.jwks.url) {
-        (Some(file), _) => Some(JwksSource::File(file.clone())),
-        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
-        (None, None) => None,
-    };
-    identity::IdentitySettings {
-        secret: c.secret.clone(),
-        keys: c
-            .keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, k)| {
-                Some(KeySettings {
-                    label: format!("identity.keys[{i}]"),
-                    alg: alg(&k.alg)?,
-                    kid: k.kid.clone().filter(|kid| !kid.is_empty()),
-                    public_key: k.public_key.clone().filter(|p| !p.trim().is_empty()),
-                    private_key: k.private_key.clone().filter(|p| !p.is_empty()),
-                })
-            })
-            .collect(),
-        jwks: jwks_source.map(|source| JwksSettings {
-            source,
-            refresh_interval: c.jwks.refresh_interval.0,
-            min_refresh_interval: c.jwks.min_refresh_interval.0,
-            fetch_timeout: c.jwks.fetch_timeout.0,
-        }),
-        algorithms: c.algorithms.0.iter().filter_map(|a| alg(a)).collect(),
-        audience: c.audience.0.clone(),
-        leeway: c.leeway.0,
-        require_exp: c.require_exp.0,
-        default_app: c.default_app.clone(),
-        claims: identity::ClaimNames {
-            user: c.claims.user.clone(),
-            app: c.claims.app.clone(),
-            device: c.claims.device.clone(),
-            topics: c.claims.topics.clone(),
-        },
-        default_ttl: c.mint.default_ttl.0,
-        max_ttl: c.mint.max_ttl.0,
-        mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
-    }
-}
-
 /// Waits for shutdown (or for serving to fail), then gives open
 /// connections `server.shutdownTimeout` to finish.
 async fn serve_until_stopped(
@@ -393,6 +343,56 @@ fn disk_settings(config: &Config) -> store::disk::DiskSettings {
     }
 }
 
+/// The identity layer's settings from `identity.*`. Algorithm names were
+/// checked against `config::JWT_ALGORITHMS`, which lists only names
+/// `identity::Algorithm` parses.
+fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
+    use identity::{Algorithm, JwksSettings, JwksSource, KeySettings};
+    let alg = |name: &str| name.parse::<Algorithm>().ok();
+    let jwks_source = match (&c.jwks.file, &c.jwks.url) {
+        (Some(file), _) => Some(JwksSource::File(file.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    identity::IdentitySettings {
+        secret: c.secret.clone(),
+        keys: c
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                Some(KeySettings {
+                    label: format!("identity.keys[{i}]"),
+                    alg: alg(&k.alg)?,
+                    kid: k.kid.clone().filter(|kid| !kid.is_empty()),
+                    public_key: k.public_key.clone().filter(|p| !p.trim().is_empty()),
+                    private_key: k.private_key.clone().filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
+        jwks: jwks_source.map(|source| JwksSettings {
+            source,
+            refresh_interval: c.jwks.refresh_interval.0,
+            min_refresh_interval: c.jwks.min_refresh_interval.0,
+            fetch_timeout: c.jwks.fetch_timeout.0,
+        }),
+        algorithms: c.algorithms.0.iter().filter_map(|a| alg(a)).collect(),
+        audience: c.audience.0.clone(),
+        leeway: c.leeway.0,
+        require_exp: c.require_exp.0,
+        default_app: c.default_app.clone(),
+        claims: identity::ClaimNames {
+            user: c.claims.user.clone(),
+            app: c.claims.app.clone(),
+            device: c.claims.device.clone(),
+            topics: c.claims.topics.clone(),
+        },
+        default_ttl: c.mint.default_ttl.0,
+        max_ttl: c.mint.max_ttl.0,
+        mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
+    }
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -422,6 +422,13 @@ pub fn cancel_on_signals(token: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_configurable_jwt_algorithm_converts() {
+        for name in config::JWT_ALGORITHMS {
+            assert!(name.parse::<identity::Algorithm>().is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn persistent_retention_reads_zero_as_no_limit() {
