@@ -7,6 +7,7 @@
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
 //! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
+//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
@@ -29,6 +30,7 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod presence;
 pub mod readiness;
@@ -68,6 +70,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("identity tokens (identity.*): {0}")]
+    Identity(#[from] identity::SetupError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -81,6 +85,8 @@ pub struct Server {
     tls: Option<tls::Tls>,
     tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
+    /// Identity tokens, when `identity.*` turns them on.
+    identity: Option<Arc<identity::Tokens>>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
 }
@@ -121,6 +127,16 @@ impl Server {
             shutdown.child_token(),
         )?;
         readiness.set("hub", true, "serving");
+        let identity = match config.identity.is_on() {
+            true => Some(
+                identity::Tokens::start(
+                    identity_settings(&config.identity),
+                    shutdown.child_token(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
         let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
@@ -154,6 +170,7 @@ impl Server {
             tls,
             tls_addr,
             hub,
+            identity,
             state,
             shutdown,
         })
@@ -177,6 +194,11 @@ impl Server {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Identity tokens, when configured (`identity.*`).
+    pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
+        self.identity.as_ref()
     }
 
     /// Serves until the shutdown token is cancelled, then: readiness goes
@@ -349,6 +371,56 @@ fn disk_settings(config: &Config) -> store::disk::DiskSettings {
     }
 }
 
+/// The identity layer's settings from `identity.*`. Algorithm names were
+/// checked against `config::JWT_ALGORITHMS`, which lists only names
+/// `identity::Algorithm` parses.
+fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
+    use identity::{Algorithm, JwksSettings, JwksSource, KeySettings};
+    let alg = |name: &str| name.parse::<Algorithm>().ok();
+    let jwks_source = match (&c.jwks.file, &c.jwks.url) {
+        (Some(file), _) => Some(JwksSource::File(file.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    identity::IdentitySettings {
+        secret: c.secret.clone(),
+        keys: c
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                Some(KeySettings {
+                    label: format!("identity.keys[{i}]"),
+                    alg: alg(&k.alg)?,
+                    kid: k.kid.clone().filter(|kid| !kid.is_empty()),
+                    public_key: k.public_key.clone().filter(|p| !p.trim().is_empty()),
+                    private_key: k.private_key.clone().filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
+        jwks: jwks_source.map(|source| JwksSettings {
+            source,
+            refresh_interval: c.jwks.refresh_interval.0,
+            min_refresh_interval: c.jwks.min_refresh_interval.0,
+            fetch_timeout: c.jwks.fetch_timeout.0,
+        }),
+        algorithms: c.algorithms.0.iter().filter_map(|a| alg(a)).collect(),
+        audience: c.audience.0.clone(),
+        leeway: c.leeway.0,
+        require_exp: c.require_exp.0,
+        default_app: c.default_app.clone(),
+        claims: identity::ClaimNames {
+            user: c.claims.user.clone(),
+            app: c.claims.app.clone(),
+            device: c.claims.device.clone(),
+            topics: c.claims.topics.clone(),
+        },
+        default_ttl: c.mint.default_ttl.0,
+        max_ttl: c.mint.max_ttl.0,
+        mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
+    }
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -378,6 +450,13 @@ pub fn cancel_on_signals(token: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_configurable_jwt_algorithm_converts() {
+        for name in config::JWT_ALGORITHMS {
+            assert!(name.parse::<identity::Algorithm>().is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn persistent_retention_reads_zero_as_no_limit() {
