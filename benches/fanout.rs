@@ -66,7 +66,7 @@ fn fan_out(c: &mut Criterion) {
         let readers: Vec<_> = (0..subs)
             .map(|_| {
                 let sub = rt
-                    .block_on(hub.subscribe(topic.clone(), Resume::Live))
+                    .block_on(hub.subscribe(topic.clone(), Resume::Live, None))
                     .expect("subscribe");
                 let tx = tx.clone();
                 rt.spawn(async move {

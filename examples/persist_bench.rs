@@ -177,7 +177,7 @@ async fn main() {
         let topic = hub.get(&id).expect("topic reloaded");
         let start = Instant::now();
         let sub = hub
-            .subscribe(topic, Resume::Earliest)
+            .subscribe(topic, Resume::Earliest, None)
             .await
             .expect("subscribe");
         let mut stream = Box::pin(sub.into_stream());

@@ -305,6 +305,23 @@ pub fn hub_settings(config: &Config) -> HubSettings {
         retry: config.pubsub.retry.0,
         persistent_retention: persistent_retention(&config.kv.retention),
         max_topics_per_connection: config.pubsub.max_topics_per_connection.0 as usize,
+        admission: admission_settings(&config.identity),
+    }
+}
+
+/// The registry's admission rules from `identity.takeover` and
+/// `identity.limits.*` (`0`: no limit).
+fn admission_settings(identity: &config::IdentityConfig) -> hub::AdmissionSettings {
+    let limit = |n: config::Count| usize::try_from(n.0).unwrap_or(usize::MAX);
+    let limits = &identity.limits;
+    hub::AdmissionSettings {
+        takeover: match identity.takeover {
+            config::TakeoverMode::Takeover => hub::TakeoverPolicy::Takeover,
+            config::TakeoverMode::Reject => hub::TakeoverPolicy::Reject,
+        },
+        max_connections_per_user: limit(limits.max_connections_per_user),
+        max_connections_per_ip: limit(limits.max_connections_per_ip),
+        max_streams_per_connection: limit(limits.max_streams_per_connection),
     }
 }
 

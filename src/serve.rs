@@ -7,6 +7,10 @@
 //! same limits on slow clients, the same per-connection memory, the same
 //! graceful shutdown (stop accepting, let open responses finish; SSE streams
 //! end because the hub tells them to).
+//!
+//! Every request carries its connection's peer address as axum's
+//! `ConnectInfo<SocketAddr>` (read by `http::remote`): the registry lists
+//! it and limits identity connections per IP with it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -111,6 +116,13 @@ pub async fn serve<H: Handshake>(
             let Some(io) = handshake.handshake(tcp, peer).await else {
                 return;
             };
+            // A thin wrapper (the router is shared, not rebuilt): the peer
+            // goes into each request's extensions.
+            let app =
+                tower::ServiceExt::map_request(app, move |mut req: axum::extract::Request<_>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn.into_owned()).await {

@@ -9,6 +9,7 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sser::config::Count;
+use sser::hub::{EndReason, KickError};
 
 /// Opens `GET /api/v1/events` on `topics` with the API token and `headers`.
 async fn follow(server: &TestServer, topics: &[String], headers: &[(&str, &str)]) -> SseStream {
@@ -298,7 +299,10 @@ async fn the_registry_lists_and_ends_a_connection_by_id() {
     assert_eq!(conn.streams().len(), 2);
 
     // Ended by id: the stream says so and ends; the registry forgets it.
-    assert!(registry.end(&id));
+    let kick = || EndReason::Kicked {
+        reason: Some("maintenance".into()),
+    };
+    assert_eq!(registry.end(&id, kick(), None), Ok(()));
     let mut body = resp.bytes_stream();
     let mut text = String::new();
     while let Some(chunk) = tokio::time::timeout(DEADLINE, body.next())
@@ -308,7 +312,7 @@ async fn the_registry_lists_and_ends_a_connection_by_id() {
         text.push_str(std::str::from_utf8(&chunk.expect("chunk")).unwrap());
     }
     assert!(
-        text.ends_with(": connection ended by the server\n\n"),
+        text.ends_with("event: sser.kicked\ndata: {\"message\":\"this connection was ended by the server's operator\",\"reason\":\"maintenance\",\"status\":\"kicked\"}\n\n"),
         "{text:?}"
     );
     server
@@ -316,7 +320,11 @@ async fn the_registry_lists_and_ends_a_connection_by_id() {
             server.hub.connections().get(&id).is_none()
         })
         .await;
-    assert!(!registry.end(&id), "nothing left to end");
+    assert_eq!(
+        registry.end(&id, kick(), None),
+        Err(KickError::NotFound),
+        "nothing left to end"
+    );
     assert_eq!(registry.count(), 1);
 
     // Ending every connection on a stream reaches the one-topic stream too.

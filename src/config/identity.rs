@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use super::{Flag, Span, StringList};
+use super::{Count, Flag, Span, StringList};
 use crate::secret::Secret;
 
 /// Every JWT algorithm name sser can verify, as written in a token's header.
@@ -43,6 +43,43 @@ pub struct IdentityConfig {
     pub default_app: String,
     pub claims: ClaimsConfig,
     pub mint: MintConfig,
+    /// A second live connection of one (app, user, device): `takeover` (the
+    /// older one ends with `sser.taken_over`) or `reject` (the newer gets 409).
+    pub takeover: TakeoverMode,
+    pub limits: IdentityLimits,
+}
+
+/// See [`IdentityConfig::takeover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeoverMode {
+    Takeover,
+    Reject,
+}
+
+/// `identity.limits.*`: what one identity connection (or user, or client
+/// address) may hold; over a limit the connection gets 429 naming it.
+/// `0` means no limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IdentityLimits {
+    /// Identity connections one user may hold at once, across devices.
+    pub max_connections_per_user: Count,
+    /// Identity connections from one client IP address (the accept loop's
+    /// own per-address cap on TCP connections is separate).
+    pub max_connections_per_ip: Count,
+    /// Streams (inboxes and topics) one identity connection may follow.
+    pub max_streams_per_connection: Count,
+}
+
+impl Default for IdentityLimits {
+    fn default() -> Self {
+        IdentityLimits {
+            max_connections_per_user: Count(100),
+            max_connections_per_ip: Count(0),
+            max_streams_per_connection: Count(64),
+        }
+    }
 }
 
 impl Default for IdentityConfig {
@@ -59,6 +96,8 @@ impl Default for IdentityConfig {
             default_app: "default".to_string(),
             claims: ClaimsConfig::default(),
             mint: MintConfig::default(),
+            takeover: TakeoverMode::Takeover,
+            limits: IdentityLimits::default(),
         }
     }
 }

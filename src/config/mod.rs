@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 pub use identity::{
-    ClaimsConfig, IdentityConfig, IdentityKeyConfig, JWT_ALGORITHMS, JwksConfig, MintConfig,
+    ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, JWT_ALGORITHMS, JwksConfig,
+    MintConfig, TakeoverMode,
 };
 pub use kv::{DurabilityMode, KvConfig, KvEngine, KvRetention};
 pub use load::ConfigError;
@@ -110,6 +111,19 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_JWT_DEFAULT_TTL", "identity.mint.defaultTtl"),
     ("SSER_JWT_MAX_TTL", "identity.mint.maxTtl"),
     ("SSER_JWT_MINT_ALGORITHM", "identity.mint.algorithm"),
+    ("SSER_IDENTITY_TAKEOVER", "identity.takeover"),
+    (
+        "SSER_IDENTITY_MAX_CONNECTIONS_PER_USER",
+        "identity.limits.maxConnectionsPerUser",
+    ),
+    (
+        "SSER_IDENTITY_MAX_CONNECTIONS_PER_IP",
+        "identity.limits.maxConnectionsPerIp",
+    ),
+    (
+        "SSER_IDENTITY_MAX_STREAMS_PER_CONNECTION",
+        "identity.limits.maxStreamsPerConnection",
+    ),
     ("SSER_PRESENCE_GRACE", "presence.grace"),
     ("SSER_WEBHOOK_URLS", "presence.webhooks.urls"),
     ("SSER_WEBHOOK_SECRET", "presence.webhooks.secret"),

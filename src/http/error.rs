@@ -3,16 +3,21 @@
 //! (SSER's shape, without ever echoing a token back).
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
-use crate::hub::HubError;
+use crate::hub::{HubError, Refusal};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// More keys of the `error` object, for a client to act on (which
+    /// limit, until when); boxed so the common error stays small.
+    fields: Option<Box<Map<String, Value>>>,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,7 +25,27 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            fields: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds `key` to the `error` object (`code` and `message` stay).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Sends `Retry-After: <secs>`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -38,10 +63,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": { "code": self.status.as_u16(), "message": self.message }
-        });
-        (self.status, Json(body)).into_response()
+        let mut error = Map::new();
+        error.insert("code".into(), json!(self.status.as_u16()));
+        error.insert("message".into(), json!(self.message));
+        if let Some(fields) = self.fields {
+            for (key, value) in *fields {
+                error.entry(key).or_insert(value);
+            }
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -54,6 +90,7 @@ impl From<HubError> for ApiError {
                 "the server is shutting down; retry on another node or later",
             ),
             HubError::StaticTopic(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            HubError::Refused(refusal) => refused(refusal),
             HubError::PersistenceUnavailable => ApiError::bad_request(
                 "Persistent store is not available: start the server with SSER_PERSISTENT_STORE_ENABLED=true",
             ),
@@ -65,6 +102,52 @@ impl From<HubError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// An identity connection that was not admitted: what stopped it, named as
+/// its configuration key where it is a limit.
+fn refused(refusal: Refusal) -> ApiError {
+    let limit = |key: &str, what: &str, limit: usize| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many {what}: at most {limit} ({key})"),
+        )
+        .with("limit", key)
+        .with("max", limit)
+    };
+    match refusal {
+        Refusal::Stopping => HubError::Stopping.into(),
+        Refusal::Blocked { until_ms } => {
+            let until = super::pubsubs::rfc3339(until_ms);
+            let secs = until_ms
+                .saturating_sub(crate::model::now_ms())
+                .div_ceil(1000);
+            ApiError::forbidden(format!(
+                "this identity was kicked and may not reconnect before {until}"
+            ))
+            .with("blocked_until", until)
+            .retry_after(secs)
+        }
+        Refusal::DeviceBusy => ApiError::new(
+            StatusCode::CONFLICT,
+            "this device already has a live connection and identity.takeover is reject: close that one first",
+        ),
+        Refusal::UserLimit { limit: n } => limit(
+            "identity.limits.maxConnectionsPerUser",
+            "connections for this user",
+            n,
+        ),
+        Refusal::IpLimit { limit: n } => limit(
+            "identity.limits.maxConnectionsPerIp",
+            "identity connections from this address",
+            n,
+        ),
+        Refusal::StreamLimit { limit: n } => limit(
+            "identity.limits.maxStreamsPerConnection",
+            "streams for one connection",
+            n,
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod principal;
 pub mod prometheus;
 pub mod pubsubs;
+pub mod remote;
 pub mod stats;
 pub mod subscribe;
 

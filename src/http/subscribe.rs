@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::principal::Principal;
+use super::remote::Remote;
 use crate::hub::{Resume, Subscription};
 use crate::model::TopicId;
 
@@ -44,6 +45,7 @@ pub struct SubscribeQuery {
 /// `GET /api/v1/pubsubs/:id/events`
 pub async fn subscribe(
     principal: Principal,
+    Remote(remote): Remote,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(query): Query<SubscribeQuery>,
@@ -59,7 +61,7 @@ pub async fn subscribe(
     span.record("topic", topic.id.as_str());
 
     let resume = resume_from(&headers, query.last_event_id.as_deref());
-    let subscription = state.hub.subscribe(topic, resume).await?;
+    let subscription = state.hub.subscribe(topic, resume, remote).await?;
 
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
@@ -69,6 +71,7 @@ pub async fn subscribe(
 /// `GET /api/v1/events?topic=A&topic=B[&last_event_id=…][&access_token=…]`
 pub async fn subscribe_topics(
     principal: Principal,
+    Remote(remote): Remote,
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -127,7 +130,7 @@ pub async fn subscribe_topics(
     let resume = cursor_from(&headers, query_last_event_id);
     let subscription = state
         .hub
-        .subscribe_topics(topics, resume.as_deref())
+        .subscribe_topics(topics, resume.as_deref(), remote)
         .await?;
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topics = ids.len(), conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
@@ -136,7 +139,7 @@ pub async fn subscribe_topics(
 
 /// The SSE response of a connection: its body, its id, and whether its
 /// resume point was truncated.
-pub(crate) fn stream_response(subscription: Subscription) -> Response {
+pub fn stream_response(subscription: Subscription) -> Response {
     let truncated = subscription.truncated;
     let conn_id = HeaderValue::from_str(&subscription.conn_id).ok();
     let mut response = sse_response(subscription.into_stream());
@@ -155,7 +158,7 @@ pub(crate) fn stream_response(subscription: Subscription) -> Response {
 /// URL from the first connection. Browsers send the header as UTF-8 bytes,
 /// which `HeaderValue::to_str` (visible ASCII only) would refuse: decode
 /// them as UTF-8, and answer bytes that are not UTF-8 explicitly.
-fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
+pub fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
     match headers.get("last-event-id") {
         Some(value) => match std::str::from_utf8(value.as_bytes()) {
             Ok(id) => Resume::from_last_event_id(Some(id)),

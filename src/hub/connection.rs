@@ -1,31 +1,125 @@
 //! One client connection as the hub knows it: an id (sent to the client as
-//! `X-Connection-Id`), the streams it follows, and its one bounded outgoing
-//! queue ([`Outbox`]), into which the broker fans events and the hub puts
-//! heartbeats and the shutdown notice.
+//! `X-Connection-Id`), who opened it (the peer's address and, for an
+//! identity connection, its [`Owner`]), the streams it follows, and its one
+//! bounded outgoing queue ([`Outbox`]), into which the broker fans events
+//! and the hub puts heartbeats and the notices that end it.
 //!
 //! The connection's HTTP body ([`super::feed`]) reads that queue; everyone
 //! else (the registry, an operator ending it, the broker) only pushes into
-//! it, so nobody ever waits on a client.
+//! it, so nobody ever waits on a client. The body records the `id:` of the
+//! last event it wrote, so the registry can list where each client stands.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::json;
 
 use crate::broker::Outbox;
 use crate::model::StreamKey;
+use crate::sse;
+
+/// Whose connection it is: the identity of the token that opened it (a
+/// topic connection has none: topic tokens say nothing about who holds
+/// them). The registry indexes connections by it and take-over keys on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub app: Arc<str>,
+    pub user: Arc<str>,
+    /// At most one live connection per (app, user, device): see
+    /// `super::admission`.
+    pub device: Option<Arc<str>>,
+}
+
+impl Owner {
+    pub fn new(app: &str, user: &str, device: Option<&str>) -> Owner {
+        Owner {
+            app: Arc::from(app),
+            user: Arc::from(user),
+            device: device.map(Arc::from),
+        }
+    }
+}
+
+/// Why the server ends a connection (a client that goes away needs none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// An operator ended it (`DELETE /api/v1/connections/:id`,
+    /// `POST /api/v1/kick`), with the reason it gave, if any.
+    Kicked { reason: Option<String> },
+    /// A newer connection of the same (app, user, device) replaced it.
+    TakenOver,
+    /// Its identity token expired during the stream.
+    Expired,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl EndReason {
+    /// The last event the client reads: a named notice, so that an
+    /// `EventSource` can tell why (`addEventListener("sser.kicked", …)`),
+    /// before the stream ends and it reconnects.
+    pub(crate) fn farewell(&self) -> Bytes {
+        let (event, notice) = match self {
+            EndReason::Kicked { reason } => (
+                "sser.kicked",
+                json!({
+                    "status": "kicked",
+                    "reason": reason,
+                    "message": "this connection was ended by the server's operator",
+                }),
+            ),
+            EndReason::TakenOver => (
+                "sser.taken_over",
+                json!({
+                    "status": "taken_over",
+                    "message": "a newer connection of this device took over; this one ends",
+                }),
+            ),
+            EndReason::Expired => (
+                "sser.token_expired",
+                json!({
+                    "status": "token_expired",
+                    "message": "the identity token expired; reconnect with a fresh one",
+                }),
+            ),
+            EndReason::Shutdown => return sse::comment_frame(super::feed::SHUTDOWN_NOTICE),
+        };
+        sse::encode_notice(event, &notice.to_string())
+    }
+}
 
 pub struct Connection {
     id: Arc<str>,
     outbox: Arc<Outbox>,
     streams: Box<[StreamKey]>,
     opened_at_ms: u64,
+    owner: Option<Owner>,
+    /// The peer's address, when the listener knew it.
+    remote: Option<SocketAddr>,
+    /// The chunk that carried the `id:` line of the last event written.
+    /// Kept as written (a shared `Bytes`, no copy) and read only when
+    /// someone lists the connection.
+    last_sent: Mutex<Option<Bytes>>,
 }
 
 impl Connection {
-    pub(crate) fn new(id: Arc<str>, outbox: Arc<Outbox>, streams: Box<[StreamKey]>) -> Self {
+    pub(crate) fn new(
+        id: Arc<str>,
+        outbox: Arc<Outbox>,
+        streams: Box<[StreamKey]>,
+        owner: Option<Owner>,
+        remote: Option<SocketAddr>,
+    ) -> Self {
         Connection {
             id,
             outbox,
             streams,
             opened_at_ms: crate::model::now_ms(),
+            owner,
+            remote,
+            last_sent: Mutex::new(None),
         }
     }
 
@@ -47,9 +141,44 @@ impl Connection {
         self.opened_at_ms
     }
 
+    /// Who it belongs to; `None` for a topic connection.
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
+    }
+
+    /// The peer's address, when the listener knew it.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// The `id:` of the last event written to it (what its client would
+    /// send as `Last-Event-ID`), if any was.
+    pub fn last_event_id(&self) -> Option<String> {
+        let chunk = self.last_sent.lock().clone()?;
+        let line = chunk.strip_prefix(b"id: ")?;
+        let end = line.iter().position(|&b| b == b'\n')?;
+        Some(String::from_utf8_lossy(&line[..end]).into_owned())
+    }
+
+    /// Remembers `chunk`, which starts with the `id:` line of the event just
+    /// written.
+    pub(crate) fn record_sent(&self, chunk: &Bytes) {
+        *self.last_sent.lock() = Some(chunk.clone());
+    }
+
     /// Ends the connection once what is queued has been sent.
     pub fn end(&self) {
         self.outbox.end();
+    }
+
+    /// Ends the connection after what is queued, with the notice that says
+    /// why. Only the registry calls this, so that presence and the indexes
+    /// learn of it in the same step (see `Connections::end`).
+    pub(crate) fn end_because(&self, why: &EndReason) {
+        match why {
+            EndReason::Shutdown => self.outbox.shutdown(),
+            why => self.outbox.end_with(why.farewell()),
+        }
     }
 
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {
@@ -61,6 +190,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
+            .field("owner", &self.owner)
             .field("streams", &self.streams)
             .finish()
     }

@@ -1,55 +1,239 @@
-//! The registry of open connections: count, list, find and end them by id in
-//! O(1), and reach every one for heartbeats and shutdown. (Ending every
-//! connection on one stream goes through the stream's own follower list,
-//! O(its followers): see `Hub::end_connections_on`.)
+//! The registry of open connections: find, list, page and end them by id,
+//! by application, user or device without scanning the others
+//! ([`super::owners`]); reach every one for heartbeats and shutdown. (Ending
+//! every connection on one stream goes through the stream's own follower
+//! list, O(its followers): see `Hub::end_connections_on`.)
+//!
+//! One lock guards the registry, and everything that must agree with it
+//! happens under it, in one step: the admission of an identity connection
+//! (blocks, limits, take-over: [`super::admission`]), its presence opening
+//! and closing ([`PresenceHook`]), and ending a connection by kick or
+//! take-over. So fifty connections of one device arriving together are
+//! admitted one after the other and exactly one is left, and presence sees
+//! opens and closes in the order the registry made them. Nothing under the
+//! lock waits: presence hands its events to a queue, and ending a
+//! connection only queues its farewell into its outbox.
 //!
 //! A connection is registered before it follows anything and leaves when its
-//! HTTP body is dropped, however that happens ([`Registration`]).
+//! HTTP body is dropped, however that happens ([`Registration`]), or earlier
+//! when it is kicked or taken over: from then on it is no longer listed or
+//! counted, while its stream sends what was queued and its farewell.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::connection::Connection;
+use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, TakeoverPolicy};
+use super::connection::{Connection, EndReason, Owner};
+use super::owners::{ConnId, OwnerIndex, Selector};
+use crate::model::StreamKey;
 
-#[derive(Default)]
+/// What the registry tells presence: an identity connection opened, and
+/// (through the returned hold) why it closed. Called under the registry's
+/// lock: it must not block or call back into the registry.
+pub trait PresenceHook: Send + Sync + 'static {
+    fn open(&self, owner: &Owner, connection_id: &str) -> Box<dyn PresenceHold>;
+}
+
+/// One identity connection's presence, closed exactly once: with the
+/// server's reason, or `None` when the client went away.
+pub trait PresenceHold: Send + Sync + 'static {
+    fn close(self: Box<Self>, why: Option<&EndReason>);
+}
+
 pub struct Connections {
     inner: Mutex<Registry>,
+    admission: AdmissionSettings,
+    presence: OnceLock<Arc<dyn PresenceHook>>,
 }
 
 #[derive(Default)]
 struct Registry {
-    by_id: HashMap<Arc<str>, Arc<Connection>>,
+    by_id: BTreeMap<ConnId, Entry>,
+    owners: OwnerIndex,
+    /// Identity connections per client IP.
+    per_ip: PerIp,
+    blocks: Blocks,
+    /// Connections on the presence stream.
+    presence_streams: usize,
     /// Set at shutdown: no new connection may register.
     stopping: bool,
 }
 
-/// The server is stopping; no new connections.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stopping;
+struct Entry {
+    conn: Arc<Connection>,
+    presence: Option<Box<dyn PresenceHold>>,
+}
 
 /// A connection's membership; dropping it unregisters the connection.
 pub(crate) struct Registration {
     registry: Arc<Connections>,
-    id: Arc<str>,
+    id: ConnId,
+}
+
+/// Open connections by kind (no per-user detail: fit for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Opened with topic tokens (or the API token).
+    pub topic: u64,
+    /// Opened with an identity token.
+    pub identity: u64,
+    /// On the presence stream.
+    pub presence: u64,
+}
+
+/// One page of a listing, in connection id order.
+pub struct Page {
+    pub connections: Vec<Arc<Connection>>,
+    /// Pass as `after` for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// One user's connections, grouped by device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// When the oldest of its open connections opened (Unix ms).
+    pub since_ms: u64,
+    /// In device order; connections without a device come first, as
+    /// `device: None`.
+    pub devices: Vec<DeviceSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSummary {
+    pub device: Option<Arc<str>>,
+    pub connections: usize,
+    pub since_ms: u64,
+}
+
+/// Why an id could not be kicked as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickError {
+    NotFound,
+    /// A block needs an identity to block; a topic connection has none.
+    NoIdentity,
 }
 
 impl Connections {
+    pub fn new(admission: AdmissionSettings) -> Connections {
+        Connections {
+            inner: Mutex::new(Registry::default()),
+            admission,
+            presence: OnceLock::new(),
+        }
+    }
+
+    /// Where identity connections report opening and closing. Set once, at
+    /// start-up, before any connection opens; a second call is ignored.
+    pub fn attach_presence(&self, hook: Arc<dyn PresenceHook>) {
+        let _ = self.presence.set(hook);
+    }
+
+    pub fn admission(&self) -> &AdmissionSettings {
+        &self.admission
+    }
+
+    /// Admits and registers `conn`. An identity connection passes the
+    /// admission rules first, takes over its device's older connection if
+    /// the policy says so, and opens its presence, all under the lock.
     pub(crate) fn register(
         self: &Arc<Self>,
         conn: Arc<Connection>,
-    ) -> Result<Registration, Stopping> {
+    ) -> Result<Registration, Refusal> {
         let mut r = self.inner.lock();
         if r.stopping {
-            return Err(Stopping);
+            return Err(Refusal::Stopping);
         }
         let id = conn.id_arc().clone();
-        r.by_id.insert(id.clone(), conn);
+        let presence = match conn.owner() {
+            None => None,
+            Some(owner) => {
+                let victim = self.admit(&mut r, &conn, owner)?;
+                // The newcomer's presence opens before the old connection's
+                // closes: the device never looks offline in between.
+                let hold = self.presence.get().map(|p| p.open(owner, &id));
+                r.owners.insert(owner, &id);
+                if let Some(ip) = conn.remote().map(|a| a.ip()) {
+                    r.per_ip.add(ip);
+                }
+                if let Some(victim) = victim {
+                    Self::remove_locked(&mut r, &victim, Some(&EndReason::TakenOver), true);
+                }
+                hold
+            }
+        };
+        if conn.streams().first() == Some(&StreamKey::Presence) {
+            r.presence_streams += 1;
+        }
+        r.by_id.insert(id.clone(), Entry { conn, presence });
         Ok(Registration {
             registry: self.clone(),
             id,
         })
+    }
+
+    /// The admission rules; on success, the connection to take over.
+    fn admit(
+        &self,
+        r: &mut Registry,
+        conn: &Connection,
+        owner: &Owner,
+    ) -> Result<Option<ConnId>, Refusal> {
+        let rules = &self.admission;
+        if let Some(until_ms) = r.blocks.blocked_until(owner) {
+            return Err(Refusal::Blocked { until_ms });
+        }
+        let limit = rules.max_streams_per_connection;
+        if limit > 0 && conn.streams().len() > limit {
+            return Err(Refusal::StreamLimit { limit });
+        }
+        let victim = r.owners.device_holder(owner).cloned();
+        if victim.is_some() && rules.takeover == TakeoverPolicy::Reject {
+            return Err(Refusal::DeviceBusy);
+        }
+        let victim_entry = victim.as_ref().and_then(|v| r.by_id.get(v));
+        let limit = rules.max_connections_per_user;
+        let leaving = usize::from(victim.is_some());
+        if limit > 0 && r.owners.user_count(&owner.app, &owner.user) - leaving >= limit {
+            return Err(Refusal::UserLimit { limit });
+        }
+        let limit = rules.max_connections_per_ip;
+        if limit > 0
+            && let Some(ip) = conn.remote().map(|a| a.ip())
+        {
+            let same_ip = victim_entry.is_some_and(|e| e.conn.remote().map(|a| a.ip()) == Some(ip));
+            if r.per_ip.get(ip) - usize::from(same_ip) >= limit {
+                return Err(Refusal::IpLimit { limit });
+            }
+        }
+        Ok(victim)
+    }
+
+    /// Takes `id` out of every index and closes its presence with `why`;
+    /// with `farewell`, queues the notice that ends its stream.
+    fn remove_locked(r: &mut Registry, id: &str, why: Option<&EndReason>, farewell: bool) -> bool {
+        let Some(mut entry) = r.by_id.remove(id) else {
+            return false;
+        };
+        let conn = &entry.conn;
+        if let Some(owner) = conn.owner() {
+            r.owners.remove(owner, id);
+            if let Some(ip) = conn.remote().map(|a| a.ip()) {
+                r.per_ip.remove(ip);
+            }
+        }
+        if conn.streams().first() == Some(&StreamKey::Presence) {
+            r.presence_streams -= 1;
+        }
+        if let Some(hold) = entry.presence.take() {
+            hold.close(why);
+        }
+        if let Some(why) = why.filter(|_| farewell) {
+            conn.end_because(why);
+        }
+        true
     }
 
     pub fn count(&self) -> usize {
@@ -60,47 +244,163 @@ impl Connections {
         self.count() == 0
     }
 
-    /// Every open connection, in no particular order.
+    pub fn counts(&self) -> ConnectionCounts {
+        let r = self.inner.lock();
+        let identity = r.owners.total();
+        let presence = r.presence_streams;
+        ConnectionCounts {
+            topic: (r.by_id.len() - identity - presence) as u64,
+            identity: identity as u64,
+            presence: presence as u64,
+        }
+    }
+
+    /// Every open connection, in id order.
     pub fn list(&self) -> Vec<Arc<Connection>> {
-        self.inner.lock().by_id.values().cloned().collect()
+        self.inner
+            .lock()
+            .by_id
+            .values()
+            .map(|e| e.conn.clone())
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Connection>> {
-        self.inner.lock().by_id.get(id).cloned()
+        self.inner.lock().by_id.get(id).map(|e| e.conn.clone())
     }
 
-    /// Ends the connection with this id after what is queued; false if there
-    /// is none.
-    pub fn end(&self, id: &str) -> bool {
-        match self.get(id) {
-            Some(conn) => {
-                conn.end();
-                true
+    /// Up to `limit` connections, in id order after `after`: all of them
+    /// (`selector` `None`), or the identity connections `selector` names.
+    /// O(log n + limit).
+    pub fn page(&self, selector: Option<Selector<'_>>, after: Option<&str>, limit: usize) -> Page {
+        let r = self.inner.lock();
+        let ask = limit.saturating_add(1);
+        let ids: Vec<ConnId> = match selector {
+            Some(selector) => r.owners.page(selector, after, ask),
+            None => {
+                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+                r.by_id
+                    .range::<str, _>((start, Bound::Unbounded))
+                    .take(ask)
+                    .map(|(id, _)| id.clone())
+                    .collect()
             }
-            None => false,
+        };
+        let mut connections: Vec<Arc<Connection>> = ids
+            .iter()
+            .filter_map(|id| r.by_id.get(id).map(|e| e.conn.clone()))
+            .collect();
+        let next = match connections.len() > limit {
+            true => {
+                connections.truncate(limit);
+                connections.last().map(|c| c.id().to_string())
+            }
+            false => None,
+        };
+        Page { connections, next }
+    }
+
+    /// One user's open connections by device; `None` when it has none.
+    /// O(the user's connections).
+    pub fn user(&self, app: &str, user: &str) -> Option<UserSummary> {
+        let r = self.inner.lock();
+        let mut devices: BTreeMap<Option<Arc<str>>, DeviceSummary> = BTreeMap::new();
+        for id in r.owners.user_conns(app, user) {
+            let Some(entry) = r.by_id.get(&id) else {
+                continue;
+            };
+            let conn = &entry.conn;
+            let device = conn.owner().and_then(|o| o.device.clone());
+            let summary = devices
+                .entry(device.clone())
+                .or_insert_with(|| DeviceSummary {
+                    device,
+                    connections: 0,
+                    since_ms: u64::MAX,
+                });
+            summary.connections += 1;
+            summary.since_ms = summary.since_ms.min(conn.opened_at_ms());
         }
+        let since_ms = devices.values().map(|d| d.since_ms).min()?;
+        Some(UserSummary {
+            since_ms,
+            devices: devices.into_values().collect(),
+        })
+    }
+
+    /// Ends the connection `id` with `why` (after what is queued for it):
+    /// it leaves the registry and its presence closes now. With
+    /// `block_until` (Unix ms), its identity (its device if it has one, else
+    /// its user) may not reconnect before then.
+    pub fn end(&self, id: &str, why: EndReason, block_until: Option<u64>) -> Result<(), KickError> {
+        let mut r = self.inner.lock();
+        let entry = r.by_id.get(id).ok_or(KickError::NotFound)?;
+        if let Some(until) = block_until {
+            let owner = entry.conn.owner().ok_or(KickError::NoIdentity)?;
+            let scope = BlockScope::of(owner);
+            r.blocks.block(scope, until);
+        }
+        Self::remove_locked(&mut r, id, Some(&why), true);
+        Ok(())
+    }
+
+    /// Ends every identity connection the selectors name, once each, after
+    /// recording `blocks` (so that none of them can reconnect in between).
+    /// Returns how many ended.
+    pub fn kick(
+        &self,
+        selectors: &[Selector<'_>],
+        blocks: Vec<(BlockScope, u64)>,
+        why: &EndReason,
+    ) -> usize {
+        let mut r = self.inner.lock();
+        for (scope, until) in blocks {
+            r.blocks.block(scope, until);
+        }
+        let mut ended = 0;
+        for selector in selectors {
+            for id in r.owners.all(*selector) {
+                ended += usize::from(Self::remove_locked(&mut r, &id, Some(why), true));
+            }
+        }
+        ended
     }
 
     /// Asks every connection for a keep-alive comment.
     pub(crate) fn heartbeat(&self) {
-        for conn in self.inner.lock().by_id.values() {
-            conn.outbox().heartbeat();
+        for entry in self.inner.lock().by_id.values() {
+            entry.conn.outbox().heartbeat();
         }
     }
 
     /// Refuses new connections and tells every open one to end after what
-    /// is queued for it.
+    /// is queued for it; their presence closes with reason `shutdown`.
     pub(crate) fn shut_down(&self) {
         let mut r = self.inner.lock();
         r.stopping = true;
-        for conn in r.by_id.values() {
-            conn.outbox().shutdown();
+        for entry in r.by_id.values_mut() {
+            if let Some(hold) = entry.presence.take() {
+                hold.close(Some(&EndReason::Shutdown));
+            }
+            entry.conn.outbox().shutdown();
         }
+    }
+}
+
+impl Registration {
+    /// The connection's own stream ends it for `why` (its token expired)
+    /// and writes its own last words: it leaves the registry now, and its
+    /// presence closes with that reason rather than `disconnected`.
+    #[allow(dead_code)] // for the identity stream's expiry
+    pub(crate) fn end(&self, why: &EndReason) {
+        let mut r = self.registry.inner.lock();
+        Connections::remove_locked(&mut r, &self.id, Some(why), false);
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.inner.lock().by_id.remove(&self.id);
+        let mut r = self.registry.inner.lock();
+        Connections::remove_locked(&mut r, &self.id, None, false);
     }
 }

@@ -17,6 +17,7 @@
 //! (see `super::framing` and `crate::model::cursor`).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,14 +25,15 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Value, json};
 
-use super::connection::Connection;
+use super::admission::Refusal;
+use super::connection::{Connection, Owner};
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
-use super::{Hub, HubError, Topic};
+use super::{Hub, HubError};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::{EARLIEST, StreamSet};
-use crate::model::{Position, StreamKey, TopicId};
+use crate::model::{Position, StreamKey};
 use crate::sse;
 
 /// The comment that ends every stream when the server stops; EventSource
@@ -137,31 +139,50 @@ enum Step {
     End(Bytes),
 }
 
-/// Opens a connection on `topics` (in this order): registers it, follows
-/// each stream, and works out where each one starts.
-pub(crate) async fn open(
-    hub: &Hub,
-    topics: &[Arc<Topic>],
-    ask: Ask,
-) -> Result<Subscription, HubError> {
+/// What a connection follows, how it starts, and who opens it.
+pub(crate) struct Opening {
+    /// Its streams, in cursor order. With [`Ask::Topics`], all topics.
+    pub keys: Vec<StreamKey>,
+    pub ask: Ask,
+    /// The identity that opened it, if any.
+    pub owner: Option<Owner>,
+    /// The client's address, when the listener knew it.
+    pub remote: Option<SocketAddr>,
+}
+
+/// Opens a connection: registers it (for an identity connection, that is
+/// its admission: see `super::admission`), follows each stream, and works
+/// out where each one starts.
+pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, HubError> {
+    let Opening {
+        keys,
+        ask,
+        owner,
+        remote,
+    } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
-    let keys: Box<[StreamKey]> = topics.iter().map(|t| t.stream.clone()).collect();
+    let keys: Box<[StreamKey]> = keys.into_boxed_slice();
     let conn_id: Arc<str> = Arc::from(crate::secret::new_id());
     let conn = Arc::new(Connection::new(
         conn_id.clone(),
         outbox.clone(),
         keys.clone(),
+        owner,
+        remote,
     ));
     let registration = hub
         .connections
         .register(conn.clone())
-        .map_err(|_| HubError::Stopping)?;
+        .map_err(|refusal| match refusal {
+            Refusal::Stopping => HubError::Stopping,
+            refusal => HubError::Refused(refusal),
+        })?;
     let guard = FeedGuard {
         _registration: registration,
         metrics: hub.metrics.clone(),
         conn_id: conn_id.clone(),
-        first: topics.first().map(|t| t.id.clone()),
-        count: topics.len(),
+        first: keys.first().cloned(),
+        count: keys.len(),
         opened: Instant::now(),
         counted: false,
     };
@@ -183,7 +204,7 @@ pub(crate) async fn open(
         Ask::One(_) => Framing::Shared,
         Ask::Topics(_) => Framing::Topics {
             set: StreamSet::of(&keys),
-            names: topics.iter().map(|t| t.id.clone()).collect(),
+            names: keys.iter().filter_map(|k| k.topic().cloned()).collect(),
         },
     };
     let mut feed = Feed {
@@ -273,6 +294,7 @@ impl Feed {
         }
         self.cursors[slot] = delivery.position;
         let frames = self.framing.event(slot, &delivery.frame, &self.cursors);
+        self.conn.record_sent(frames.first());
         self.metrics.event_sent(frames.len());
         Some(frames)
     }
@@ -455,8 +477,8 @@ impl Subscription {
                         yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
                         return;
                     }
-                    Item::End => {
-                        yield Ok(sse::comment_frame(ENDED_NOTICE));
+                    Item::End(farewell) => {
+                        yield Ok(farewell.unwrap_or_else(|| sse::comment_frame(ENDED_NOTICE)));
                         return;
                     }
                 }
@@ -472,7 +494,7 @@ struct FeedGuard {
     _registration: Registration,
     metrics: Arc<Metrics>,
     conn_id: Arc<str>,
-    first: Option<TopicId>,
+    first: Option<StreamKey>,
     count: usize,
     opened: Instant,
     /// Counted as opened (it got as far as a body).
@@ -485,8 +507,8 @@ impl Drop for FeedGuard {
             return;
         }
         tracing::debug!(
-            topic = %self.first.as_ref().map_or("", |t| t.as_str()),
-            topics = self.count,
+            stream = ?self.first,
+            streams = self.count,
             conn = %self.conn_id,
             duration_ms = self.opened.elapsed().as_millis() as u64,
             "subscriber disconnected"

@@ -40,6 +40,13 @@ pub(crate) enum Frames {
 }
 
 impl Frames {
+    /// The chunk that starts with the event's `id:` line.
+    pub fn first(&self) -> &Bytes {
+        match self {
+            Frames::One(a) | Frames::Two(a, _) => a,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Frames::One(a) => a.len(),

@@ -6,16 +6,22 @@
 //! stream, the broker assigns positions, keeps history and queues each event
 //! into the [`Outbox`](crate::broker::Outbox) of every connection following
 //! it. A [`Connection`] follows one or more streams; the [`Connections`]
-//! registry knows them all, and each one's HTTP body is a [`Subscription`]
-//! stream ([`feed`]). No lock is held across an await.
+//! registry knows them all (indexed by application, user and device for
+//! identity connections, [`owners`]), admits identity connections
+//! ([`admission`]: blocks, limits, device take-over) and tells presence
+//! about them; each connection's HTTP body is a [`Subscription`] stream
+//! ([`feed`]). No lock is held across an await.
 
+pub mod admission;
 pub mod connection;
 pub mod connections;
 pub mod feed;
 mod framing;
+pub mod owners;
 pub mod topic;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -23,9 +29,14 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
-pub use connection::Connection;
-pub use connections::Connections;
+pub use admission::{AdmissionSettings, BlockScope, Refusal, TakeoverPolicy};
+pub use connection::{Connection, EndReason, Owner};
+pub use connections::{
+    ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
+    UserSummary,
+};
 pub use feed::{Resume, Subscription};
+pub use owners::Selector;
 pub use topic::Topic;
 
 use crate::broker::{Broker, BrokerError, Origin};
@@ -47,6 +58,8 @@ pub struct HubSettings {
     pub persistent_retention: Retention,
     /// Most topics one connection may follow.
     pub max_topics_per_connection: usize,
+    /// Who may open an identity connection (limits, take-over).
+    pub admission: AdmissionSettings,
 }
 
 /// A topic defined in configuration: fixed id and token, never deleted.
@@ -73,6 +86,9 @@ pub enum HubError {
     StaticTopic(String),
     #[error("the server is shutting down")]
     Stopping,
+    /// An identity connection was not admitted.
+    #[error(transparent)]
+    Refused(Refusal),
     #[error("Persistent store is not available")]
     PersistenceUnavailable,
     #[error(transparent)]
@@ -109,10 +125,10 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Result<Arc<Hub>, HubError> {
         let hub = Arc::new(Hub {
+            connections: Arc::new(Connections::new(settings.admission)),
             settings,
             topics: RwLock::new(HashMap::new()),
             broker,
-            connections: Arc::new(Connections::default()),
             metrics,
         });
         for record in hub.broker.stored_topics().await? {
@@ -316,8 +332,15 @@ impl Hub {
         &self,
         topic: Arc<Topic>,
         resume: Resume,
+        remote: Option<SocketAddr>,
     ) -> Result<Subscription, HubError> {
-        feed::open(self, &[topic], feed::Ask::One(resume)).await
+        let opening = feed::Opening {
+            keys: vec![topic.stream.clone()],
+            ask: feed::Ask::One(resume),
+            owner: None,
+            remote,
+        };
+        feed::open(self, opening).await
     }
 
     /// One connection on several topics (or one), each event named by its
@@ -328,11 +351,61 @@ impl Hub {
         &self,
         mut topics: Vec<Arc<Topic>>,
         last_event_id: Option<&str>,
+        remote: Option<SocketAddr>,
     ) -> Result<Subscription, HubError> {
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
-        let ask = feed::Ask::Topics(last_event_id.map(str::to_string));
-        feed::open(self, &topics, ask).await
+        let opening = feed::Opening {
+            keys: topics.iter().map(|t| t.stream.clone()).collect(),
+            ask: feed::Ask::Topics(last_event_id.map(str::to_string)),
+            owner: None,
+            remote,
+        };
+        feed::open(self, opening).await
+    }
+
+    /// Opens a stream the server itself publishes to (the presence feed):
+    /// history in memory, `historySize` events, positions seeded from the
+    /// clock so that an id from an earlier run never names a new event.
+    pub async fn open_system_stream(&self, stream: StreamKey) -> Result<(), HubError> {
+        let record = TopicRecord {
+            id: stream.to_string(),
+            token: Secret::generate(),
+            persist: false,
+            created_at_ms: now_ms(),
+            retention: self.default_retention(),
+        };
+        Ok(self
+            .broker
+            .open(&stream, &record, Origin::Configured)
+            .await?)
+    }
+
+    /// Publishes onto a stream opened with [`Hub::open_system_stream`].
+    pub async fn publish_system(
+        &self,
+        stream: &StreamKey,
+        event: NewEvent,
+    ) -> Result<Published, HubError> {
+        Ok(self.broker.publish(stream, event).await?)
+    }
+
+    /// A connection on a system stream: frames exactly as published (ids
+    /// are the stream's positions), resuming from `resume` as a topic's
+    /// stream does.
+    pub async fn subscribe_system(
+        &self,
+        stream: StreamKey,
+        resume: Resume,
+        remote: Option<SocketAddr>,
+    ) -> Result<Subscription, HubError> {
+        let opening = feed::Opening {
+            keys: vec![stream],
+            ask: feed::Ask::One(resume),
+            owner: None,
+            remote,
+        };
+        feed::open(self, opening).await
     }
 
     /// Makes all history durable (shutdown).

@@ -1,9 +1,11 @@
 //! Stream keys: the name of anything a connection can follow. Each stream
 //! has its own ordered history and its own positions.
 //!
-//! Today a stream is a topic. Users', devices' and applications' inboxes
-//! will be further variants, so that targeted delivery is ordinary fan-out
-//! on a stream and one connection can follow a topic and an inbox at once.
+//! A stream is a topic, or the presence feed (every identity's online and
+//! offline changes, for API-token holders). Users', devices' and
+//! applications' inboxes will be further variants, so that targeted
+//! delivery is ordinary fan-out on a stream and one connection can follow a
+//! topic and an inbox at once.
 
 use std::fmt;
 
@@ -12,6 +14,8 @@ use super::TopicId;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamKey {
     Topic(TopicId),
+    /// Presence events (`user_online`, …), for `GET /api/v1/presence/stream`.
+    Presence,
 }
 
 impl StreamKey {
@@ -19,6 +23,7 @@ impl StreamKey {
     pub fn topic(&self) -> Option<&TopicId> {
         match self {
             StreamKey::Topic(id) => Some(id),
+            StreamKey::Presence => None,
         }
     }
 }
@@ -29,11 +34,12 @@ impl From<TopicId> for StreamKey {
     }
 }
 
-/// `topic:<id>`: stable across versions and nodes (resume cursors hash it).
+/// `topic:<id>`, `presence`: stable across versions and nodes (resume cursors hash it).
 impl fmt::Display for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StreamKey::Topic(id) => write!(f, "topic:{id}"),
+            StreamKey::Presence => f.write_str("presence"),
         }
     }
 }

@@ -1,0 +1,230 @@
+//! The registry's indexes of identity connections: by application, by
+//! (application, user), by (application, user, device), and by
+//! (application, device) for a device named without its user. Every lookup
+//! is a hash lookup or two and then O(the connections it returns); nothing
+//! walks the connections of other users or applications.
+//!
+//! Each set is ordered by connection id, which is what makes paging stable:
+//! a page starts after the last id of the previous one, in O(log k).
+//!
+//! A (user, device) holds at most one connection: the registry decides
+//! take-over before it inserts (see `super::connections`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::connection::Owner;
+
+pub(crate) type ConnId = Arc<str>;
+
+#[derive(Default)]
+pub(crate) struct OwnerIndex {
+    apps: HashMap<Arc<str>, AppIndex>,
+    /// Identity connections in all applications.
+    total: usize,
+}
+
+#[derive(Default)]
+struct AppIndex {
+    conns: BTreeSet<ConnId>,
+    users: HashMap<Arc<str>, UserIndex>,
+    /// Device name → its connections, whichever user holds it.
+    devices: HashMap<Arc<str>, BTreeSet<ConnId>>,
+}
+
+#[derive(Default)]
+struct UserIndex {
+    conns: BTreeSet<ConnId>,
+    /// Device name → its one live connection.
+    devices: HashMap<Arc<str>, ConnId>,
+}
+
+/// Which identity connections a lookup means.
+#[derive(Debug, Clone, Copy)]
+pub enum Selector<'a> {
+    App(&'a str),
+    User(&'a str, &'a str),
+    /// A device of one user: at most one connection.
+    Device(&'a str, &'a str, &'a str),
+    /// A device name in an application, whichever user holds it.
+    AppDevice(&'a str, &'a str),
+}
+
+impl OwnerIndex {
+    /// The live connection of `owner`'s device, if it has one.
+    pub fn device_holder(&self, owner: &Owner) -> Option<&ConnId> {
+        let device = owner.device.as_deref()?;
+        self.user(&owner.app, &owner.user)?.devices.get(device)
+    }
+
+    pub fn user_count(&self, app: &str, user: &str) -> usize {
+        self.user(app, user).map_or(0, |u| u.conns.len())
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    fn user(&self, app: &str, user: &str) -> Option<&UserIndex> {
+        self.apps.get(app)?.users.get(user)
+    }
+
+    /// Adds `id`; the caller has made sure `owner`'s device is free.
+    pub fn insert(&mut self, owner: &Owner, id: &ConnId) {
+        let app = self.apps.entry(owner.app.clone()).or_default();
+        app.conns.insert(id.clone());
+        let user = app.users.entry(owner.user.clone()).or_default();
+        user.conns.insert(id.clone());
+        if let Some(device) = &owner.device {
+            user.devices.insert(device.clone(), id.clone());
+            app.devices
+                .entry(device.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        self.total += 1;
+    }
+
+    /// Removes `id`, dropping every index that becomes empty so that
+    /// memory follows the connections.
+    pub fn remove(&mut self, owner: &Owner, id: &str) {
+        let Some(app) = self.apps.get_mut(&*owner.app) else {
+            return;
+        };
+        if !app.conns.remove(id) {
+            return;
+        }
+        self.total -= 1;
+        if let Some(device) = owner.device.as_deref()
+            && let Some(set) = app.devices.get_mut(device)
+        {
+            set.remove(id);
+            if set.is_empty() {
+                app.devices.remove(device);
+            }
+        }
+        if let Some(user) = app.users.get_mut(&*owner.user) {
+            user.conns.remove(id);
+            if let Some(device) = owner.device.as_deref()
+                && user.devices.get(device).is_some_and(|held| &**held == id)
+            {
+                user.devices.remove(device);
+            }
+            if user.conns.is_empty() {
+                app.users.remove(&*owner.user);
+            }
+        }
+        if app.conns.is_empty() {
+            self.apps.remove(&*owner.app);
+        }
+    }
+
+    /// Up to `limit` ids of `selector`'s connections, in id order, after
+    /// `after` (exclusive) when given.
+    pub fn page(&self, selector: Selector<'_>, after: Option<&str>, limit: usize) -> Vec<ConnId> {
+        match selector {
+            Selector::Device(app, user, device) => self
+                .user(app, user)
+                .and_then(|u| u.devices.get(device))
+                .filter(|id| after.is_none_or(|after| &***id > after))
+                .into_iter()
+                .take(limit)
+                .cloned()
+                .collect(),
+            _ => self
+                .set(selector)
+                .map(|set| page_of(set, after, limit))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every id `selector` means (for ending them all).
+    pub fn all(&self, selector: Selector<'_>) -> Vec<ConnId> {
+        self.page(selector, None, usize::MAX)
+    }
+
+    fn set(&self, selector: Selector<'_>) -> Option<&BTreeSet<ConnId>> {
+        let apps = &self.apps;
+        match selector {
+            Selector::App(app) => apps.get(app).map(|a| &a.conns),
+            Selector::User(app, user) => self.user(app, user).map(|u| &u.conns),
+            Selector::AppDevice(app, device) => apps.get(app)?.devices.get(device),
+            Selector::Device(..) => None,
+        }
+    }
+
+    /// The ids of one user's connections (for its presence summary).
+    pub fn user_conns(&self, app: &str, user: &str) -> Vec<ConnId> {
+        self.all(Selector::User(app, user))
+    }
+}
+
+/// Up to `limit` members of `set` after `after`, in order.
+pub(crate) fn page_of(set: &BTreeSet<ConnId>, after: Option<&str>, limit: usize) -> Vec<ConnId> {
+    let start = match after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Unbounded,
+    };
+    set.range::<str, _>((start, Bound::Unbounded))
+        .take(limit)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(app: &str, user: &str, device: Option<&str>) -> Owner {
+        Owner::new(app, user, device)
+    }
+
+    fn ids(v: Vec<ConnId>) -> Vec<String> {
+        v.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[test]
+    fn lookups_see_only_their_own_and_memory_follows() {
+        let mut index = OwnerIndex::default();
+        let a = [
+            (owner("shop", "u1", Some("phone")), "c1"),
+            (owner("shop", "u1", None), "c2"),
+            (owner("shop", "u2", Some("phone")), "c3"),
+            (owner("blog", "u1", Some("phone")), "c4"),
+        ];
+        for (o, id) in &a {
+            index.insert(o, &Arc::from(*id));
+        }
+        assert_eq!(index.total(), 4);
+        assert_eq!(ids(index.all(Selector::App("shop"))), ["c1", "c2", "c3"]);
+        assert_eq!(ids(index.all(Selector::User("shop", "u1"))), ["c1", "c2"]);
+        assert_eq!(
+            ids(index.all(Selector::Device("shop", "u1", "phone"))),
+            ["c1"]
+        );
+        assert_eq!(
+            ids(index.all(Selector::AppDevice("shop", "phone"))),
+            ["c1", "c3"]
+        );
+        assert_eq!(ids(index.all(Selector::App("none"))), Vec::<String>::new());
+        assert_eq!(
+            ids(index.page(Selector::App("shop"), Some("c1"), 1)),
+            ["c2"]
+        );
+        assert_eq!(
+            ids(index.page(Selector::Device("shop", "u1", "phone"), Some("c1"), 9)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            index.device_holder(&a[0].0).map(|id| id.to_string()),
+            Some("c1".into())
+        );
+        for (o, id) in &a {
+            index.remove(o, id);
+            index.remove(o, id);
+        }
+        assert_eq!(index.total(), 0);
+        assert!(index.apps.is_empty(), "every index dropped");
+    }
+}
