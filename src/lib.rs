@@ -7,8 +7,10 @@
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
 //! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
+//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
@@ -29,8 +31,10 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod model;
+pub mod presence;
 pub mod readiness;
 pub mod secret;
 pub mod serve;
@@ -68,6 +72,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("identity tokens (identity.*): {0}")]
+    Identity(#[from] identity::SetupError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -81,6 +87,8 @@ pub struct Server {
     tls: Option<tls::Tls>,
     tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
+    /// Identity tokens, when `identity.*` turns them on.
+    identity: Option<Arc<identity::Tokens>>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
 }
@@ -108,6 +116,16 @@ impl Server {
         )
         .await?;
         readiness.set("hub", true, "serving");
+        let identity = match config.identity.is_on() {
+            true => Some(
+                identity::Tokens::start(
+                    identity_settings(&config.identity),
+                    shutdown.child_token(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
         let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
@@ -141,6 +159,7 @@ impl Server {
             tls,
             tls_addr,
             hub,
+            identity,
             state,
             shutdown,
         })
@@ -164,6 +183,11 @@ impl Server {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Identity tokens, when configured (`identity.*`).
+    pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
+        self.identity.as_ref()
     }
 
     /// Serves until the shutdown token is cancelled, then: readiness goes
@@ -284,6 +308,32 @@ pub fn hub_settings(config: &Config) -> HubSettings {
     }
 }
 
+/// The presence tracker's settings from `presence.*`.
+pub fn presence_settings(config: &Config) -> presence::PresenceSettings {
+    presence::PresenceSettings {
+        grace: config.presence.grace.0,
+        node: None,
+    }
+}
+
+/// The webhooks' settings from `presence.webhooks.*`; `None` when no URL
+/// is configured. `Config::finish` has checked the URLs and the secret.
+pub fn webhook_settings(config: &Config) -> Option<presence::WebhookSettings> {
+    let w = &config.presence.webhooks;
+    let secret = w.secret.clone().filter(|_| !w.urls.0.is_empty())?;
+    Some(presence::WebhookSettings {
+        urls: w.urls.0.clone(),
+        secret,
+        timeout: w.timeout.0,
+        max_attempts: u32::try_from(w.max_attempts.0).unwrap_or(u32::MAX),
+        max_age: w.max_age.0,
+        backoff: w.backoff.0,
+        max_backoff: w.max_backoff.0,
+        queue: usize::try_from(w.queue.0).unwrap_or(usize::MAX),
+        concurrency: usize::try_from(w.concurrency.0).unwrap_or(usize::MAX),
+    })
+}
+
 /// `kv.retention`: `0` means no limit of that kind.
 fn persistent_retention(kv: &KvRetention) -> model::Retention {
     model::Retention {
@@ -369,6 +419,56 @@ fn tls_settings(config: &Config) -> tls::TlsSettings {
     }
 }
 
+/// The identity layer's settings from `identity.*`. Algorithm names were
+/// checked against `config::JWT_ALGORITHMS`, which lists only names
+/// `identity::Algorithm` parses.
+fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
+    use identity::{Algorithm, JwksSettings, JwksSource, KeySettings};
+    let alg = |name: &str| name.parse::<Algorithm>().ok();
+    let jwks_source = match (&c.jwks.file, &c.jwks.url) {
+        (Some(file), _) => Some(JwksSource::File(file.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    identity::IdentitySettings {
+        secret: c.secret.clone(),
+        keys: c
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                Some(KeySettings {
+                    label: format!("identity.keys[{i}]"),
+                    alg: alg(&k.alg)?,
+                    kid: k.kid.clone().filter(|kid| !kid.is_empty()),
+                    public_key: k.public_key.clone().filter(|p| !p.trim().is_empty()),
+                    private_key: k.private_key.clone().filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
+        jwks: jwks_source.map(|source| JwksSettings {
+            source,
+            refresh_interval: c.jwks.refresh_interval.0,
+            min_refresh_interval: c.jwks.min_refresh_interval.0,
+            fetch_timeout: c.jwks.fetch_timeout.0,
+        }),
+        algorithms: c.algorithms.0.iter().filter_map(|a| alg(a)).collect(),
+        audience: c.audience.0.clone(),
+        leeway: c.leeway.0,
+        require_exp: c.require_exp.0,
+        default_app: c.default_app.clone(),
+        claims: identity::ClaimNames {
+            user: c.claims.user.clone(),
+            app: c.claims.app.clone(),
+            device: c.claims.device.clone(),
+            topics: c.claims.topics.clone(),
+        },
+        default_ttl: c.mint.default_ttl.0,
+        max_ttl: c.mint.max_ttl.0,
+        mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
+    }
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -400,6 +500,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_configurable_jwt_algorithm_converts() {
+        for name in config::JWT_ALGORITHMS {
+            assert!(name.parse::<identity::Algorithm>().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
     fn persistent_retention_reads_zero_as_no_limit() {
         let kv = KvRetention {
             max_events: config::Count(0),
@@ -410,6 +517,18 @@ mod tests {
         assert_eq!(r.max_events, None);
         assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
         assert_eq!(r.max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn webhook_settings_only_with_urls() {
+        let mut config = Config::default();
+        assert!(webhook_settings(&config).is_none());
+        config.presence.webhooks.urls = config::StringList(vec!["https://h.example/".into()]);
+        config.presence.webhooks.secret = Some(secret::Secret::new("s"));
+        config.presence.webhooks.max_attempts = config::Count(3);
+        let w = webhook_settings(&config).expect("on");
+        assert_eq!((w.urls.len(), w.max_attempts, w.queue), (1, 3, 10_000));
+        assert_eq!(presence_settings(&config).grace.as_secs(), 5);
     }
 
     #[test]
