@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::Delivery;
@@ -39,8 +40,9 @@ pub enum Item {
     Closed { slot: u32 },
     /// The server is stopping: end the connection.
     Shutdown,
-    /// The connection was ended (by an operator, or by the registry).
-    End,
+    /// The connection was ended (by an operator, the registry, its token's
+    /// expiry, …): send this last frame, when there is one, then end.
+    End(Option<Bytes>),
 }
 
 /// Rings larger than this are given back once drained, so a burst does not
@@ -119,7 +121,14 @@ impl Outbox {
 
     /// Ends the connection after what is queued.
     pub fn end(&self) {
-        self.push_control(Item::End);
+        self.push_control(Item::End(None));
+    }
+
+    /// Ends the connection after what is queued, with `farewell` (an SSE
+    /// frame saying why: `sser.kicked`, `sser.token_expired`, …) as its last
+    /// words. The first end wins; later ones are ignored.
+    pub fn end_with(&self, farewell: Bytes) {
+        self.push_control(Item::End(Some(farewell)));
     }
 
     fn push_control(&self, item: Item) {
@@ -131,7 +140,7 @@ impl Outbox {
             match item {
                 Item::Heartbeat if s.heartbeat => return,
                 Item::Heartbeat => s.heartbeat = true,
-                Item::Shutdown | Item::End => s.finished = true,
+                Item::Shutdown | Item::End(_) => s.finished = true,
                 _ => {}
             }
             s.items.push_back(item);

@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 pub use identity::{
-    ClaimsConfig, IdentityConfig, IdentityKeyConfig, JWT_ALGORITHMS, JwksConfig, MintConfig,
+    ClaimsConfig, IdentityConfig, IdentityKeyConfig, InboxConfig, JWT_ALGORITHMS, JwksConfig,
+    MintConfig,
 };
 pub use kv::{DurabilityMode, KvConfig, KvEngine, KvRetention};
 pub use load::ConfigError;
@@ -110,6 +111,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_JWT_DEFAULT_TTL", "identity.mint.defaultTtl"),
     ("SSER_JWT_MAX_TTL", "identity.mint.maxTtl"),
     ("SSER_JWT_MINT_ALGORITHM", "identity.mint.algorithm"),
+    ("SSER_IDENTITY_COOKIE", "identity.cookie"),
+    ("SSER_INBOX_MAX_EVENTS", "identity.inbox.maxEvents"),
+    ("SSER_INBOX_MAX_AGE", "identity.inbox.maxAge"),
+    ("SSER_SEND_MAX_TARGETS", "identity.maxSendTargets"),
     ("SSER_PRESENCE_GRACE", "presence.grace"),
     ("SSER_WEBHOOK_URLS", "presence.webhooks.urls"),
     ("SSER_WEBHOOK_SECRET", "presence.webhooks.secret"),

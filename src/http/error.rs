@@ -1,18 +1,23 @@
 //! The API's error type: every failure a client can cause becomes
 //! `{"error":{"code":N,"message":"..."}}` with `Content-Type: application/json`
-//! (SSER's shape, without ever echoing a token back).
+//! (SSER's shape, without ever echoing a token back). Identity-token
+//! failures add a stable `"reason"` (`token_expired`, `token_missing`, …)
+//! that clients can branch on, and the `WWW-Authenticate` header of RFC 6750.
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::hub::HubError;
+use crate::identity::TokenError;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// A stable machine-readable reason, for identity-token failures.
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -20,7 +25,44 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// A refused identity token: 401 with the error's code as `reason`
+    /// (503 when the keys to check it are not loaded yet).
+    pub fn token(e: &TokenError) -> Self {
+        let status = if e.is_server_side() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            reason: Some(e.code()),
+        }
+    }
+
+    /// No identity token in the request.
+    pub fn token_missing(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+            reason: Some("token_missing"),
+        }
+    }
+
+    /// Identity tokens are not configured on this server.
+    pub fn identity_off() -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "identity tokens are not enabled on this server: configure identity.secret (SSER_JWT_SECRET), identity.keys or identity.jwks",
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -38,10 +80,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": { "code": self.status.as_u16(), "message": self.message }
-        });
-        (self.status, Json(body)).into_response()
+        let mut error = json!({ "code": self.status.as_u16(), "message": self.message });
+        if let Some(reason) = self.reason {
+            error["reason"] = json!(reason);
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.reason.is_some() && self.status == StatusCode::UNAUTHORIZED {
+            let challenge = if self.reason == Some("token_missing") {
+                HeaderValue::from_static("Bearer")
+            } else {
+                HeaderValue::from_static("Bearer error=\"invalid_token\"")
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 

@@ -18,20 +18,21 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Value, json};
 
 use super::connection::Connection;
+use super::connection::Owner;
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
-use super::{Hub, HubError, Topic};
+use super::{Hub, HubError};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::{EARLIEST, StreamSet};
-use crate::model::{Position, StreamKey, TopicId};
+use crate::model::{Position, StreamKey};
 use crate::sse;
 
 /// The comment that ends every stream when the server stops; EventSource
@@ -81,8 +82,9 @@ impl Resume {
 pub(crate) enum Ask {
     /// SSER's one-topic stream: shared frames, ids as published.
     One(Resume),
-    /// Topic-named events and cursor ids, resuming from this `Last-Event-ID`.
-    Topics(Option<String>),
+    /// Stream-named events and cursor ids, resuming from this
+    /// `Last-Event-ID`.
+    Cursor(Option<String>),
 }
 
 /// How one stream is replayed from history.
@@ -117,6 +119,8 @@ struct Feed {
     streams: Vec<Followed>,
     /// The position of the last event sent, per stream.
     cursors: Vec<Position>,
+    /// When the connection must end (its token's expiry).
+    deadline: Option<tokio::time::Instant>,
     /// Unregisters the connection and counts it closed when dropped.
     guard: FeedGuard,
 }
@@ -137,20 +141,34 @@ enum Step {
     End(Bytes),
 }
 
-/// Opens a connection on `topics` (in this order): registers it, follows
-/// each stream, and works out where each one starts.
-pub(crate) async fn open(
-    hub: &Hub,
-    topics: &[Arc<Topic>],
-    ask: Ask,
-) -> Result<Subscription, HubError> {
+/// What a connection follows and how it starts.
+pub(crate) struct Opening {
+    /// Its streams, in cursor order (topics and, for an identity, inboxes).
+    pub keys: Vec<StreamKey>,
+    pub ask: Ask,
+    /// The identity that opened it, if any.
+    pub owner: Option<Owner>,
+    /// When it must end (its token expires): it gets `sser.token_expired`.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Opens a connection: registers it, follows each stream (opening inboxes
+/// on first use), and works out where each one starts.
+pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, HubError> {
+    let Opening {
+        keys,
+        ask,
+        owner,
+        expires_at,
+    } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
-    let keys: Box<[StreamKey]> = topics.iter().map(|t| t.stream.clone()).collect();
+    let keys: Box<[StreamKey]> = keys.into_boxed_slice();
     let conn_id: Arc<str> = Arc::from(crate::secret::new_id());
     let conn = Arc::new(Connection::new(
         conn_id.clone(),
         outbox.clone(),
         keys.clone(),
+        owner,
     ));
     let registration = hub
         .connections
@@ -160,8 +178,8 @@ pub(crate) async fn open(
         _registration: registration,
         metrics: hub.metrics.clone(),
         conn_id: conn_id.clone(),
-        first: topics.first().map(|t| t.id.clone()),
-        count: topics.len(),
+        first: keys.first().cloned(),
+        count: keys.len(),
         opened: Instant::now(),
         counted: false,
     };
@@ -169,7 +187,7 @@ pub(crate) async fn open(
     let mut streams = Vec::with_capacity(keys.len());
     let mut cursors = Vec::with_capacity(keys.len());
     for (slot, key) in keys.iter().enumerate() {
-        let follow = hub.broker.follow(key, &outbox, slot as u32).await?;
+        let follow = hub.follow(key, &outbox, slot as u32).await?;
         streams.push(Followed {
             key: key.clone(),
             ticket: Some(follow.ticket),
@@ -181,9 +199,9 @@ pub(crate) async fn open(
 
     let framing = match &ask {
         Ask::One(_) => Framing::Shared,
-        Ask::Topics(_) => Framing::Topics {
+        Ask::Cursor(_) => Framing::Labelled {
             set: StreamSet::of(&keys),
-            names: topics.iter().map(|t| t.id.clone()).collect(),
+            keys,
         },
     };
     let mut feed = Feed {
@@ -194,6 +212,7 @@ pub(crate) async fn open(
         framing,
         streams,
         cursors,
+        deadline: expires_at.map(deadline_of),
         guard,
     };
     feed.plan(ask).await?;
@@ -206,15 +225,21 @@ pub(crate) async fn open(
     })
 }
 
+/// The runtime's instant for a wall-clock time (now, if it has passed).
+fn deadline_of(at: SystemTime) -> tokio::time::Instant {
+    let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::Instant::now() + left
+}
+
 impl Feed {
     /// Sets where each stream starts (cursor, replay, notice).
     async fn plan(&mut self, ask: Ask) -> Result<(), HubError> {
         match ask {
-            Ask::One(Resume::Live) | Ask::Topics(None) => {}
+            Ask::One(Resume::Live) | Ask::Cursor(None) => {}
             Ask::One(Resume::Earliest) => self.replay_all_from_start(false),
             Ask::One(Resume::Unreadable) => self.replay_all_from_start(true),
-            Ask::Topics(Some(id)) if id.is_empty() => {}
-            Ask::Topics(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
+            Ask::Cursor(Some(id)) if id.is_empty() => {}
+            Ask::Cursor(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
             Ask::One(Resume::After(id)) => {
                 let key = self.streams[0].key.clone();
                 match self.broker.find(&key, &id).await? {
@@ -225,8 +250,8 @@ impl Feed {
                     None => self.replay_all_from_start(true),
                 }
             }
-            Ask::Topics(Some(cursor)) => {
-                let Framing::Topics { set, .. } = &self.framing else {
+            Ask::Cursor(Some(cursor)) => {
+                let Framing::Labelled { set, .. } = &self.framing else {
                     return Ok(());
                 };
                 let Some(positions) = set.decode(&cursor) else {
@@ -323,15 +348,15 @@ impl Feed {
         if let Some(stream) = self.streams.get_mut(slot) {
             stream.ticket = None;
         }
-        match self.framing.topic(slot) {
+        match self.framing.stream(slot) {
             // SSER's last message when its one topic is deleted.
             None => (sse::closed_frame(), true),
-            Some(topic) => {
-                let notice = json!({
+            Some(key) => {
+                let mut notice = json!({
                     "status": "closed",
-                    "topic": topic.as_str(),
                     "message": "the topic was deleted; the other topics of this connection go on",
                 });
+                name_stream(&mut notice, key);
                 let open = self.streams.iter().any(|s| s.ticket.is_some());
                 (
                     sse::encode_notice("sser.closed", &notice.to_string()),
@@ -348,8 +373,8 @@ impl Feed {
             "message": message,
             "oldest_retained_seq": position_json(oldest),
         });
-        if let Some(topic) = self.framing.topic(slot) {
-            notice["topic"] = json!(topic.as_str());
+        if let Some(key) = self.framing.stream(slot) {
+            name_stream(&mut notice, key);
         }
         sse::encode_notice("sser.history_truncated", &notice.to_string())
     }
@@ -358,7 +383,7 @@ impl Feed {
         let cursor = self.cursors[slot];
         let key = &self.streams[slot].key;
         tracing::warn!(
-            topic = %key.topic().map_or("", |t| t.as_str()),
+            stream = %key,
             conn = %self.conn.id(),
             cursor = %cursor,
             why,
@@ -369,10 +394,29 @@ impl Feed {
             "message": format!("{why}; reconnect with Last-Event-ID to resume"),
             "last_seq": position_json(Some(cursor)),
         });
-        if let Some(topic) = self.framing.topic(slot) {
-            notice["topic"] = json!(topic.as_str());
+        if let Some(key) = self.framing.stream(slot) {
+            name_stream(&mut notice, key);
         }
         sse::encode_notice("sser.lagged", &notice.to_string())
+    }
+}
+
+/// The last event of a stream whose identity token expired.
+fn token_expired_notice() -> Bytes {
+    let notice = json!({
+        "status": "token_expired",
+        "message": "the identity token has expired; reconnect with a fresh token (and Last-Event-ID to resume)",
+    });
+    sse::encode_notice("sser.token_expired", &notice.to_string())
+}
+
+/// Says which stream a notice is about: `"topic": <id>` for a topic (as
+/// multi-topic clients read it), `"stream": "@user"` (its event label) for an
+/// identity's inbox.
+fn name_stream(notice: &mut Value, key: &StreamKey) {
+    match key.topic() {
+        Some(topic) => notice["topic"] = json!(topic.as_str()),
+        None => notice["stream"] = json!(super::framing::label(key)),
     }
 }
 
@@ -397,6 +441,7 @@ impl Subscription {
                     yield Ok(feed.truncated_notice(slot, UNKNOWN_ID).await);
                 }
             }
+            let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
             let mut replays: Vec<(usize, Replay)> = feed
                 .streams
                 .iter_mut()
@@ -423,7 +468,16 @@ impl Subscription {
                         }
                     }
                 }
-                let item = feed.conn.outbox().next().await;
+                let item = match expiry.as_mut() {
+                    None => feed.conn.outbox().next().await,
+                    // The deadline first: a busy queue must not keep an
+                    // expired token's stream open.
+                    Some(sleep) => tokio::select! {
+                        biased;
+                        () = sleep.as_mut() => Item::End(Some(token_expired_notice())),
+                        item = feed.conn.outbox().next() => item,
+                    },
+                };
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
                         Some(Frames::One(frame)) => yield Ok(frame),
@@ -455,8 +509,8 @@ impl Subscription {
                         yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
                         return;
                     }
-                    Item::End => {
-                        yield Ok(sse::comment_frame(ENDED_NOTICE));
+                    Item::End(farewell) => {
+                        yield Ok(farewell.unwrap_or_else(|| sse::comment_frame(ENDED_NOTICE)));
                         return;
                     }
                 }
@@ -472,7 +526,7 @@ struct FeedGuard {
     _registration: Registration,
     metrics: Arc<Metrics>,
     conn_id: Arc<str>,
-    first: Option<TopicId>,
+    first: Option<StreamKey>,
     count: usize,
     opened: Instant,
     /// Counted as opened (it got as far as a body).
@@ -485,7 +539,7 @@ impl Drop for FeedGuard {
             return;
         }
         tracing::debug!(
-            topic = %self.first.as_ref().map_or("", |t| t.as_str()),
+            stream = %self.first.as_ref().map_or(String::new(), |k| k.to_string()),
             topics = self.count,
             conn = %self.conn_id,
             duration_ms = self.opened.elapsed().as_millis() as u64,

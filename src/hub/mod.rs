@@ -7,12 +7,15 @@
 //! into the [`Outbox`](crate::broker::Outbox) of every connection following
 //! it. A [`Connection`] follows one or more streams; the [`Connections`]
 //! registry knows them all, and each one's HTTP body is a [`Subscription`]
-//! stream ([`feed`]). No lock is held across an await.
+//! stream ([`feed`]). Identities' inboxes are streams too ([`inboxes`]):
+//! a connection with an [`Owner`] follows them, and a targeted send is a
+//! publish on them. No lock is held across an await.
 
 pub mod connection;
 pub mod connections;
 pub mod feed;
 mod framing;
+pub mod inboxes;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -23,9 +26,11 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
-pub use connection::Connection;
+pub use connection::{Connection, Owner};
 pub use connections::Connections;
 pub use feed::{Resume, Subscription};
+pub use framing::label;
+pub use inboxes::{ConnectSpec, Sent};
 pub use topic::Topic;
 
 use crate::broker::{Broker, BrokerError, Origin};
@@ -47,6 +52,9 @@ pub struct HubSettings {
     pub persistent_retention: Retention,
     /// Most topics one connection may follow.
     pub max_topics_per_connection: usize,
+    /// History limits of each identity inbox (an application's broadcast,
+    /// a user's, a device's): what a client missed while offline.
+    pub inbox_retention: Retention,
 }
 
 /// A topic defined in configuration: fixed id and token, never deleted.
@@ -223,6 +231,10 @@ impl Hub {
                 _ = interval.tick() => {
                     let Some(hub) = hub.upgrade() else { return };
                     hub.connections.heartbeat();
+                    let closed = hub.broker.close_idle_inboxes();
+                    if closed > 0 {
+                        tracing::debug!(closed, "idle inboxes closed");
+                    }
                 }
                 () = shutdown.cancelled() => {
                     if let Some(hub) = hub.upgrade() {
@@ -317,7 +329,13 @@ impl Hub {
         topic: Arc<Topic>,
         resume: Resume,
     ) -> Result<Subscription, HubError> {
-        feed::open(self, &[topic], feed::Ask::One(resume)).await
+        let opening = feed::Opening {
+            keys: vec![topic.stream.clone()],
+            ask: feed::Ask::One(resume),
+            owner: None,
+            expires_at: None,
+        };
+        feed::open(self, opening).await
     }
 
     /// One connection on several topics (or one), each event named by its
@@ -331,8 +349,13 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
-        let ask = feed::Ask::Topics(last_event_id.map(str::to_string));
-        feed::open(self, &topics, ask).await
+        let opening = feed::Opening {
+            keys: topics.iter().map(|t| t.stream.clone()).collect(),
+            ask: feed::Ask::Cursor(last_event_id.map(str::to_string)),
+            owner: None,
+            expires_at: None,
+        };
+        feed::open(self, opening).await
     }
 
     /// Makes all history durable (shutdown).
