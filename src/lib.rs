@@ -147,6 +147,12 @@ impl Server {
                 per_topic: config.metrics.per_topic.0,
             },
             max_json_depth: config.server.max_json_depth.0 as usize,
+            identity: identity.clone().map(|tokens| http::IdentityState {
+                tokens,
+                cookie: config.identity.cookie.clone(),
+                max_send_targets: usize::try_from(config.identity.max_send_targets.0)
+                    .unwrap_or(usize::MAX),
+            }),
         });
         let tls = match config.server.ssl.enabled.0 {
             true => Some(tls::Tls::bind(&tls_settings(&config), &readiness).await?),
@@ -306,6 +312,7 @@ pub fn hub_settings(config: &Config) -> HubSettings {
         persistent_retention: persistent_retention(&config.kv.retention),
         max_topics_per_connection: config.pubsub.max_topics_per_connection.0 as usize,
         admission: admission_settings(&config.identity),
+        inbox_retention: inbox_retention(&config.identity.inbox),
     }
 }
 
@@ -322,6 +329,15 @@ fn admission_settings(identity: &config::IdentityConfig) -> hub::AdmissionSettin
         max_connections_per_user: limit(limits.max_connections_per_user),
         max_connections_per_ip: limit(limits.max_connections_per_ip),
         max_streams_per_connection: limit(limits.max_streams_per_connection),
+    }
+}
+
+/// `identity.inbox`: a `maxAge` of `0` means no age limit.
+fn inbox_retention(inbox: &config::InboxConfig) -> model::Retention {
+    model::Retention {
+        max_events: Some(inbox.max_events.0.max(1)),
+        max_age: Some(inbox.max_age.0).filter(|d| !d.is_zero()),
+        max_bytes: None,
     }
 }
 

@@ -8,11 +8,13 @@
 //! (or, for durable logs, are released in sequence order after the commit),
 //! every connection sees a stream's events in publish order.
 //!
-//! Every store call that may block runs through [`offload`], here and
-//! nowhere else, so no async task waits on the disk.
+//! Every store call that may block runs through [`offload`] (here, and in
+//! `inbox` for identity inboxes), so no async task waits on the disk.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::RandomState;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -21,39 +23,52 @@ use super::{
     Broker, BrokerError, Delivery, Follow, Followers, HistoryBatch, NewEvent, Origin, Outbox,
     Published,
 };
-use crate::model::{Position, StreamKey, now_ms};
+use crate::model::{Position, Retention, StreamKey, now_ms};
 use crate::store::disk::{DiskSettings, DiskStore};
 use crate::store::memory::MemoryLog;
 use crate::store::{Commit, Store, StoreError, StoredEvent, TopicLog, TopicRecord};
 
 pub struct LocalBroker {
-    streams: RwLock<HashMap<StreamKey, Arc<LocalStream>>>,
-    store: Option<Arc<dyn Store>>,
+    pub(super) streams: RwLock<HashMap<StreamKey, Arc<LocalStream>>>,
+    pub(super) store: Option<Arc<dyn Store>>,
+    /// Serialises the opening of inboxes that hash alike (see `inbox`).
+    pub(super) opening: Box<[tokio::sync::Mutex<()>]>,
+    pub(super) hasher: RandomState,
 }
 
-struct LocalStream {
+pub(super) struct LocalStream {
     /// History reads may touch the disk.
-    on_disk: bool,
-    log: Arc<dyn TopicLog>,
-    state: Mutex<StreamState>,
-    followers: Arc<Followers>,
+    pub(super) on_disk: bool,
+    pub(super) log: Arc<dyn TopicLog>,
+    pub(super) state: Mutex<StreamState>,
+    pub(super) followers: Arc<Followers>,
+    /// An inbox found idle by the last sweep of the reaper (see `inbox`).
+    pub(super) idle: AtomicBool,
 }
 
-struct StreamState {
-    next_seq: u64,
-    closed: bool,
+pub(super) struct StreamState {
+    pub(super) next_seq: u64,
+    pub(super) closed: bool,
     /// Events appended to a durable log whose commit is still in flight,
     /// in sequence order; released to followers once committed.
-    pending: VecDeque<Delivery>,
+    pub(super) pending: VecDeque<Delivery>,
 }
 
 impl LocalBroker {
     /// Memory history only: persistent topics are refused.
     pub fn in_memory() -> Arc<LocalBroker> {
-        Arc::new(LocalBroker {
+        Arc::new(LocalBroker::with_store(None))
+    }
+
+    fn with_store(store: Option<Arc<dyn Store>>) -> LocalBroker {
+        LocalBroker {
             streams: RwLock::new(HashMap::new()),
-            store: None,
-        })
+            store,
+            opening: (0..super::inbox::OPENING_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: RandomState::new(),
+        }
     }
 
     /// With the persistent store `disk` asks for, opened off the runtime
@@ -71,10 +86,7 @@ impl LocalBroker {
                 Some(disk)
             }
         };
-        Ok(Arc::new(LocalBroker {
-            streams: RwLock::new(HashMap::new()),
-            store,
-        }))
+        Ok(Arc::new(LocalBroker::with_store(store)))
     }
 
     fn stream(&self, key: &StreamKey) -> Result<Arc<LocalStream>, BrokerError> {
@@ -87,6 +99,20 @@ impl LocalBroker {
 }
 
 impl LocalStream {
+    pub(super) fn new(on_disk: bool, log: Arc<dyn TopicLog>, next_seq: u64) -> Arc<LocalStream> {
+        Arc::new(LocalStream {
+            on_disk,
+            log,
+            state: Mutex::new(StreamState {
+                next_seq,
+                closed: false,
+                pending: VecDeque::new(),
+            }),
+            followers: Followers::new(),
+            idle: AtomicBool::new(false),
+        })
+    }
+
     async fn publish(&self, event: NewEvent) -> Result<Published, BrokerError> {
         let (published, commit) = {
             let mut state = self.state.lock();
@@ -195,18 +221,21 @@ impl Broker for LocalBroker {
             // can never alias a new event (it is reported as truncated).
             next_seq = next_seq.max(now_ms().saturating_mul(1000));
         }
-        let local = Arc::new(LocalStream {
-            on_disk: record.persist,
-            log,
-            state: Mutex::new(StreamState {
-                next_seq,
-                closed: false,
-                pending: VecDeque::new(),
-            }),
-            followers: Followers::new(),
-        });
+        let local = LocalStream::new(record.persist, log, next_seq);
         self.streams.write().insert(stream.clone(), local);
         Ok(())
+    }
+
+    async fn open_inbox(
+        &self,
+        stream: &StreamKey,
+        retention: Retention,
+    ) -> Result<(), BrokerError> {
+        self.open_inbox_stream(stream, retention).await
+    }
+
+    fn close_idle_inboxes(&self) -> usize {
+        self.sweep_idle_inboxes()
     }
 
     async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError> {
@@ -254,6 +283,9 @@ impl Broker for LocalBroker {
             .followers
             .add(outbox.clone(), slot)
             .ok_or(BrokerError::NotFound)?;
+        local
+            .idle
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let first_unsent = state
             .pending
             .front()
@@ -346,7 +378,7 @@ impl Broker for LocalBroker {
 
 /// Runs store work: inline when it only touches memory (a few clones under
 /// a short lock), on the blocking pool when it may touch the disk.
-async fn offload<T: Send + 'static>(
+pub(super) async fn offload<T: Send + 'static>(
     on_disk: bool,
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {

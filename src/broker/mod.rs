@@ -18,6 +18,7 @@
 
 pub mod event;
 pub mod followers;
+mod inbox;
 pub mod local;
 pub mod outbox;
 
@@ -30,7 +31,7 @@ pub use followers::{FollowTicket, Followers};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
 
-use crate::model::{Position, StreamKey};
+use crate::model::{Position, Retention, StreamKey};
 use crate::store::{StoreError, TopicRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,25 @@ pub trait Broker: Send + Sync + 'static {
         record: &TopicRecord,
         origin: Origin,
     ) -> Result<(), BrokerError>;
+
+    /// Opens an identity's inbox ([`StreamKey::is_inbox`]) unless it is
+    /// open already. Inboxes are opened on first use (a send, a follow) and
+    /// closed again when idle ([`Broker::close_idle_inboxes`]); their history
+    /// is kept with `retention`, on the disk store when the broker has one
+    /// (so what a user missed while offline survives a restart), in memory
+    /// otherwise. Safe to call concurrently for the same inbox.
+    async fn open_inbox(&self, stream: &StreamKey, retention: Retention)
+    -> Result<(), BrokerError>;
+
+    /// One sweep of the idle-inbox reaper, called periodically. An inbox
+    /// nobody follows is closed at the second sweep that finds it idle, if
+    /// its history no longer needs it: on disk always (the history stays on
+    /// disk and is read back when it opens again), in memory only once its
+    /// history is empty (expired, or never written). So inboxes of users who
+    /// came and went do not hold memory forever. A send or follow that races
+    /// with the close gets [`BrokerError::NotFound`] and opens it again.
+    /// Returns how many inboxes it closed.
+    fn close_idle_inboxes(&self) -> usize;
 
     /// Deletes a stream: its followers are told ([`Item::Closed`]), its
     /// history and (when persistent) its record are dropped.

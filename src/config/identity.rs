@@ -47,6 +47,12 @@ pub struct IdentityConfig {
     /// older one ends with `sser.taken_over`) or `reject` (the newer gets 409).
     pub takeover: TakeoverMode,
     pub limits: IdentityLimits,
+    /// The cookie a browser's identity token may come in (`EventSource`
+    /// with `withCredentials`), when no header or `?access_token=` has one.
+    pub cookie: String,
+    pub inbox: InboxConfig,
+    /// Most users plus devices one `POST /api/v1/send` may name.
+    pub max_send_targets: Count,
 }
 
 /// See [`IdentityConfig::takeover`].
@@ -82,6 +88,27 @@ impl Default for IdentityLimits {
     }
 }
 
+/// `identity.inbox`: history kept per identity inbox (an application's
+/// broadcast, a user's, a device's), replayed to a client that reconnects
+/// with `Last-Event-ID`. On the disk store when `kv.enabled`, else in memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InboxConfig {
+    /// Events kept per inbox (at least 1).
+    pub max_events: Count,
+    /// Events older than this are dropped; `0`: no age limit.
+    pub max_age: Span,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            max_events: Count(100),
+            max_age: Span(std::time::Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
 impl Default for IdentityConfig {
     fn default() -> Self {
         IdentityConfig {
@@ -98,6 +125,9 @@ impl Default for IdentityConfig {
             mint: MintConfig::default(),
             takeover: TakeoverMode::Takeover,
             limits: IdentityLimits::default(),
+            cookie: "sser_token".to_string(),
+            inbox: InboxConfig::default(),
+            max_send_targets: Count(1000),
         }
     }
 }
@@ -259,6 +289,7 @@ impl IdentityConfig {
         self.jwks.check()?;
         self.check_claims()?;
         self.check_times()?;
+        self.check_delivery()?;
         if let Some(alg) = &self.mint.algorithm
             && !JWT_ALGORITHMS.contains(&alg.as_str())
         {
@@ -308,6 +339,28 @@ impl IdentityConfig {
         if app.is_empty() || app.len() > 256 || app.chars().any(char::is_control) {
             return Err(ConfigError(
                 "identity.defaultApp (SSER_IDENTITY_DEFAULT_APP) must be 1-256 bytes without control characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_delivery(&self) -> Result<(), ConfigError> {
+        // RFC 6265's cookie-name: an HTTP token.
+        let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if self.cookie.is_empty() || !self.cookie.chars().all(token_char) {
+            return Err(ConfigError(format!(
+                "identity.cookie (SSER_IDENTITY_COOKIE) must be a cookie name (letters, digits and !#$%&'*+-.^_`|~), got {:?}",
+                self.cookie
+            )));
+        }
+        if self.inbox.max_events.0 == 0 {
+            return Err(ConfigError(
+                "identity.inbox.maxEvents (SSER_INBOX_MAX_EVENTS) must be at least 1".into(),
+            ));
+        }
+        if self.max_send_targets.0 == 0 {
+            return Err(ConfigError(
+                "identity.maxSendTargets (SSER_SEND_MAX_TARGETS) must be at least 1".into(),
             ));
         }
         Ok(())
@@ -459,6 +512,18 @@ mod tests {
             (
                 vec![("SSER_JWT_SECRET", "s"), ("SSER_JWT_LEEWAY", "soon")],
                 "identity.leeway (SSER_JWT_LEEWAY)",
+            ),
+            (
+                vec![("SSER_JWT_SECRET", "s"), ("SSER_IDENTITY_COOKIE", "a b")],
+                "identity.cookie (SSER_IDENTITY_COOKIE)",
+            ),
+            (
+                vec![("SSER_JWT_SECRET", "s"), ("SSER_INBOX_MAX_EVENTS", "0")],
+                "identity.inbox.maxEvents (SSER_INBOX_MAX_EVENTS)",
+            ),
+            (
+                vec![("SSER_JWT_SECRET", "s"), ("SSER_SEND_MAX_TARGETS", "0")],
+                "identity.maxSendTargets (SSER_SEND_MAX_TARGETS)",
             ),
         ] {
             let err = load(dir.path(), &pairs).unwrap_err();

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 pub use identity::{
-    ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, JWT_ALGORITHMS, JwksConfig,
-    MintConfig, TakeoverMode,
+    ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, InboxConfig, JWT_ALGORITHMS,
+    JwksConfig, MintConfig, TakeoverMode,
 };
 pub use kv::{DurabilityMode, KvConfig, KvEngine, KvRetention};
 pub use load::ConfigError;
@@ -124,6 +124,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "SSER_IDENTITY_MAX_STREAMS_PER_CONNECTION",
         "identity.limits.maxStreamsPerConnection",
     ),
+    ("SSER_IDENTITY_COOKIE", "identity.cookie"),
+    ("SSER_INBOX_MAX_EVENTS", "identity.inbox.maxEvents"),
+    ("SSER_INBOX_MAX_AGE", "identity.inbox.maxAge"),
+    ("SSER_SEND_MAX_TARGETS", "identity.maxSendTargets"),
     ("SSER_PRESENCE_GRACE", "presence.grace"),
     ("SSER_WEBHOOK_URLS", "presence.webhooks.urls"),
     ("SSER_WEBHOOK_SECRET", "presence.webhooks.secret"),

@@ -1,6 +1,8 @@
 //! The API's error type: every failure a client can cause becomes
 //! `{"error":{"code":N,"message":"..."}}` with `Content-Type: application/json`
-//! (SSER's shape, without ever echoing a token back).
+//! (SSER's shape, without ever echoing a token back). Identity-token
+//! failures add a stable `"reason"` (`token_expired`, `token_missing`, …)
+//! that clients can branch on, and the `WWW-Authenticate` header of RFC 6750.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::hub::{HubError, Refusal};
+use crate::identity::TokenError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -18,6 +21,8 @@ pub struct ApiError {
     fields: Option<Box<Map<String, Value>>>,
     /// `Retry-After`, in seconds.
     retry_after: Option<u64>,
+    /// A stable machine-readable reason, for identity-token failures.
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -27,6 +32,7 @@ impl ApiError {
             message: message.into(),
             fields: None,
             retry_after: None,
+            reason: None,
         }
     }
 
@@ -48,6 +54,36 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, message)
     }
 
+    /// A refused identity token: 401 with the error's code as `reason`
+    /// (503 when the keys to check it are not loaded yet).
+    pub fn token(e: &TokenError) -> Self {
+        let status = if e.is_server_side() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        ApiError {
+            reason: Some(e.code()),
+            ..Self::new(status, e.to_string())
+        }
+    }
+
+    /// No identity token in the request.
+    pub fn token_missing(message: impl Into<String>) -> Self {
+        ApiError {
+            reason: Some("token_missing"),
+            ..Self::new(StatusCode::UNAUTHORIZED, message)
+        }
+    }
+
+    /// Identity tokens are not configured on this server.
+    pub fn identity_off() -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "identity tokens are not enabled on this server: configure identity.secret (SSER_JWT_SECRET), identity.keys or identity.jwks",
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
@@ -66,6 +102,9 @@ impl IntoResponse for ApiError {
         let mut error = Map::new();
         error.insert("code".into(), json!(self.status.as_u16()));
         error.insert("message".into(), json!(self.message));
+        if let Some(reason) = self.reason {
+            error.insert("reason".into(), json!(reason));
+        }
         if let Some(fields) = self.fields {
             for (key, value) in *fields {
                 error.entry(key).or_insert(value);
@@ -76,6 +115,16 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.reason.is_some() && self.status == StatusCode::UNAUTHORIZED {
+            let challenge = if self.reason == Some("token_missing") {
+                HeaderValue::from_static("Bearer")
+            } else {
+                HeaderValue::from_static("Bearer error=\"invalid_token\"")
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

@@ -11,8 +11,11 @@ pub mod principal;
 pub mod prometheus;
 pub mod pubsubs;
 pub mod remote;
+pub mod send;
 pub mod stats;
+pub mod stream;
 pub mod subscribe;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -44,6 +47,17 @@ pub struct AppState {
     pub prometheus: prometheus::PrometheusSettings,
     /// `server.maxJsonDepth`: deepest nesting of a published message.
     pub max_json_depth: usize,
+    /// Identity tokens and what goes with them, when `identity.*` is on.
+    pub identity: Option<IdentityState>,
+}
+
+/// What the identity endpoints need (`identity.*`; `lib.rs` converts).
+pub struct IdentityState {
+    pub tokens: Arc<crate::identity::Tokens>,
+    /// The cookie an identity token may come in (`identity.cookie`).
+    pub cookie: String,
+    /// Most users plus devices one send may name.
+    pub max_send_targets: usize,
 }
 
 /// How the router is built (from `server.*`; `lib.rs` converts).
@@ -71,6 +85,9 @@ pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
             get(subscribe::subscribe).post(pubsubs::publish),
         )
         .route("/api/v1/events", get(subscribe::subscribe_topics))
+        .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/send", post(send::send))
+        .route("/api/v1/tokens", post(tokens::mint))
         .route("/api/v1/metrics", get(ops::metrics))
         .route("/api/v1/metrics/stream", get(stats::stream))
         .route("/metrics", get(prometheus::metrics))
@@ -141,6 +158,7 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
             HeaderName::from_static(subscribe::TRUNCATED_HEADER),
             HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
             header::CONTENT_TYPE,
+            header::WWW_AUTHENTICATE,
         ])
         .max_age(Duration::from_secs(86400))
 }

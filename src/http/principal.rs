@@ -6,33 +6,41 @@
 //! question its endpoint needs ([`Principal::operator`],
 //! [`Principal::monitor`], [`Principal::subscriber`], …), and gets either an
 //! answer or the JSON 401 that names what was missing or wrong. A signed
-//! identity will be one more kind of credential here, not a new check in
-//! every handler.
+//! identity token is one more kind of credential here
+//! ([`Principal::identity`]), verified only by the endpoints that take one.
 //!
 //! Where tokens may come from:
 //! - `Authorization: Bearer <t>` or SSER's bare `Authorization: <t>`, always;
 //! - `?access_token=<t>`, only on streams (what a browser's `EventSource` can
 //!   send), only when the header is absent, and never for the API token: a
 //!   query string ends up in proxy logs and browser history, and that token
-//!   can do everything.
+//!   can do everything;
+//! - for identity tokens only, the `identity.cookie` cookie (`sser_token`),
+//!   when neither of the above has a token: what an `EventSource` opened
+//!   `withCredentials` sends. The first place that has a token is the one
+//!   used: a wrong header token is refused, never overridden by a cookie.
 //!
 //! No token is ever logged or put in a response.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Query};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::{HeaderMap, request::Parts};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::hub::Topic;
+use crate::identity::Identity;
 
 /// The credentials of one request, recognised.
 pub struct Principal {
     header: Option<Credential>,
     /// `?access_token=`, read only when there is no header token.
     query: Option<Credential>,
+    /// The identity cookie, read only when identity is on and neither the
+    /// header nor the query has a token.
+    cookie: Option<String>,
 }
 
 /// A token and what the server recognised it as. The text is kept for
@@ -102,6 +110,20 @@ fn header_token(headers: &HeaderMap) -> Option<&str> {
     Some(token).filter(|t| !t.is_empty())
 }
 
+/// The value of cookie `name`, if the request has it (in any of its
+/// `Cookie` headers; surrounding double quotes removed, as RFC 6265 allows).
+fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// `?access_token=` (the first one), if any.
 fn query_token(parts: &Parts) -> Option<String> {
     let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).ok()?;
@@ -133,7 +155,15 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             Some(_) => None,
             None => query_token(parts).map(|t| recognise(&t)),
         };
-        Ok(Principal { header, query })
+        let cookie = match (&header, &query, &state.identity) {
+            (None, None, Some(identity)) => cookie_token(&parts.headers, &identity.cookie),
+            _ => None,
+        };
+        Ok(Principal {
+            header,
+            query,
+            cookie,
+        })
     }
 }
 
@@ -188,6 +218,31 @@ impl Principal {
                 "missing topic token: send Authorization: Bearer <token> or ?access_token=<token>",
             )),
         }
+    }
+
+    /// The identity a signed token speaks for: the header token, else
+    /// `?access_token=`, else the identity cookie. A refused token gets 401
+    /// JSON whose `reason` is the token error's code (503 while the keys to
+    /// check it are not loaded yet); 501 when identity is off.
+    pub async fn identity(&self, state: &AppState) -> Result<Identity, ApiError> {
+        let Some(identity) = &state.identity else {
+            return Err(ApiError::identity_off());
+        };
+        let token = match (&self.header, &self.query, &self.cookie) {
+            (Some(credential), _, _) | (None, Some(credential), _) => credential.token(),
+            (None, None, Some(cookie)) => cookie.as_str(),
+            (None, None, None) => {
+                return Err(ApiError::token_missing(format!(
+                    "missing identity token: send Authorization: Bearer <token>, ?access_token=<token> or the {} cookie",
+                    identity.cookie
+                )));
+            }
+        };
+        identity
+            .tokens
+            .verify(token)
+            .await
+            .map_err(|e| ApiError::token(&e))
     }
 
     /// The role of the header token (the dashboard's sign-in).

@@ -172,7 +172,14 @@ pub async fn publish(
         .hub
         .get(&id)
         .ok_or_else(|| ApiError::not_found("topic not found"))?;
-    let event = new_event(body.event, state.max_json_depth)?;
+    let spec = body.event;
+    let event = validated_event(
+        spec.id,
+        spec.kind,
+        &spec.message,
+        state.max_json_depth,
+        "event.",
+    )?;
     let published = state.hub.publish(&topic, event).await?;
     Ok((
         StatusCode::CREATED,
@@ -180,23 +187,32 @@ pub async fn publish(
     ))
 }
 
-/// A string message goes out as its raw text; any other JSON value as
-/// compact JSON, keys in the publisher's order, if it nests no deeper than
-/// `server.maxJsonDepth`.
-fn new_event(spec: EventSpec, max_depth: usize) -> Result<NewEvent, ApiError> {
-    let raw = spec.message.get();
+/// An event from a request body (a publish, a send), with the same rules
+/// everywhere: a string message goes out as its raw text; any other JSON
+/// value as compact JSON, keys in the publisher's order, if it nests no
+/// deeper than `server.maxJsonDepth`; `id` and `type` must fit on one SSE
+/// line. Errors name the field as the body spells it (`prefix` + field).
+pub(crate) fn validated_event(
+    id: Option<String>,
+    kind: Option<String>,
+    message: &RawValue,
+    max_depth: usize,
+    prefix: &str,
+) -> Result<NewEvent, ApiError> {
+    let raw = message.get();
     if json_depth_exceeds(raw, max_depth) {
         return Err(ApiError::bad_request(format!(
-            "event.message nests arrays/objects deeper than {max_depth} levels (server.maxJsonDepth)"
+            "{prefix}message nests arrays/objects deeper than {max_depth} levels (server.maxJsonDepth)"
         )));
     }
     let data = if raw.starts_with('"') {
         serde_json::from_str::<String>(raw)
-            .map_err(|e| ApiError::bad_request(format!("event.message: {e}")))?
+            .map_err(|e| ApiError::bad_request(format!("{prefix}message: {e}")))?
     } else {
         sse::compact_json(raw)
     };
-    NewEvent::new(spec.id, spec.kind, data).map_err(|e| ApiError::bad_request(e.to_string()))
+    NewEvent::new(id, kind, data)
+        .map_err(|e| ApiError::bad_request(format!("{prefix}{} {}", e.field, e.reason)))
 }
 
 pub fn rfc3339(ms: u64) -> String {

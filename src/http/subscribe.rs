@@ -77,40 +77,14 @@ pub async fn subscribe_topics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = principal.subscriber()?;
-    let mut ids = Vec::new();
-    let mut query_last_event_id = None;
-    let mut tokens = 0;
-    for (key, value) in pairs {
-        match key.as_str() {
-            "topic" => ids.push(value),
-            "last_event_id" if query_last_event_id.is_some() => {
-                return Err(ApiError::bad_request(
-                    "repeated query parameter: last_event_id",
-                ));
-            }
-            "last_event_id" => query_last_event_id = Some(value),
-            "access_token" if tokens > 0 => {
-                return Err(ApiError::bad_request(
-                    "repeated query parameter: access_token",
-                ));
-            }
-            "access_token" => tokens += 1,
-            _ => {}
-        }
-    }
-    ids.sort();
-    ids.dedup();
+    let StreamQuery {
+        topics: ids,
+        last_event_id: query_last_event_id,
+    } = StreamQuery::read(pairs, state.hub.settings().max_topics_per_connection)?;
     if ids.is_empty() {
         return Err(ApiError::bad_request(
             "name at least one topic: ?topic=<id>&topic=<id>",
         ));
-    }
-    let max = state.hub.settings().max_topics_per_connection;
-    if ids.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "too many topics: at most {max} per connection (pubsub.maxTopicsPerConnection), got {}",
-            ids.len()
-        )));
     }
     let mut topics = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -135,6 +109,55 @@ pub async fn subscribe_topics(
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topics = ids.len(), conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
     Ok(stream_response(subscription))
+}
+
+/// The query of a stream that follows several streams: its `?topic=`s
+/// (sorted, duplicates dropped; at most `max_topics`) and
+/// `?last_event_id=`. A repeated `last_event_id` or `access_token` is a 400.
+pub(crate) struct StreamQuery {
+    pub topics: Vec<String>,
+    pub last_event_id: Option<String>,
+}
+
+impl StreamQuery {
+    pub(crate) fn read(
+        pairs: Vec<(String, String)>,
+        max_topics: usize,
+    ) -> Result<StreamQuery, ApiError> {
+        let mut topics = Vec::new();
+        let mut last_event_id = None;
+        let mut tokens = 0;
+        for (key, value) in pairs {
+            match key.as_str() {
+                "topic" => topics.push(value),
+                "last_event_id" if last_event_id.is_some() => {
+                    return Err(ApiError::bad_request(
+                        "repeated query parameter: last_event_id",
+                    ));
+                }
+                "last_event_id" => last_event_id = Some(value),
+                "access_token" if tokens > 0 => {
+                    return Err(ApiError::bad_request(
+                        "repeated query parameter: access_token",
+                    ));
+                }
+                "access_token" => tokens += 1,
+                _ => {}
+            }
+        }
+        topics.sort();
+        topics.dedup();
+        if topics.len() > max_topics {
+            return Err(ApiError::bad_request(format!(
+                "too many topics: at most {max_topics} per connection (pubsub.maxTopicsPerConnection), got {}",
+                topics.len()
+            )));
+        }
+        Ok(StreamQuery {
+            topics,
+            last_event_id,
+        })
+    }
 }
 
 /// The SSE response of a connection: its body, its id, and whether its
@@ -172,7 +195,7 @@ pub fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
 /// [`resume_from`]. Bytes that are not UTF-8 cannot be a cursor: they are
 /// kept (lossily) so that they are answered as an unknown cursor, with the
 /// truncation notice, never as a fresh live-only stream.
-fn cursor_from(headers: &HeaderMap, query: Option<String>) -> Option<String> {
+pub(crate) fn cursor_from(headers: &HeaderMap, query: Option<String>) -> Option<String> {
     match headers.get("last-event-id") {
         Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
         None => query,

@@ -8,6 +8,9 @@
 //! else (the registry, an operator ending it, the broker) only pushes into
 //! it, so nobody ever waits on a client. The body records the `id:` of the
 //! last event it wrote, so the registry can list where each client stands.
+//!
+//! A connection opened with an identity token has an [`Owner`]: the
+//! application, user and device it speaks for, whose inboxes it follows.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +42,27 @@ impl Owner {
             user: Arc::from(user),
             device: device.map(Arc::from),
         }
+    }
+
+    /// The inboxes this identity follows, in cursor order: its
+    /// application's broadcast, its user's inbox, its device's inbox (when
+    /// it has a device).
+    pub fn inboxes(&self) -> Vec<StreamKey> {
+        let mut keys = vec![
+            StreamKey::App(self.app.clone()),
+            StreamKey::User {
+                app: self.app.clone(),
+                user: self.user.clone(),
+            },
+        ];
+        if let Some(device) = &self.device {
+            keys.push(StreamKey::Device {
+                app: self.app.clone(),
+                user: self.user.clone(),
+                device: device.clone(),
+            });
+        }
+        keys
     }
 }
 
@@ -81,7 +105,7 @@ impl EndReason {
                 "sser.token_expired",
                 json!({
                     "status": "token_expired",
-                    "message": "the identity token expired; reconnect with a fresh one",
+                    "message": "the identity token has expired; reconnect with a fresh token (and Last-Event-ID to resume)",
                 }),
             ),
             EndReason::Shutdown => return sse::comment_frame(super::feed::SHUTDOWN_NOTICE),
@@ -169,6 +193,15 @@ impl Connection {
     /// Ends the connection once what is queued has been sent.
     pub fn end(&self) {
         self.outbox.end();
+    }
+
+    /// Ends the connection once what is queued has been sent, with
+    /// `farewell` (an SSE frame, e.g. `sse::encode_notice("sser.kicked", …)`)
+    /// as the last thing it receives. To end it for one of the registry's
+    /// reasons (kick, take-over, expiry), go through the registry instead,
+    /// so that presence and the indexes learn of it.
+    pub fn end_with(&self, farewell: Bytes) {
+        self.outbox.end_with(farewell);
     }
 
     /// Ends the connection after what is queued, with the notice that says

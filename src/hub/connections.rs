@@ -391,7 +391,6 @@ impl Registration {
     /// The connection's own stream ends it for `why` (its token expired)
     /// and writes its own last words: it leaves the registry now, and its
     /// presence closes with that reason rather than `disconnected`.
-    #[allow(dead_code)] // for the identity stream's expiry
     pub(crate) fn end(&self, why: &EndReason) {
         let mut r = self.registry.inner.lock();
         Connections::remove_locked(&mut r, &self.id, Some(why), false);

@@ -19,14 +19,14 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Value, json};
 
 use super::admission::Refusal;
-use super::connection::{Connection, Owner};
+use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
 use super::{Hub, HubError};
@@ -83,8 +83,9 @@ impl Resume {
 pub(crate) enum Ask {
     /// SSER's one-topic stream: shared frames, ids as published.
     One(Resume),
-    /// Topic-named events and cursor ids, resuming from this `Last-Event-ID`.
-    Topics(Option<String>),
+    /// Stream-named events and cursor ids, resuming from this
+    /// `Last-Event-ID`.
+    Cursor(Option<String>),
 }
 
 /// How one stream is replayed from history.
@@ -119,6 +120,8 @@ struct Feed {
     streams: Vec<Followed>,
     /// The position of the last event sent, per stream.
     cursors: Vec<Position>,
+    /// When the connection must end (its token's expiry).
+    deadline: Option<tokio::time::Instant>,
     /// Unregisters the connection and counts it closed when dropped.
     guard: FeedGuard,
 }
@@ -141,23 +144,26 @@ enum Step {
 
 /// What a connection follows, how it starts, and who opens it.
 pub(crate) struct Opening {
-    /// Its streams, in cursor order. With [`Ask::Topics`], all topics.
+    /// Its streams, in cursor order (topics and, for an identity, inboxes).
     pub keys: Vec<StreamKey>,
     pub ask: Ask,
     /// The identity that opened it, if any.
     pub owner: Option<Owner>,
+    /// When it must end (its token expires): it gets `sser.token_expired`.
+    pub expires_at: Option<SystemTime>,
     /// The client's address, when the listener knew it.
     pub remote: Option<SocketAddr>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
-/// its admission: see `super::admission`), follows each stream, and works
-/// out where each one starts.
+/// its admission: see `super::admission`), follows each stream (opening
+/// inboxes on first use), and works out where each one starts.
 pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, HubError> {
     let Opening {
         keys,
         ask,
         owner,
+        expires_at,
         remote,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
@@ -178,7 +184,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
             refusal => HubError::Refused(refusal),
         })?;
     let guard = FeedGuard {
-        _registration: registration,
+        registration,
         metrics: hub.metrics.clone(),
         conn_id: conn_id.clone(),
         first: keys.first().cloned(),
@@ -190,7 +196,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     let mut streams = Vec::with_capacity(keys.len());
     let mut cursors = Vec::with_capacity(keys.len());
     for (slot, key) in keys.iter().enumerate() {
-        let follow = hub.broker.follow(key, &outbox, slot as u32).await?;
+        let follow = hub.follow(key, &outbox, slot as u32).await?;
         streams.push(Followed {
             key: key.clone(),
             ticket: Some(follow.ticket),
@@ -202,9 +208,9 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
 
     let framing = match &ask {
         Ask::One(_) => Framing::Shared,
-        Ask::Topics(_) => Framing::Topics {
+        Ask::Cursor(_) => Framing::Labelled {
             set: StreamSet::of(&keys),
-            names: keys.iter().filter_map(|k| k.topic().cloned()).collect(),
+            keys,
         },
     };
     let mut feed = Feed {
@@ -215,6 +221,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         framing,
         streams,
         cursors,
+        deadline: expires_at.map(deadline_of),
         guard,
     };
     feed.plan(ask).await?;
@@ -227,15 +234,21 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     })
 }
 
+/// The runtime's instant for a wall-clock time (now, if it has passed).
+fn deadline_of(at: SystemTime) -> tokio::time::Instant {
+    let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::Instant::now() + left
+}
+
 impl Feed {
     /// Sets where each stream starts (cursor, replay, notice).
     async fn plan(&mut self, ask: Ask) -> Result<(), HubError> {
         match ask {
-            Ask::One(Resume::Live) | Ask::Topics(None) => {}
+            Ask::One(Resume::Live) | Ask::Cursor(None) => {}
             Ask::One(Resume::Earliest) => self.replay_all_from_start(false),
             Ask::One(Resume::Unreadable) => self.replay_all_from_start(true),
-            Ask::Topics(Some(id)) if id.is_empty() => {}
-            Ask::Topics(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
+            Ask::Cursor(Some(id)) if id.is_empty() => {}
+            Ask::Cursor(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
             Ask::One(Resume::After(id)) => {
                 let key = self.streams[0].key.clone();
                 match self.broker.find(&key, &id).await? {
@@ -246,8 +259,8 @@ impl Feed {
                     None => self.replay_all_from_start(true),
                 }
             }
-            Ask::Topics(Some(cursor)) => {
-                let Framing::Topics { set, .. } = &self.framing else {
+            Ask::Cursor(Some(cursor)) => {
+                let Framing::Labelled { set, .. } = &self.framing else {
                     return Ok(());
                 };
                 let Some(positions) = set.decode(&cursor) else {
@@ -345,15 +358,15 @@ impl Feed {
         if let Some(stream) = self.streams.get_mut(slot) {
             stream.ticket = None;
         }
-        match self.framing.topic(slot) {
+        match self.framing.stream(slot) {
             // SSER's last message when its one topic is deleted.
             None => (sse::closed_frame(), true),
-            Some(topic) => {
-                let notice = json!({
+            Some(key) => {
+                let mut notice = json!({
                     "status": "closed",
-                    "topic": topic.as_str(),
                     "message": "the topic was deleted; the other topics of this connection go on",
                 });
+                name_stream(&mut notice, key);
                 let open = self.streams.iter().any(|s| s.ticket.is_some());
                 (
                     sse::encode_notice("sser.closed", &notice.to_string()),
@@ -370,8 +383,8 @@ impl Feed {
             "message": message,
             "oldest_retained_seq": position_json(oldest),
         });
-        if let Some(topic) = self.framing.topic(slot) {
-            notice["topic"] = json!(topic.as_str());
+        if let Some(key) = self.framing.stream(slot) {
+            name_stream(&mut notice, key);
         }
         sse::encode_notice("sser.history_truncated", &notice.to_string())
     }
@@ -380,7 +393,7 @@ impl Feed {
         let cursor = self.cursors[slot];
         let key = &self.streams[slot].key;
         tracing::warn!(
-            topic = %key.topic().map_or("", |t| t.as_str()),
+            stream = %key,
             conn = %self.conn.id(),
             cursor = %cursor,
             why,
@@ -391,10 +404,20 @@ impl Feed {
             "message": format!("{why}; reconnect with Last-Event-ID to resume"),
             "last_seq": position_json(Some(cursor)),
         });
-        if let Some(topic) = self.framing.topic(slot) {
-            notice["topic"] = json!(topic.as_str());
+        if let Some(key) = self.framing.stream(slot) {
+            name_stream(&mut notice, key);
         }
         sse::encode_notice("sser.lagged", &notice.to_string())
+    }
+}
+
+/// Says which stream a notice is about: `"topic": <id>` for a topic (as
+/// multi-topic clients read it), `"stream": "@user"` (its event label) for an
+/// identity's inbox.
+fn name_stream(notice: &mut Value, key: &StreamKey) {
+    match key.topic() {
+        Some(topic) => notice["topic"] = json!(topic.as_str()),
+        None => notice["stream"] = json!(super::framing::label(key)),
     }
 }
 
@@ -419,6 +442,7 @@ impl Subscription {
                     yield Ok(feed.truncated_notice(slot, UNKNOWN_ID).await);
                 }
             }
+            let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
             let mut replays: Vec<(usize, Replay)> = feed
                 .streams
                 .iter_mut()
@@ -445,7 +469,21 @@ impl Subscription {
                         }
                     }
                 }
-                let item = feed.conn.outbox().next().await;
+                let item = match expiry.as_mut() {
+                    None => feed.conn.outbox().next().await,
+                    // The deadline first: a busy queue must not keep an
+                    // expired token's stream open.
+                    Some(sleep) => tokio::select! {
+                        biased;
+                        () = sleep.as_mut() => {
+                            // Out of the registry now, presence reason
+                            // `expired`; the notice is written below.
+                            feed.guard.registration.end(&EndReason::Expired);
+                            Item::End(Some(EndReason::Expired.farewell()))
+                        }
+                        item = feed.conn.outbox().next() => item,
+                    },
+                };
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
                         Some(Frames::One(frame)) => yield Ok(frame),
@@ -491,7 +529,7 @@ impl Subscription {
 /// mid-write): the connection leaves the registry (its follows leave their
 /// streams with the feed) and the counters never leak.
 struct FeedGuard {
-    _registration: Registration,
+    registration: Registration,
     metrics: Arc<Metrics>,
     conn_id: Arc<str>,
     first: Option<StreamKey>,
@@ -507,8 +545,8 @@ impl Drop for FeedGuard {
             return;
         }
         tracing::debug!(
-            stream = ?self.first,
-            streams = self.count,
+            stream = %self.first.as_ref().map_or(String::new(), |k| k.to_string()),
+            topics = self.count,
             conn = %self.conn_id,
             duration_ms = self.opened.elapsed().as_millis() as u64,
             "subscriber disconnected"

@@ -4,7 +4,7 @@
 //!   topic): the frame exactly as it was encoded at publish, shared by every
 //!   connection. Ids are the publisher's own or the event's sequence, as
 //!   SSER clients expect.
-//! - [`Framing::Topics`] (`GET /api/v1/events?topic=…`, one topic or
+//! - [`Framing::Labelled`] (`GET /api/v1/events?topic=…`, one topic or
 //!   several): each event says which topic it is from in its SSE event name,
 //!   `<topic>` for an event published without a type and `<topic>:<type>`
 //!   for a typed one (topic ids never contain `:`, so the split is
@@ -15,21 +15,38 @@
 //!   connection: it goes out as its own small chunk, followed by a slice of
 //!   the shared frame (the type and `data:` lines), so the payload is still
 //!   encoded once.
+//!
+//! Identity connections (`GET /api/v1/stream`) are framed the same way, and
+//! label their inboxes `@app` (sent to the whole application), `@user` (to
+//! the user) and `@device` (to this device): `@user` or `@user:<type>`.
+//! Topic ids never contain `@`, so no topic can pass for an inbox.
 
 use bytes::Bytes;
 
-use crate::model::Position;
-use crate::model::TopicId;
 use crate::model::cursor::StreamSet;
+use crate::model::{Position, StreamKey};
 use crate::sse;
 
 pub(crate) enum Framing {
     Shared,
-    Topics {
+    /// Every event named by its stream ([`label`]), ids being cursors.
+    Labelled {
         set: StreamSet,
-        /// The topic of each of the connection's streams, in its order.
-        names: Box<[TopicId]>,
+        /// The connection's streams, in its order.
+        keys: Box<[StreamKey]>,
     },
+}
+
+/// The event name of events from `key` on a labelled connection: the topic
+/// id, or `@app`, `@user`, `@device` for an identity's inboxes.
+pub fn label(key: &StreamKey) -> &str {
+    match key {
+        StreamKey::Topic(id) => id.as_str(),
+        StreamKey::App(_) => "@app",
+        StreamKey::User { .. } => "@user",
+        StreamKey::Device { .. } => "@device",
+        StreamKey::Presence => "@presence",
+    }
 }
 
 /// The chunks one event becomes on this connection.
@@ -59,14 +76,14 @@ impl Framing {
     /// `frame` (from stream `slot`) as this connection writes it, with
     /// `cursors` already including it.
     pub fn event(&self, slot: usize, frame: &Bytes, cursors: &[Position]) -> Frames {
-        let Framing::Topics { set, names } = self else {
+        let Framing::Labelled { set, keys } = self else {
             return Frames::One(frame.clone());
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
-        let topic = names.get(slot).map_or("", |t| t.as_str());
+        let topic = keys.get(slot).map_or("", label);
         let mut head = String::with_capacity(24 + topic.len() + cursors.len() * 12);
         head.push_str("id: ");
         set.encode_into(cursors, &mut head);
@@ -83,12 +100,12 @@ impl Framing {
         Frames::Two(Bytes::from(head), rest)
     }
 
-    /// The topic to name in notices about stream `slot`, on connections
-    /// whose events name their topic.
-    pub fn topic(&self, slot: usize) -> Option<&TopicId> {
+    /// The stream to name in notices about stream `slot`, on connections
+    /// whose events name their stream.
+    pub fn stream(&self, slot: usize) -> Option<&StreamKey> {
         match self {
             Framing::Shared => None,
-            Framing::Topics { names, .. } => names.get(slot),
+            Framing::Labelled { keys, .. } => keys.get(slot),
         }
     }
 }
@@ -96,7 +113,7 @@ impl Framing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::StreamKey;
+    use crate::model::TopicId;
 
     fn text(frames: Frames) -> String {
         match frames {
@@ -117,9 +134,9 @@ mod tests {
             .collect();
         let keys: Vec<StreamKey> = names.iter().cloned().map(StreamKey::Topic).collect();
         let set = StreamSet::of(&keys);
-        let framing = Framing::Topics {
+        let framing = Framing::Labelled {
             set,
-            names: names.into_boxed_slice(),
+            keys: keys.into_boxed_slice(),
         };
         let cursors = [Position::from_seq(3), Position::from_seq(9)];
         let check = &set.encode(&cursors);
@@ -137,5 +154,32 @@ mod tests {
             text(Framing::Shared.event(0, &plain, &cursors)),
             "id: 3\ndata: x\n\n"
         );
+    }
+
+    #[test]
+    fn inboxes_are_labelled_by_kind() {
+        let keys = vec![
+            StreamKey::app("shop"),
+            StreamKey::user("shop", "u1"),
+            StreamKey::device("shop", "u1", "phone"),
+        ];
+        let set = StreamSet::of(&keys);
+        let framing = Framing::Labelled {
+            set,
+            keys: keys.into_boxed_slice(),
+        };
+        let cursors = [Position::from_seq(1), Position::from_seq(2), Position::ZERO];
+        let check = &set.encode(&cursors);
+        let typed = sse::encode_event("2", Some("order"), "{}");
+        assert_eq!(
+            text(framing.event(1, &typed, &cursors)),
+            format!("id: {check}\nevent: @user:order\ndata: {{}}\n\n")
+        );
+        let plain = sse::encode_event("1", None, "hi");
+        assert_eq!(
+            text(framing.event(0, &plain, &cursors)),
+            format!("id: {check}\nevent: @app\ndata: hi\n\n")
+        );
+        assert_eq!(label(&StreamKey::device("a", "b", "c")), "@device");
     }
 }

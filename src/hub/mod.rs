@@ -10,13 +10,16 @@
 //! identity connections, [`owners`]), admits identity connections
 //! ([`admission`]: blocks, limits, device take-over) and tells presence
 //! about them; each connection's HTTP body is a [`Subscription`] stream
-//! ([`feed`]). No lock is held across an await.
+//! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
+//! connection with an [`Owner`] follows them, and a targeted send is a
+//! publish on them. No lock is held across an await.
 
 pub mod admission;
 pub mod connection;
 pub mod connections;
 pub mod feed;
 mod framing;
+pub mod inboxes;
 pub mod owners;
 pub mod topic;
 
@@ -36,6 +39,8 @@ pub use connections::{
     UserSummary,
 };
 pub use feed::{Resume, Subscription};
+pub use framing::label;
+pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
 pub use topic::Topic;
 
@@ -60,6 +65,9 @@ pub struct HubSettings {
     pub max_topics_per_connection: usize,
     /// Who may open an identity connection (limits, take-over).
     pub admission: AdmissionSettings,
+    /// History limits of each identity inbox (an application's broadcast,
+    /// a user's, a device's): what a client missed while offline.
+    pub inbox_retention: Retention,
 }
 
 /// A topic defined in configuration: fixed id and token, never deleted.
@@ -239,6 +247,10 @@ impl Hub {
                 _ = interval.tick() => {
                     let Some(hub) = hub.upgrade() else { return };
                     hub.connections.heartbeat();
+                    let closed = hub.broker.close_idle_inboxes();
+                    if closed > 0 {
+                        tracing::debug!(closed, "idle inboxes closed");
+                    }
                 }
                 () = shutdown.cancelled() => {
                     if let Some(hub) = hub.upgrade() {
@@ -338,6 +350,7 @@ impl Hub {
             keys: vec![topic.stream.clone()],
             ask: feed::Ask::One(resume),
             owner: None,
+            expires_at: None,
             remote,
         };
         feed::open(self, opening).await
@@ -357,8 +370,9 @@ impl Hub {
         topics.dedup_by(|a, b| a.id == b.id);
         let opening = feed::Opening {
             keys: topics.iter().map(|t| t.stream.clone()).collect(),
-            ask: feed::Ask::Topics(last_event_id.map(str::to_string)),
+            ask: feed::Ask::Cursor(last_event_id.map(str::to_string)),
             owner: None,
+            expires_at: None,
             remote,
         };
         feed::open(self, opening).await
@@ -404,6 +418,7 @@ impl Hub {
             ask: feed::Ask::One(resume),
             owner: None,
             remote,
+            expires_at: None,
         };
         feed::open(self, opening).await
     }

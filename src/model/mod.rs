@@ -3,8 +3,8 @@
 //!
 //! - [`TopicId`]: a topic's name, validated once ([`TopicId::parse`]), so no
 //!   other layer re-checks a string;
-//! - [`StreamKey`]: anything a connection can follow (a topic today; a user's,
-//!   device's or application's inbox later), each with its own ordered history;
+//! - [`StreamKey`]: anything a connection can follow (a topic, or a user's,
+//!   device's or application's inbox), each with its own ordered history;
 //! - [`Position`]: where an event stands in its stream, opaque outside the
 //!   broker that assigns it;
 //! - [`cursor`]: one SSE id holding a position in each of several streams;

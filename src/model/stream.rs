@@ -1,19 +1,40 @@
 //! Stream keys: the name of anything a connection can follow. Each stream
 //! has its own ordered history and its own positions.
 //!
-//! A stream is a topic, or the presence feed (every identity's online and
-//! offline changes, for API-token holders). Users', devices' and
-//! applications' inboxes will be further variants, so that targeted
-//! delivery is ordinary fan-out on a stream and one connection can follow a
-//! topic and an inbox at once.
+//! A stream is a topic, or one of an identity's inboxes: its application's
+//! broadcast ([`StreamKey::App`]), its user's inbox ([`StreamKey::User`]),
+//! or its device's inbox ([`StreamKey::Device`]). Targeted delivery is
+//! ordinary fan-out on an inbox, so one connection can follow a topic and
+//! its inboxes at once, with one resume cursor over all of them. The
+//! presence feed ([`StreamKey::Presence`]: every identity's online and
+//! offline changes, for API-token holders) is a stream too, opened once at
+//! start-up.
+//!
+//! Names of applications, users and devices are any text the identity layer
+//! accepts (1-256 bytes, no control characters); this layer takes them as
+//! they come and never interprets them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::TopicId;
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamKey {
     Topic(TopicId),
+    /// Everything sent to a whole application.
+    App(Arc<str>),
+    /// Everything sent to one user of an application, on all their devices.
+    User {
+        app: Arc<str>,
+        user: Arc<str>,
+    },
+    /// Everything sent to one device of one user.
+    Device {
+        app: Arc<str>,
+        user: Arc<str>,
+        device: Arc<str>,
+    },
     /// Presence events (`user_online`, …), for `GET /api/v1/presence/stream`.
     Presence,
 }
@@ -23,7 +44,35 @@ impl StreamKey {
     pub fn topic(&self) -> Option<&TopicId> {
         match self {
             StreamKey::Topic(id) => Some(id),
-            StreamKey::Presence => None,
+            _ => None,
+        }
+    }
+
+    /// Whether this is an identity's inbox (opened on first use, kept with
+    /// the inbox retention) rather than a topic.
+    pub fn is_inbox(&self) -> bool {
+        matches!(
+            self,
+            StreamKey::App(_) | StreamKey::User { .. } | StreamKey::Device { .. }
+        )
+    }
+
+    pub fn app(app: &str) -> StreamKey {
+        StreamKey::App(Arc::from(app))
+    }
+
+    pub fn user(app: &str, user: &str) -> StreamKey {
+        StreamKey::User {
+            app: Arc::from(app),
+            user: Arc::from(user),
+        }
+    }
+
+    pub fn device(app: &str, user: &str, device: &str) -> StreamKey {
+        StreamKey::Device {
+            app: Arc::from(app),
+            user: Arc::from(user),
+            device: Arc::from(device),
         }
     }
 }
@@ -34,12 +83,52 @@ impl From<TopicId> for StreamKey {
     }
 }
 
-/// `topic:<id>`, `presence`: stable across versions and nodes (resume cursors hash it).
+/// Writes a name with `%` and `/` escaped (`%25`, `%2F`), so that the `/`
+/// between names is unambiguous whatever the names hold.
+fn escaped(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+    let mut rest = name;
+    while let Some(at) = rest.find(['%', '/']) {
+        f.write_str(&rest[..at])?;
+        f.write_str(if rest.as_bytes()[at] == b'%' {
+            "%25"
+        } else {
+            "%2F"
+        })?;
+        rest = &rest[at + 1..];
+    }
+    f.write_str(rest)
+}
+
+/// `topic:<id>`, `app:<app>`, `user:<app>/<user>`,
+/// `device:<app>/<user>/<device>` (names escaped, see [`escaped`]),
+/// `presence:`.
+///
+/// Stable across versions and nodes: resume cursors hash it, and the disk
+/// store names an inbox's log with it. Different keys always print
+/// differently, and no key prints as a bare topic id (they all hold `:`).
 impl fmt::Display for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StreamKey::Topic(id) => write!(f, "topic:{id}"),
-            StreamKey::Presence => f.write_str("presence"),
+            StreamKey::App(app) => {
+                f.write_str("app:")?;
+                escaped(f, app)
+            }
+            StreamKey::User { app, user } => {
+                f.write_str("user:")?;
+                escaped(f, app)?;
+                f.write_str("/")?;
+                escaped(f, user)
+            }
+            StreamKey::Device { app, user, device } => {
+                f.write_str("device:")?;
+                escaped(f, app)?;
+                f.write_str("/")?;
+                escaped(f, user)?;
+                f.write_str("/")?;
+                escaped(f, device)
+            }
+            StreamKey::Presence => f.write_str("presence:"),
         }
     }
 }
@@ -47,5 +136,41 @@ impl fmt::Display for StreamKey {
 impl fmt::Debug for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_print_stably_and_unambiguously() {
+        // Cursors and disk log names depend on this text: it must not change.
+        let topic = StreamKey::Topic(TopicId::parse("news").unwrap());
+        assert_eq!(topic.to_string(), "topic:news");
+        assert_eq!(StreamKey::app("shop").to_string(), "app:shop");
+        assert_eq!(StreamKey::user("shop", "u1").to_string(), "user:shop/u1");
+        assert_eq!(
+            StreamKey::device("shop", "u1", "phone").to_string(),
+            "device:shop/u1/phone"
+        );
+        // A `/` inside a name cannot pass for the separator.
+        assert_eq!(
+            StreamKey::user("a/b", "c").to_string(),
+            "user:a%2Fb/c",
+            "escaped"
+        );
+        assert_ne!(
+            StreamKey::user("a/b", "c").to_string(),
+            StreamKey::user("a", "b/c").to_string()
+        );
+        assert_eq!(
+            StreamKey::device("100%", "é ü", "x").to_string(),
+            "device:100%25/é ü/x"
+        );
+        assert!(topic.topic().is_some() && !topic.is_inbox());
+        assert!(StreamKey::app("a").is_inbox() && StreamKey::app("a").topic().is_none());
+        assert_eq!(StreamKey::Presence.to_string(), "presence:");
+        assert!(!StreamKey::Presence.is_inbox());
     }
 }

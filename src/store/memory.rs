@@ -95,6 +95,11 @@ impl TopicLog for MemoryLog {
         (ring.events.len() as u64, ring.bytes)
     }
 
+    fn expire(&self) {
+        let mut ring = self.inner.lock();
+        self.trim(&mut ring);
+    }
+
     fn destroy(&self) -> Result<(), StoreError> {
         let mut ring = self.inner.lock();
         ring.events.clear();

@@ -92,6 +92,11 @@ pub trait TopicLog: Send + Sync {
     /// Number of events and bytes held, for metrics and the dashboard.
     fn usage(&self) -> (u64, u64);
 
+    /// Applies age-based retention now. Logs that trim on a timer (disk)
+    /// need nothing; memory logs trim lazily, on use, so an idle one is
+    /// asked before it is judged empty.
+    fn expire(&self) {}
+
     /// Drops everything this log holds (the topic is being deleted).
     fn destroy(&self) -> Result<(), StoreError>;
 }

@@ -51,8 +51,16 @@ impl DiskLog {
                 ids,
             }),
         });
-        tx.send(Msg::Register(shared.clone()))?;
+        let log = shared.clone();
+        tx.call(|done| Msg::Register { log, done })?;
         Ok(DiskLog { engine, tx, shared })
+    }
+}
+
+impl Drop for DiskLog {
+    /// A closed log (an idle inbox, say) no longer costs the writer anything.
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Unregister(self.shared.clone()));
     }
 }
 

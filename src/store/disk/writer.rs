@@ -35,7 +35,16 @@ pub(super) enum Msg {
         event: StoredEvent,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
-    Register(Arc<LogShared>),
+    /// A log opened: age-based retention is applied to it before the reply,
+    /// so nothing expired is read from it (it may have been closed for a
+    /// long time).
+    Register {
+        log: Arc<LogShared>,
+        done: Reply,
+    },
+    /// A log closed (its last handle dropped): the writer stops trimming it.
+    /// Only this registration goes: a newer one of the same log stays.
+    Unregister(Arc<LogShared>),
     SaveRecord {
         id: String,
         value: Vec<u8>,
@@ -148,8 +157,20 @@ impl Writer {
                     Msg::Append { log, event, done } => {
                         appends.push(PendingAppend { log, event, done })
                     }
-                    Msg::Register(log) => {
-                        self.logs.insert(log.topic.clone(), log);
+                    Msg::Register { log, done } => {
+                        self.commit(&mut appends);
+                        self.logs.insert(log.topic.clone(), log.clone());
+                        self.trim_logs_by_age(&[log]);
+                        let _ = done.send(Ok(()));
+                    }
+                    Msg::Unregister(log) => {
+                        if self
+                            .logs
+                            .get(&log.topic)
+                            .is_some_and(|held| Arc::ptr_eq(held, &log))
+                        {
+                            self.logs.remove(&log.topic);
+                        }
                     }
                     // Control messages keep their place in the queue: what was
                     // appended before them is committed first.
@@ -288,10 +309,15 @@ impl Writer {
     /// Drops events older than their topic's `max_age`, for topics that are
     /// not being published to (busy ones are trimmed with their appends).
     fn trim_by_age(&mut self) {
+        let logs: Vec<Arc<LogShared>> = self.logs.values().cloned().collect();
+        self.trim_logs_by_age(&logs);
+    }
+
+    fn trim_logs_by_age(&mut self, candidates: &[Arc<LogShared>]) {
         let now = now_ms();
         let mut writes: Vec<TopicWrite> = Vec::new();
         let mut logs = Vec::new();
-        for log in self.logs.values() {
+        for log in candidates {
             if log.retention.max_age.is_none() {
                 continue;
             }
