@@ -74,6 +74,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("identity tokens (identity.*): {0}")]
     Identity(#[from] identity::SetupError),
+    #[error("presence webhooks (presence.webhooks.*): {0}")]
+    Webhooks(#[from] presence::WebhookError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -89,6 +91,11 @@ pub struct Server {
     hub: Arc<Hub>,
     /// Identity tokens, when `identity.*` turns them on.
     identity: Option<Arc<identity::Tokens>>,
+    /// Who is online; flushed at shutdown.
+    presence: presence::PresenceTracker,
+    /// Presence webhooks, when `presence.webhooks.urls` has any; drained at
+    /// shutdown.
+    webhooks: Option<Arc<presence::Webhooks>>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
 }
@@ -116,6 +123,7 @@ impl Server {
         )
         .await?;
         readiness.set("hub", true, "serving");
+        let (presence, webhooks) = start_presence(&config, &hub).await?;
         let identity = match config.identity.is_on() {
             true => Some(
                 identity::Tokens::start(
@@ -147,6 +155,7 @@ impl Server {
                 per_topic: config.metrics.per_topic.0,
             },
             max_json_depth: config.server.max_json_depth.0 as usize,
+            presence: presence.clone(),
             identity: identity.clone().map(|tokens| http::IdentityState {
                 tokens,
                 cookie: config.identity.cookie.clone(),
@@ -166,6 +175,8 @@ impl Server {
             tls_addr,
             hub,
             identity,
+            presence,
+            webhooks,
             state,
             shutdown,
         })
@@ -245,6 +256,18 @@ impl Server {
             self.config.server.shutdown_timeout.0,
         )
         .await;
+        // The streams have ended: offlines still in their grace go out now
+        // (reason `shutdown`), and the webhooks get the same bound to
+        // deliver what is queued.
+        let flushed = self.presence.shutdown();
+        if let Some(webhooks) = &self.webhooks
+            && !webhooks.drain(self.config.server.shutdown_timeout.0).await
+        {
+            tracing::warn!(
+                flushed,
+                "presence webhooks still undelivered at shutdown were abandoned"
+            );
+        }
         // Every exit path after a start flushes, including a serve task that
         // ended on its own: acknowledged relaxed-mode writes must survive.
         if let Err(e) = self.hub.flush().await {
@@ -252,6 +275,24 @@ impl Server {
         }
         outcome
     }
+}
+
+/// Presence: the tracker fed by the registry's identity connections, and
+/// its sinks (the presence stream, and the webhooks when configured).
+async fn start_presence(
+    config: &Config,
+    hub: &Arc<Hub>,
+) -> Result<(presence::PresenceTracker, Option<Arc<presence::Webhooks>>), StartError> {
+    let webhooks = webhook_settings(config)
+        .map(|settings| presence::Webhooks::start(settings, hub.metrics().clone()))
+        .transpose()?;
+    let mut sinks: Vec<Arc<dyn presence::PresenceSink>> = vec![presence::stream::start(hub).await?];
+    if let Some(webhooks) = &webhooks {
+        sinks.push(webhooks.clone());
+    }
+    let tracker = presence::PresenceTracker::new(presence_settings(config), Arc::new(sinks));
+    hub.connections().attach_presence(Arc::new(tracker.clone()));
+    Ok((tracker, webhooks))
 }
 
 /// Waits for shutdown (or for serving to fail), then gives open

@@ -3,10 +3,13 @@
 //! the hub only; it knows nothing of storage engines.
 
 pub mod body;
+pub mod connections;
 pub mod dashboard;
 pub mod error;
+pub mod kick;
 pub mod log;
 pub mod ops;
+pub mod presence;
 pub mod principal;
 pub mod prometheus;
 pub mod pubsubs;
@@ -24,7 +27,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -49,6 +52,8 @@ pub struct AppState {
     pub max_json_depth: usize,
     /// Identity tokens and what goes with them, when `identity.*` is on.
     pub identity: Option<IdentityState>,
+    /// Who is online (counts for `/metrics`).
+    pub presence: crate::presence::PresenceTracker,
 }
 
 /// What the identity endpoints need (`identity.*`; `lib.rs` converts).
@@ -88,6 +93,11 @@ pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/send", post(send::send))
         .route("/api/v1/tokens", post(tokens::mint))
+        .route("/api/v1/connections", get(connections::list))
+        .route("/api/v1/connections/{id}", delete(kick::delete))
+        .route("/api/v1/kick", post(kick::kick))
+        .route("/api/v1/apps/{app}/users/{user}", get(connections::user))
+        .route("/api/v1/presence/stream", get(presence::stream))
         .route("/api/v1/metrics", get(ops::metrics))
         .route("/api/v1/metrics/stream", get(stats::stream))
         .route("/metrics", get(prometheus::metrics))

@@ -70,6 +70,14 @@ pub enum Subscriber<'a> {
     Token(&'a str),
 }
 
+/// Who is looking at the registry ([`Principal::viewer`]).
+pub enum Viewer {
+    /// The API or metrics token: every connection.
+    Monitor,
+    /// An identity token: only its own application's user.
+    Identity(Box<Identity>),
+}
+
 /// What `GET /api/v1/whoami` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -243,6 +251,30 @@ impl Principal {
             .verify(token)
             .await
             .map_err(|e| ApiError::token(&e))
+    }
+
+    /// Who may look at the registry: the API or metrics token in the
+    /// header sees every connection; an identity token (wherever
+    /// [`Principal::identity`] finds it) sees only its own user's.
+    pub async fn viewer(&self, state: &AppState) -> Result<Viewer, ApiError> {
+        let monitor = match self.monitor() {
+            Ok(()) => return Ok(Viewer::Monitor),
+            Err(e) => e,
+        };
+        if state.identity.is_none() {
+            return Err(monitor);
+        }
+        match self.identity(state).await {
+            Ok(identity) => Ok(Viewer::Identity(Box::new(identity))),
+            // No token at all, or one that is not even a JWT: say what
+            // would have worked rather than what JWTs look like.
+            Err(e) if matches!(e.reason, Some("token_missing" | "token_malformed")) => {
+                Err(ApiError::unauthorized(
+                    "missing or invalid token: send the API token, the metrics token or an identity token as Authorization: Bearer <token>",
+                ))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The role of the header token (the dashboard's sign-in).

@@ -4,7 +4,9 @@
 //! Protected by the metrics token (or the API token) unless `metrics.open`
 //! is set. Per-topic series, labelled `topic="<id>"`, appear only with
 //! `metrics.perTopic`, because clients can create topics without limit and
-//! each would become a new series in the scraper's database.
+//! each would become a new series in the scraper's database. For the same
+//! reason connections and presence are counted by kind only, never by
+//! application, user or device.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use super::AppState;
 use super::principal::Principal;
 use crate::hub::Hub;
 use crate::metrics::process_rss_bytes;
+use crate::presence::PresenceCounts;
 
 /// How `/metrics` is served (from `metrics.*` configuration).
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,7 +38,11 @@ pub async fn metrics(principal: Principal, State(state): State<Arc<AppState>>) -
     {
         return e.into_response();
     }
-    let body = render(&state.hub, state.prometheus.per_topic);
+    let body = render(
+        &state.hub,
+        state.presence.counts(),
+        state.prometheus.per_topic,
+    );
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
         body,
@@ -45,7 +52,7 @@ pub async fn metrics(principal: Principal, State(state): State<Arc<AppState>>) -
 
 /// The whole exposition. Names follow Prometheus conventions: counters end
 /// in `_total`, units are base units (seconds, bytes).
-pub fn render(hub: &Hub, per_topic: bool) -> String {
+pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
     let metrics = hub.metrics();
     let samples = metrics.samples(hub.topic_counts());
     let get = |name: &str| {
@@ -141,6 +148,7 @@ pub fn render(hub: &Hub, per_topic: bool) -> String {
             rss as f64,
         );
     }
+    connection_series(hub, presence, &mut out);
     let _ = writeln!(out, "# HELP sser_build_info The running version.");
     let _ = writeln!(out, "# TYPE sser_build_info gauge");
     let _ = writeln!(
@@ -167,6 +175,72 @@ pub fn render(hub: &Hub, per_topic: bool) -> String {
         per_topic_series(hub, &mut out);
     }
     out
+}
+
+/// Open connections by kind, users and devices online, and the presence
+/// webhooks' outcomes.
+fn connection_series(hub: &Hub, presence: PresenceCounts, out: &mut String) {
+    let counts = hub.connections().counts();
+    let name = "sser_connections";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections open now, by kind: topic (topic tokens), identity (identity tokens), presence (the presence stream)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (kind, n) in [
+        ("topic", counts.topic),
+        ("identity", counts.identity),
+        ("presence", counts.presence),
+    ] {
+        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
+    }
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    metric(
+        "sser_presence_users_online",
+        "gauge",
+        "Users with an identity connection (or within presence.grace of their last one).",
+        presence.users,
+    );
+    metric(
+        "sser_presence_devices_online",
+        "gauge",
+        "Devices with an identity connection (or within presence.grace of their last one).",
+        presence.devices,
+    );
+    let hooks = hub.metrics().webhook_counts();
+    for (what, value, help) in [
+        (
+            "delivered",
+            hooks.delivered,
+            "Presence webhook deliveries answered with a 2xx (per event and URL).",
+        ),
+        (
+            "retried",
+            hooks.retried,
+            "Presence webhook attempts after the first.",
+        ),
+        (
+            "failed",
+            hooks.failed,
+            "Presence webhook deliveries given up (refused, out of attempts or age, or abandoned at shutdown).",
+        ),
+        (
+            "dropped",
+            hooks.dropped,
+            "Presence webhook deliveries never sent because the URL's queue was full.",
+        ),
+    ] {
+        metric(
+            &format!("sser_webhooks_{what}_total"),
+            "counter",
+            help,
+            value,
+        );
+    }
 }
 
 fn per_topic_series(hub: &Hub, out: &mut String) {

@@ -35,7 +35,7 @@ pub const CONNECTION_ID_HEADER: &str = "x-connection-id";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct SubscribeQuery {
-    last_event_id: Option<String>,
+    pub last_event_id: Option<String>,
     /// Read by [`Principal`]; declared so that a repeated one is a 400, like
     /// any repeated parameter.
     #[serde(rename = "access_token")]

@@ -1,8 +1,10 @@
 //! The registry's indexes of identity connections: by application, by
-//! (application, user), by (application, user, device), and by
-//! (application, device) for a device named without its user. Every lookup
-//! is a hash lookup or two and then O(the connections it returns); nothing
-//! walks the connections of other users or applications.
+//! (application, user) and by (application, user, device). Every lookup is
+//! a hash lookup or two and then O(the connections it returns); nothing
+//! walks the connections of other users or applications. A device is named
+//! within its user (as `POST /api/v1/send` names it): device names are the
+//! client's to choose, so one user's device can never be mistaken for, or
+//! push off, another user's of the same name.
 //!
 //! Each set is ordered by connection id, which is what makes paging stable:
 //! a page starts after the last id of the previous one, in O(log k).
@@ -29,8 +31,6 @@ pub(crate) struct OwnerIndex {
 struct AppIndex {
     conns: BTreeSet<ConnId>,
     users: HashMap<Arc<str>, UserIndex>,
-    /// Device name → its connections, whichever user holds it.
-    devices: HashMap<Arc<str>, BTreeSet<ConnId>>,
 }
 
 #[derive(Default)]
@@ -47,8 +47,6 @@ pub enum Selector<'a> {
     User(&'a str, &'a str),
     /// A device of one user: at most one connection.
     Device(&'a str, &'a str, &'a str),
-    /// A device name in an application, whichever user holds it.
-    AppDevice(&'a str, &'a str),
 }
 
 impl OwnerIndex {
@@ -78,10 +76,6 @@ impl OwnerIndex {
         user.conns.insert(id.clone());
         if let Some(device) = &owner.device {
             user.devices.insert(device.clone(), id.clone());
-            app.devices
-                .entry(device.clone())
-                .or_default()
-                .insert(id.clone());
         }
         self.total += 1;
     }
@@ -96,14 +90,6 @@ impl OwnerIndex {
             return;
         }
         self.total -= 1;
-        if let Some(device) = owner.device.as_deref()
-            && let Some(set) = app.devices.get_mut(device)
-        {
-            set.remove(id);
-            if set.is_empty() {
-                app.devices.remove(device);
-            }
-        }
         if let Some(user) = app.users.get_mut(&*owner.user) {
             user.conns.remove(id);
             if let Some(device) = owner.device.as_deref()
@@ -149,7 +135,6 @@ impl OwnerIndex {
         match selector {
             Selector::App(app) => apps.get(app).map(|a| &a.conns),
             Selector::User(app, user) => self.user(app, user).map(|u| &u.conns),
-            Selector::AppDevice(app, device) => apps.get(app)?.devices.get(device),
             Selector::Device(..) => None,
         }
     }
@@ -202,10 +187,6 @@ mod tests {
         assert_eq!(
             ids(index.all(Selector::Device("shop", "u1", "phone"))),
             ["c1"]
-        );
-        assert_eq!(
-            ids(index.all(Selector::AppDevice("shop", "phone"))),
-            ["c1", "c3"]
         );
         assert_eq!(ids(index.all(Selector::App("none"))), Vec::<String>::new());
         assert_eq!(

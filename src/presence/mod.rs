@@ -6,7 +6,8 @@
 //! them, in order, to a [`PresenceSink`]. [`Webhooks`] is one such sink: it
 //! POSTs each event, signed, to the configured URLs without ever making the
 //! tracker wait. The presence stream (`GET /api/v1/presence/stream`) is fed
-//! by another sink.
+//! by another ([`stream`]). The hub's registry drives the tracker through
+//! [`hook`]: identity connections opening and closing, with their reasons.
 //!
 //! | file | role |
 //! |---|---|
@@ -16,11 +17,15 @@
 //! | `webhook` | bounded per-URL queues, workers, delivery, metrics |
 //! | `signature` | the HMAC-SHA256 signature and its verification |
 //! | `retry` | which failures are retried, exponential back-off with jitter |
+//! | `hook` | the tracker as the hub registry's presence hook |
+//! | `stream` | the sink that publishes onto the presence stream |
 
 pub mod event;
+pub mod hook;
 pub mod retry;
 pub mod signature;
 pub mod sink;
+pub mod stream;
 pub mod tracker;
 #[cfg(test)]
 mod tracker_tests;
