@@ -261,6 +261,11 @@ impl Hub {
         counts
     }
 
+    /// Identity inboxes open now (idle ones are closed, see `inboxes`).
+    pub fn open_inboxes(&self) -> usize {
+        self.broker.open_inboxes()
+    }
+
     pub fn persistence_available(&self) -> bool {
         self.broker.persistent()
     }
