@@ -37,6 +37,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pubsubs/{id}/events"),
     ("POST", "/api/v1/pubsubs/{id}/events"),
     ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/stream"),
+    ("POST", "/api/v1/send"),
+    ("POST", "/api/v1/tokens"),
     ("GET", "/api/v1/metrics"),
     ("GET", "/api/v1/metrics/stream"),
     ("GET", "/metrics"),
@@ -49,6 +52,7 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 const STATIC_ID: &str = "status";
+const JWT_SECRET: &str = "openapi-test-identity-secret-32-bytes!";
 const STATIC_TOKEN: &str = "static-topic-token";
 const BODY_LIMIT: u64 = 4096;
 
@@ -659,6 +663,8 @@ async fn start() -> TestServer {
             name: Some("Status".into()),
             token: Secret::new(STATIC_TOKEN),
         }];
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.identity.default_app = "shop".into();
     })
     .await
 }
@@ -1262,4 +1268,193 @@ async fn multi_topic_stream_matches_the_spec() {
         check(&spec, "GET", TOPICS, resp).await;
     }
     server.stop().await;
+}
+
+/// Mints an identity token through the API (so the test depends on no JWT
+/// library of its own).
+async fn mint(server: &TestServer, body: Value) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/api/v1/tokens"))
+        .bearer_auth(API_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn identity_endpoints_match_the_spec() {
+    const STREAM: &str = "/api/v1/stream";
+    const SEND: &str = "/api/v1/send";
+    const TOKENS: &str = "/api/v1/tokens";
+    let spec = spec();
+    let server = start().await;
+    let http = &server.http;
+
+    // Minting, and its errors.
+    let minted = check(
+        &spec,
+        "POST",
+        TOKENS,
+        mint(
+            &server,
+            json!({"user": "u-42", "device": "phone-1", "topics": [STATIC_ID], "ttl": 60}),
+        )
+        .await,
+    )
+    .await;
+    let token = minted["token"].as_str().expect("token").to_string();
+    for (body, want) in [
+        (json!({"user": "u", "ttl": 0}), 400),
+        (json!({"user": ""}), 400),
+        (json!({"user": "u", "nope": 1}), 400),
+    ] {
+        let resp = mint(&server, body).await;
+        assert_eq!(resp.status().as_u16(), want);
+        check(&spec, "POST", TOKENS, resp).await;
+    }
+    let resp = http
+        .post(server.url(TOKENS))
+        .json(&json!({"user": "u"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    check(&spec, "POST", TOKENS, resp).await;
+
+    // The stream: header, query and cookie tokens; the documented frames.
+    let url = server.url(STREAM);
+    for req in [
+        http.get(&url).bearer_auth(&token),
+        http.get(&url).query(&[("access_token", &token)]),
+        http.get(&url)
+            .header("Cookie", format!("sser_token={token}")),
+    ] {
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        check_head(&spec, "GET", STREAM, resp.status(), resp.headers());
+        assert!(resp.headers().contains_key("x-connection-id"));
+        assert_eq!(read_until(&mut resp, "\n\n").await, "retry: 3000\n: ok\n\n");
+    }
+    let mut resp = http
+        .get(&url)
+        .query(&[("topic", STATIC_ID)])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    read_until(&mut resp, ": ok\n\n").await;
+
+    // Sending, and its errors.
+    let sent = check(
+        &spec,
+        "POST",
+        SEND,
+        http.post(server.url(SEND))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({"users": ["u-42"], "type": "order", "message": {"total": 12}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sent["reached"], 1);
+    let text = read_until(&mut resp, "event: @user:order\ndata: {\"total\":12}\n\n").await;
+    assert!(text.starts_with("id: "), "a cursor id: {text:?}");
+    for (body, want) in [
+        (json!({"users": [], "message": 1}), 400),
+        (json!({"id": "a\nb", "message": 1}), 400),
+        (
+            json!({"devices": [{"user": "u-42", "device": "phone-1"}], "message": "ring"}),
+            201,
+        ),
+        (json!({"app": "shop", "message": "all"}), 201),
+    ] {
+        let resp = http
+            .post(server.url(SEND))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{body}");
+        check(&spec, "POST", SEND, resp).await;
+    }
+    let resp = http
+        .post(server.url(SEND))
+        .bearer_auth(&token)
+        .json(&json!({"message": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    check(&spec, "POST", SEND, resp).await;
+
+    // The stream's errors, in the documented order.
+    for (req, want, reason) in [
+        (http.get(&url), 401, Some("token_missing")),
+        (
+            http.get(&url).bearer_auth("x.y.z"),
+            401,
+            Some("token_malformed"),
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "no-such-topic")])
+                .bearer_auth("bad"),
+            401,
+            Some("token_malformed"),
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "other")])
+                .bearer_auth(&token),
+            403,
+            None,
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "a b")])
+                .bearer_auth(&token),
+            400,
+            None,
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{}", resp.url());
+        let body = check(&spec, "GET", STREAM, resp).await;
+        if let Some(reason) = reason {
+            assert_eq!(body["error"]["reason"], reason);
+        }
+    }
+    let any = mint(&server, json!({"user": "u", "topics": ["*"]})).await;
+    let any: Value = any.json().await.unwrap();
+    let resp = http
+        .get(&url)
+        .query(&[("topic", "no-such-topic")])
+        .bearer_auth(any["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    check(&spec, "GET", STREAM, resp).await;
+    server.stop().await;
+
+    // Identity off: 501 on all three.
+    let off = TestServer::start().await;
+    for (method, path) in [("GET", STREAM), ("POST", SEND), ("POST", TOKENS)] {
+        let req = match method {
+            "GET" => off.http.get(off.url(path)).bearer_auth("a.b.c"),
+            _ => off
+                .http
+                .post(off.url(path))
+                .bearer_auth(API_TOKEN)
+                .json(&json!({"user": "u", "message": 1})),
+        };
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 501, "{path}");
+        check(&spec, method, path, resp).await;
+    }
+    off.stop().await;
 }
