@@ -22,12 +22,12 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use serde_json::{Value, json};
 
 use super::connection::Connection;
 use super::connection::Owner;
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
+use super::notices;
 use super::{Hub, HubError};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
@@ -352,31 +352,15 @@ impl Feed {
             // SSER's last message when its one topic is deleted.
             None => (sse::closed_frame(), true),
             Some(key) => {
-                let mut notice = json!({
-                    "status": "closed",
-                    "message": "the topic was deleted; the other topics of this connection go on",
-                });
-                name_stream(&mut notice, key);
                 let open = self.streams.iter().any(|s| s.ticket.is_some());
-                (
-                    sse::encode_notice("sser.closed", &notice.to_string()),
-                    !open,
-                )
+                (notices::closed(key), !open)
             }
         }
     }
 
     async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
         let oldest = self.broker.oldest(&self.streams[slot].key).await;
-        let mut notice = json!({
-            "status": "history_truncated",
-            "message": message,
-            "oldest_retained_seq": position_json(oldest),
-        });
-        if let Some(key) = self.framing.stream(slot) {
-            name_stream(&mut notice, key);
-        }
-        sse::encode_notice("sser.history_truncated", &notice.to_string())
+        notices::truncated(message, oldest, self.framing.stream(slot))
     }
 
     fn lagged_notice(&self, slot: usize, why: &str) -> Bytes {
@@ -389,44 +373,7 @@ impl Feed {
             why,
             "subscriber disconnected: fell behind"
         );
-        let mut notice = json!({
-            "status": "lagged",
-            "message": format!("{why}; reconnect with Last-Event-ID to resume"),
-            "last_seq": position_json(Some(cursor)),
-        });
-        if let Some(key) = self.framing.stream(slot) {
-            name_stream(&mut notice, key);
-        }
-        sse::encode_notice("sser.lagged", &notice.to_string())
-    }
-}
-
-/// The last event of a stream whose identity token expired.
-fn token_expired_notice() -> Bytes {
-    let notice = json!({
-        "status": "token_expired",
-        "message": "the identity token has expired; reconnect with a fresh token (and Last-Event-ID to resume)",
-    });
-    sse::encode_notice("sser.token_expired", &notice.to_string())
-}
-
-/// Says which stream a notice is about: `"topic": <id>` for a topic (as
-/// multi-topic clients read it), `"stream": "@user"` (its event label) for an
-/// identity's inbox.
-fn name_stream(notice: &mut Value, key: &StreamKey) {
-    match key.topic() {
-        Some(topic) => notice["topic"] = json!(topic.as_str()),
-        None => notice["stream"] = json!(super::framing::label(key)),
-    }
-}
-
-/// A position in a notice: a number for a sequence (what SSER-era clients
-/// read), else its text.
-fn position_json(position: Option<Position>) -> Value {
-    match position.map(Position::parts) {
-        None => Value::Null,
-        Some((seq, 0)) => json!(seq),
-        Some(_) => json!(position.map(|p| p.to_string())),
+        notices::lagged(why, cursor, self.framing.stream(slot))
     }
 }
 
@@ -474,7 +421,7 @@ impl Subscription {
                     // expired token's stream open.
                     Some(sleep) => tokio::select! {
                         biased;
-                        () = sleep.as_mut() => Item::End(Some(token_expired_notice())),
+                        () = sleep.as_mut() => Item::End(Some(notices::token_expired())),
                         item = feed.conn.outbox().next() => item,
                     },
                 };

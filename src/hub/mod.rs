@@ -16,6 +16,7 @@ pub mod connections;
 pub mod feed;
 mod framing;
 pub mod inboxes;
+mod notices;
 pub mod topic;
 
 use std::collections::HashMap;
