@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
 //! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
-//! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
+//! | [`hub`] | topics, identity inboxes (app, user, device) and targeted sends, connections and their registry, fan-out, order, slow-consumer policy |
 //! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
@@ -24,6 +24,9 @@
 //! SSE frame once ([`sse::encode_event`]), appends it to the topic's history
 //! and sends it on the topic's broadcast channel → each subscriber's
 //! [`hub::Subscription`] stream yields the shared `Bytes` to its HTTP body.
+//! `POST /api/v1/send` is the same path on identities' inbox streams
+//! ([`hub::Hub::send`]), and `GET /api/v1/stream` one connection on an
+//! identity's inboxes and topics ([`hub::Hub::connect`]).
 //!
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 

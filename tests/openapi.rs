@@ -37,6 +37,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pubsubs/{id}/events"),
     ("POST", "/api/v1/pubsubs/{id}/events"),
     ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/stream"),
+    ("POST", "/api/v1/send"),
+    ("POST", "/api/v1/tokens"),
     ("GET", "/api/v1/connections"),
     ("DELETE", "/api/v1/connections/{id}"),
     ("POST", "/api/v1/kick"),
@@ -54,6 +57,7 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 const STATIC_ID: &str = "status";
+const JWT_SECRET: &str = "openapi-test-identity-secret-32-bytes!";
 const STATIC_TOKEN: &str = "static-topic-token";
 const BODY_LIMIT: u64 = 4096;
 
@@ -664,6 +668,8 @@ async fn start() -> TestServer {
             name: Some("Status".into()),
             token: Secret::new(STATIC_TOKEN),
         }];
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.identity.default_app = "shop".into();
     })
     .await
 }
@@ -1267,4 +1273,397 @@ async fn multi_topic_stream_matches_the_spec() {
         check(&spec, "GET", TOPICS, resp).await;
     }
     server.stop().await;
+}
+
+/// Mints an identity token through the API (so the test depends on no JWT
+/// library of its own).
+async fn mint(server: &TestServer, body: Value) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/api/v1/tokens"))
+        .bearer_auth(API_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn identity_endpoints_match_the_spec() {
+    const STREAM: &str = "/api/v1/stream";
+    const SEND: &str = "/api/v1/send";
+    const TOKENS: &str = "/api/v1/tokens";
+    let spec = spec();
+    let server = start().await;
+    let http = &server.http;
+
+    // Minting, and its errors.
+    let minted = check(
+        &spec,
+        "POST",
+        TOKENS,
+        mint(
+            &server,
+            json!({"user": "u-42", "device": "phone-1", "topics": [STATIC_ID], "ttl": 60}),
+        )
+        .await,
+    )
+    .await;
+    let token = minted["token"].as_str().expect("token").to_string();
+    for (body, want) in [
+        (json!({"user": "u", "ttl": 0}), 400),
+        (json!({"user": ""}), 400),
+        (json!({"user": "u", "nope": 1}), 400),
+    ] {
+        let resp = mint(&server, body).await;
+        assert_eq!(resp.status().as_u16(), want);
+        check(&spec, "POST", TOKENS, resp).await;
+    }
+    let resp = http
+        .post(server.url(TOKENS))
+        .json(&json!({"user": "u"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    check(&spec, "POST", TOKENS, resp).await;
+
+    // The stream: header, query and cookie tokens; the documented frames.
+    let url = server.url(STREAM);
+    for req in [
+        http.get(&url).bearer_auth(&token),
+        http.get(&url).query(&[("access_token", &token)]),
+        http.get(&url)
+            .header("Cookie", format!("sser_token={token}")),
+    ] {
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        check_head(&spec, "GET", STREAM, resp.status(), resp.headers());
+        assert!(resp.headers().contains_key("x-connection-id"));
+        assert_eq!(read_until(&mut resp, "\n\n").await, "retry: 3000\n: ok\n\n");
+    }
+    let mut resp = http
+        .get(&url)
+        .query(&[("topic", STATIC_ID)])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    read_until(&mut resp, ": ok\n\n").await;
+
+    // Sending, and its errors.
+    let sent = check(
+        &spec,
+        "POST",
+        SEND,
+        http.post(server.url(SEND))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({"users": ["u-42"], "type": "order", "message": {"total": 12}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sent["reached"], 1);
+    let text = read_until(&mut resp, "event: @user:order\ndata: {\"total\":12}\n\n").await;
+    assert!(text.starts_with("id: "), "a cursor id: {text:?}");
+    for (body, want) in [
+        (json!({"users": [], "message": 1}), 400),
+        (json!({"id": "a\nb", "message": 1}), 400),
+        (
+            json!({"devices": [{"user": "u-42", "device": "phone-1"}], "message": "ring"}),
+            201,
+        ),
+        (json!({"app": "shop", "message": "all"}), 201),
+    ] {
+        let resp = http
+            .post(server.url(SEND))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{body}");
+        check(&spec, "POST", SEND, resp).await;
+    }
+    let resp = http
+        .post(server.url(SEND))
+        .bearer_auth(&token)
+        .json(&json!({"message": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    check(&spec, "POST", SEND, resp).await;
+
+    // The stream's errors, in the documented order.
+    for (req, want, reason) in [
+        (http.get(&url), 401, Some("token_missing")),
+        (
+            http.get(&url).bearer_auth("x.y.z"),
+            401,
+            Some("token_malformed"),
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "no-such-topic")])
+                .bearer_auth("bad"),
+            401,
+            Some("token_malformed"),
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "other")])
+                .bearer_auth(&token),
+            403,
+            None,
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "a b")])
+                .bearer_auth(&token),
+            400,
+            None,
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{}", resp.url());
+        let body = check(&spec, "GET", STREAM, resp).await;
+        if let Some(reason) = reason {
+            assert_eq!(body["error"]["reason"], reason);
+        }
+    }
+    let any = mint(&server, json!({"user": "u", "topics": ["*"]})).await;
+    let any: Value = any.json().await.unwrap();
+    let resp = http
+        .get(&url)
+        .query(&[("topic", "no-such-topic")])
+        .bearer_auth(any["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    check(&spec, "GET", STREAM, resp).await;
+    server.stop().await;
+
+    // Identity off: 501 on all three.
+    let off = TestServer::start().await;
+    for (method, path) in [("GET", STREAM), ("POST", SEND), ("POST", TOKENS)] {
+        let req = match method {
+            "GET" => off.http.get(off.url(path)).bearer_auth("a.b.c"),
+            _ => off
+                .http
+                .post(off.url(path))
+                .bearer_auth(API_TOKEN)
+                .json(&json!({"user": "u", "message": 1})),
+        };
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 501, "{path}");
+        check(&spec, method, path, resp).await;
+    }
+    off.stop().await;
+}
+
+#[tokio::test]
+async fn registry_endpoints_match_the_spec() {
+    const LIST: &str = "/api/v1/connections";
+    const ONE: &str = "/api/v1/connections/{id}";
+    const KICK: &str = "/api/v1/kick";
+    const USER: &str = "/api/v1/apps/{app}/users/{user}";
+    const PRESENCE: &str = "/api/v1/presence/stream";
+    let spec = spec();
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.identity.limits.max_connections_per_user = sser::config::Count(2);
+    })
+    .await;
+    let http = &server.http;
+    let token_of = |user: &'static str, device: &'static str| {
+        let server = &server;
+        async move {
+            let minted: Value = mint(server, json!({"user": user, "device": device}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            minted["token"].as_str().unwrap().to_string()
+        }
+    };
+    let phone = token_of("u-42", "phone-1").await;
+
+    // The presence stream, then an identity connection it reports.
+    let mut presence = http
+        .get(server.url(PRESENCE))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(presence.status(), 200);
+    check_head(
+        &spec,
+        "GET",
+        PRESENCE,
+        presence.status(),
+        presence.headers(),
+    );
+    let mut stream = http
+        .get(server.url("/api/v1/stream"))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let id = stream.headers()["x-connection-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = read_until(&mut presence, "event: device_online\n").await;
+    let data = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    assert_valid(
+        &spec,
+        spec.schema("PresenceEvent"),
+        &serde_json::from_str(data).unwrap(),
+        "presence event",
+    );
+
+    // Listing, with every token kind, and its errors.
+    for (token, path) in [
+        (API_TOKEN, format!("{LIST}?app=default&limit=1")),
+        (METRICS_TOKEN, format!("{LIST}?app=default&user=u-42")),
+        (phone.as_str(), LIST.to_string()),
+    ] {
+        let resp = http
+            .get(server.url(&path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let page = check(&spec, "GET", LIST, resp).await;
+        assert_eq!(page["connections"][0]["id"], id.as_str());
+    }
+    for (token, query, want) in [
+        (API_TOKEN, "?limit=0", 400),
+        ("wrong", "", 401),
+        (phone.as_str(), "?user=someone-else", 403),
+    ] {
+        let resp = http
+            .get(server.url(&format!("{LIST}{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{query}");
+        check(&spec, "GET", LIST, resp).await;
+    }
+
+    // A user's presence.
+    for (token, path, want) in [
+        (METRICS_TOKEN, "/api/v1/apps/default/users/u-42", 200),
+        (phone.as_str(), "/api/v1/apps/default/users/u-42", 200),
+        (API_TOKEN, "/api/v1/apps/default/users/nobody", 200),
+        (phone.as_str(), "/api/v1/apps/default/users/nobody", 403),
+    ] {
+        let resp = http
+            .get(server.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path}");
+        check(&spec, "GET", USER, resp).await;
+    }
+
+    // Admission refusals on the identity stream: the limit (429).
+    let _second = http
+        .get(server.url("/api/v1/stream"))
+        .bearer_auth(token_of("u-42", "laptop").await)
+        .send()
+        .await
+        .unwrap();
+    let resp = http
+        .get(server.url("/api/v1/stream"))
+        .bearer_auth(token_of("u-42", "tablet").await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    check(&spec, "GET", "/api/v1/stream", resp).await;
+
+    // Kicks: by id (with a block: 403 on the way back in), by user.
+    let resp = http
+        .delete(server.url(&format!("/api/v1/connections/{id}")))
+        .query(&[("reason", "maintenance"), ("block_seconds", "60")])
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check(&spec, "DELETE", ONE, resp).await, json!({"ended": 1}));
+    let text = read_until(&mut stream, "event: sser.kicked\n").await;
+    let notice = text.rsplit("data: ").next().unwrap().trim();
+    assert_valid(
+        &spec,
+        spec.schema("SseNotice"),
+        &serde_json::from_str(notice).unwrap(),
+        "sser.kicked",
+    );
+    let resp = http
+        .get(server.url("/api/v1/stream"))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().contains_key("retry-after"));
+    check(&spec, "GET", "/api/v1/stream", resp).await;
+    for (token, want) in [(API_TOKEN, 404), (METRICS_TOKEN, 401)] {
+        let resp = http
+            .delete(server.url(&format!("/api/v1/connections/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want);
+        check(&spec, "DELETE", ONE, resp).await;
+    }
+    for (body, want) in [
+        (json!({"users": ["u-42"], "reason": "bye"}), 200),
+        (json!({"devices": [{"user": "u-42", "device": "x"}]}), 200),
+        (json!({}), 400),
+        (json!({"users": ["u"], "block_seconds": 0}), 400),
+    ] {
+        let resp = http
+            .post(server.url(KICK))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{body}");
+        check(&spec, "POST", KICK, resp).await;
+    }
+    server.stop().await;
+
+    // Kicks need identity on.
+    let server = start_plain().await;
+    let resp = server
+        .http
+        .post(server.url(KICK))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"users": ["u"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 501);
+    check(&spec, "POST", KICK, resp).await;
+    server.stop().await;
+}
+
+/// A server without identity tokens.
+async fn start_plain() -> TestServer {
+    TestServer::start().await
 }

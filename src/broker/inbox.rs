@@ -125,3 +125,90 @@ impl LocalBroker {
         closed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Broker, NewEvent, Outbox};
+
+    fn retention() -> Retention {
+        Retention {
+            max_events: Some(10),
+            ..Retention::default()
+        }
+    }
+
+    fn event(data: &str) -> NewEvent {
+        NewEvent::new(None, None, data.to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn idle_empty_inboxes_close_at_the_second_sweep_and_reopen_later() {
+        let broker = LocalBroker::in_memory();
+        let quiet = StreamKey::user("shop", "quiet");
+        let busy = StreamKey::user("shop", "busy");
+        let followed = StreamKey::app("shop");
+        for key in [&quiet, &busy, &followed] {
+            broker.open_inbox(key, retention()).await.unwrap();
+            broker.open_inbox(key, retention()).await.unwrap();
+        }
+        assert_eq!(broker.open_inboxes(), 3, "opening twice opens once");
+        let first = broker.publish(&busy, event("kept")).await.unwrap();
+        let outbox = Arc::new(Outbox::new(8));
+        let ticket = broker.follow(&followed, &outbox, 0).await.unwrap();
+
+        assert_eq!(broker.close_idle_inboxes(), 0, "first sweep only marks");
+        assert_eq!(broker.close_idle_inboxes(), 1, "second sweep closes");
+        assert_eq!(
+            broker.open_inboxes(),
+            2,
+            "history and followers keep theirs"
+        );
+        assert!(matches!(
+            broker.publish(&quiet, event("x")).await,
+            Err(BrokerError::NotFound)
+        ));
+
+        drop(ticket);
+        broker.close_idle_inboxes();
+        assert_eq!(broker.close_idle_inboxes(), 1);
+        assert_eq!(broker.open_inboxes(), 1, "only the one with history");
+        let _ = first;
+    }
+
+    #[tokio::test]
+    async fn a_reopened_memory_inbox_never_reuses_a_position() {
+        let broker = LocalBroker::in_memory();
+        let key = StreamKey::user("shop", "u");
+        let short = Retention {
+            max_age: Some(std::time::Duration::from_millis(1)),
+            ..retention()
+        };
+        broker.open_inbox(&key, short).await.unwrap();
+        let first = broker.publish(&key, event("a")).await.unwrap();
+        // Its history expires; then two sweeps close it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while broker.open_inboxes() > 0 {
+            assert!(std::time::Instant::now() < deadline, "inbox never closed");
+            broker.close_idle_inboxes();
+            tokio::task::yield_now().await;
+        }
+        broker.open_inbox(&key, short).await.unwrap();
+        let next = broker.publish(&key, event("b")).await.unwrap();
+        assert!(next.position > first.position, "{next:?} after {first:?}");
+    }
+
+    #[tokio::test]
+    async fn a_follow_between_sweeps_clears_the_mark() {
+        let broker = LocalBroker::in_memory();
+        let key = StreamKey::device("shop", "u", "phone");
+        broker.open_inbox(&key, retention()).await.unwrap();
+        broker.close_idle_inboxes();
+        let outbox = Arc::new(Outbox::new(8));
+        drop(broker.follow(&key, &outbox, 0).await.unwrap());
+        assert_eq!(broker.close_idle_inboxes(), 0, "used since the last sweep");
+        assert_eq!(broker.close_idle_inboxes(), 1);
+        let topic = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
+        assert!(broker.open_inbox(&topic, retention()).await.is_err());
+    }
+}

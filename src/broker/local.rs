@@ -238,6 +238,10 @@ impl Broker for LocalBroker {
         self.sweep_idle_inboxes()
     }
 
+    fn open_inboxes(&self) -> usize {
+        self.streams.read().keys().filter(|k| k.is_inbox()).count()
+    }
+
     async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError> {
         let local = self
             .streams

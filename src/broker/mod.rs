@@ -109,6 +109,9 @@ pub trait Broker: Send + Sync + 'static {
     /// Returns how many inboxes it closed.
     fn close_idle_inboxes(&self) -> usize;
 
+    /// Inboxes open on this node now (for metrics and the dashboard).
+    fn open_inboxes(&self) -> usize;
+
     /// Deletes a stream: its followers are told ([`Item::Closed`]), its
     /// history and (when persistent) its record are dropped.
     async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError>;

@@ -13,8 +13,9 @@
 //! `Last-Event-ID` (or `?last_event_id=`, or `earliest`) resumes every
 //! inbox and topic exactly, including what was sent while the user was
 //! offline. The stream ends with `sser.token_expired` when the token
-//! expires (`exp`, plus the `identity.leeway` that admitted it), so the
-//! client reconnects with a fresh one.
+//! expires (at the end of its `exp` second, plus the `identity.leeway` that
+//! admitted it: the moment it would be refused), so the client reconnects
+//! with a fresh one.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -62,9 +63,12 @@ pub async fn stream(
         .identity
         .as_ref()
         .map_or(Duration::ZERO, |i| i.tokens.settings().leeway);
+    // The first instant the token no longer verifies: verification accepts
+    // it through the whole `exp` second, plus the leeway, so ending the
+    // stream any earlier would let the same token straight back in.
     let expires_at = identity
         .expires_at
-        .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp) + leeway);
+        .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp.saturating_add(1)) + leeway);
     let owner = Owner::new(&identity.app, &identity.user, identity.device.as_deref());
     let span = tracing::Span::current();
     if !ids.is_empty() {

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde_json::json;
 
+use super::notices;
 use crate::broker::Outbox;
 use crate::model::StreamKey;
 use crate::sse;
@@ -85,32 +85,12 @@ impl EndReason {
     /// `EventSource` can tell why (`addEventListener("sser.kicked", …)`),
     /// before the stream ends and it reconnects.
     pub(crate) fn farewell(&self) -> Bytes {
-        let (event, notice) = match self {
-            EndReason::Kicked { reason } => (
-                "sser.kicked",
-                json!({
-                    "status": "kicked",
-                    "reason": reason,
-                    "message": "this connection was ended by the server's operator",
-                }),
-            ),
-            EndReason::TakenOver => (
-                "sser.taken_over",
-                json!({
-                    "status": "taken_over",
-                    "message": "a newer connection of this device took over; this one ends",
-                }),
-            ),
-            EndReason::Expired => (
-                "sser.token_expired",
-                json!({
-                    "status": "token_expired",
-                    "message": "the identity token has expired; reconnect with a fresh token (and Last-Event-ID to resume)",
-                }),
-            ),
-            EndReason::Shutdown => return sse::comment_frame(super::feed::SHUTDOWN_NOTICE),
-        };
-        sse::encode_notice(event, &notice.to_string())
+        match self {
+            EndReason::Kicked { reason } => notices::kicked(reason.as_deref()),
+            EndReason::TakenOver => notices::taken_over(),
+            EndReason::Expired => notices::token_expired(),
+            EndReason::Shutdown => sse::comment_frame(super::feed::SHUTDOWN_NOTICE),
+        }
     }
 }
 

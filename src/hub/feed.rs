@@ -23,12 +23,12 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use serde_json::{Value, json};
 
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
+use super::notices;
 use super::{Hub, HubError};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
@@ -362,31 +362,15 @@ impl Feed {
             // SSER's last message when its one topic is deleted.
             None => (sse::closed_frame(), true),
             Some(key) => {
-                let mut notice = json!({
-                    "status": "closed",
-                    "message": "the topic was deleted; the other topics of this connection go on",
-                });
-                name_stream(&mut notice, key);
                 let open = self.streams.iter().any(|s| s.ticket.is_some());
-                (
-                    sse::encode_notice("sser.closed", &notice.to_string()),
-                    !open,
-                )
+                (notices::closed(key), !open)
             }
         }
     }
 
     async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
         let oldest = self.broker.oldest(&self.streams[slot].key).await;
-        let mut notice = json!({
-            "status": "history_truncated",
-            "message": message,
-            "oldest_retained_seq": position_json(oldest),
-        });
-        if let Some(key) = self.framing.stream(slot) {
-            name_stream(&mut notice, key);
-        }
-        sse::encode_notice("sser.history_truncated", &notice.to_string())
+        notices::truncated(message, oldest, self.framing.stream(slot))
     }
 
     fn lagged_notice(&self, slot: usize, why: &str) -> Bytes {
@@ -399,35 +383,7 @@ impl Feed {
             why,
             "subscriber disconnected: fell behind"
         );
-        let mut notice = json!({
-            "status": "lagged",
-            "message": format!("{why}; reconnect with Last-Event-ID to resume"),
-            "last_seq": position_json(Some(cursor)),
-        });
-        if let Some(key) = self.framing.stream(slot) {
-            name_stream(&mut notice, key);
-        }
-        sse::encode_notice("sser.lagged", &notice.to_string())
-    }
-}
-
-/// Says which stream a notice is about: `"topic": <id>` for a topic (as
-/// multi-topic clients read it), `"stream": "@user"` (its event label) for an
-/// identity's inbox.
-fn name_stream(notice: &mut Value, key: &StreamKey) {
-    match key.topic() {
-        Some(topic) => notice["topic"] = json!(topic.as_str()),
-        None => notice["stream"] = json!(super::framing::label(key)),
-    }
-}
-
-/// A position in a notice: a number for a sequence (what SSER-era clients
-/// read), else its text.
-fn position_json(position: Option<Position>) -> Value {
-    match position.map(Position::parts) {
-        None => Value::Null,
-        Some((seq, 0)) => json!(seq),
-        Some(_) => json!(position.map(|p| p.to_string())),
+        notices::lagged(why, cursor, self.framing.stream(slot))
     }
 }
 
@@ -479,7 +435,7 @@ impl Subscription {
                             // Out of the registry now, presence reason
                             // `expired`; the notice is written below.
                             feed.guard.registration.end(&EndReason::Expired);
-                            Item::End(Some(EndReason::Expired.farewell()))
+                            Item::End(Some(notices::token_expired()))
                         }
                         item = feed.conn.outbox().next() => item,
                     },

@@ -20,6 +20,7 @@ pub mod connections;
 pub mod feed;
 mod framing;
 pub mod inboxes;
+mod notices;
 pub mod owners;
 pub mod topic;
 
@@ -275,6 +276,11 @@ impl Hub {
             counts.active_topics += u64::from(topic.subscriber_count() > 0);
         }
         counts
+    }
+
+    /// Identity inboxes open now (idle ones are closed, see `inboxes`).
+    pub fn open_inboxes(&self) -> usize {
+        self.broker.open_inboxes()
     }
 
     pub fn persistence_available(&self) -> bool {

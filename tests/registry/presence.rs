@@ -160,11 +160,7 @@ impl Receiver {
     }
 }
 
-async fn receive(
-    State(hits): State<Hits>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(hits): State<Hits>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let signature = headers
         .get("x-sser-signature")
         .and_then(|v| v.to_str().ok())
