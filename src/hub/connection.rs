@@ -99,7 +99,9 @@ pub struct Connection {
     outbox: Arc<Outbox>,
     streams: Box<[StreamKey]>,
     opened_at_ms: u64,
-    owner: Option<Owner>,
+    /// Boxed: most connections have none, and an idle one should not carry
+    /// three empty names.
+    owner: Option<Box<Owner>>,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
     /// The chunk that carried the `id:` line of the last event written.
@@ -121,7 +123,7 @@ impl Connection {
             outbox,
             streams,
             opened_at_ms: crate::model::now_ms(),
-            owner,
+            owner: owner.map(Box::new),
             remote,
             last_sent: Mutex::new(None),
         }
@@ -147,7 +149,7 @@ impl Connection {
 
     /// Who it belongs to; `None` for a topic connection.
     pub fn owner(&self) -> Option<&Owner> {
-        self.owner.as_ref()
+        self.owner.as_deref()
     }
 
     /// The peer's address, when the listener knew it.

@@ -19,7 +19,9 @@
 //! when it is kicked or taken over: from then on it is no longer listed or
 //! counted, while its stream sends what was queued and its farewell.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
@@ -27,7 +29,7 @@ use parking_lot::Mutex;
 
 use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, TakeoverPolicy};
 use super::connection::{Connection, EndReason, Owner};
-use super::owners::{ConnId, OwnerIndex, Selector};
+use super::owners::{ConnId, OwnerIndex, Selector, lower};
 use crate::model::StreamKey;
 
 /// What the registry tells presence: an identity connection opened, and
@@ -51,8 +53,12 @@ pub struct Connections {
 
 #[derive(Default)]
 struct Registry {
-    by_id: BTreeMap<ConnId, Entry>,
-    owners: OwnerIndex,
+    /// Every connection, ordered by id (for stable pages); an entry is one
+    /// pointer, so an idle topic connection costs the registry 8 bytes and a
+    /// tree slot.
+    by_id: BTreeSet<ById>,
+    /// Identity connections by owner, each with its presence hold.
+    owners: OwnerIndex<Option<Box<dyn PresenceHold>>>,
     /// Identity connections per client IP.
     per_ip: PerIp,
     blocks: Blocks,
@@ -62,9 +68,33 @@ struct Registry {
     stopping: bool,
 }
 
-struct Entry {
-    conn: Arc<Connection>,
-    presence: Option<Box<dyn PresenceHold>>,
+/// A connection in the registry, ordered and found by its id.
+struct ById(Arc<Connection>);
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.id().cmp(other.0.id())
+    }
+}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for ById {}
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
 }
 
 /// A connection's membership; dropping it unregisters the connection.
@@ -147,27 +177,23 @@ impl Connections {
             return Err(Refusal::Stopping);
         }
         let id = conn.id_arc().clone();
-        let presence = match conn.owner() {
-            None => None,
-            Some(owner) => {
-                let victim = self.admit(&mut r, &conn, owner)?;
-                // The newcomer's presence opens before the old connection's
-                // closes: the device never looks offline in between.
-                let hold = self.presence.get().map(|p| p.open(owner, &id));
-                r.owners.insert(owner, &id);
-                if let Some(ip) = conn.remote().map(|a| a.ip()) {
-                    r.per_ip.add(ip);
-                }
-                if let Some(victim) = victim {
-                    Self::remove_locked(&mut r, &victim, Some(&EndReason::TakenOver), true);
-                }
-                hold
+        if let Some(owner) = conn.owner() {
+            let victim = self.admit(&mut r, &conn, owner)?;
+            // The newcomer's presence opens before the old connection's
+            // closes: the device never looks offline in between.
+            let hold = self.presence.get().map(|p| p.open(owner, &id));
+            r.owners.insert(owner, &id, hold);
+            if let Some(ip) = conn.remote().map(|a| a.ip()) {
+                r.per_ip.add(ip);
             }
-        };
+            if let Some(victim) = victim {
+                Self::remove_locked(&mut r, &victim, Some(&EndReason::TakenOver), true);
+            }
+        }
         if conn.streams().first() == Some(&StreamKey::Presence) {
             r.presence_streams += 1;
         }
-        r.by_id.insert(id.clone(), Entry { conn, presence });
+        r.by_id.insert(ById(conn));
         Ok(Registration {
             registry: self.clone(),
             id,
@@ -193,7 +219,7 @@ impl Connections {
         if victim.is_some() && rules.takeover == TakeoverPolicy::Reject {
             return Err(Refusal::DeviceBusy);
         }
-        let victim_entry = victim.as_ref().and_then(|v| r.by_id.get(v));
+        let victim_conn = victim.as_ref().and_then(|v| r.by_id.get(&**v));
         let limit = rules.max_connections_per_user;
         let leaving = usize::from(victim.is_some());
         if limit > 0 && r.owners.user_count(&owner.app, &owner.user) - leaving >= limit {
@@ -203,7 +229,7 @@ impl Connections {
         if limit > 0
             && let Some(ip) = conn.remote().map(|a| a.ip())
         {
-            let same_ip = victim_entry.is_some_and(|e| e.conn.remote().map(|a| a.ip()) == Some(ip));
+            let same_ip = victim_conn.is_some_and(|v| v.0.remote().map(|a| a.ip()) == Some(ip));
             if r.per_ip.get(ip) - usize::from(same_ip) >= limit {
                 return Err(Refusal::IpLimit { limit });
             }
@@ -214,21 +240,19 @@ impl Connections {
     /// Takes `id` out of every index and closes its presence with `why`;
     /// with `farewell`, queues the notice that ends its stream.
     fn remove_locked(r: &mut Registry, id: &str, why: Option<&EndReason>, farewell: bool) -> bool {
-        let Some(mut entry) = r.by_id.remove(id) else {
+        let Some(ById(conn)) = r.by_id.take(id) else {
             return false;
         };
-        let conn = &entry.conn;
         if let Some(owner) = conn.owner() {
-            r.owners.remove(owner, id);
+            if let Some(Some(hold)) = r.owners.remove(owner, id) {
+                hold.close(why);
+            }
             if let Some(ip) = conn.remote().map(|a| a.ip()) {
                 r.per_ip.remove(ip);
             }
         }
         if conn.streams().first() == Some(&StreamKey::Presence) {
             r.presence_streams -= 1;
-        }
-        if let Some(hold) = entry.presence.take() {
-            hold.close(why);
         }
         if let Some(why) = why.filter(|_| farewell) {
             conn.end_because(why);
@@ -260,13 +284,13 @@ impl Connections {
         self.inner
             .lock()
             .by_id
-            .values()
-            .map(|e| e.conn.clone())
+            .iter()
+            .map(|c| c.0.clone())
             .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Connection>> {
-        self.inner.lock().by_id.get(id).map(|e| e.conn.clone())
+        self.inner.lock().by_id.get(id).map(|c| c.0.clone())
     }
 
     /// Up to `limit` connections, in id order after `after`: all of them
@@ -277,18 +301,16 @@ impl Connections {
         let ask = limit.saturating_add(1);
         let ids: Vec<ConnId> = match selector {
             Some(selector) => r.owners.page(selector, after, ask),
-            None => {
-                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-                r.by_id
-                    .range::<str, _>((start, Bound::Unbounded))
-                    .take(ask)
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            }
+            None => r
+                .by_id
+                .range::<str, _>((lower(after), Bound::Unbounded))
+                .take(ask)
+                .map(|c| c.0.id_arc().clone())
+                .collect(),
         };
         let mut connections: Vec<Arc<Connection>> = ids
             .iter()
-            .filter_map(|id| r.by_id.get(id).map(|e| e.conn.clone()))
+            .filter_map(|id| r.by_id.get(&**id).map(|c| c.0.clone()))
             .collect();
         let next = match connections.len() > limit {
             true => {
@@ -306,10 +328,9 @@ impl Connections {
         let r = self.inner.lock();
         let mut devices: BTreeMap<Option<Arc<str>>, DeviceSummary> = BTreeMap::new();
         for id in r.owners.user_conns(app, user) {
-            let Some(entry) = r.by_id.get(&id) else {
+            let Some(ById(conn)) = r.by_id.get(&*id) else {
                 continue;
             };
-            let conn = &entry.conn;
             let device = conn.owner().and_then(|o| o.device.clone());
             let summary = devices
                 .entry(device.clone())
@@ -334,9 +355,9 @@ impl Connections {
     /// its user) may not reconnect before then.
     pub fn end(&self, id: &str, why: EndReason, block_until: Option<u64>) -> Result<(), KickError> {
         let mut r = self.inner.lock();
-        let entry = r.by_id.get(id).ok_or(KickError::NotFound)?;
+        let ById(conn) = r.by_id.get(id).ok_or(KickError::NotFound)?;
         if let Some(until) = block_until {
-            let owner = entry.conn.owner().ok_or(KickError::NoIdentity)?;
+            let owner = conn.owner().ok_or(KickError::NoIdentity)?;
             let scope = BlockScope::of(owner);
             r.blocks.block(scope, until);
         }
@@ -368,8 +389,8 @@ impl Connections {
 
     /// Asks every connection for a keep-alive comment.
     pub(crate) fn heartbeat(&self) {
-        for entry in self.inner.lock().by_id.values() {
-            entry.conn.outbox().heartbeat();
+        for c in self.inner.lock().by_id.iter() {
+            c.0.outbox().heartbeat();
         }
     }
 
@@ -378,11 +399,13 @@ impl Connections {
     pub(crate) fn shut_down(&self) {
         let mut r = self.inner.lock();
         r.stopping = true;
-        for entry in r.by_id.values_mut() {
-            if let Some(hold) = entry.presence.take() {
+        for hold in r.owners.holds_mut() {
+            if let Some(hold) = hold.take() {
                 hold.close(Some(&EndReason::Shutdown));
             }
-            entry.conn.outbox().shutdown();
+        }
+        for c in r.by_id.iter() {
+            c.0.outbox().shutdown();
         }
     }
 }

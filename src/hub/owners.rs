@@ -10,9 +10,11 @@
 //! a page starts after the last id of the previous one, in O(log k).
 //!
 //! A (user, device) holds at most one connection: the registry decides
-//! take-over before it inserts (see `super::connections`).
+//! take-over before it inserts (see `super::connections`). Each identity
+//! connection's presence hold (`H`) lives here, beside its id, so topic
+//! connections pay nothing for presence.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -20,24 +22,31 @@ use super::connection::Owner;
 
 pub(crate) type ConnId = Arc<str>;
 
-#[derive(Default)]
-pub(crate) struct OwnerIndex {
-    apps: HashMap<Arc<str>, AppIndex>,
+pub(crate) struct OwnerIndex<H> {
+    apps: HashMap<Arc<str>, AppIndex<H>>,
     /// Identity connections in all applications.
     total: usize,
 }
 
-#[derive(Default)]
-struct AppIndex {
+struct AppIndex<H> {
     conns: BTreeSet<ConnId>,
-    users: HashMap<Arc<str>, UserIndex>,
+    users: HashMap<Arc<str>, UserIndex<H>>,
 }
 
-#[derive(Default)]
-struct UserIndex {
-    conns: BTreeSet<ConnId>,
+struct UserIndex<H> {
+    /// Each connection with what it holds (its presence).
+    conns: BTreeMap<ConnId, H>,
     /// Device name → its one live connection.
     devices: HashMap<Arc<str>, ConnId>,
+}
+
+impl<H> Default for OwnerIndex<H> {
+    fn default() -> Self {
+        OwnerIndex {
+            apps: HashMap::new(),
+            total: 0,
+        }
+    }
 }
 
 /// Which identity connections a lookup means.
@@ -49,7 +58,7 @@ pub enum Selector<'a> {
     Device(&'a str, &'a str, &'a str),
 }
 
-impl OwnerIndex {
+impl<H> OwnerIndex<H> {
     /// The live connection of `owner`'s device, if it has one.
     pub fn device_holder(&self, owner: &Owner) -> Option<&ConnId> {
         let device = owner.device.as_deref()?;
@@ -64,34 +73,46 @@ impl OwnerIndex {
         self.total
     }
 
-    fn user(&self, app: &str, user: &str) -> Option<&UserIndex> {
+    fn user(&self, app: &str, user: &str) -> Option<&UserIndex<H>> {
         self.apps.get(app)?.users.get(user)
     }
 
-    /// Adds `id`; the caller has made sure `owner`'s device is free.
-    pub fn insert(&mut self, owner: &Owner, id: &ConnId) {
-        let app = self.apps.entry(owner.app.clone()).or_default();
+    /// Adds `id`, holding `hold`; the caller has made sure `owner`'s device
+    /// is free.
+    pub fn insert(&mut self, owner: &Owner, id: &ConnId, hold: H) {
+        let app = self
+            .apps
+            .entry(owner.app.clone())
+            .or_insert_with(|| AppIndex {
+                conns: BTreeSet::new(),
+                users: HashMap::new(),
+            });
         app.conns.insert(id.clone());
-        let user = app.users.entry(owner.user.clone()).or_default();
-        user.conns.insert(id.clone());
+        let user = app
+            .users
+            .entry(owner.user.clone())
+            .or_insert_with(|| UserIndex {
+                conns: BTreeMap::new(),
+                devices: HashMap::new(),
+            });
+        user.conns.insert(id.clone(), hold);
         if let Some(device) = &owner.device {
             user.devices.insert(device.clone(), id.clone());
         }
         self.total += 1;
     }
 
-    /// Removes `id`, dropping every index that becomes empty so that
-    /// memory follows the connections.
-    pub fn remove(&mut self, owner: &Owner, id: &str) {
-        let Some(app) = self.apps.get_mut(&*owner.app) else {
-            return;
-        };
+    /// Removes `id` and gives back what it held, dropping every index that
+    /// becomes empty so that memory follows the connections.
+    pub fn remove(&mut self, owner: &Owner, id: &str) -> Option<H> {
+        let app = self.apps.get_mut(&*owner.app)?;
         if !app.conns.remove(id) {
-            return;
+            return None;
         }
         self.total -= 1;
+        let mut hold = None;
         if let Some(user) = app.users.get_mut(&*owner.user) {
-            user.conns.remove(id);
+            hold = user.conns.remove(id);
             if let Some(device) = owner.device.as_deref()
                 && user.devices.get(device).is_some_and(|held| &**held == id)
             {
@@ -104,6 +125,15 @@ impl OwnerIndex {
         if app.conns.is_empty() {
             self.apps.remove(&*owner.app);
         }
+        hold
+    }
+
+    /// Every connection's hold (to close them all at shutdown).
+    pub fn holds_mut(&mut self) -> impl Iterator<Item = &mut H> {
+        self.apps
+            .values_mut()
+            .flat_map(|a| a.users.values_mut())
+            .flat_map(|u| u.conns.values_mut())
     }
 
     /// Up to `limit` ids of `selector`'s connections, in id order, after
@@ -118,9 +148,20 @@ impl OwnerIndex {
                 .take(limit)
                 .cloned()
                 .collect(),
-            _ => self
-                .set(selector)
-                .map(|set| page_of(set, after, limit))
+            Selector::App(app) => self
+                .apps
+                .get(app)
+                .map(|a| page_of(&a.conns, after, limit))
+                .unwrap_or_default(),
+            Selector::User(app, user) => self
+                .user(app, user)
+                .map(|u| {
+                    u.conns
+                        .range::<str, _>((lower(after), Bound::Unbounded))
+                        .take(limit)
+                        .map(|(id, _)| id.clone())
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -130,15 +171,6 @@ impl OwnerIndex {
         self.page(selector, None, usize::MAX)
     }
 
-    fn set(&self, selector: Selector<'_>) -> Option<&BTreeSet<ConnId>> {
-        let apps = &self.apps;
-        match selector {
-            Selector::App(app) => apps.get(app).map(|a| &a.conns),
-            Selector::User(app, user) => self.user(app, user).map(|u| &u.conns),
-            Selector::Device(..) => None,
-        }
-    }
-
     /// The ids of one user's connections (for its presence summary).
     pub fn user_conns(&self, app: &str, user: &str) -> Vec<ConnId> {
         self.all(Selector::User(app, user))
@@ -146,15 +178,16 @@ impl OwnerIndex {
 }
 
 /// Up to `limit` members of `set` after `after`, in order.
-pub(crate) fn page_of(set: &BTreeSet<ConnId>, after: Option<&str>, limit: usize) -> Vec<ConnId> {
-    let start = match after {
-        Some(after) => Bound::Excluded(after),
-        None => Bound::Unbounded,
-    };
-    set.range::<str, _>((start, Bound::Unbounded))
+fn page_of(set: &BTreeSet<ConnId>, after: Option<&str>, limit: usize) -> Vec<ConnId> {
+    set.range::<str, _>((lower(after), Bound::Unbounded))
         .take(limit)
         .cloned()
         .collect()
+}
+
+/// Where a page starts: after `after`, or at the beginning.
+pub(crate) fn lower(after: Option<&str>) -> Bound<&str> {
+    after.map_or(Bound::Unbounded, Bound::Excluded)
 }
 
 #[cfg(test)]
@@ -171,15 +204,15 @@ mod tests {
 
     #[test]
     fn lookups_see_only_their_own_and_memory_follows() {
-        let mut index = OwnerIndex::default();
+        let mut index = OwnerIndex::<u32>::default();
         let a = [
             (owner("shop", "u1", Some("phone")), "c1"),
             (owner("shop", "u1", None), "c2"),
             (owner("shop", "u2", Some("phone")), "c3"),
             (owner("blog", "u1", Some("phone")), "c4"),
         ];
-        for (o, id) in &a {
-            index.insert(o, &Arc::from(*id));
+        for (i, (o, id)) in a.iter().enumerate() {
+            index.insert(o, &Arc::from(*id), i as u32);
         }
         assert_eq!(index.total(), 4);
         assert_eq!(ids(index.all(Selector::App("shop"))), ["c1", "c2", "c3"]);
@@ -201,9 +234,10 @@ mod tests {
             index.device_holder(&a[0].0).map(|id| id.to_string()),
             Some("c1".into())
         );
-        for (o, id) in &a {
-            index.remove(o, id);
-            index.remove(o, id);
+        assert_eq!(index.holds_mut().count(), 4);
+        for (i, (o, id)) in a.iter().enumerate() {
+            assert_eq!(index.remove(o, id), Some(i as u32), "its hold back");
+            assert_eq!(index.remove(o, id), None);
         }
         assert_eq!(index.total(), 0);
         assert!(index.apps.is_empty(), "every index dropped");
