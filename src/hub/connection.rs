@@ -60,7 +60,8 @@ pub struct Connection {
     id: Arc<str>,
     outbox: Arc<Outbox>,
     streams: Box<[StreamKey]>,
-    owner: Option<Owner>,
+    /// Boxed: one pointer on the many connections that have none.
+    owner: Option<Arc<Owner>>,
     opened_at_ms: u64,
 }
 
@@ -75,13 +76,13 @@ impl Connection {
             id,
             outbox,
             streams,
-            owner,
+            owner: owner.map(Arc::new),
             opened_at_ms: crate::model::now_ms(),
         }
     }
 
     /// The identity it was opened with, if any.
-    pub fn owner(&self) -> Option<&Owner> {
+    pub fn owner(&self) -> Option<&Arc<Owner>> {
         self.owner.as_ref()
     }
 
