@@ -98,10 +98,9 @@ pub struct Connection {
     id: Arc<str>,
     outbox: Arc<Outbox>,
     streams: Box<[StreamKey]>,
+    /// Boxed: one pointer on the many connections that have none.
+    owner: Option<Arc<Owner>>,
     opened_at_ms: u64,
-    /// Boxed: most connections have none, and an idle one should not carry
-    /// three empty names.
-    owner: Option<Box<Owner>>,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
     /// The chunk that carried the `id:` line of the last event written.
@@ -122,11 +121,16 @@ impl Connection {
             id,
             outbox,
             streams,
+            owner: owner.map(Arc::new),
             opened_at_ms: crate::model::now_ms(),
-            owner: owner.map(Box::new),
             remote,
             last_sent: Mutex::new(None),
         }
+    }
+
+    /// The identity it was opened with, if any.
+    pub fn owner(&self) -> Option<&Arc<Owner>> {
+        self.owner.as_ref()
     }
 
     pub fn id(&self) -> &str {
@@ -145,11 +149,6 @@ impl Connection {
     /// Milliseconds since the epoch when it opened.
     pub fn opened_at_ms(&self) -> u64 {
         self.opened_at_ms
-    }
-
-    /// Who it belongs to; `None` for a topic connection.
-    pub fn owner(&self) -> Option<&Owner> {
-        self.owner.as_deref()
     }
 
     /// The peer's address, when the listener knew it.
