@@ -181,10 +181,10 @@ pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
 /// webhooks' outcomes.
 fn connection_series(hub: &Hub, presence: PresenceCounts, out: &mut String) {
     let counts = hub.connections().counts();
-    let name = "sser_connections";
+    let name = "sser_stream_connections";
     let _ = writeln!(
         out,
-        "# HELP {name} Connections open now, by kind: topic (topic tokens), identity (identity tokens), presence (the presence stream)."
+        "# HELP {name} SSE streams open now, by kind: topic (topic tokens), identity (identity tokens), presence (the presence stream)."
     );
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (kind, n) in [

@@ -253,9 +253,9 @@ async fn metrics_count_connections_by_kind_and_who_is_online() {
         .await
         .unwrap();
     for line in [
-        "sser_connections{kind=\"topic\"} 1",
-        "sser_connections{kind=\"identity\"} 3",
-        "sser_connections{kind=\"presence\"} 1",
+        "sser_stream_connections{kind=\"topic\"} 1",
+        "sser_stream_connections{kind=\"identity\"} 3",
+        "sser_stream_connections{kind=\"presence\"} 1",
         "sser_presence_users_online 2",
         "sser_presence_devices_online 2",
         "sser_webhooks_delivered_total 0",
