@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
@@ -28,8 +29,9 @@ use super::Delivery;
 /// What a reader takes from its queue, in the order it was queued.
 #[derive(Debug)]
 pub enum Item {
-    /// An event of the stream the connection follows in `slot`.
-    Event { slot: u32, delivery: Delivery },
+    /// An event of the stream the connection follows in `slot` (one
+    /// allocation per event, shared by every queue it is in).
+    Event { slot: u32, delivery: Arc<Delivery> },
     /// The queue was full and events were left out from here on: catch up
     /// from history before reading on.
     Lagged,
@@ -82,7 +84,7 @@ impl Outbox {
     }
 
     /// Queues an event, or marks the connection lagged. Never waits.
-    pub fn push_event(&self, slot: u32, delivery: Delivery) {
+    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) {
         let waker = {
             let mut s = self.state.lock();
             if s.lagged || s.finished {
@@ -177,11 +179,11 @@ mod tests {
     use super::*;
     use crate::model::Position;
 
-    fn delivery(seq: u64) -> Delivery {
-        Delivery {
+    fn delivery(seq: u64) -> Arc<Delivery> {
+        Arc::new(Delivery {
             position: Position::from_seq(seq),
             frame: bytes::Bytes::from_static(b"data: x\n\n"),
-        }
+        })
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
@@ -223,6 +225,12 @@ mod tests {
         outbox.push_event(3, delivery(2));
         outbox.end();
         assert_eq!(drain(&outbox), ["3:1", "Shutdown"]);
+    }
+
+    #[test]
+    fn a_queued_event_costs_sixteen_bytes() {
+        // What a lagging connection holds per event, times subscriberBuffer.
+        assert!(std::mem::size_of::<Item>() <= 16);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::{Hub, HubError, Topic};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::{EARLIEST, StreamSet};
-use crate::model::{Position, StreamKey, TopicId};
+use crate::model::{Position, StreamKey};
 use crate::sse;
 
 /// The comment that ends every stream when the server stops; EventSource
@@ -110,19 +110,17 @@ pub struct Subscription {
 
 struct Feed {
     broker: Arc<dyn Broker>,
-    metrics: Arc<Metrics>,
     retry_ms: u64,
-    conn: Arc<Connection>,
     framing: Framing,
-    streams: Vec<Followed>,
-    /// The position of the last event sent, per stream.
-    cursors: Vec<Position>,
+    /// Per stream, in the connection's order (`conn.streams()`).
+    streams: Box<[Followed]>,
     /// Unregisters the connection and counts it closed when dropped.
-    guard: FeedGuard,
+    life: Life,
 }
 
 struct Followed {
-    key: StreamKey,
+    /// The position of the last event sent.
+    cursor: Position,
     /// Leaves the stream's fan-out when dropped; `None` once it closed.
     ticket: Option<FollowTicket>,
     /// How to replay before going live, if at all.
@@ -156,27 +154,23 @@ pub(crate) async fn open(
         .connections
         .register(conn.clone())
         .map_err(|_| HubError::Stopping)?;
-    let guard = FeedGuard {
+    let life = Life {
         _registration: registration,
+        conn,
         metrics: hub.metrics.clone(),
-        conn_id: conn_id.clone(),
-        first: topics.first().map(|t| t.id.clone()),
-        count: topics.len(),
         opened: Instant::now(),
         counted: false,
     };
 
     let mut streams = Vec::with_capacity(keys.len());
-    let mut cursors = Vec::with_capacity(keys.len());
     for (slot, key) in keys.iter().enumerate() {
         let follow = hub.broker.follow(key, &outbox, slot as u32).await?;
         streams.push(Followed {
-            key: key.clone(),
+            cursor: follow.head,
             ticket: Some(follow.ticket),
             start: None,
             truncated: false,
         });
-        cursors.push(follow.head);
     }
 
     let framing = match &ask {
@@ -188,16 +182,13 @@ pub(crate) async fn open(
     };
     let mut feed = Feed {
         broker: hub.broker.clone(),
-        metrics: hub.metrics.clone(),
         retry_ms: hub.settings.retry.as_millis() as u64,
-        conn,
         framing,
-        streams,
-        cursors,
-        guard,
+        streams: streams.into_boxed_slice(),
+        life,
     };
     feed.plan(ask).await?;
-    feed.guard.counted = true;
+    feed.life.counted = true;
     hub.metrics.subscriber_opened();
     Ok(Subscription {
         conn_id,
@@ -216,10 +207,10 @@ impl Feed {
             Ask::Topics(Some(id)) if id.is_empty() => {}
             Ask::Topics(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
             Ask::One(Resume::After(id)) => {
-                let key = self.streams[0].key.clone();
+                let key = self.key(0).clone();
                 match self.broker.find(&key, &id).await? {
                     Some(position) => {
-                        self.cursors[0] = position;
+                        self.streams[0].cursor = position;
                         self.streams[0].start = Some(Replay::Exact);
                     }
                     None => self.replay_all_from_start(true),
@@ -235,20 +226,22 @@ impl Feed {
                     return Ok(());
                 };
                 for (slot, position) in positions.into_iter().enumerate() {
-                    let head = self.cursors[slot];
+                    let head = self.streams[slot].cursor;
+                    let holds = position <= head
+                        && self.broker.holds_after(self.key(slot), position).await?;
                     let stream = &mut self.streams[slot];
                     if position > head {
                         // Ahead of the stream: not a position it gave out.
                         stream.truncated = true;
                         stream.start = Some(Replay::Everything);
-                        self.cursors[slot] = Position::ZERO;
-                    } else if !self.broker.holds_after(&stream.key, position).await? {
+                        stream.cursor = Position::ZERO;
+                    } else if !holds {
                         stream.truncated = true;
                         stream.start = Some(Replay::Everything);
-                        self.cursors[slot] = position;
+                        stream.cursor = position;
                     } else {
                         stream.start = Some(Replay::Exact);
-                        self.cursors[slot] = position;
+                        stream.cursor = position;
                     }
                 }
             }
@@ -256,33 +249,39 @@ impl Feed {
         Ok(())
     }
 
+    /// The key of stream `slot`.
+    fn key(&self, slot: usize) -> &StreamKey {
+        &self.life.conn.streams()[slot]
+    }
+
     fn replay_all_from_start(&mut self, truncated: bool) {
-        for (stream, cursor) in self.streams.iter_mut().zip(&mut self.cursors) {
+        for stream in self.streams.iter_mut() {
             stream.start = Some(Replay::Everything);
             stream.truncated = truncated;
-            *cursor = Position::ZERO;
+            stream.cursor = Position::ZERO;
         }
     }
 
     /// `delivery` from stream `slot` as this connection writes it, unless it
     /// was sent already (or its stream closed).
     fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
-        let stream = self.streams.get(slot)?;
-        if stream.ticket.is_none() || delivery.position <= self.cursors[slot] {
+        let stream = self.streams.get_mut(slot)?;
+        if stream.ticket.is_none() || delivery.position <= stream.cursor {
             return None;
         }
-        self.cursors[slot] = delivery.position;
-        let frames = self.framing.event(slot, &delivery.frame, &self.cursors);
-        self.metrics.event_sent(frames.len());
+        stream.cursor = delivery.position;
+        let cursors = self.streams.iter().map(|s| s.cursor);
+        let frames = self.framing.event(slot, &delivery.frame, cursors);
+        self.life.metrics.event_sent(frames.len());
         Some(frames)
     }
 
     /// The next batch of history for stream `slot`.
     async fn replay_batch(&mut self, slot: usize, mode: &mut Replay) -> Step {
-        let key = self.streams[slot].key.clone();
+        let key = self.key(slot).clone();
         let batch = match self
             .broker
-            .read_after(&key, self.cursors[slot], REPLAY_BATCH)
+            .read_after(&key, self.streams[slot].cursor, REPLAY_BATCH)
             .await
         {
             Ok(batch) => batch,
@@ -342,7 +341,7 @@ impl Feed {
     }
 
     async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
-        let oldest = self.broker.oldest(&self.streams[slot].key).await;
+        let oldest = self.broker.oldest(self.key(slot)).await;
         let mut notice = json!({
             "status": "history_truncated",
             "message": message,
@@ -355,11 +354,11 @@ impl Feed {
     }
 
     fn lagged_notice(&self, slot: usize, why: &str) -> Bytes {
-        let cursor = self.cursors[slot];
-        let key = &self.streams[slot].key;
+        let cursor = self.streams[slot].cursor;
+        let key = self.key(slot);
         tracing::warn!(
             topic = %key.topic().map_or("", |t| t.as_str()),
-            conn = %self.conn.id(),
+            conn = %self.life.conn.id(),
             cursor = %cursor,
             why,
             "subscriber disconnected: fell behind"
@@ -394,7 +393,9 @@ impl Subscription {
             yield Ok(sse::opening_frame(feed.retry_ms));
             for slot in 0..feed.streams.len() {
                 if feed.streams[slot].truncated {
-                    yield Ok(feed.truncated_notice(slot, UNKNOWN_ID).await);
+                    // Boxed, like every rare await here: an idle body's
+                    // state stays as small as its queue wait.
+                    yield Ok(Box::pin(feed.truncated_notice(slot, UNKNOWN_ID)).await);
                 }
             }
             let mut replays: Vec<(usize, Replay)> = feed
@@ -407,7 +408,7 @@ impl Subscription {
                 for (slot, mut mode) in std::mem::take(&mut replays) {
                     // One batch in memory at a time, however long the replay.
                     loop {
-                        match feed.replay_batch(slot, &mut mode).await {
+                        match Box::pin(feed.replay_batch(slot, &mut mode)).await {
                             Step::Frames(frames, done) => {
                                 for frame in frames {
                                     yield Ok(frame);
@@ -423,7 +424,7 @@ impl Subscription {
                         }
                     }
                 }
-                let item = feed.conn.outbox().next().await;
+                let item = feed.life.conn.outbox().next().await;
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
                         Some(Frames::One(frame)) => yield Ok(frame),
@@ -434,7 +435,7 @@ impl Subscription {
                         None => {}
                     },
                     Item::Lagged => {
-                        feed.metrics.subscriber_lagged();
+                        feed.life.metrics.subscriber_lagged();
                         replays = feed
                             .streams
                             .iter()
@@ -468,26 +469,25 @@ impl Subscription {
 /// Dropped with the body, however it ends (including the client vanishing
 /// mid-write): the connection leaves the registry (its follows leave their
 /// streams with the feed) and the counters never leak.
-struct FeedGuard {
+struct Life {
     _registration: Registration,
+    conn: Arc<Connection>,
     metrics: Arc<Metrics>,
-    conn_id: Arc<str>,
-    first: Option<TopicId>,
-    count: usize,
     opened: Instant,
     /// Counted as opened (it got as far as a body).
     counted: bool,
 }
 
-impl Drop for FeedGuard {
+impl Drop for Life {
     fn drop(&mut self) {
         if !self.counted {
             return;
         }
+        let streams = self.conn.streams();
         tracing::debug!(
-            topic = %self.first.as_ref().map_or("", |t| t.as_str()),
-            topics = self.count,
-            conn = %self.conn_id,
+            topic = %streams.first().and_then(StreamKey::topic).map_or("", |t| t.as_str()),
+            topics = streams.len(),
+            conn = %self.conn.id(),
             duration_ms = self.opened.elapsed().as_millis() as u64,
             "subscriber disconnected"
         );

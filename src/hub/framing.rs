@@ -50,8 +50,13 @@ impl Frames {
 
 impl Framing {
     /// `frame` (from stream `slot`) as this connection writes it, with
-    /// `cursors` already including it.
-    pub fn event(&self, slot: usize, frame: &Bytes, cursors: &[Position]) -> Frames {
+    /// `cursors` (one per stream, in order) already including it.
+    pub fn event(
+        &self,
+        slot: usize,
+        frame: &Bytes,
+        cursors: impl ExactSizeIterator<Item = Position>,
+    ) -> Frames {
         let Framing::Topics { set, names } = self else {
             return Frames::One(frame.clone());
         };
@@ -60,17 +65,17 @@ impl Framing {
             return Frames::One(frame.clone());
         };
         let topic = names.get(slot).map_or("", |t| t.as_str());
-        let mut head = String::with_capacity(24 + topic.len() + cursors.len() * 12);
-        head.push_str("id: ");
+        let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
+        head.extend_from_slice(b"id: ");
         set.encode_into(cursors, &mut head);
-        head.push_str("\nevent: ");
-        head.push_str(topic);
+        head.extend_from_slice(b"\nevent: ");
+        head.extend_from_slice(topic.as_bytes());
         let rest = if typed {
             // `event: <type>\n…` → `event: <topic>:<type>\n…`
-            head.push(':');
+            head.push(b':');
             frame.slice(start + "event: ".len()..)
         } else {
-            head.push('\n');
+            head.push(b'\n');
             frame.slice(start..)
         };
         Frames::Two(Bytes::from(head), rest)
@@ -118,16 +123,16 @@ mod tests {
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("9", Some("shipped"), "a\nb");
         assert_eq!(
-            text(framing.event(1, &typed, &cursors)),
+            text(framing.event(1, &typed, cursors.into_iter())),
             format!("id: {check}\nevent: orders:shipped\ndata: a\ndata: b\n\n")
         );
         let plain = sse::encode_event("3", None, "x");
         assert_eq!(
-            text(framing.event(0, &plain, &cursors)),
+            text(framing.event(0, &plain, cursors.into_iter())),
             format!("id: {check}\nevent: news\ndata: x\n\n")
         );
         assert_eq!(
-            text(Framing::Shared.event(0, &plain, &cursors)),
+            text(Framing::Shared.event(0, &plain, cursors.into_iter())),
             "id: 3\ndata: x\n\n"
         );
     }
