@@ -2,26 +2,32 @@
 //!
 //! # The map
 //!
+//! Each layer imports only the ones above it in this table's lower part
+//! (`model` is the bottom); only this file, `main.rs` and [`config`] read
+//! the configuration, turning it into each component's own settings type.
+//!
 //! | module | role |
 //! |---|---|
-//! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
-//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
-//! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
-//! | [`sse`] | the wire format, and nothing else |
-//! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
+//! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
+//! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
+//! | [`hub`] | topics, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
+//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
+//! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
-//! | [`readiness`] | named checks behind `/readyz` |
-//! | [`secret`] | tokens: generation, constant-time comparison, redaction |
-//! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
-//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
+//! | [`sse`] | the wire format, and nothing else |
+//! | [`model`] | the shared vocabulary: topic ids, stream keys, positions, resume cursors, retention, the clock |
+//! | [`readiness`], [`secret`] | named checks behind `/readyz`; tokens (generation, constant-time comparison, redaction) |
 //!
 //! # The path of one event
 //!
-//! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] validates the
-//! body → [`hub::Hub::publish`] assigns the topic's next sequence, encodes the
-//! SSE frame once ([`sse::encode_event`]), appends it to the topic's history
-//! and sends it on the topic's broadcast channel → each subscriber's
-//! [`hub::Subscription`] stream yields the shared `Bytes` to its HTTP body.
+//! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] asks the
+//! principal, validates the body → [`hub::Hub::publish`] names the topic's
+//! stream → [`broker::Broker::publish`] assigns its position, encodes the SSE
+//! frame once ([`sse::encode_event`]), appends it to history and queues the
+//! shared `Bytes` into the [`broker::Outbox`] of every connection following
+//! the stream → each connection's [`hub::Subscription`] body writes it (on a
+//! multi-topic connection, behind its own `id:`/`event:` line).
 //!
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 

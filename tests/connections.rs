@@ -540,3 +540,49 @@ async fn who_may_follow_which_topics() {
     );
     server.stop().await;
 }
+
+/// Streams carry `X-Connection-Id`; CORS-only headers go only to CORS
+/// requests on streams (hyper keeps a stream's header map for its life, see
+/// `http::cors`), while a browser on another origin can still read the id.
+#[tokio::test]
+async fn stream_headers_name_the_connection_and_stay_small() {
+    let server = TestServer::start().await;
+    let (topic, token) = server.create_topic(json!({})).await;
+    let url = server.url(&format!("/api/v1/pubsubs/{topic}/events"));
+    let plain = server
+        .http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(!plain.headers()["x-connection-id"].is_empty());
+    assert!(
+        plain
+            .headers()
+            .get("access-control-expose-headers")
+            .is_none()
+    );
+    let cors = server
+        .http
+        .get(&url)
+        .bearer_auth(&token)
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = cors.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("x-connection-id"), "{exposed}");
+    // Short responses are unchanged.
+    let list = server
+        .http
+        .get(server.url("/api/v1/pubsubs"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(list.headers().contains_key("access-control-expose-headers"));
+    server.stop().await;
+}
