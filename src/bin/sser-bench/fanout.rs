@@ -1,5 +1,6 @@
 //! `fanout`: T topics, N subscribers spread over them (subscriber i listens
-//! to topic i mod T), P publishers sending M events of S bytes at R events/s
+//! to topic i mod T, or to K topics from there on one connection with
+//! `--topics-per-subscriber`), P publishers sending M events of S bytes at R events/s
 //! (0 = each publisher as fast as its request/response loop goes).
 //!
 //! Event k (0 ≤ k < M) is sent by publisher k mod P to topic k mod T; its
@@ -29,6 +30,12 @@ pub struct FanoutArgs {
     /// Subscribers in all (N), spread round-robin over the topics.
     #[arg(long, default_value_t = 100)]
     pub subscribers: usize,
+    /// Topics each subscriber follows on one connection (K): subscriber i
+    /// follows topics i, i+1, … i+K-1 (mod T) through our API's
+    /// `GET /api/v1/events?topic=…` with the API token. 1 = one topic per
+    /// connection, on the topic's own stream URL.
+    #[arg(long, default_value_t = 1)]
+    pub topics_per_subscriber: usize,
     /// Publishers (P), each with its own keep-alive connection.
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
@@ -54,6 +61,9 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     if a.topics == 0 || a.publishers == 0 {
         return Err("--topics and --publishers must be at least 1".into());
     }
+    if a.topics_per_subscriber == 0 || a.topics_per_subscriber > a.topics {
+        return Err("--topics-per-subscriber must be between 1 and --topics".into());
+    }
     let target = Arc::new(Target::setup(&c.target_spec(), a.topics).await?);
     let spread = c.spread(a.subscribers);
 
@@ -61,15 +71,18 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let acc = Arc::new(Accounting {
         publishers: a.publishers,
+        topics: a.topics,
         hist: Arc::new(Sharded::new(64)),
         live: Arc::new(Live::default()),
     });
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(usize, Result<(), String>)>();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(Vec<usize>, Result<(), String>)>();
     let mut tasks = Vec::with_capacity(a.subscribers);
     let t_connect = Instant::now();
     for i in 0..a.subscribers {
-        let topic = i % a.topics;
+        let follows: Vec<usize> = (0..a.topics_per_subscriber)
+            .map(|j| (i + j) % a.topics)
+            .collect();
         let target = target.clone();
         let gate = gate.clone();
         let ready = ready_tx.clone();
@@ -78,31 +91,38 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         let source = source_ip(i, spread);
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.ok();
-            let opened = sub::open(&target, topic, source, 4096).await;
+            let opened = sub::open(&target, &follows, source, 4096).await;
             drop(permit);
             match opened {
                 Ok(s) => {
-                    let _ = ready.send((topic, Ok(())));
-                    Some(sub::run(s, i, acc, stop).await)
+                    let _ = ready.send((follows.clone(), Ok(())));
+                    Some(sub::run(s, i, follows, acc, stop).await)
                 }
                 Err(e) => {
-                    let _ = ready.send((topic, Err(e)));
+                    let _ = ready.send((follows, Err(e)));
                     None
                 }
             }
         }));
     }
     drop(ready_tx);
+    // Followers per topic (a subscriber on K topics counts for each).
     let mut per_topic = vec![0u64; a.topics];
+    let mut subscribed = 0u64;
     let mut connect_errors = 0u64;
     let mut first_error = None;
     // Every task reports once; the senders stay alive in the running tasks.
     for _ in 0..a.subscribers {
-        let Some((topic, r)) = ready_rx.recv().await else {
+        let Some((follows, r)) = ready_rx.recv().await else {
             break;
         };
         match r {
-            Ok(()) => per_topic[topic] += 1,
+            Ok(()) => {
+                subscribed += 1;
+                for topic in follows {
+                    per_topic[topic] += 1;
+                }
+            }
             Err(e) => {
                 connect_errors += 1;
                 first_error.get_or_insert(e);
@@ -110,7 +130,6 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         }
     }
     let connect_secs = t_connect.elapsed().as_secs_f64();
-    let subscribed: u64 = per_topic.iter().sum();
     tokio::time::sleep(a.settle).await;
 
     // 2. Publish.
@@ -234,6 +253,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         "target": c.label(),
         "params": {
             "topics": a.topics, "subscribers": a.subscribers, "publishers": a.publishers,
+            "topics_per_subscriber": a.topics_per_subscriber,
             "events": a.events, "size": a.size, "rate": a.rate, "seed": c.seed,
             "threads": c.threads, "source_ips": spread.max(1),
         },

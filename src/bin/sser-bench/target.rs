@@ -208,6 +208,22 @@ impl Target {
         build_request("GET", &self.sub_url, &t.sub_path, &t.sub_headers, None)
     }
 
+    /// One connection on several topics: our API's
+    /// `GET /api/v1/events?topic=…&topic=…`, with the API token.
+    pub fn subscribe_many_request(&self, topics: &[usize]) -> Result<Vec<u8>, String> {
+        let Mode::Sser { api_token } = &self.mode else {
+            return Err("several topics per subscriber need our API (--url)".into());
+        };
+        let base = self.sub_url.path.trim_end_matches("/pubsubs");
+        let query: Vec<String> = topics
+            .iter()
+            .map(|&t| format!("topic={}", self.topics[t].name))
+            .collect();
+        let path = format!("{base}/events?{}", query.join("&"));
+        let headers = vec![("Authorization".to_string(), format!("Bearer {api_token}"))];
+        Ok(build_request("GET", &self.sub_url, &path, &headers, None))
+    }
+
     pub fn publish_request(&self, topic: usize, payload: &str) -> Vec<u8> {
         let t = &self.topics[topic];
         let mut body =
