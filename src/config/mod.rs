@@ -53,6 +53,27 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_MAX_REQUEST_BODY_SIZE", "server.maxRequestBodySize"),
     ("SSER_MAX_HEADER_SIZE", "server.maxHeaderSize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
+    ("SSER_HANDSHAKE_TIMEOUT", "server.handshakeTimeout"),
+    ("SSER_HEADER_READ_TIMEOUT", "server.headerReadTimeout"),
+    ("SSER_REQUEST_BODY_TIMEOUT", "server.requestBodyTimeout"),
+    (
+        "SSER_CONNECTION_IDLE_TIMEOUT",
+        "server.connectionIdleTimeout",
+    ),
+    ("SSER_MAX_CONNECTIONS", "server.maxConnections"),
+    ("SSER_MAX_CONNECTIONS_PER_IP", "server.maxConnectionsPerIp"),
+    (
+        "SSER_HTTP2_KEEP_ALIVE_INTERVAL",
+        "server.http2.keepAliveInterval",
+    ),
+    (
+        "SSER_HTTP2_KEEP_ALIVE_TIMEOUT",
+        "server.http2.keepAliveTimeout",
+    ),
+    (
+        "SSER_HTTP2_MAX_CONCURRENT_STREAMS",
+        "server.http2.maxConcurrentStreams",
+    ),
     ("SSER_TICK_FREQUENCY", "pubsub.tickFrequency"),
     ("SSER_RETRY", "pubsub.retry"),
     ("SSER_HISTORY_SIZE", "pubsub.historySize"),
@@ -103,6 +124,29 @@ pub struct ServerConfig {
     pub max_header_size: Bytes,
     /// How long a graceful shutdown may take before open connections are cut.
     pub shutdown_timeout: Span,
+    /// From accept to a new connection's first complete request head: TLS
+    /// handshake, HTTP/2 preface and request line and headers included. A
+    /// client that connects and says nothing is cut after this.
+    pub handshake_timeout: Span,
+    /// HTTP/1.1: a later request's head must arrive within this once the
+    /// connection is ready for it, so it is also the keep-alive idle limit.
+    pub header_read_timeout: Span,
+    /// A request body must arrive in full within this of its head (a body
+    /// trickled to hold the connection is cut with 408).
+    pub request_body_timeout: Span,
+    /// A connection with no request in progress (HTTP/2: no open stream) is
+    /// closed after this. Streams being served are requests in progress:
+    /// they are never cut for being quiet.
+    pub connection_idle_timeout: Span,
+    /// Connections open at once on both listeners; `0` means automatic (the
+    /// open-file limit less a reserve). At the limit a new connection closes
+    /// the longest-idle one, or is refused when none is idle.
+    pub max_connections: Count,
+    /// Connections open at once from one client address (IPv6: one /64);
+    /// `0` means no limit. Behind a reverse proxy every connection comes
+    /// from the proxy: use 0 there.
+    pub max_connections_per_ip: Count,
+    pub http2: Http2Config,
     pub cors: CorsConfig,
     pub ssl: SslConfig,
     /// Serve the dashboard at `/`. It holds no data of its own: everything
@@ -118,9 +162,39 @@ impl Default for ServerConfig {
             max_request_body_size: Bytes(1 << 20),
             max_header_size: Bytes(8 << 10),
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
+            handshake_timeout: Span(std::time::Duration::from_secs(10)),
+            header_read_timeout: Span(std::time::Duration::from_secs(10)),
+            request_body_timeout: Span(std::time::Duration::from_secs(30)),
+            connection_idle_timeout: Span(std::time::Duration::from_secs(60)),
+            max_connections: Count(0),
+            max_connections_per_ip: Count(1000),
+            http2: Http2Config::default(),
             cors: CorsConfig::default(),
             ssl: SslConfig::default(),
             dashboard: Flag(true),
+        }
+    }
+}
+
+/// HTTP/2 connections (cleartext prior knowledge, or ALPN `h2` over TLS).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Http2Config {
+    /// A PING is sent after this long without a frame from the client;
+    /// `0` turns pings off.
+    pub keep_alive_interval: Span,
+    /// A client that does not answer a PING within this is cut.
+    pub keep_alive_timeout: Span,
+    /// Streams (requests, SSE subscriptions) one connection may have open.
+    pub max_concurrent_streams: Count,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            keep_alive_interval: Span(std::time::Duration::from_secs(30)),
+            keep_alive_timeout: Span(std::time::Duration::from_secs(20)),
+            max_concurrent_streams: Count(100),
         }
     }
 }
@@ -503,6 +577,7 @@ impl Config {
                 "server.maxHeaderSize (SSER_MAX_HEADER_SIZE) must be between 8KiB and 1MiB, got {header} bytes"
             )));
         }
+        self.server.check_connection_limits()?;
         if self.pubsub.tick_frequency.0.is_zero() {
             return Err(ConfigError(
                 "pubsub.tickFrequency (SSER_TICK_FREQUENCY) must be above zero".into(),
@@ -546,6 +621,51 @@ impl Config {
             )));
         }
         self.server.ssl.check()?;
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    fn check_connection_limits(&self) -> Result<(), ConfigError> {
+        for (key, var, span) in [
+            (
+                "server.handshakeTimeout",
+                "SSER_HANDSHAKE_TIMEOUT",
+                self.handshake_timeout,
+            ),
+            (
+                "server.headerReadTimeout",
+                "SSER_HEADER_READ_TIMEOUT",
+                self.header_read_timeout,
+            ),
+            (
+                "server.requestBodyTimeout",
+                "SSER_REQUEST_BODY_TIMEOUT",
+                self.request_body_timeout,
+            ),
+            (
+                "server.connectionIdleTimeout",
+                "SSER_CONNECTION_IDLE_TIMEOUT",
+                self.connection_idle_timeout,
+            ),
+            (
+                "server.http2.keepAliveTimeout",
+                "SSER_HTTP2_KEEP_ALIVE_TIMEOUT",
+                self.http2.keep_alive_timeout,
+            ),
+        ] {
+            if span.0.is_zero() {
+                return Err(ConfigError(format!(
+                    "{key} ({var}) must be above zero: without it a client that stops talking holds its connection forever"
+                )));
+            }
+        }
+        let streams = self.http2.max_concurrent_streams.0;
+        if !(1..=10_000).contains(&streams) {
+            return Err(ConfigError(format!(
+                "server.http2.maxConcurrentStreams (SSER_HTTP2_MAX_CONCURRENT_STREAMS) must be between 1 and 10000, got {streams}"
+            )));
+        }
         Ok(())
     }
 }

@@ -146,7 +146,7 @@ impl Tls {
         app: Router,
         readiness: Arc<Readiness>,
         shutdown: CancellationToken,
-        settings: crate::serve::ConnSettings,
+        conns: Arc<crate::serve::Connections>,
     ) -> JoinHandle<std::io::Result<()>> {
         match self.source {
             Source::Acme(acme) => {
@@ -161,7 +161,7 @@ impl Tls {
             app,
             serve::TlsHandshake(self.acceptor),
             shutdown,
-            settings,
+            conns,
         ))
     }
 }
