@@ -994,6 +994,43 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_from_env_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::from_sources(
+            dir.path(),
+            &env(&[
+                ("SSER_HANDSHAKE_TIMEOUT", "2s"),
+                ("SSER_REQUEST_BODY_TIMEOUT", "1m"),
+                ("SSER_MAX_CONNECTIONS", "5000"),
+                ("SSER_MAX_CONNECTIONS_PER_IP", "0"),
+                ("SSER_HTTP2_KEEP_ALIVE_INTERVAL", "0"),
+                ("SSER_HTTP2_MAX_CONCURRENT_STREAMS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.handshake_timeout.0.as_secs(), 2);
+        assert_eq!(c.server.request_body_timeout.0.as_secs(), 60);
+        assert_eq!(c.server.max_connections.0, 5000);
+        assert_eq!(c.server.max_connections_per_ip.0, 0);
+        assert!(c.server.http2.keep_alive_interval.0.is_zero());
+        assert_eq!(c.server.http2.max_concurrent_streams.0, 250);
+        let err = Config::from_sources(dir.path(), &env(&[("SSER_HANDSHAKE_TIMEOUT", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.handshakeTimeout (SSER_HANDSHAKE_TIMEOUT)"),
+            "{err}"
+        );
+        let err = Config::from_sources(
+            dir.path(),
+            &env(&[("SSER_HTTP2_MAX_CONCURRENT_STREAMS", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SSER_HTTP2_MAX_CONCURRENT_STREAMS"), "{err}");
+    }
+
+    #[test]
     fn ssl_settings_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let load = |pairs: &[(&str, &str)]| {
