@@ -111,6 +111,29 @@ async fn a_silent_connection_is_closed_at_the_handshake_deadline() {
 }
 
 #[tokio::test]
+async fn a_silent_tls_connection_is_closed_at_the_handshake_deadline() {
+    // No certificate is needed: the client never gets as far as asking.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(|c| {
+        c.server.handshake_timeout = ms(400);
+        c.server.ssl.enabled = sser::config::Flag(true);
+        c.server.ssl_addr = "127.0.0.1:0".parse().expect("literal");
+        c.server.ssl.cert_file = Some(dir.path().join("cert.pem"));
+        c.server.ssl.key_file = Some(dir.path().join("key.pem"));
+    })
+    .await;
+    let tls = server.tls_addr.expect("TLS listener bound");
+    let mut silent = connect(&format!("http://{tls}")).await;
+    let (sent, after) = until_closed(&mut silent).await;
+    assert_eq!(sent, "");
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn half_and_whole_http2_prefaces_with_nothing_after_are_closed() {
     let server = TestServer::start_with(|c| c.server.handshake_timeout = ms(400)).await;
 

@@ -29,7 +29,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -52,7 +52,6 @@ enum Phase {
 }
 
 /// What every connection task of one accept loop shares.
-#[derive(Clone)]
 pub struct Shared {
     pub app: Router,
     pub builder: Arc<Builder<TokioExecutor>>,
@@ -64,13 +63,13 @@ pub struct Shared {
 
 /// Serves one connection whose handshake finished, until it closes or a
 /// limit closes it. `accepted` is when the handshake deadline started.
-pub async fn serve<I>(io: I, peer: SocketAddr, slot: &Slot, accepted: Instant, shared: Shared)
+pub async fn serve<I>(io: I, peer: SocketAddr, slot: &Slot, accepted: Instant, shared: &Shared)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_state = slot.conn.clone();
+    let conn_state = &slot.conn;
     let service = Service {
-        app: shared.app,
+        app: shared.app.clone(),
         conn: conn_state.clone(),
         body_timeout: shared.settings.request_body_timeout,
         metrics: shared.metrics.clone(),
@@ -80,11 +79,13 @@ where
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
     );
-    let settings = shared.settings;
+    let settings = &shared.settings;
     let mut phase = Phase::Handshake;
-    let mut timer = pin!(tokio::time::sleep_until(
-        accepted + settings.handshake_timeout
-    ));
+    // Boxed and dropped while busy: most connections are streams being
+    // served, and they need no timer (this is per-connection memory).
+    let mut timer = Some(Box::pin(tokio::time::sleep_until(
+        accepted + settings.handshake_timeout,
+    )));
     loop {
         let next = match phase {
             Phase::Closing => Phase::Closing,
@@ -93,19 +94,20 @@ where
             _ => Phase::Busy,
         };
         if next == Phase::Idle && phase != Phase::Idle {
-            timer
-                .as_mut()
-                .reset(Instant::now() + settings.connection_idle_timeout);
+            let deadline = Instant::now() + settings.connection_idle_timeout;
+            timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
             // Idle since now: the last in line for eviction.
-            shared.registry.mark_idle(&conn_state);
+            shared.registry.mark_idle(conn_state);
+        }
+        if next == Phase::Busy {
+            timer = None;
         }
         phase = next;
-        let timed = phase != Phase::Busy;
         tokio::select! {
             biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    note_error(&*e, &conn_state, &shared.metrics, peer);
+                    note_error(&*e, conn_state, &shared.metrics, peer);
                 }
                 return;
             }
@@ -122,9 +124,9 @@ where
                 conn.as_mut().graceful_shutdown();
                 phase = Phase::Closing;
                 // The caller bounds the whole shutdown; no timer here.
-                timer.as_mut().reset(far_future());
+                timer = None;
             }
-            () = &mut timer, if timed => match phase {
+            () = expiry(&mut timer) => match phase {
                 // Re-check: a request may have started since the last look.
                 Phase::Handshake if !conn_state.served() => {
                     shared.metrics.connections.cut(Cut::Handshake);
@@ -137,17 +139,23 @@ where
                     phase = Phase::Closing;
                     // A peer that ignores the GOAWAY gets as long as a new
                     // connection would, then is dropped.
-                    timer.as_mut().reset(Instant::now() + settings.handshake_timeout);
+                    let deadline = Instant::now() + settings.handshake_timeout;
+                    timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
                 }
                 Phase::Closing => return,
-                _ => {}
+                // A request started since: the loop looks again.
+                _ => timer = None,
             },
         }
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365)
+/// Completes when the timer, if there is one, expires.
+async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Counts hyper's own timeouts (HTTP/1.1 header read, HTTP/2 keep-alive)

@@ -266,14 +266,14 @@ pub async fn serve<H: Handshake>(
     // Turn every handler into its final route once. axum::serve would do this
     // for each connection, deep-cloning every layer (~12 KB per idle SSE
     // connection, measured).
-    let shared = conn::Shared {
+    let shared = Arc::new(conn::Shared {
         app: app.with_state(()),
         builder: Arc::new(builder(&settings)),
         settings,
         metrics: conns.metrics().clone(),
         registry: conns.registry.clone(),
         shutdown: shutdown.clone(),
-    };
+    });
     // Every connection task holds a sender; when all are gone, all are closed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let mut spare = refuse::Spare::reserve();
@@ -372,7 +372,7 @@ pub async fn serve<H: Handshake>(
                 }
             };
             if let Some(io) = io {
-                conn::serve(io, peer, &slot, accepted_at, shared).await;
+                conn::serve(io, peer, &slot, accepted_at, &shared).await;
             }
             drop(slot);
         });
