@@ -86,9 +86,7 @@ pub struct Server {
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.server.addr.0;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = crate::serve::listen(addr).map_err(|source| StartError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());

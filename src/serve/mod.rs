@@ -99,6 +99,25 @@ pub struct Http2Settings {
     pub max_concurrent_streams: u32,
 }
 
+/// Connections the kernel may queue for `accept` (Linux caps it at
+/// `net.core.somaxconn`, 4,096 by default). tokio's default of 1,024
+/// overflows when thousands of clients connect at once (a flood, or every
+/// subscriber reconnecting after a restart); an overflow drops the client's
+/// handshake and costs it a 1 s, then 3 s, retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with the backlog above (and `SO_REUSEADDR`, as tokio's
+/// own `bind` sets, so a restart can rebind at once).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The automatic `server.maxConnections`: the open-file limit less a
 /// reserve (a sixteenth, 32 to 1,024) for the store, logs, certificates and
 /// the listeners, so the server's own connections never exhaust it.

@@ -118,6 +118,9 @@ struct Inner {
     /// is at most one entry per open connection.
     idle: BTreeMap<u64, Arc<ConnState>>,
     next_key: u64,
+    /// Evicted connections whose tasks have not closed them yet: they still
+    /// hold a descriptor each.
+    closing: usize,
 }
 
 impl Inner {
@@ -140,6 +143,7 @@ impl Inner {
         while let Some((_, conn)) = self.idle.pop_first() {
             conn.idle_key.store(0, Ordering::Relaxed);
             if conn.try_evict() {
+                self.closing += 1;
                 return true;
             }
         }
@@ -198,12 +202,13 @@ impl Registry {
         }
         let evicted = inner.open >= self.caps.total;
         if evicted {
-            if !inner.evict_oldest() {
+            // An evicted connection's task closes it a moment later; until
+            // then the count runs over the cap. Under a flood faster than
+            // those tasks run, refuse instead of evicting ever more, so the
+            // overshoot stays small next to the descriptor reserve.
+            if inner.closing >= self.max_closing() || !inner.evict_oldest() {
                 return Err(Refusal::Total);
             }
-            // The evicted connection's task closes it a moment later; until
-            // then the count runs one over, which the descriptor reserve
-            // behind the automatic cap absorbs.
             self.metrics.connections.cut(Cut::Evicted);
         }
         inner.open += 1;
@@ -234,8 +239,18 @@ impl Registry {
         evicted
     }
 
+    /// How many evicted connections may be closing at once: 1/64 of the
+    /// cap, at least 16 (296 at the automatic cap under `ulimit -n 20000`,
+    /// whose reserve is 1,024).
+    fn max_closing(&self) -> usize {
+        (self.caps.total / 64).max(16)
+    }
+
     fn release(&self, conn: &ConnState) {
         let mut inner = self.inner.lock();
+        if conn.evicted() {
+            inner.closing = inner.closing.saturating_sub(1);
+        }
         inner.forget_idle(conn);
         inner.open = inner.open.saturating_sub(1);
         if let Some(n) = inner.per_ip.get_mut(&conn.client) {
@@ -312,6 +327,19 @@ mod tests {
         r.mark_idle(&busy.conn);
         let _next = r.admit(ip).unwrap().0;
         assert!(busy.conn.evicted());
+    }
+
+    #[test]
+    fn evictions_still_closing_are_bounded() {
+        let r = registry(16, 0);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut slots: Vec<Slot> = (0..32).map(|_| r.admit(ip).unwrap().0).collect();
+        // 16 evicted, none closed yet: no more evictions until one closes.
+        assert!(slots[..16].iter().all(|s| s.conn.evicted()));
+        assert_eq!(r.admit(ip).unwrap_err(), Refusal::Total);
+        slots.remove(0);
+        let (_, evicted) = r.admit(ip).unwrap();
+        assert!(evicted);
     }
 
     #[test]
