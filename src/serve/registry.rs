@@ -239,11 +239,11 @@ impl Registry {
         evicted
     }
 
-    /// How many evicted connections may be closing at once: 1/64 of the
-    /// cap, at least 16 (296 at the automatic cap under `ulimit -n 20000`,
-    /// whose reserve is 1,024).
+    /// How many evicted connections may be closing at once: 1/32 of the
+    /// cap, 16 to 512 (512 at the automatic cap under `ulimit -n 20000`,
+    /// whose descriptor reserve is 1,024).
     fn max_closing(&self) -> usize {
-        (self.caps.total / 64).max(16)
+        (self.caps.total / 32).clamp(16, 512)
     }
 
     fn release(&self, conn: &ConnState) {
