@@ -83,7 +83,8 @@ impl Tls {
     pub async fn bind(config: &Config, readiness: &Readiness) -> Result<Tls, TlsError> {
         let ssl = &config.server.ssl;
         let addr = config.server.ssl_addr.0;
-        let listener = crate::serve::listen(addr).map_err(|source| TlsError::Bind { addr, source })?;
+        let listener =
+            crate::serve::listen(addr).map_err(|source| TlsError::Bind { addr, source })?;
         let https_port = listener
             .local_addr()
             .map(|a| a.port())
