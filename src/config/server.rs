@@ -74,7 +74,7 @@ impl Default for ServerConfig {
             request_body_timeout: Span(std::time::Duration::from_secs(30)),
             connection_idle_timeout: Span(std::time::Duration::from_secs(60)),
             max_connections: Count(0),
-            max_connections_per_ip: Count(1000),
+            max_connections_per_ip: Count(0),
             http2: Http2Config::default(),
             cors: CorsConfig::default(),
             ssl: SslConfig::default(),
