@@ -10,7 +10,9 @@
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
 //! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
-//! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
+//! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
+//! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
+//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`hub`] | topics, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
 //! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
 //! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
@@ -35,8 +37,10 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod model;
+pub mod presence;
 pub mod readiness;
 pub mod secret;
 pub mod serve;
@@ -74,6 +78,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("identity tokens (identity.*): {0}")]
+    Identity(#[from] identity::SetupError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -87,6 +93,8 @@ pub struct Server {
     tls: Option<tls::Tls>,
     tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
+    /// Identity tokens, when `identity.*` turns them on.
+    identity: Option<Arc<identity::Tokens>>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
 }
@@ -94,9 +102,8 @@ pub struct Server {
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.server.addr.0;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener =
+            crate::serve::listen(addr).map_err(|source| StartError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
@@ -114,6 +121,16 @@ impl Server {
         )
         .await?;
         readiness.set("hub", true, "serving");
+        let identity = match config.identity.is_on() {
+            true => Some(
+                identity::Tokens::start(
+                    identity_settings(&config.identity),
+                    shutdown.child_token(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
         let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
@@ -147,6 +164,7 @@ impl Server {
             tls,
             tls_addr,
             hub,
+            identity,
             state,
             shutdown,
         })
@@ -172,6 +190,11 @@ impl Server {
         &self.hub
     }
 
+    /// Identity tokens, when configured (`identity.*`).
+    pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
+        self.identity.as_ref()
+    }
+
     /// Serves until the shutdown token is cancelled, then: readiness goes
     /// false, the listener stops accepting, every stream is told and ended,
     /// open connections get `server.shutdownTimeout` to finish, and the store
@@ -179,6 +202,12 @@ impl Server {
     pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &http_settings(&self.config));
         let settings = conn_settings(&self.config);
+        tracing::info!(
+            max_connections = settings.caps.total,
+            max_connections_per_ip = settings.caps.per_ip,
+            "connection limits"
+        );
+        let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -189,7 +218,7 @@ impl Server {
                     app,
                     self.state.readiness.clone(),
                     shutdown.clone(),
-                    settings,
+                    conns.clone(),
                 );
                 (plain, Some(task))
             }
@@ -201,7 +230,7 @@ impl Server {
             plain_app,
             serve::Plain,
             shutdown.clone(),
-            settings,
+            conns,
         );
         let serve = tokio::spawn(async move {
             match tls_task {
@@ -290,6 +319,32 @@ pub fn hub_settings(config: &Config) -> HubSettings {
     }
 }
 
+/// The presence tracker's settings from `presence.*`.
+pub fn presence_settings(config: &Config) -> presence::PresenceSettings {
+    presence::PresenceSettings {
+        grace: config.presence.grace.0,
+        node: None,
+    }
+}
+
+/// The webhooks' settings from `presence.webhooks.*`; `None` when no URL
+/// is configured. `Config::finish` has checked the URLs and the secret.
+pub fn webhook_settings(config: &Config) -> Option<presence::WebhookSettings> {
+    let w = &config.presence.webhooks;
+    let secret = w.secret.clone().filter(|_| !w.urls.0.is_empty())?;
+    Some(presence::WebhookSettings {
+        urls: w.urls.0.clone(),
+        secret,
+        timeout: w.timeout.0,
+        max_attempts: u32::try_from(w.max_attempts.0).unwrap_or(u32::MAX),
+        max_age: w.max_age.0,
+        backoff: w.backoff.0,
+        max_backoff: w.max_backoff.0,
+        queue: usize::try_from(w.queue.0).unwrap_or(usize::MAX),
+        concurrency: usize::try_from(w.concurrency.0).unwrap_or(usize::MAX),
+    })
+}
+
 /// `kv.retention`: `0` means no limit of that kind.
 fn persistent_retention(kv: &KvRetention) -> model::Retention {
     model::Retention {
@@ -348,12 +403,81 @@ fn http_settings(config: &Config) -> http::HttpSettings {
     }
 }
 
-/// What every accepted connection gets.
+/// The identity layer's settings from `identity.*`. Algorithm names were
+/// checked against `config::JWT_ALGORITHMS`, which lists only names
+/// `identity::Algorithm` parses.
+fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
+    use identity::{Algorithm, JwksSettings, JwksSource, KeySettings};
+    let alg = |name: &str| name.parse::<Algorithm>().ok();
+    let jwks_source = match (&c.jwks.file, &c.jwks.url) {
+        (Some(file), _) => Some(JwksSource::File(file.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    identity::IdentitySettings {
+        secret: c.secret.clone(),
+        keys: c
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                Some(KeySettings {
+                    label: format!("identity.keys[{i}]"),
+                    alg: alg(&k.alg)?,
+                    kid: k.kid.clone().filter(|kid| !kid.is_empty()),
+                    public_key: k.public_key.clone().filter(|p| !p.trim().is_empty()),
+                    private_key: k.private_key.clone().filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
+        jwks: jwks_source.map(|source| JwksSettings {
+            source,
+            refresh_interval: c.jwks.refresh_interval.0,
+            min_refresh_interval: c.jwks.min_refresh_interval.0,
+            fetch_timeout: c.jwks.fetch_timeout.0,
+        }),
+        algorithms: c.algorithms.0.iter().filter_map(|a| alg(a)).collect(),
+        audience: c.audience.0.clone(),
+        leeway: c.leeway.0,
+        require_exp: c.require_exp.0,
+        default_app: c.default_app.clone(),
+        claims: identity::ClaimNames {
+            user: c.claims.user.clone(),
+            app: c.claims.app.clone(),
+            device: c.claims.device.clone(),
+            topics: c.claims.topics.clone(),
+        },
+        default_ttl: c.mint.default_ttl.0,
+        max_ttl: c.mint.max_ttl.0,
+        mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
+    }
+}
+
+/// The accept loop's settings from `server.*` (README, "Operations").
 fn conn_settings(config: &Config) -> serve::ConnSettings {
+    let server = &config.server;
+    let total = match server.max_connections.0 {
+        0 => serve::automatic_max_connections(),
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
     serve::ConnSettings {
         // Two heartbeats: a live client acknowledges at least those.
         user_timeout: (config.pubsub.tick_frequency.0 * 2).max(std::time::Duration::from_secs(10)),
-        max_header_size: config.server.max_header_size.0 as usize,
+        max_header_size: usize::try_from(server.max_header_size.0).unwrap_or(usize::MAX),
+        handshake_timeout: server.handshake_timeout.0,
+        header_read_timeout: server.header_read_timeout.0,
+        request_body_timeout: server.request_body_timeout.0,
+        connection_idle_timeout: server.connection_idle_timeout.0,
+        caps: serve::Caps {
+            total,
+            per_ip: usize::try_from(server.max_connections_per_ip.0).unwrap_or(usize::MAX),
+        },
+        http2: serve::Http2Settings {
+            keep_alive_interval: Some(server.http2.keep_alive_interval.0).filter(|d| !d.is_zero()),
+            keep_alive_timeout: server.http2.keep_alive_timeout.0,
+            max_concurrent_streams: u32::try_from(server.http2.max_concurrent_streams.0)
+                .unwrap_or(u32::MAX),
+        },
     }
 }
 
@@ -406,6 +530,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_configurable_jwt_algorithm_converts() {
+        for name in config::JWT_ALGORITHMS {
+            assert!(name.parse::<identity::Algorithm>().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
     fn persistent_retention_reads_zero_as_no_limit() {
         let kv = KvRetention {
             max_events: config::Count(0),
@@ -416,6 +547,18 @@ mod tests {
         assert_eq!(r.max_events, None);
         assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
         assert_eq!(r.max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn webhook_settings_only_with_urls() {
+        let mut config = Config::default();
+        assert!(webhook_settings(&config).is_none());
+        config.presence.webhooks.urls = config::StringList(vec!["https://h.example/".into()]);
+        config.presence.webhooks.secret = Some(secret::Secret::new("s"));
+        config.presence.webhooks.max_attempts = config::Count(3);
+        let w = webhook_settings(&config).expect("on");
+        assert_eq!((w.urls.len(), w.max_attempts, w.queue), (1, 3, 10_000));
+        assert_eq!(presence_settings(&config).grace.as_secs(), 5);
     }
 
     #[test]

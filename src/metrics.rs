@@ -4,6 +4,8 @@
 //! Everything is a relaxed atomic: the hot path pays one uncontended add per
 //! delivered event, and readers accept a value a moment old. The publish
 //! latency histogram ([`LatencyHistogram`]) costs two more adds per publish.
+//! The accept loop's counters ([`ConnectionMetrics`]) are read by `/metrics`
+//! only, so `/api/v1/metrics` keeps SSER's shape.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,9 +23,16 @@ pub struct Metrics {
     events_received: AtomicU64,
     events_sent: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Presence webhooks (`presence::webhook`): one per event and URL.
+    webhooks_delivered: AtomicU64,
+    webhooks_retried: AtomicU64,
+    webhooks_failed: AtomicU64,
+    webhooks_dropped: AtomicU64,
     /// Time from `Hub::publish` being called to the event being in history
     /// and on every subscriber's queue (the 201 follows at once).
     pub publish_latency: LatencyHistogram,
+    /// Connections: open, refused at accept, closed by a limit.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -38,7 +47,12 @@ impl Default for Metrics {
             events_received: AtomicU64::new(0),
             events_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
+            webhooks_delivered: AtomicU64::new(0),
+            webhooks_retried: AtomicU64::new(0),
+            webhooks_failed: AtomicU64::new(0),
+            webhooks_dropped: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
+            connections: ConnectionMetrics::default(),
         }
     }
 }
@@ -48,6 +62,18 @@ impl Default for Metrics {
 pub struct Sample {
     pub name: &'static str,
     pub value: u64,
+}
+
+/// Presence webhook outcomes since start, each counted once per event and
+/// URL: `delivered` (a 2xx), `failed` (given up: a final refusal, attempts
+/// or age exhausted, or abandoned at shutdown), `dropped` (the URL's queue
+/// was full: never sent). `retried` counts attempts after the first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WebhookCounts {
+    pub delivered: u64,
+    pub retried: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 /// What only the hub's registry knows, passed in when metrics are read.
@@ -81,6 +107,30 @@ impl Metrics {
     pub(crate) fn event_sent(&self, bytes: usize) {
         self.events_sent.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn webhook_delivered(&self) {
+        self.webhooks_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn webhook_retried(&self) {
+        self.webhooks_retried.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn webhooks_failed(&self, n: u64) {
+        self.webhooks_failed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn webhook_dropped(&self) {
+        self.webhooks_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The webhook counters, for `/metrics` and the dashboard.
+    pub fn webhook_counts(&self) -> WebhookCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WebhookCounts {
+            delivered: load(&self.webhooks_delivered),
+            retried: load(&self.webhooks_retried),
+            failed: load(&self.webhooks_failed),
+            dropped: load(&self.webhooks_dropped),
+        }
     }
 
     pub(crate) fn event_published(&self, took: Duration) {
@@ -153,6 +203,110 @@ impl Metrics {
                 value: self.uptime_secs(),
             },
         ]
+    }
+}
+
+/// Why the accept loop turned a connection away before serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its client address already had `server.maxConnectionsPerIp` open.
+    PerIp,
+    /// `server.maxConnections` were open and none was idle enough to close.
+    Total,
+    /// The process was out of file descriptors (EMFILE/ENFILE).
+    FdLimit,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::PerIp, Refusal::Total, Refusal::FdLimit];
+
+    /// The Prometheus label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::PerIp => "per_ip",
+            Refusal::Total => "total",
+            Refusal::FdLimit => "fd_limit",
+        }
+    }
+}
+
+/// Which limit made the server close a connection it had accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// No complete first request within `server.handshakeTimeout`.
+    Handshake,
+    /// A later HTTP/1.1 request head not within `server.headerReadTimeout`.
+    RequestHead,
+    /// A request body not received within `server.requestBodyTimeout`.
+    RequestBody,
+    /// No request in progress for `server.connectionIdleTimeout`.
+    Idle,
+    /// An HTTP/2 keep-alive ping went unanswered.
+    KeepAlive,
+    /// Closed while idle to make room for a new connection at
+    /// `server.maxConnections`.
+    Evicted,
+}
+
+impl Cut {
+    pub const ALL: [Cut; 6] = [
+        Cut::Handshake,
+        Cut::RequestHead,
+        Cut::RequestBody,
+        Cut::Idle,
+        Cut::KeepAlive,
+        Cut::Evicted,
+    ];
+
+    /// The Prometheus label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cut::Handshake => "handshake_timeout",
+            Cut::RequestHead => "header_timeout",
+            Cut::RequestBody => "body_timeout",
+            Cut::Idle => "idle",
+            Cut::KeepAlive => "keepalive_timeout",
+            Cut::Evicted => "evicted",
+        }
+    }
+}
+
+/// The accept loop's numbers (`crate::serve`).
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: AtomicI64,
+    accepted: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    cut: [AtomicU64; Cut::ALL.len()],
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn cut(&self, why: Cut) {
+        self.cut[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections being served now (both listeners).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed).max(0) as u64
+    }
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+    pub fn refused_total(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Ordering::Relaxed)
+    }
+    pub fn cut_total(&self, why: Cut) -> u64 {
+        self.cut[why as usize].load(Ordering::Relaxed)
     }
 }
 

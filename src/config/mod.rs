@@ -8,16 +8,21 @@
 //! the key. `ENV_VARS` is the one table of environment names; the README's
 //! configuration table mirrors it.
 //!
-//! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`) lives in its own
-//! file with its defaults and its checks; `load` reads the layers; this
-//! file holds [`Config`], `ENV_VARS` and the entry points. Configuration
+//! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
+//! `presence`) lives in its own file with its defaults and its checks
+//! (`server`'s connection limits in `connections`);
+//! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
+//! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod connections;
+mod identity;
 mod kv;
 mod load;
 mod log;
 mod metrics;
+mod presence;
 mod pubsub;
 mod server;
 pub mod values;
@@ -30,10 +35,15 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use connections::Http2Config;
+pub use identity::{
+    ClaimsConfig, IdentityConfig, IdentityKeyConfig, JWT_ALGORITHMS, JwksConfig, MintConfig,
+};
 pub use kv::{DurabilityMode, KvConfig, KvEngine, KvRetention};
 pub use load::ConfigError;
 pub use log::LogConfig;
 pub use metrics::MetricsConfig;
+pub use presence::{PresenceConfig, WebhooksConfig};
 pub use pubsub::{PubSubConfig, StaticPubSub};
 pub use server::{CorsConfig, ServerConfig, SslConfig};
 pub use values::{Bytes, Count, Flag, ListenAddr, Span, StringList};
@@ -70,6 +80,27 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_MAX_JSON_DEPTH", "server.maxJsonDepth"),
     ("SSER_MAX_HEADER_SIZE", "server.maxHeaderSize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
+    ("SSER_HANDSHAKE_TIMEOUT", "server.handshakeTimeout"),
+    ("SSER_HEADER_READ_TIMEOUT", "server.headerReadTimeout"),
+    ("SSER_REQUEST_BODY_TIMEOUT", "server.requestBodyTimeout"),
+    (
+        "SSER_CONNECTION_IDLE_TIMEOUT",
+        "server.connectionIdleTimeout",
+    ),
+    ("SSER_MAX_CONNECTIONS", "server.maxConnections"),
+    ("SSER_MAX_CONNECTIONS_PER_IP", "server.maxConnectionsPerIp"),
+    (
+        "SSER_HTTP2_KEEP_ALIVE_INTERVAL",
+        "server.http2.keepAliveInterval",
+    ),
+    (
+        "SSER_HTTP2_KEEP_ALIVE_TIMEOUT",
+        "server.http2.keepAliveTimeout",
+    ),
+    (
+        "SSER_HTTP2_MAX_CONCURRENT_STREAMS",
+        "server.http2.maxConcurrentStreams",
+    ),
     ("SSER_TICK_FREQUENCY", "pubsub.tickFrequency"),
     ("SSER_RETRY", "pubsub.retry"),
     ("SSER_HISTORY_SIZE", "pubsub.historySize"),
@@ -83,6 +114,36 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
     ("SSER_METRICS_OPEN", "metrics.open"),
     ("SSER_METRICS_PER_TOPIC", "metrics.perTopic"),
+    ("SSER_IDENTITY_ENABLED", "identity.enabled"),
+    ("SSER_JWT_SECRET", "identity.secret"),
+    ("SSER_JWT_ALGORITHMS", "identity.algorithms"),
+    ("SSER_JWT_AUDIENCE", "identity.audience"),
+    ("SSER_JWT_LEEWAY", "identity.leeway"),
+    ("SSER_JWT_REQUIRE_EXP", "identity.requireExp"),
+    ("SSER_IDENTITY_DEFAULT_APP", "identity.defaultApp"),
+    ("SSER_JWT_USER_CLAIM", "identity.claims.user"),
+    ("SSER_JWT_APP_CLAIM", "identity.claims.app"),
+    ("SSER_JWT_DEVICE_CLAIM", "identity.claims.device"),
+    ("SSER_JWT_TOPICS_CLAIM", "identity.claims.topics"),
+    ("SSER_JWT_JWKS_FILE", "identity.jwks.file"),
+    ("SSER_JWT_JWKS_URL", "identity.jwks.url"),
+    (
+        "SSER_JWT_JWKS_REFRESH_INTERVAL",
+        "identity.jwks.refreshInterval",
+    ),
+    ("SSER_JWT_DEFAULT_TTL", "identity.mint.defaultTtl"),
+    ("SSER_JWT_MAX_TTL", "identity.mint.maxTtl"),
+    ("SSER_JWT_MINT_ALGORITHM", "identity.mint.algorithm"),
+    ("SSER_PRESENCE_GRACE", "presence.grace"),
+    ("SSER_WEBHOOK_URLS", "presence.webhooks.urls"),
+    ("SSER_WEBHOOK_SECRET", "presence.webhooks.secret"),
+    ("SSER_WEBHOOK_TIMEOUT", "presence.webhooks.timeout"),
+    ("SSER_WEBHOOK_MAX_ATTEMPTS", "presence.webhooks.maxAttempts"),
+    ("SSER_WEBHOOK_MAX_AGE", "presence.webhooks.maxAge"),
+    ("SSER_WEBHOOK_BACKOFF", "presence.webhooks.backoff"),
+    ("SSER_WEBHOOK_MAX_BACKOFF", "presence.webhooks.maxBackoff"),
+    ("SSER_WEBHOOK_QUEUE", "presence.webhooks.queue"),
+    ("SSER_WEBHOOK_CONCURRENCY", "presence.webhooks.concurrency"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +167,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    pub presence: PresenceConfig,
 }
 
 impl Default for Config {
@@ -118,6 +182,8 @@ impl Default for Config {
             kv: KvConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            identity: IdentityConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -173,6 +239,10 @@ impl Config {
         self.kv.check()?;
         self.log.check()?;
         self.server.ssl.check()?;
+        if let Some(generated) = self.identity.check(&self.app_env)? {
+            self.generated_tokens.push(generated);
+        }
+        self.presence.check()?;
         Ok(())
     }
 }

@@ -24,15 +24,19 @@ use tower::layer::util::Stack;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
 
-use super::{HttpSettings, REQUEST_ID, subscribe};
+use super::HttpSettings;
 
 /// Marks a response as a long-lived stream (a response extension).
 #[derive(Debug, Clone, Copy)]
 pub struct LongLived;
 
-/// CORS for the whole API, with the stream rule above.
-pub fn layer(settings: &HttpSettings) -> Stack<CorsLayer, ExposeOnlyForCorsLayer> {
-    Stack::new(cors(settings), ExposeOnlyForCorsLayer)
+/// CORS for the whole API, with the stream rule above; `expose` are the
+/// response headers scripts on other origins may read.
+pub fn layer(
+    settings: &HttpSettings,
+    expose: [HeaderName; 4],
+) -> Stack<CorsLayer, ExposeOnlyForCorsLayer> {
+    Stack::new(cors(settings, expose), ExposeOnlyForCorsLayer)
 }
 
 #[derive(Clone, Copy)]
@@ -97,7 +101,7 @@ where
 /// listed by name, never to `null`. `*` still reflects the caller's origin
 /// (as SSER did) rather than sending a literal `*`, so a list may mix `*`
 /// with named, credentialed origins.
-fn cors(settings: &HttpSettings) -> CorsLayer {
+fn cors(settings: &HttpSettings, expose: [HeaderName; 4]) -> CorsLayer {
     let origins = &settings.cors_allowed_origins;
     let named: Vec<HeaderValue> = origins
         .iter()
@@ -121,11 +125,6 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
         .allow_credentials(AllowCredentials::predicate(move |origin, _| {
             credentialed.contains(origin)
         }))
-        .expose_headers([
-            REQUEST_ID,
-            HeaderName::from_static(subscribe::TRUNCATED_HEADER),
-            HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
-            header::CONTENT_TYPE,
-        ])
+        .expose_headers(expose)
         .max_age(Duration::from_secs(86400))
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Request};
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -55,7 +55,7 @@ pub struct HttpSettings {
     pub cors_allowed_origins: Vec<String>,
 }
 
-pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
     let api = Router::new()
@@ -94,7 +94,15 @@ pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
             )
             .into_response()
         }))
-        .layer(cors::layer(settings))
+        .layer(cors::layer(
+            settings,
+            [
+                REQUEST_ID,
+                HeaderName::from_static(subscribe::TRUNCATED_HEADER),
+                HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
+                header::CONTENT_TYPE,
+            ],
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn(log::log_request))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))

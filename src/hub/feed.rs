@@ -22,80 +22,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use serde_json::{Value, json};
 
 use super::connection::Connection;
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
+use super::notice;
+use super::resume::{Ask, Replay};
 use super::{Hub, HubError, Topic};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
-use crate::model::cursor::{EARLIEST, StreamSet};
+use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
-/// The comment that ends every stream when the server stops; EventSource
-/// reconnects after its `retry:` delay, to this server or another.
-pub const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
-
-/// The comment that ends a stream ended by an operator.
-pub const ENDED_NOTICE: &str = "connection ended by the server";
-
 /// Events read from history per batch during replay.
 const REPLAY_BATCH: usize = 512;
-
-const UNKNOWN_ID: &str =
-    "the requested Last-Event-ID is no longer in history; sending all that is retained";
-const GAP: &str = "history no longer holds every event after the requested Last-Event-ID; sending all that is retained";
-
-/// Where a single-topic subscriber asked to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// Only what is published from now on.
-    Live,
-    /// Everything after the event with this id (`Last-Event-ID`).
-    After(String),
-    /// Everything history still holds (`?last_event_id=earliest`).
-    Earliest,
-    /// The client sent an id that cannot name any event (its bytes are not
-    /// UTF-8): answered like an id no longer in history, with the explicit
-    /// truncation notice and everything retained, never a silent live-only
-    /// stream.
-    Unreadable,
-}
-
-impl Resume {
-    /// The reserved `Last-Event-ID` value that asks for all retained history.
-    pub const EARLIEST: &'static str = EARLIEST;
-
-    pub fn from_last_event_id(value: Option<&str>) -> Resume {
-        match value {
-            None | Some("") => Resume::Live,
-            Some(EARLIEST) => Resume::Earliest,
-            Some(id) => Resume::After(id.to_string()),
-        }
-    }
-}
-
-/// What a connection asked for.
-pub(crate) enum Ask {
-    /// SSER's one-topic stream: shared frames, ids as published.
-    One(Resume),
-    /// Topic-named events and cursor ids, resuming from this `Last-Event-ID`.
-    Topics(Option<String>),
-}
-
-/// How one stream is replayed from history.
-#[derive(Debug, Clone, Copy)]
-enum Replay {
-    /// Everything after the cursor that history holds; holes are expected
-    /// (`earliest`, or after a truncation notice).
-    Everything,
-    /// Resuming after a known position: a hole is reported once.
-    Exact,
-    /// Catching up after falling behind: a hole ends the connection.
-    Lagged,
-}
 
 /// A connection, opened and following its streams, before it becomes an
 /// HTTP body. `truncated` tells the HTTP layer to set its header.
@@ -108,25 +49,25 @@ pub struct Subscription {
     feed: Feed,
 }
 
-struct Feed {
-    broker: Arc<dyn Broker>,
+pub(super) struct Feed {
+    pub(super) broker: Arc<dyn Broker>,
     retry_ms: u64,
-    framing: Framing,
+    pub(super) framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
-    streams: Box<[Followed]>,
+    pub(super) streams: Box<[Followed]>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
 }
 
-struct Followed {
+pub(super) struct Followed {
     /// The position of the last event sent.
-    cursor: Position,
+    pub(super) cursor: Position,
     /// Leaves the stream's fan-out when dropped; `None` once it closed.
     ticket: Option<FollowTicket>,
     /// How to replay before going live, if at all.
-    start: Option<Replay>,
+    pub(super) start: Option<Replay>,
     /// Starts with a truncation notice.
-    truncated: bool,
+    pub(super) truncated: bool,
 }
 
 /// One replay step.
@@ -198,68 +139,9 @@ pub(crate) async fn open(
 }
 
 impl Feed {
-    /// Sets where each stream starts (cursor, replay, notice).
-    async fn plan(&mut self, ask: Ask) -> Result<(), HubError> {
-        match ask {
-            Ask::One(Resume::Live) | Ask::Topics(None) => {}
-            Ask::One(Resume::Earliest) => self.replay_all_from_start(false),
-            Ask::One(Resume::Unreadable) => self.replay_all_from_start(true),
-            Ask::Topics(Some(id)) if id.is_empty() => {}
-            Ask::Topics(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
-            Ask::One(Resume::After(id)) => {
-                let key = self.key(0).clone();
-                match self.broker.find(&key, &id).await? {
-                    Some(position) => {
-                        self.streams[0].cursor = position;
-                        self.streams[0].start = Some(Replay::Exact);
-                    }
-                    None => self.replay_all_from_start(true),
-                }
-            }
-            Ask::Topics(Some(cursor)) => {
-                let Framing::Topics { set, .. } = &self.framing else {
-                    return Ok(());
-                };
-                let Some(positions) = set.decode(&cursor) else {
-                    // A cursor of other streams, or no cursor at all.
-                    self.replay_all_from_start(true);
-                    return Ok(());
-                };
-                for (slot, position) in positions.into_iter().enumerate() {
-                    let head = self.streams[slot].cursor;
-                    let holds = position <= head
-                        && self.broker.holds_after(self.key(slot), position).await?;
-                    let stream = &mut self.streams[slot];
-                    if position > head {
-                        // Ahead of the stream: not a position it gave out.
-                        stream.truncated = true;
-                        stream.start = Some(Replay::Everything);
-                        stream.cursor = Position::ZERO;
-                    } else if !holds {
-                        stream.truncated = true;
-                        stream.start = Some(Replay::Everything);
-                        stream.cursor = position;
-                    } else {
-                        stream.start = Some(Replay::Exact);
-                        stream.cursor = position;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The key of stream `slot`.
-    fn key(&self, slot: usize) -> &StreamKey {
+    pub(super) fn key(&self, slot: usize) -> &StreamKey {
         &self.life.conn.streams()[slot]
-    }
-
-    fn replay_all_from_start(&mut self, truncated: bool) {
-        for stream in self.streams.iter_mut() {
-            stream.start = Some(Replay::Everything);
-            stream.truncated = truncated;
-            stream.cursor = Position::ZERO;
-        }
     }
 
     /// `delivery` from stream `slot` as this connection writes it, unless it
@@ -294,7 +176,7 @@ impl Feed {
             match mode {
                 Replay::Everything => {}
                 Replay::Exact => {
-                    frames.push(self.truncated_notice(slot, GAP).await);
+                    frames.push(self.truncated_notice(slot, notice::GAP).await);
                     *mode = Replay::Everything;
                 }
                 Replay::Lagged => {
@@ -326,31 +208,15 @@ impl Feed {
             // SSER's last message when its one topic is deleted.
             None => (sse::closed_frame(), true),
             Some(topic) => {
-                let notice = json!({
-                    "status": "closed",
-                    "topic": topic.as_str(),
-                    "message": "the topic was deleted; the other topics of this connection go on",
-                });
                 let open = self.streams.iter().any(|s| s.ticket.is_some());
-                (
-                    sse::encode_notice("sser.closed", &notice.to_string()),
-                    !open,
-                )
+                (notice::closed(topic), !open)
             }
         }
     }
 
     async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
         let oldest = self.broker.oldest(self.key(slot)).await;
-        let mut notice = json!({
-            "status": "history_truncated",
-            "message": message,
-            "oldest_retained_seq": position_json(oldest),
-        });
-        if let Some(topic) = self.framing.topic(slot) {
-            notice["topic"] = json!(topic.as_str());
-        }
-        sse::encode_notice("sser.history_truncated", &notice.to_string())
+        notice::truncated(self.framing.topic(slot), message, oldest)
     }
 
     fn lagged_notice(&self, slot: usize, why: &str) -> Bytes {
@@ -363,25 +229,7 @@ impl Feed {
             why,
             "subscriber disconnected: fell behind"
         );
-        let mut notice = json!({
-            "status": "lagged",
-            "message": format!("{why}; reconnect with Last-Event-ID to resume"),
-            "last_seq": position_json(Some(cursor)),
-        });
-        if let Some(topic) = self.framing.topic(slot) {
-            notice["topic"] = json!(topic.as_str());
-        }
-        sse::encode_notice("sser.lagged", &notice.to_string())
-    }
-}
-
-/// A position in a notice: a number for a sequence (what SSER-era clients
-/// read), else its text.
-fn position_json(position: Option<Position>) -> Value {
-    match position.map(Position::parts) {
-        None => Value::Null,
-        Some((seq, 0)) => json!(seq),
-        Some(_) => json!(position.map(|p| p.to_string())),
+        notice::lagged(self.framing.topic(slot), cursor, why)
     }
 }
 
@@ -395,7 +243,7 @@ impl Subscription {
                 if feed.streams[slot].truncated {
                     // Boxed, like every rare await here: an idle body's
                     // state stays as small as its queue wait.
-                    yield Ok(Box::pin(feed.truncated_notice(slot, UNKNOWN_ID)).await);
+                    yield Ok(Box::pin(feed.truncated_notice(slot, notice::UNKNOWN_ID)).await);
                 }
             }
             let mut replays: Vec<(usize, Replay)> = feed
@@ -453,11 +301,11 @@ impl Subscription {
                         }
                     }
                     Item::Shutdown => {
-                        yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
+                        yield Ok(sse::comment_frame(notice::SHUTDOWN_NOTICE));
                         return;
                     }
                     Item::End => {
-                        yield Ok(sse::comment_frame(ENDED_NOTICE));
+                        yield Ok(sse::comment_frame(notice::ENDED_NOTICE));
                         return;
                     }
                 }

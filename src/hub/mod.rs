@@ -13,6 +13,8 @@ pub mod connection;
 pub mod connections;
 pub mod feed;
 mod framing;
+pub mod notice;
+mod resume;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -25,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use connection::Connection;
 pub use connections::Connections;
-pub use feed::{Resume, Subscription};
+pub use feed::Subscription;
+pub use resume::Resume;
 pub use topic::Topic;
 
 use crate::broker::{Broker, BrokerError, Origin};
@@ -317,7 +320,7 @@ impl Hub {
         topic: Arc<Topic>,
         resume: Resume,
     ) -> Result<Subscription, HubError> {
-        feed::open(self, &[topic], feed::Ask::One(resume)).await
+        feed::open(self, &[topic], resume::Ask::One(resume)).await
     }
 
     /// One connection on several topics (or one), each event named by its
@@ -331,7 +334,7 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
-        let ask = feed::Ask::Topics(last_event_id.map(str::to_string));
+        let ask = resume::Ask::Topics(last_event_id.map(str::to_string));
         feed::open(self, &topics, ask).await
     }
 

@@ -203,7 +203,7 @@ async fn one_cycle(
     topic: usize,
     source: Option<std::net::IpAddr>,
 ) -> Result<(), String> {
-    let mut s = sub::open(target, &[topic], source, 1024).await?;
+    let mut s = sub::open(target, topic, source, 1024).await?;
     let mut parser = Parser::default();
     let mut dechunk = Dechunker::default();
     let mut decoded = Vec::new();

@@ -1,7 +1,11 @@
 //! `fanout`: T topics, N subscribers spread over them (subscriber i listens
-//! to topic i mod T, or to K topics from there on one connection with
-//! `--topics-per-subscriber`), P publishers sending M events of S bytes at R events/s
+//! to topic i mod T), P publishers sending M events of S bytes at R events/s
 //! (0 = each publisher as fast as its request/response loop goes).
+//!
+//! With `--topics-per-subscriber K` (our API only), subscriber i follows the
+//! K topics i, i+1, … i+K-1 (mod T) on ONE connection
+//! (`GET /api/v1/events?topic=…`), so every event reaches K× as many
+//! subscribers' connections as topics are shared.
 //!
 //! Event k (0 ≤ k < M) is sent by publisher k mod P to topic k mod T; its
 //! payload is `sb:<k>:<send time ns>:<padding to S bytes>`. Every subscriber of
@@ -30,12 +34,6 @@ pub struct FanoutArgs {
     /// Subscribers in all (N), spread round-robin over the topics.
     #[arg(long, default_value_t = 100)]
     pub subscribers: usize,
-    /// Topics each subscriber follows on one connection (K): subscriber i
-    /// follows topics i, i+1, … i+K-1 (mod T) through our API's
-    /// `GET /api/v1/events?topic=…` with the API token. 1 = one topic per
-    /// connection, on the topic's own stream URL.
-    #[arg(long, default_value_t = 1)]
-    pub topics_per_subscriber: usize,
     /// Publishers (P), each with its own keep-alive connection.
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
@@ -52,17 +50,21 @@ pub struct FanoutArgs {
     /// counting what is missing as lost.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Topics each subscriber follows on one connection (K); more than 1
+    /// needs our API's multi-topic subscribe.
+    #[arg(long, default_value_t = 1)]
+    pub topics_per_subscriber: usize,
     /// Pause between "all subscribed" and the first publish.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub settle: Duration,
 }
 
 pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
-    if a.topics == 0 || a.publishers == 0 {
-        return Err("--topics and --publishers must be at least 1".into());
+    if a.topics == 0 || a.publishers == 0 || a.topics_per_subscriber == 0 {
+        return Err("--topics, --publishers and --topics-per-subscriber must be at least 1".into());
     }
-    if a.topics_per_subscriber == 0 || a.topics_per_subscriber > a.topics {
-        return Err("--topics-per-subscriber must be between 1 and --topics".into());
+    if a.topics_per_subscriber > a.topics {
+        return Err("--topics-per-subscriber cannot exceed --topics".into());
     }
     let target = Arc::new(Target::setup(&c.target_spec(), a.topics).await?);
     let spread = c.spread(a.subscribers);
@@ -71,7 +73,6 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let acc = Arc::new(Accounting {
         publishers: a.publishers,
-        topics: a.topics,
         hist: Arc::new(Sharded::new(64)),
         live: Arc::new(Live::default()),
     });
@@ -80,9 +81,10 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     let mut tasks = Vec::with_capacity(a.subscribers);
     let t_connect = Instant::now();
     for i in 0..a.subscribers {
-        let follows: Vec<usize> = (0..a.topics_per_subscriber)
+        let followed: Vec<usize> = (0..a.topics_per_subscriber)
             .map(|j| (i + j) % a.topics)
             .collect();
+        let request = target.subscribe_request_many(&followed)?;
         let target = target.clone();
         let gate = gate.clone();
         let ready = ready_tx.clone();
@@ -91,35 +93,32 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         let source = source_ip(i, spread);
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.ok();
-            let opened = sub::open(&target, &follows, source, 4096).await;
+            let opened = sub::open_request(&target, &request, source, 4096).await;
             drop(permit);
             match opened {
                 Ok(s) => {
-                    let _ = ready.send((follows.clone(), Ok(())));
-                    Some(sub::run(s, i, follows, acc, stop).await)
+                    let _ = ready.send((followed, Ok(())));
+                    Some(sub::run(s, i, acc, stop).await)
                 }
                 Err(e) => {
-                    let _ = ready.send((follows, Err(e)));
+                    let _ = ready.send((followed, Err(e)));
                     None
                 }
             }
         }));
     }
     drop(ready_tx);
-    // Followers per topic (a subscriber on K topics counts for each).
     let mut per_topic = vec![0u64; a.topics];
-    let mut subscribed = 0u64;
     let mut connect_errors = 0u64;
     let mut first_error = None;
     // Every task reports once; the senders stay alive in the running tasks.
     for _ in 0..a.subscribers {
-        let Some((follows, r)) = ready_rx.recv().await else {
+        let Some((followed, r)) = ready_rx.recv().await else {
             break;
         };
         match r {
             Ok(()) => {
-                subscribed += 1;
-                for topic in follows {
+                for topic in followed {
                     per_topic[topic] += 1;
                 }
             }
@@ -130,6 +129,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         }
     }
     let connect_secs = t_connect.elapsed().as_secs_f64();
+    let subscribed = (a.subscribers as u64).saturating_sub(connect_errors);
     tokio::time::sleep(a.settle).await;
 
     // 2. Publish.

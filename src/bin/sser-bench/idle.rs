@@ -36,7 +36,6 @@ pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let acc = Arc::new(Accounting {
         publishers: 1,
-        topics: target.topics.len(),
         hist: Arc::new(Sharded::new(1)),
         live: Arc::new(Live::default()),
     });
@@ -58,12 +57,12 @@ pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.ok();
             // A small read buffer: idle streams carry only heartbeats.
-            let opened = sub::open(&target, &[topic], source, 512).await;
+            let opened = sub::open(&target, topic, source, 512).await;
             drop(permit);
             match opened {
                 Ok(s) => {
                     let _ = ready.send(Ok(()));
-                    Some(sub::run(s, i, vec![topic], acc, stop).await)
+                    Some(sub::run(s, i, acc, stop).await)
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));

@@ -18,23 +18,30 @@ pub struct Stream {
     pub framing: Framing,
 }
 
-/// Connects and sends the subscribe request (one topic, or several on one
-/// connection); fails unless the answer is a 200 `text/event-stream`.
+/// Connects and sends the subscribe request of one topic; fails unless the
+/// answer is a 200 `text/event-stream`.
 pub async fn open(
     target: &Target,
-    topics: &[usize],
+    topic: usize,
     source: Option<IpAddr>,
     buf: usize,
 ) -> Result<Stream, String> {
-    let req = match topics {
-        [topic] => target.subscribe_request(*topic),
-        many => target.subscribe_many_request(many)?,
-    };
+    open_request(target, &target.subscribe_request(topic), source, buf).await
+}
+
+/// [`open`] with any subscribe request, e.g.
+/// [`Target::subscribe_request_many`].
+pub async fn open_request(
+    target: &Target,
+    req: &[u8],
+    source: Option<IpAddr>,
+    buf: usize,
+) -> Result<Stream, String> {
     let stream = connect(target.sub_url.addr, source)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let mut conn = Conn::new(stream, buf);
-    tokio::io::AsyncWriteExt::write_all(&mut conn.stream, &req)
+    tokio::io::AsyncWriteExt::write_all(&mut conn.stream, req)
         .await
         .map_err(|e| format!("write: {e}"))?;
     let head = conn
@@ -83,28 +90,21 @@ pub struct SubResult {
 
 pub struct Accounting {
     pub publishers: usize,
-    /// Topics in the run: event `k` went to topic `k mod topics`.
-    pub topics: usize,
     pub hist: Arc<Sharded>,
     pub live: Arc<Live>,
 }
 
-/// Reads until `stop` turns true or the stream ends. Order is checked per
-/// publisher and topic: `follows` are the topics of this stream (order
-/// across topics is not promised once a connection catches up).
+/// Reads until `stop` turns true or the stream ends.
 pub async fn run(
     mut s: Stream,
     key: usize,
-    follows: Vec<usize>,
     acc: Arc<Accounting>,
     mut stop: watch::Receiver<bool>,
 ) -> SubResult {
     let mut res = SubResult::default();
     let mut parser = Parser::default();
     let mut dechunk = Dechunker::default();
-    let publishers = acc.publishers.max(1);
-    let topics = acc.topics.max(1) as u64;
-    let mut last_k: Vec<Option<u64>> = vec![None; publishers * follows.len().max(1)];
+    let mut last_k: Vec<Option<u64>> = vec![None; acc.publishers.max(1)];
     let mut lat: Vec<u64> = Vec::new();
     let mut decoded: Vec<u8> = Vec::new();
     let mut remaining = match s.framing {
@@ -143,13 +143,11 @@ pub async fn run(
                 if let Some((k, sent)) = parse_payload(&ev.data) {
                     n += 1;
                     lat.push(now.saturating_sub(sent) / 1000);
-                    let topic = (k % topics) as usize;
-                    let slot = follows.iter().position(|&t| t == topic).unwrap_or(0);
-                    let at = (k as usize) % publishers * follows.len().max(1) + slot;
-                    if last_k[at].is_some_and(|prev| k <= prev) {
+                    let p = (k as usize) % last_k.len();
+                    if last_k[p].is_some_and(|prev| k <= prev) {
                         res.out_of_order += 1;
                     }
-                    last_k[at] = Some(k);
+                    last_k[p] = Some(k);
                 }
             });
             if n > 0 {
