@@ -6,7 +6,9 @@
 //! A connection is registered before it follows anything and leaves when its
 //! HTTP body is dropped, however that happens ([`Registration`]).
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -20,9 +22,33 @@ pub struct Connections {
 
 #[derive(Default)]
 struct Registry {
-    by_id: HashMap<Arc<str>, Arc<Connection>>,
+    /// Keyed by the connection's own id, so an entry is one pointer.
+    by_id: HashSet<ById>,
     /// Set at shutdown: no new connection may register.
     stopping: bool,
+}
+
+/// A connection in the registry: hashed and compared by its id.
+struct ById(Arc<Connection>);
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for ById {}
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
 }
 
 /// The server is stopping; no new connections.
@@ -45,7 +71,7 @@ impl Connections {
             return Err(Stopping);
         }
         let id = conn.id_arc().clone();
-        r.by_id.insert(id.clone(), conn);
+        r.by_id.insert(ById(conn));
         Ok(Registration {
             registry: self.clone(),
             id,
@@ -62,11 +88,16 @@ impl Connections {
 
     /// Every open connection, in no particular order.
     pub fn list(&self) -> Vec<Arc<Connection>> {
-        self.inner.lock().by_id.values().cloned().collect()
+        self.inner
+            .lock()
+            .by_id
+            .iter()
+            .map(|c| c.0.clone())
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Connection>> {
-        self.inner.lock().by_id.get(id).cloned()
+        self.inner.lock().by_id.get(id).map(|c| c.0.clone())
     }
 
     /// Ends the connection with this id after what is queued; false if there
@@ -83,8 +114,8 @@ impl Connections {
 
     /// Asks every connection for a keep-alive comment.
     pub(crate) fn heartbeat(&self) {
-        for conn in self.inner.lock().by_id.values() {
-            conn.outbox().heartbeat();
+        for conn in self.inner.lock().by_id.iter() {
+            conn.0.outbox().heartbeat();
         }
     }
 
@@ -93,14 +124,14 @@ impl Connections {
     pub(crate) fn shut_down(&self) {
         let mut r = self.inner.lock();
         r.stopping = true;
-        for conn in r.by_id.values() {
-            conn.outbox().shutdown();
+        for conn in r.by_id.iter() {
+            conn.0.outbox().shutdown();
         }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.inner.lock().by_id.remove(&self.id);
+        self.registry.inner.lock().by_id.remove(&*self.id);
     }
 }

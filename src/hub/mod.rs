@@ -16,7 +16,8 @@ pub mod connections;
 pub mod feed;
 mod framing;
 pub mod inboxes;
-mod notices;
+pub mod notice;
+mod resume;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -29,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use connection::{Connection, Owner};
 pub use connections::Connections;
-pub use feed::{Resume, Subscription};
+pub use feed::Subscription;
 pub use framing::label;
 pub use inboxes::{ConnectSpec, Sent};
+pub use resume::Resume;
 pub use topic::Topic;
 
 use crate::broker::{Broker, BrokerError, Origin};
@@ -337,7 +339,7 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let opening = feed::Opening {
             keys: vec![topic.stream.clone()],
-            ask: feed::Ask::One(resume),
+            ask: resume::Ask::One(resume),
             owner: None,
             expires_at: None,
         };
@@ -357,7 +359,7 @@ impl Hub {
         topics.dedup_by(|a, b| a.id == b.id);
         let opening = feed::Opening {
             keys: topics.iter().map(|t| t.stream.clone()).collect(),
-            ask: feed::Ask::Cursor(last_event_id.map(str::to_string)),
+            ask: resume::Ask::Cursor(last_event_id.map(str::to_string)),
             owner: None,
             expires_at: None,
         };
