@@ -31,7 +31,9 @@ pub(crate) enum Framing {
     Shared,
     /// Every event named by its stream ([`label`]), ids being cursors over
     /// the connection's streams (whose keys the connection holds).
-    Labelled { set: StreamSet },
+    Labelled {
+        set: StreamSet,
+    },
 }
 
 /// The event name of events from `key` on a labelled connection: the topic
