@@ -2,28 +2,34 @@
 //!
 //! # The map
 //!
+//! Each layer imports only the ones above it in this table's lower part
+//! (`model` is the bottom); only this file, `main.rs` and [`config`] read
+//! the configuration, turning it into each component's own settings type.
+//!
 //! | module | role |
 //! |---|---|
-//! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
-//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
-//! | [`hub`] | topics, identity inboxes (app, user, device) and targeted sends, connections and their registry, fan-out, order, slow-consumer policy |
-//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
-//! | [`sse`] | the wire format, and nothing else |
-//! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
+//! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
+//! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
+//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
+//! | [`hub`] | topics, identity inboxes (app, user, device) and targeted sends, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
+//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
+//! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
-//! | [`readiness`] | named checks behind `/readyz` |
-//! | [`secret`] | tokens: generation, constant-time comparison, redaction |
-//! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
-//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
+//! | [`sse`] | the wire format, and nothing else |
+//! | [`model`] | the shared vocabulary: topic ids, stream keys, positions, resume cursors, retention, the clock |
+//! | [`readiness`], [`secret`] | named checks behind `/readyz`; tokens (generation, constant-time comparison, redaction) |
 //!
 //! # The path of one event
 //!
-//! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] validates the
-//! body → [`hub::Hub::publish`] assigns the topic's next sequence, encodes the
-//! SSE frame once ([`sse::encode_event`]), appends it to the topic's history
-//! and sends it on the topic's broadcast channel → each subscriber's
-//! [`hub::Subscription`] stream yields the shared `Bytes` to its HTTP body.
+//! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] asks the
+//! principal, validates the body → [`hub::Hub::publish`] names the topic's
+//! stream → [`broker::Broker::publish`] assigns its position, encodes the SSE
+//! frame once ([`sse::encode_event`]), appends it to history and queues the
+//! shared `Bytes` into the [`broker::Outbox`] of every connection following
+//! the stream → each connection's [`hub::Subscription`] body writes it (on a
+//! multi-topic connection, behind its own `id:`/`event:` line).
 //! `POST /api/v1/send` is the same path on identities' inbox streams
 //! ([`hub::Hub::send`]), and `GET /api/v1/stream` one connection on an
 //! identity's inboxes and topics ([`hub::Hub::connect`]).
@@ -106,9 +112,8 @@ pub struct Server {
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.server.addr.0;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener =
+            crate::serve::listen(addr).map_err(|source| StartError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
@@ -217,6 +222,12 @@ impl Server {
     pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &http_settings(&self.config));
         let settings = conn_settings(&self.config);
+        tracing::info!(
+            max_connections = settings.caps.total,
+            max_connections_per_ip = settings.caps.per_ip,
+            "connection limits"
+        );
+        let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -227,7 +238,7 @@ impl Server {
                     app,
                     self.state.readiness.clone(),
                     shutdown.clone(),
-                    settings,
+                    conns.clone(),
                 );
                 (plain, Some(task))
             }
@@ -239,7 +250,7 @@ impl Server {
             plain_app,
             serve::Plain,
             shutdown.clone(),
-            settings,
+            conns,
         );
         let serve = tokio::spawn(async move {
             match tls_task {
@@ -469,33 +480,6 @@ fn http_settings(config: &Config) -> http::HttpSettings {
     }
 }
 
-/// What every accepted connection gets.
-fn conn_settings(config: &Config) -> serve::ConnSettings {
-    serve::ConnSettings {
-        // Two heartbeats: a live client acknowledges at least those.
-        user_timeout: (config.pubsub.tick_frequency.0 * 2).max(std::time::Duration::from_secs(10)),
-        max_header_size: config.server.max_header_size.0 as usize,
-    }
-}
-
-/// `server.sslAddr` and `server.ssl.*`.
-fn tls_settings(config: &Config) -> tls::TlsSettings {
-    let ssl = &config.server.ssl;
-    tls::TlsSettings {
-        addr: config.server.ssl_addr.0,
-        domain_names: ssl.domain_name.0.clone(),
-        letsencrypt_email: ssl.letsencrypt_email.clone(),
-        cache_dir: ssl.cache_dir.clone(),
-        acme_directory: ssl.acme_directory.clone(),
-        acme_http01: ssl.acme_challenge.trim() == "http-01",
-        acme_ca_root: ssl.acme_ca_root.clone(),
-        cert_file: ssl.cert_file.clone(),
-        key_file: ssl.key_file.clone(),
-        reload_interval: ssl.reload_interval.0,
-        api_over_http: ssl.api_over_http.0,
-    }
-}
-
 /// The identity layer's settings from `identity.*`. Algorithm names were
 /// checked against `config::JWT_ALGORITHMS`, which lists only names
 /// `identity::Algorithm` parses.
@@ -543,6 +527,52 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
         default_ttl: c.mint.default_ttl.0,
         max_ttl: c.mint.max_ttl.0,
         mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
+    }
+}
+
+/// The accept loop's settings from `server.*` (README, "Operations").
+fn conn_settings(config: &Config) -> serve::ConnSettings {
+    let server = &config.server;
+    let total = match server.max_connections.0 {
+        0 => serve::automatic_max_connections(),
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    serve::ConnSettings {
+        // Two heartbeats: a live client acknowledges at least those.
+        user_timeout: (config.pubsub.tick_frequency.0 * 2).max(std::time::Duration::from_secs(10)),
+        max_header_size: usize::try_from(server.max_header_size.0).unwrap_or(usize::MAX),
+        handshake_timeout: server.handshake_timeout.0,
+        header_read_timeout: server.header_read_timeout.0,
+        request_body_timeout: server.request_body_timeout.0,
+        connection_idle_timeout: server.connection_idle_timeout.0,
+        caps: serve::Caps {
+            total,
+            per_ip: usize::try_from(server.max_connections_per_ip.0).unwrap_or(usize::MAX),
+        },
+        http2: serve::Http2Settings {
+            keep_alive_interval: Some(server.http2.keep_alive_interval.0).filter(|d| !d.is_zero()),
+            keep_alive_timeout: server.http2.keep_alive_timeout.0,
+            max_concurrent_streams: u32::try_from(server.http2.max_concurrent_streams.0)
+                .unwrap_or(u32::MAX),
+        },
+    }
+}
+
+/// `server.sslAddr` and `server.ssl.*`.
+fn tls_settings(config: &Config) -> tls::TlsSettings {
+    let ssl = &config.server.ssl;
+    tls::TlsSettings {
+        addr: config.server.ssl_addr.0,
+        domain_names: ssl.domain_name.0.clone(),
+        letsencrypt_email: ssl.letsencrypt_email.clone(),
+        cache_dir: ssl.cache_dir.clone(),
+        acme_directory: ssl.acme_directory.clone(),
+        acme_http01: ssl.acme_challenge.trim() == "http-01",
+        acme_ca_root: ssl.acme_ca_root.clone(),
+        cert_file: ssl.cert_file.clone(),
+        key_file: ssl.key_file.clone(),
+        reload_interval: ssl.reload_interval.0,
+        api_over_http: ssl.api_over_http.0,
     }
 }
 

@@ -1,550 +1,409 @@
-//! Connections that follow several topics (`GET /api/v1/events?topic=…`) and
-//! the registry of connections, over real sockets with a real SSE parser.
+//! Connection limits over real sockets (README, "Operations"): silent and
+//! half-open connections are closed at the handshake deadline, the caps
+//! refuse (with a metric) while served streams stay up, a full server makes
+//! room by closing a silent connection, trickled bodies are cut with 408,
+//! idle SSE streams outlive every timeout, and at the open-file limit a new
+//! client is refused at once instead of waiting in the backlog.
+//!
+//! Timeouts are configured short (hundreds of milliseconds) so the tests are
+//! fast; the assertions on elapsed time only check that a close came from a
+//! deadline (not before it), never how fast the machine is.
 
 mod common;
 
-use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
-use common::*;
-use futures_util::StreamExt;
-use serde_json::{Value, json};
-use sser::config::Count;
-use sser::hub::{EndReason, KickError};
+use common::{API_TOKEN, Api, DEADLINE, METRICS_TOKEN, ServerProcess, SseStream, TestServer};
+use serde_json::json;
+use sser::config::{Count, Span};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
-/// Opens `GET /api/v1/events` on `topics` with the API token and `headers`.
-async fn follow(server: &TestServer, topics: &[String], headers: &[(&str, &str)]) -> SseStream {
-    let mut req = server
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn ms(n: u64) -> Span {
+    Span(Duration::from_millis(n))
+}
+
+fn socket_addr(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://")
+        .parse()
+        .expect("base URL is http://ip:port")
+}
+
+/// A raw TCP connection from `source` (a loopback address) to `base`.
+async fn connect_from(source: Ipv4Addr, base: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(source), 0))
+        .expect("bind a loopback source address");
+    socket.connect(socket_addr(base)).await.expect("connect")
+}
+
+async fn connect(base: &str) -> TcpStream {
+    connect_from(Ipv4Addr::LOCALHOST, base).await
+}
+
+/// Reads until the server closes the connection: what it sent, and how long
+/// that took. Fails if it is still open after [`DEADLINE`].
+async fn until_closed(stream: &mut TcpStream) -> (String, Duration) {
+    let start = Instant::now();
+    let mut sent = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + DEADLINE).into(), stream.read(&mut chunk)).await {
+            Err(_) => panic!("the connection is still open after {DEADLINE:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (String::from_utf8_lossy(&sent).into_owned(), start.elapsed());
+            }
+            Ok(Ok(n)) => sent.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The HTTP helpers with a client whose connections come from `source`, so
+/// they count against another address's cap.
+fn api_from(base: &str, source: Ipv4Addr) -> Api {
+    Api {
+        base: base.to_string(),
+        http: reqwest::Client::builder()
+            .local_address(IpAddr::V4(source))
+            .timeout(DEADLINE)
+            .build()
+            .expect("client"),
+    }
+}
+
+/// One sample of the Prometheus exposition, e.g.
+/// `sser_connections_refused_total{reason="per_ip"}`.
+async fn series(api: &Api, sample: &str) -> u64 {
+    let text = api
         .http
-        .get(server.url("/api/v1/events"))
-        .bearer_auth(API_TOKEN);
-    for topic in topics {
-        req = req.query(&[("topic", topic)]);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let stream = SseStream::open(req).await;
-    assert_eq!(stream.status, 200, "follow {topics:?}");
-    stream
-}
-
-async fn create_topics(server: &TestServer, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        ids.push(server.create_topic(json!({})).await.0);
-    }
-    ids
-}
-
-/// The topic an event on a multi-topic stream comes from, and its type.
-fn topic_of(event: &eventsource_stream::Event) -> (String, Option<String>) {
-    match event.event.split_once(':') {
-        Some((topic, kind)) => (topic.to_string(), Some(kind.to_string())),
-        None => (event.event.clone(), None),
-    }
-}
-
-/// Publishes `n` events to each topic, one task per topic, all at once; an
-/// odd event gets the type `odd`. Message = the event's number in its topic.
-fn publish_concurrently(
-    server: &TestServer,
-    topics: &[String],
-    n: usize,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    topics
-        .iter()
-        .map(|topic| {
-            let api = server.api();
-            let topic = topic.clone();
-            tokio::spawn(async move {
-                for i in 0..n {
-                    let mut event = json!({"message": i.to_string()});
-                    if i % 2 == 1 {
-                        event["type"] = json!("odd");
-                    }
-                    api.publish_ok(&topic, event).await;
-                }
-            })
-        })
-        .collect()
-}
-
-/// Groups the messages received per topic, checking each event's name.
-fn per_topic(events: &[eventsource_stream::Event], into: &mut HashMap<String, Vec<usize>>) {
-    for e in events {
-        let (topic, kind) = topic_of(e);
-        let i: usize = e.data.parse().unwrap_or_else(|_| panic!("event {e:?}"));
-        assert_eq!(kind.as_deref(), (i % 2 == 1).then_some("odd"), "{e:?}");
-        into.entry(topic).or_default().push(i);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_on_three_topics_gets_each_topics_events_in_order() {
-    const N: usize = 300;
-    let server = TestServer::start_with(|c| c.pubsub.history_size = Count(10_000)).await;
-    let topics = create_topics(&server, 3).await;
-    let mut stream = follow(&server, &topics, &[]).await;
-    assert!(!stream.headers["x-connection-id"].is_empty());
-
-    let publishers = publish_concurrently(&server, &topics, N);
-    let events = stream.take(3 * N).await;
-    for p in publishers {
-        p.await.expect("publisher");
-    }
-    let mut got = HashMap::new();
-    per_topic(&events, &mut got);
-    for topic in &topics {
-        assert_eq!(
-            got[topic],
-            (0..N).collect::<Vec<_>>(),
-            "topic {topic} in order, complete"
-        );
-    }
-    // Every id is a cursor: distinct, and not one topic's sequence.
-    let ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids.len(), events.len(), "one cursor per event");
-    assert!(events.iter().all(|e| e.id.parse::<u64>().is_err()));
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_event_id_resumes_all_three_topics_exactly_while_publishing_continues() {
-    const N: usize = 400;
-    let server = TestServer::start_with(|c| c.pubsub.history_size = Count(10_000)).await;
-    let topics = create_topics(&server, 3).await;
-    let mut first = follow(&server, &topics, &[]).await;
-    let publishers = publish_concurrently(&server, &topics, N);
-
-    // Read part of the storm, then drop the connection mid-way.
-    let before = first.take(150).await;
-    let cursor = before.last().expect("events").id.clone();
-    drop(first);
-
-    // Resume with the cursor while the publishers go on, in another topic
-    // order in the URL (the cursor is of the set, not of the URL).
-    let mut reversed = topics.clone();
-    reversed.reverse();
-    let mut second = follow(&server, &reversed, &[("Last-Event-ID", cursor.as_str())]).await;
-    assert!(second.headers.get("x-sser-history-truncated").is_none());
-    for p in publishers {
-        p.await.expect("publisher");
-    }
-    let after = second.take(3 * N - before.len()).await;
-    let mut got = HashMap::new();
-    per_topic(&before, &mut got);
-    per_topic(&after, &mut got);
-    for topic in &topics {
-        assert_eq!(
-            got[topic],
-            (0..N).collect::<Vec<_>>(),
-            "topic {topic}: no gap, no duplicate across the reconnect"
-        );
-    }
-
-    // The query form resumes the same way: nothing is left after the last id.
-    let last = after.last().expect("events").id.clone();
-    let mut third = SseStream::open(
-        server
-            .http
-            .get(server.url("/api/v1/events"))
-            .query(&[
-                ("topic", &topics[0]),
-                ("topic", &topics[1]),
-                ("topic", &topics[2]),
-            ])
-            .query(&[("last_event_id", &last)])
-            .bearer_auth(API_TOKEN),
-    )
-    .await;
-    server.publish_ok(&topics[1], json!({"message": "0"})).await;
-    let next = third.expect_event().await;
-    assert_eq!(
-        (topic_of(&next).0, next.data.as_str()),
-        (topics[1].clone(), "0")
-    );
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn unknown_cursors_are_answered_per_topic_never_silently() {
-    let server = TestServer::start_with(|c| c.pubsub.history_size = Count(3)).await;
-    let topics = create_topics(&server, 2).await;
-    let mut s = follow(&server, &topics, &[]).await;
-    server
-        .publish_ok(&topics[0], json!({"message": "a0"}))
-        .await;
-    let cursor = s.expect_event().await.id;
-    drop(s);
-    // History moves on past the cursor's position in topic 0.
-    for i in 1..=5 {
-        server
-            .publish_ok(&topics[0], json!({"message": format!("a{i}")}))
-            .await;
-    }
-    server
-        .publish_ok(&topics[1], json!({"message": "b0"}))
-        .await;
-
-    let mut s = follow(&server, &topics, &[("Last-Event-ID", cursor.as_str())]).await;
-    assert_eq!(s.headers["x-sser-history-truncated"], "true");
-    let notice = s.expect_event().await;
-    assert_eq!(notice.event, "sser.history_truncated");
-    let v: Value = serde_json::from_str(&notice.data).unwrap();
-    assert_eq!(
-        v["topic"],
-        topics[0].as_str(),
-        "names the topic that lost events"
-    );
-    let rest: Vec<String> = s.take(4).await.into_iter().map(|e| e.data).collect();
-    let of = |prefix: &str| -> Vec<&str> {
-        rest.iter()
-            .map(String::as_str)
-            .filter(|d| d.starts_with(prefix))
-            .collect()
-    };
-    // Topics replay in the connection's order (by id), each complete.
-    assert_eq!(of("a"), ["a3", "a4", "a5"], "what history still holds");
-    assert_eq!(of("b"), ["b0"], "the exact resume of the other topic");
-
-    // A cursor of another set of topics (or garbage) is unknown for all.
-    for bad in [cursor.as_str(), "garbage"] {
-        let mut s = follow(&server, &topics[..1], &[("Last-Event-ID", bad)]).await;
-        assert_eq!(s.headers["x-sser-history-truncated"], "true");
-        assert_eq!(s.expect_event().await.event, "sser.history_truncated");
-        assert_eq!(s.expect_event().await.data, "a3");
-    }
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn deleting_one_topic_tells_the_connection_and_keeps_the_others_flowing() {
-    let server = TestServer::start().await;
-    let topics = create_topics(&server, 3).await;
-    let (a, b, c) = (&topics[0], &topics[1], &topics[2]);
-    let mut multi = follow(&server, &topics, &[]).await;
-    // SSER's one-topic stream on the deleted topic, for comparison.
-    let mut single = SseStream::open(
-        server
-            .http
-            .get(server.url(&format!("/api/v1/pubsubs/{b}/events")))
-            .bearer_auth(API_TOKEN),
-    )
-    .await;
-    for t in &topics {
-        server
-            .publish_ok(t, json!({"message": format!("1-{t}")}))
-            .await;
-    }
-    assert_eq!(multi.take(3).await.len(), 3);
-    assert_eq!(single.expect_event().await.data, format!("1-{b}"));
-
-    assert_eq!(server.delete_topic(b).await.status(), 204);
-    let closed = multi.expect_event().await;
-    assert_eq!(closed.event, "sser.closed");
-    let v: Value = serde_json::from_str(&closed.data).unwrap();
-    assert_eq!(
-        (v["status"].as_str(), v["topic"].as_str()),
-        (Some("closed"), Some(b.as_str()))
-    );
-    // The one-topic subscriber sees exactly what SSER sends, then the end.
-    assert_eq!(single.expect_event().await.data, r#"{"status": "closed"}"#);
-    assert!(single.next().await.is_none());
-
-    server.publish_ok(a, json!({"message": "2-a"})).await;
-    server.publish_ok(c, json!({"message": "2-c"})).await;
-    let more: Vec<String> = multi.take(2).await.into_iter().map(|e| e.data).collect();
-    assert_eq!(more, ["2-a", "2-c"], "the other topics keep flowing");
-
-    // The last topics deleted: their notices, then the end.
-    assert_eq!(server.delete_topic(a).await.status(), 204);
-    assert_eq!(server.delete_topic(c).await.status(), 204);
-    assert_eq!(multi.expect_event().await.event, "sser.closed");
-    assert_eq!(multi.expect_event().await.event, "sser.closed");
-    assert!(multi.next().await.is_none());
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn the_registry_lists_and_ends_a_connection_by_id() {
-    let server = TestServer::start().await;
-    let topics = create_topics(&server, 2).await;
-    let resp = server
-        .http
-        .get(server.url("/api/v1/events"))
-        .query(&[("topic", &topics[0]), ("topic", &topics[1])])
-        .bearer_auth(API_TOKEN)
+        .get(api.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
-        .unwrap();
-    let id = resp.headers()["x-connection-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let single = server.subscribe(&topics[0], API_TOKEN).await;
-    let single_id = single.headers["x-connection-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_ne!(id, single_id);
-
-    let registry = server.hub.connections();
-    assert_eq!(registry.count(), 2);
-    let mut listed: Vec<String> = registry.list().iter().map(|c| c.id().to_string()).collect();
-    listed.sort();
-    let mut want = vec![id.clone(), single_id.clone()];
-    want.sort();
-    assert_eq!(listed, want);
-    let conn = registry.get(&id).expect("registered");
-    assert_eq!(conn.streams().len(), 2);
-
-    // Ended by id: the stream says so and ends; the registry forgets it.
-    let kick = || EndReason::Kicked {
-        reason: Some("maintenance".into()),
-    };
-    assert_eq!(registry.end(&id, kick(), None), Ok(()));
-    let mut body = resp.bytes_stream();
-    let mut text = String::new();
-    while let Some(chunk) = tokio::time::timeout(DEADLINE, body.next())
+        .expect("metrics request")
+        .text()
         .await
-        .expect("stream ends in time")
-    {
-        text.push_str(std::str::from_utf8(&chunk.expect("chunk")).unwrap());
-    }
-    assert!(
-        text.ends_with("event: sser.kicked\ndata: {\"message\":\"this connection was ended by the server's operator\",\"reason\":\"maintenance\",\"status\":\"kicked\"}\n\n"),
-        "{text:?}"
-    );
-    server
-        .wait_until("the ended connection to leave", || async {
-            server.hub.connections().get(&id).is_none()
-        })
-        .await;
-    assert_eq!(
-        registry.end(&id, kick(), None),
-        Err(KickError::NotFound),
-        "nothing left to end"
-    );
-    assert_eq!(registry.count(), 1);
-
-    // Ending every connection on a stream reaches the one-topic stream too.
-    let topic = server.hub.get(&topics[0]).unwrap();
-    assert_eq!(server.hub.end_connections_on(&topic.stream), 1);
-    let mut single = single;
-    assert!(single.next().await.is_none());
-    server
-        .wait_until("the registry to empty", || async {
-            server.hub.connections().is_empty()
-        })
-        .await;
-    assert_eq!(server.metric("active_subscribers").await, 0);
-    server.stop().await;
+        .expect("metrics body");
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{sample} missing from /metrics"))
+        .parse::<f64>()
+        .expect("a number") as u64
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_connections_on_ten_topics_come_and_go() {
-    const CONNECTIONS: usize = 1_000;
-    let server = TestServer::start().await;
-    let topics = create_topics(&server, 10).await;
-    let opened: Vec<SseStream> = futures_util::stream::iter(0..CONNECTIONS)
-        .map(|_| follow(&server, &topics, &[]))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let hub = &server.hub;
-    assert_eq!(hub.connections().count(), CONNECTIONS);
-    for t in &topics {
-        assert_eq!(hub.get(t).unwrap().subscriber_count(), CONNECTIONS);
-    }
-    assert_eq!(
-        server.metric("active_subscribers").await,
-        CONNECTIONS as u64
-    );
-
-    // One event reaches every connection.
-    server
-        .publish_ok(&topics[7], json!({"message": "all"}))
-        .await;
-    let got: Vec<String> = futures_util::stream::iter(opened)
-        .map(|mut s| async move {
-            let e = s.expect_event().await;
-            drop(s);
-            e.data
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    assert_eq!(got.len(), CONNECTIONS);
-    assert!(got.iter().all(|d| d == "all"));
-
-    // Every connection dropped: nothing is left behind.
-    server
-        .wait_until("the registry to empty", || async {
-            hub.connections().is_empty()
-        })
-        .await;
-    for t in &topics {
-        assert_eq!(
-            hub.get(t).unwrap().subscriber_count(),
-            0,
-            "topic {t} has no followers"
-        );
-    }
-    assert_eq!(server.metric("active_subscribers").await, 0);
-    server.stop().await;
-}
-
-/// A stalled connection on two topics falls behind its queue and catches up
-/// from both topics' history: every event, in order, per topic.
 #[tokio::test]
-async fn a_stalled_multi_topic_connection_catches_up_from_history() {
+async fn a_silent_connection_is_closed_at_the_handshake_deadline() {
+    let server = TestServer::start_with(|c| c.server.handshake_timeout = ms(400)).await;
+    let mut silent = connect(&server.base).await;
+    let (sent, after) = until_closed(&mut silent).await;
+    assert_eq!(sent, "", "nothing is said to a client that said nothing");
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}, before the deadline"
+    );
+    let cut = r#"sser_connections_cut_total{reason="handshake_timeout"}"#;
+    assert_eq!(series(&server, cut).await, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_tls_connection_is_closed_at_the_handshake_deadline() {
+    // No certificate is needed: the client never gets as far as asking.
+    let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start_with(|c| {
-        c.pubsub.subscriber_buffer = Count(8);
-        c.pubsub.history_size = Count(10_000);
+        c.server.handshake_timeout = ms(400);
+        c.server.ssl.enabled = sser::config::Flag(true);
+        c.server.ssl_addr = "127.0.0.1:0".parse().expect("literal");
+        c.server.ssl.cert_file = Some(dir.path().join("cert.pem"));
+        c.server.ssl.key_file = Some(dir.path().join("key.pem"));
     })
     .await;
-    let topics = create_topics(&server, 2).await;
-    let stalled = server
-        .http
-        .get(server.url("/api/v1/events"))
-        .query(&[("topic", &topics[0]), ("topic", &topics[1])])
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let filler = "x".repeat(8_192);
-    for i in 0..600 {
-        let topic = &topics[i % 2];
-        server
-            .publish_ok(topic, json!({"message": format!("{} {filler}", i / 2)}))
-            .await;
-    }
-    let mut events = std::pin::pin!(eventsource_stream::Eventsource::eventsource(
-        stalled.bytes_stream()
-    ));
-    let mut got: HashMap<String, Vec<usize>> = HashMap::new();
-    for _ in 0..600 {
-        let e = tokio::time::timeout(DEADLINE, events.next())
-            .await
-            .expect("event in time")
-            .expect("stream open")
-            .expect("valid SSE");
-        assert_ne!(e.event, "sser.lagged", "history covered the gap");
-        let n: usize = e.data.split(' ').next().unwrap().parse().unwrap();
-        got.entry(e.event.clone()).or_default().push(n);
-    }
-    for t in &topics {
-        assert_eq!(got[t], (0..300).collect::<Vec<_>>(), "topic {t}");
-    }
+    let tls = server.tls_addr.expect("TLS listener bound");
+    let mut silent = connect(&format!("http://{tls}")).await;
+    let (sent, after) = until_closed(&mut silent).await;
+    assert_eq!(sent, "");
     assert!(
-        server.metric("lagged_subscribers").await >= 1,
-        "it really fell behind"
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
     );
     server.stop().await;
 }
 
 #[tokio::test]
-async fn who_may_follow_which_topics() {
-    let server = TestServer::start_with(|c| c.pubsub.max_topics_per_connection = Count(2)).await;
-    let (a, token_a) = server.create_topic(json!({})).await;
-    let (b, _) = server.create_topic(json!({})).await;
-    let (c, _) = server.create_topic(json!({})).await;
-    let url = server.url("/api/v1/events");
-    let get = |query: Vec<(&str, String)>, token: Option<&str>| {
-        let mut req = server.http.get(&url).query(&query);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+async fn half_and_whole_http2_prefaces_with_nothing_after_are_closed() {
+    let server = TestServer::start_with(|c| c.server.handshake_timeout = ms(400)).await;
+
+    let mut half = connect(&server.base).await;
+    half.write_all(&H2_PREFACE[..10]).await.expect("write");
+    let (_, after) = until_closed(&mut half).await;
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+
+    let mut whole = connect(&server.base).await;
+    whole.write_all(H2_PREFACE).await.expect("write");
+    let (sent, after) = until_closed(&mut whole).await;
+    let sent = sent.as_bytes();
+    // The server spoke HTTP/2 (its SETTINGS frame: type 4), then gave up.
+    assert!(
+        sent.len() >= 9 && sent[3] == 4,
+        "expected a SETTINGS frame: {sent:?}"
+    );
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+
+    let cut = r#"sser_connections_cut_total{reason="handshake_timeout"}"#;
+    assert_eq!(series(&server, cut).await, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_per_address_cap_refuses_with_429_while_its_stream_stays_up() {
+    let server = TestServer::start_with(|c| {
+        c.server.max_connections_per_ip = Count(2);
+        c.server.handshake_timeout = Span(Duration::from_secs(60));
+    })
+    .await;
+    // Everything but the capped client comes from 127.0.0.2.
+    let other = api_from(&server.base, Ipv4Addr::new(127, 0, 0, 2));
+    let (id, token) = other.create_topic(json!({})).await;
+
+    let capped = Api::new(&server.base);
+    let mut stream = capped.subscribe(&id, &token).await;
+    assert_eq!(stream.status, 200);
+    let _silent = connect(&server.base).await;
+    let mut third = connect(&server.base).await;
+    let (sent, after) = until_closed(&mut third).await;
+    assert!(sent.starts_with("HTTP/1.1 429"), "{sent}");
+    assert!(sent.contains("server.maxConnectionsPerIp"), "{sent}");
+    assert!(after < Duration::from_secs(5), "refused after {after:?}");
+
+    let refused = r#"sser_connections_refused_total{reason="per_ip"}"#;
+    assert_eq!(series(&other, refused).await, 1);
+    other
+        .publish_ok(&id, json!({"message": "still here"}))
+        .await;
+    assert_eq!(stream.expect_event().await.data, "still here");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_total_cap_refuses_with_503_when_every_connection_is_busy() {
+    let server = TestServer::start_with(|c| {
+        c.server.max_connections = Count(2);
+        c.server.max_connections_per_ip = Count(0);
+    })
+    .await;
+    let admin = Api::new(&server.base);
+    let (id, token) = admin.create_topic(json!({})).await;
+    // Two streams fill both slots: the second one's arrival closes the
+    // admin client's idle keep-alive connection.
+    let mut kept = Api::new(&server.base).subscribe(&id, &token).await;
+    let left = Api::new(&server.base).subscribe(&id, &token).await;
+    assert!(kept.status == 200 && left.status == 200);
+
+    let mut refused = connect(&server.base).await;
+    let (sent, _) = until_closed(&mut refused).await;
+    assert!(sent.starts_with("HTTP/1.1 503"), "{sent}");
+
+    // One stream leaves; once the server has seen it go, there is room.
+    drop(left);
+    server
+        .wait_until("a free slot", || async {
+            let resp = admin.http.get(admin.url("/healthz")).send().await;
+            resp.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    let total = r#"sser_connections_refused_total{reason="total"}"#;
+    assert!(series(&admin, total).await >= 1);
+    let evicted = r#"sser_connections_cut_total{reason="evicted"}"#;
+    assert!(series(&admin, evicted).await >= 1);
+    admin
+        .publish_ok(&id, json!({"message": "still here"}))
+        .await;
+    assert_eq!(kept.expect_event().await.data, "still here");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_cap_a_new_client_displaces_the_longest_silent_connection() {
+    let server = TestServer::start_with(|c| {
+        c.server.max_connections = Count(4);
+        c.server.max_connections_per_ip = Count(0);
+        c.server.handshake_timeout = Span(Duration::from_secs(60));
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(connect(&server.base).await);
+    }
+    // Connections are admitted in the order they were made, after these.
+    let health = reqwest::get(server.url("/healthz"))
+        .await
+        .expect("healthz at the cap");
+    assert_eq!(health.status(), 200);
+    // The oldest silent connection made room, long before its deadline.
+    let (_, after) = until_closed(&mut silent[0]).await;
+    assert!(after < Duration::from_secs(30), "closed after {after:?}");
+    let evicted = r#"sser_connections_cut_total{reason="evicted"}"#;
+    assert!(series(&server, evicted).await >= 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_with_a_408() {
+    let server = TestServer::start_with(|c| c.server.request_body_timeout = ms(800)).await;
+    let (id, _) = server.create_topic(json!({})).await;
+    let conn = connect(&server.base).await;
+    let (mut reader, mut writer) = conn.into_split();
+    let head = format!(
+        "POST /api/v1/pubsubs/{id}/events HTTP/1.1\r\nHost: sser\r\n\
+         Authorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{{",
+        100 << 20
+    );
+    writer.write_all(head.as_bytes()).await.expect("head");
+    // One byte of JSON whitespace every 100 ms: the body would take months.
+    let trickle = tokio::spawn(async move {
+        while writer.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        req
-    };
-    let t = |id: &String| ("topic", id.clone());
-    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (
-            get(vec![t(&a)], Some(&token_a)),
-            200,
-            "a topic's token, its topic",
-        ),
-        (
-            get(vec![t(&a), ("access_token", token_a.clone())], None),
-            200,
-            "in the query",
-        ),
-        (
-            get(vec![t(&a), t(&a)], Some(&token_a)),
-            200,
-            "duplicates count once",
-        ),
-        (
-            get(vec![t(&a), t(&b)], Some(&token_a)),
-            401,
-            "a topic's token, another topic",
-        ),
-        (
-            get(vec![t(&b)], Some(&token_a)),
-            401,
-            "a topic's token, not its topic",
-        ),
-        (
-            get(vec![t(&a), ("access_token", API_TOKEN.into())], None),
-            401,
-            "API token in the query",
-        ),
-        (get(vec![t(&a)], Some(METRICS_TOKEN)), 401, "metrics token"),
-        (get(vec![t(&a)], None), 401, "no token"),
-        (
-            get(vec![("topic", "missing".into())], Some(&token_a)),
-            401,
-            "unknown topic, topic token",
-        ),
-        (
-            get(vec![("topic", "missing".into())], Some(API_TOKEN)),
-            404,
-            "unknown topic, API token",
-        ),
-        (
-            get(vec![t(&a), t(&b)], Some(API_TOKEN)),
-            200,
-            "the API token, any topics",
-        ),
-        (
-            get(vec![t(&a), t(&b), t(&c)], Some(API_TOKEN)),
-            400,
-            "over the limit",
-        ),
-        (get(vec![], Some(API_TOKEN)), 400, "no topic"),
-        (
-            get(vec![("topic", "a b".into())], Some(API_TOKEN)),
-            400,
-            "invalid id",
-        ),
-    ];
-    for (req, want, what) in cases {
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), want, "{what}");
-        if want != 200 {
-            let text = resp.text().await.unwrap();
-            assert!(!text.contains(&token_a), "{what}: token echoed");
-            let v: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(v["error"]["code"], want, "{what}");
+    });
+    let start = Instant::now();
+    let mut sent = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout_at((start + DEADLINE).into(), reader.read(&mut chunk));
+        match read.await.expect("the trickled request is still open") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent.extend_from_slice(&chunk[..n]),
         }
     }
-    let resp = get(vec![("topic", "missing".into())], Some(API_TOKEN))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"]["message"], "topic not found: missing");
-    let resp = get(vec![t(&a), t(&b), t(&c)], Some(API_TOKEN))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = resp.json().await.unwrap();
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("pubsub.maxTopicsPerConnection"),
-        "{v}"
-    );
+    trickle.abort();
+    let sent = String::from_utf8_lossy(&sent);
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    assert!(sent.contains("server.requestBodyTimeout"), "{sent}");
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    let cut = r#"sser_connections_cut_total{reason="body_timeout"}"#;
+    assert_eq!(series(&server, cut).await, 1);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_streams_outlive_every_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.server.handshake_timeout = ms(300);
+        c.server.header_read_timeout = ms(300);
+        c.server.request_body_timeout = ms(300);
+        c.server.connection_idle_timeout = ms(300);
+        c.server.http2.keep_alive_interval = ms(200);
+        c.server.http2.keep_alive_timeout = ms(300);
+        // No heartbeats: the streams are as quiet as a stream can be.
+        c.pubsub.tick_frequency = Span(Duration::from_secs(3600));
+    })
+    .await;
+    // Its own client, so its keep-alive connection idles (and is closed).
+    let admin = Api::new(&server.base);
+    let (id, token) = admin.create_topic(json!({})).await;
+    let mut http1 = server.subscribe(&id, &token).await;
+    let h2_client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2 client");
+    let h2_request = h2_client
+        .get(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+        .bearer_auth(&token);
+    let mut http2 = SseStream::open(h2_request).await;
+    assert!(http1.status == 200 && http2.status == 200);
+
+    // What is checked is that nothing happens, so this waits a fixed time:
+    // more than six times every configured timeout.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let publisher = Api::new(&server.base);
+    publisher
+        .publish_ok(&id, json!({"message": "after the quiet"}))
+        .await;
+    assert_eq!(http1.expect_event().await.data, "after the quiet");
+    assert_eq!(http2.expect_event().await.data, "after the quiet");
+    // The timers did run: the idle keep-alive connection that created the
+    // topic was closed meanwhile.
+    let idle = r#"sser_connections_cut_total{reason="idle"}"#;
+    let head = r#"sser_connections_cut_total{reason="header_timeout"}"#;
+    assert!(series(&publisher, idle).await + series(&publisher, head).await >= 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_a_new_client_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The cap is set above the open-file limit, so descriptors run out first.
+    let server = ServerProcess::start_with_file_limit(
+        dir.path(),
+        &[
+            ("SSER_MAX_CONNECTIONS", "100000"),
+            ("SSER_MAX_CONNECTIONS_PER_IP", "0"),
+            ("SSER_LOG", "error"),
+        ],
+        64,
+    );
+    let api = server.api();
+    let (id, token) = api.create_topic(json!({})).await;
+    let url = api.url(&format!("/api/v1/pubsubs/{id}/events"));
+    // Streams being served are never closed to make room: fill every
+    // descriptor with them until the server turns one away.
+    let mut streams = Vec::new();
+    loop {
+        assert!(streams.len() < 200, "never ran out of descriptors");
+        let client = reqwest::Client::builder()
+            .timeout(DEADLINE)
+            .build()
+            .expect("client");
+        match client.get(&url).bearer_auth(&token).send().await {
+            Ok(resp) if resp.status() == 200 => streams.push(resp),
+            _ => break,
+        }
+    }
+    assert!(streams.len() > 20, "only {} streams", streams.len());
+
+    // A new client hears "no" at once instead of waiting in the backlog.
+    let mut late = connect(&server.base).await;
+    let (sent, after) = until_closed(&mut late).await;
+    assert!(after < Duration::from_secs(5), "answered after {after:?}");
+    assert!(
+        sent.is_empty() || sent.starts_with("HTTP/1.1 503"),
+        "{sent}"
+    );
+
+    // A few streams leave; the server recovers and counted the refusals.
+    streams.truncate(streams.len() - 3);
+    let refused = r#"sser_connections_refused_total{reason="fd_limit"}"#;
+    let scraper = Api::new(&server.base);
+    common::wait_until("the server to answer again", || async {
+        let resp = scraper.http.get(scraper.url("/healthz")).send().await;
+        resp.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // The stream request that was turned away, and the late client.
+    assert!(series(&scraper, refused).await >= 2);
+    scraper
+        .publish_ok(&id, json!({"message": "still here"}))
+        .await;
+    let first = streams.first_mut().expect("a stream");
+    let mut seen = String::new();
+    while !seen.contains("still here") {
+        let chunk = tokio::time::timeout(DEADLINE, first.chunk())
+            .await
+            .expect("an event in time")
+            .expect("stream read")
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }

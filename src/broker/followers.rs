@@ -99,7 +99,7 @@ impl Followers {
 
     /// Queues `delivery` for every follower. Called under the stream's
     /// publish lock, in position order; never waits.
-    pub fn fan_out(&self, delivery: &Delivery) {
+    pub fn fan_out(&self, delivery: &Arc<Delivery>) {
         let d = self.inner.lock();
         for e in &d.entries {
             e.outbox.push_event(e.slot, delivery.clone());
@@ -166,10 +166,10 @@ mod tests {
         tickets.push(list.add(outbox.clone(), 9));
         tickets[0] = None;
         assert_eq!(slots(&list), [2, 3, 9]);
-        list.fan_out(&Delivery {
+        list.fan_out(&Arc::new(Delivery {
             position: Position::from_seq(1),
             frame: bytes::Bytes::new(),
-        });
+        }));
         tickets.clear();
         assert!(list.is_empty());
         assert!(list.inner.lock().index_of.is_empty(), "memory given back");

@@ -51,7 +51,7 @@ pub(super) struct StreamState {
     pub(super) closed: bool,
     /// Events appended to a durable log whose commit is still in flight,
     /// in sequence order; released to followers once committed.
-    pub(super) pending: VecDeque<Delivery>,
+    pub(super) pending: VecDeque<Arc<Delivery>>,
 }
 
 impl LocalBroker {
@@ -129,7 +129,7 @@ impl LocalStream {
                 published_at_ms: now_ms(),
             });
             let position = Position::from_seq(seq);
-            let delivery = Delivery { position, frame };
+            let delivery = Arc::new(Delivery { position, frame });
             let commit = match commit {
                 Commit::Done => {
                     self.followers.fan_out(&delivery);

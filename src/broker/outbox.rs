@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -29,8 +30,9 @@ use super::Delivery;
 /// What a reader takes from its queue, in the order it was queued.
 #[derive(Debug)]
 pub enum Item {
-    /// An event of the stream the connection follows in `slot`.
-    Event { slot: u32, delivery: Delivery },
+    /// An event of the stream the connection follows in `slot` (one
+    /// allocation per event, shared by every queue it is in).
+    Event { slot: u32, delivery: Arc<Delivery> },
     /// The queue was full and events were left out from here on: catch up
     /// from history before reading on.
     Lagged,
@@ -42,7 +44,8 @@ pub enum Item {
     Shutdown,
     /// The connection was ended (by an operator, the registry, its token's
     /// expiry, …): send this last frame, when there is one, then end.
-    End(Option<Bytes>),
+    /// Boxed, so that every item stays two words.
+    End(Option<Box<Bytes>>),
 }
 
 /// Rings larger than this are given back once drained, so a burst does not
@@ -84,7 +87,7 @@ impl Outbox {
     }
 
     /// Queues an event, or marks the connection lagged. Never waits.
-    pub fn push_event(&self, slot: u32, delivery: Delivery) {
+    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) {
         let waker = {
             let mut s = self.state.lock();
             if s.lagged || s.finished {
@@ -128,7 +131,7 @@ impl Outbox {
     /// frame saying why: `sser.kicked`, `sser.token_expired`, …) as its last
     /// words. The first end wins; later ones are ignored.
     pub fn end_with(&self, farewell: Bytes) {
-        self.push_control(Item::End(Some(farewell)));
+        self.push_control(Item::End(Some(Box::new(farewell))));
     }
 
     fn push_control(&self, item: Item) {
@@ -186,11 +189,11 @@ mod tests {
     use super::*;
     use crate::model::Position;
 
-    fn delivery(seq: u64) -> Delivery {
-        Delivery {
+    fn delivery(seq: u64) -> Arc<Delivery> {
+        Arc::new(Delivery {
             position: Position::from_seq(seq),
             frame: bytes::Bytes::from_static(b"data: x\n\n"),
-        }
+        })
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
@@ -232,6 +235,12 @@ mod tests {
         outbox.push_event(3, delivery(2));
         outbox.end();
         assert_eq!(drain(&outbox), ["3:1", "Shutdown"]);
+    }
+
+    #[test]
+    fn a_queued_event_costs_sixteen_bytes() {
+        // What a lagging connection holds per event, times subscriberBuffer.
+        assert!(std::mem::size_of::<Item>() <= 16);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod connections;
+mod cors;
 pub mod dashboard;
 pub mod error;
 pub mod kick;
@@ -21,15 +22,13 @@ pub mod subscribe;
 pub mod tokens;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -123,54 +122,18 @@ pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
             )
             .into_response()
         }))
-        .layer(cors(settings))
+        .layer(cors::layer(
+            settings,
+            [
+                REQUEST_ID,
+                HeaderName::from_static(subscribe::TRUNCATED_HEADER),
+                HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
+                header::CONTENT_TYPE,
+            ],
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn(log::log_request))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
-}
-
-/// CORS for browsers on other origins.
-///
-/// `*` lets a page on any origin call the API and read streams, but never
-/// with credentials: were every origin (including `null`, which sandboxed
-/// frames and local files send) reflected with
-/// `Access-Control-Allow-Credentials: true`, any web page a user visits could
-/// act with that user's cookies. Credentials are granted only to origins
-/// listed by name, never to `null`. `*` still reflects the caller's origin
-/// (as SSER did) rather than sending a literal `*`, so a list may mix `*`
-/// with named, credentialed origins.
-fn cors(settings: &HttpSettings) -> CorsLayer {
-    let origins = &settings.cors_allowed_origins;
-    let named: Vec<HeaderValue> = origins
-        .iter()
-        .filter(|o| o.as_str() != "*")
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    let credentialed: Vec<HeaderValue> = named
-        .iter()
-        .filter(|o| o.as_bytes() != b"null")
-        .cloned()
-        .collect();
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::mirror_request()
-    } else {
-        AllowOrigin::list(named)
-    };
-    CorsLayer::new()
-        .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers(AllowHeaders::mirror_request())
-        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
-            credentialed.contains(origin)
-        }))
-        .expose_headers([
-            REQUEST_ID,
-            HeaderName::from_static(subscribe::TRUNCATED_HEADER),
-            HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
-            header::CONTENT_TYPE,
-            header::WWW_AUTHENTICATE,
-        ])
-        .max_age(Duration::from_secs(86400))
 }
 
 /// Request ids: short, URL-safe, unique enough to find one request in logs.

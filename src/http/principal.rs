@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::header::{AUTHORIZATION, COOKIE};
-use axum::http::{HeaderMap, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, request::Parts};
 
 use super::AppState;
 use super::error::ApiError;
@@ -45,19 +45,33 @@ pub struct Principal {
 
 /// A token and what the server recognised it as. The text is kept for
 /// topics to check against their own tokens.
-enum Credential {
+struct Credential {
+    kind: Kind,
+    token: Token,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
     /// The API token: operators (create, delete, publish, read anything).
-    Api(String),
+    Api,
     /// The metrics token: monitors (read-only numbers and topic listings).
-    Metrics(String),
+    Metrics,
     /// Any other token: a topic's own token, or a wrong one.
-    Other(String),
+    Other,
+}
+
+/// Where the token's text lives: the header value itself (no copy), or the
+/// decoded query parameter.
+enum Token {
+    Header(HeaderValue),
+    Query(String),
 }
 
 impl Credential {
     fn token(&self) -> &str {
-        match self {
-            Credential::Api(t) | Credential::Metrics(t) | Credential::Other(t) => t,
+        match &self.token {
+            Token::Header(value) => value.to_str().ok().and_then(bearer).unwrap_or_default(),
+            Token::Query(text) => text,
         }
     }
 }
@@ -108,9 +122,9 @@ impl Subscriber<'_> {
     }
 }
 
-/// The token in the `Authorization` header, if any.
-fn header_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+/// The token in an `Authorization` value: `Bearer <t>` or a bare `<t>`.
+fn bearer(value: &str) -> Option<&str> {
+    let value = value.trim();
     let token = match value.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => value,
@@ -132,6 +146,12 @@ fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The `Authorization` header, when it holds a token.
+fn header_token(headers: &HeaderMap) -> Option<(&HeaderValue, &str)> {
+    let value = headers.get(AUTHORIZATION)?;
+    Some((value, bearer(value.to_str().ok()?)?))
+}
+
 /// `?access_token=` (the first one), if any.
 fn query_token(parts: &Parts) -> Option<String> {
     let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).ok()?;
@@ -151,17 +171,23 @@ impl FromRequestParts<Arc<AppState>> for Principal {
     ) -> Result<Self, Self::Rejection> {
         let recognise = |token: &str| {
             if state.api_token.matches(token) {
-                Credential::Api(token.to_string())
+                Kind::Api
             } else if state.metrics_token.matches(token) {
-                Credential::Metrics(token.to_string())
+                Kind::Metrics
             } else {
-                Credential::Other(token.to_string())
+                Kind::Other
             }
         };
-        let header = header_token(&parts.headers).map(recognise);
+        let header = header_token(&parts.headers).map(|(value, token)| Credential {
+            kind: recognise(token),
+            token: Token::Header(value.clone()),
+        });
         let query = match header {
             Some(_) => None,
-            None => query_token(parts).map(|t| recognise(&t)),
+            None => query_token(parts).map(|token| Credential {
+                kind: recognise(&token),
+                token: Token::Query(token),
+            }),
         };
         let cookie = match (&header, &query, &state.identity) {
             (None, None, Some(identity)) => cookie_token(&parts.headers, &identity.cookie),
@@ -178,11 +204,11 @@ impl FromRequestParts<Arc<AppState>> for Principal {
 impl Principal {
     /// The API token, in the header (create, delete, publish).
     pub fn operator(&self) -> Result<(), ApiError> {
-        match &self.header {
+        match self.header_kind() {
             None => Err(ApiError::unauthorized(
                 "missing API token: send Authorization: Bearer <token>",
             )),
-            Some(Credential::Api(_)) => Ok(()),
+            Some(Kind::Api) => Ok(()),
             Some(_) => Err(ApiError::unauthorized("invalid API token")),
         }
     }
@@ -190,24 +216,24 @@ impl Principal {
     /// The metrics token or the API token, in the header (an operator may
     /// do everything a monitor may).
     pub fn monitor(&self) -> Result<(), ApiError> {
-        match &self.header {
+        match self.header_kind() {
             None => Err(ApiError::unauthorized(
                 "missing metrics token: send Authorization: Bearer <token>",
             )),
-            Some(Credential::Api(_) | Credential::Metrics(_)) => Ok(()),
-            Some(Credential::Other(_)) => Err(ApiError::unauthorized("invalid metrics token")),
+            Some(Kind::Api | Kind::Metrics) => Ok(()),
+            Some(Kind::Other) => Err(ApiError::unauthorized("invalid metrics token")),
         }
     }
 
     /// As [`Principal::monitor`], on a stream: the metrics token may also
     /// come as `?access_token=` (never the API token).
     pub fn monitor_stream(&self) -> Result<(), ApiError> {
-        match (&self.header, &self.query) {
+        let query = self.query.as_ref().map(|c| c.kind);
+        match (self.header_kind(), query) {
             (None, None) => Err(ApiError::unauthorized(
                 "missing metrics token: send Authorization: Bearer <token> or ?access_token=<token>",
             )),
-            (Some(Credential::Api(_) | Credential::Metrics(_)), _)
-            | (None, Some(Credential::Metrics(_))) => Ok(()),
+            (Some(Kind::Api | Kind::Metrics), _) | (None, Some(Kind::Metrics)) => Ok(()),
             _ => Err(ApiError::unauthorized("invalid metrics token")),
         }
     }
@@ -216,7 +242,12 @@ impl Principal {
     /// token in the header or the query, for each topic to check.
     pub fn subscriber(&self) -> Result<Subscriber<'_>, ApiError> {
         match (&self.header, &self.query) {
-            (Some(Credential::Api(_)), _) => Ok(Subscriber::Operator),
+            (
+                Some(Credential {
+                    kind: Kind::Api, ..
+                }),
+                _,
+            ) => Ok(Subscriber::Operator),
             // Anything else, the API token in the query included, is only
             // as good as a topic's own token.
             (Some(credential), _) | (None, Some(credential)) => {
@@ -279,13 +310,17 @@ impl Principal {
 
     /// The role of the header token (the dashboard's sign-in).
     pub fn role(&self) -> Result<Role, ApiError> {
-        match &self.header {
-            Some(Credential::Api(_)) => Ok(Role::Operator),
-            Some(Credential::Metrics(_)) => Ok(Role::Monitor),
-            Some(Credential::Other(_)) => Err(ApiError::unauthorized("invalid token")),
+        match self.header_kind() {
+            Some(Kind::Api) => Ok(Role::Operator),
+            Some(Kind::Metrics) => Ok(Role::Monitor),
+            Some(Kind::Other) => Err(ApiError::unauthorized("invalid token")),
             None => Err(ApiError::unauthorized(
                 "missing token: send Authorization: Bearer <token>",
             )),
         }
+    }
+
+    fn header_kind(&self) -> Option<Kind> {
+        self.header.as_ref().map(|c| c.kind)
     }
 }

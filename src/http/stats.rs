@@ -233,7 +233,7 @@ pub async fn stream(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 () = feed.shutdown.cancelled() => {
-                    yield Ok(sse::comment_frame(crate::hub::feed::SHUTDOWN_NOTICE));
+                    yield Ok(sse::comment_frame(crate::hub::notice::SHUTDOWN_NOTICE));
                     return;
                 }
             }

@@ -209,6 +209,7 @@ where
     S: futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
 {
     let mut response = Body::from_stream(stream).into_response();
+    response.extensions_mut().insert(super::cors::LongLived);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

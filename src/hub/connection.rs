@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::notices;
+use super::notice;
 use crate::broker::Outbox;
 use crate::model::StreamKey;
 use crate::sse;
@@ -86,10 +86,10 @@ impl EndReason {
     /// before the stream ends and it reconnects.
     pub(crate) fn farewell(&self) -> Bytes {
         match self {
-            EndReason::Kicked { reason } => notices::kicked(reason.as_deref()),
-            EndReason::TakenOver => notices::taken_over(),
-            EndReason::Expired => notices::token_expired(),
-            EndReason::Shutdown => sse::comment_frame(super::feed::SHUTDOWN_NOTICE),
+            EndReason::Kicked { reason } => notice::kicked(reason.as_deref()),
+            EndReason::TakenOver => notice::taken_over(),
+            EndReason::Expired => notice::token_expired(),
+            EndReason::Shutdown => sse::comment_frame(notice::SHUTDOWN_NOTICE),
         }
     }
 }

@@ -17,8 +17,10 @@
 //! (see `super::framing` and `crate::model::cursor`).
 
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -28,77 +30,17 @@ use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
-use super::notices;
+use super::notice;
+use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
-use crate::model::cursor::{EARLIEST, StreamSet};
+use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
-/// The comment that ends every stream when the server stops; EventSource
-/// reconnects after its `retry:` delay, to this server or another.
-pub const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
-
-/// The comment that ends a stream ended by an operator.
-pub const ENDED_NOTICE: &str = "connection ended by the server";
-
 /// Events read from history per batch during replay.
 const REPLAY_BATCH: usize = 512;
-
-const UNKNOWN_ID: &str =
-    "the requested Last-Event-ID is no longer in history; sending all that is retained";
-const GAP: &str = "history no longer holds every event after the requested Last-Event-ID; sending all that is retained";
-
-/// Where a single-topic subscriber asked to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// Only what is published from now on.
-    Live,
-    /// Everything after the event with this id (`Last-Event-ID`).
-    After(String),
-    /// Everything history still holds (`?last_event_id=earliest`).
-    Earliest,
-    /// The client sent an id that cannot name any event (its bytes are not
-    /// UTF-8): answered like an id no longer in history, with the explicit
-    /// truncation notice and everything retained, never a silent live-only
-    /// stream.
-    Unreadable,
-}
-
-impl Resume {
-    /// The reserved `Last-Event-ID` value that asks for all retained history.
-    pub const EARLIEST: &'static str = EARLIEST;
-
-    pub fn from_last_event_id(value: Option<&str>) -> Resume {
-        match value {
-            None | Some("") => Resume::Live,
-            Some(EARLIEST) => Resume::Earliest,
-            Some(id) => Resume::After(id.to_string()),
-        }
-    }
-}
-
-/// What a connection asked for.
-pub(crate) enum Ask {
-    /// SSER's one-topic stream: shared frames, ids as published.
-    One(Resume),
-    /// Stream-named events and cursor ids, resuming from this
-    /// `Last-Event-ID`.
-    Cursor(Option<String>),
-}
-
-/// How one stream is replayed from history.
-#[derive(Debug, Clone, Copy)]
-enum Replay {
-    /// Everything after the cursor that history holds; holes are expected
-    /// (`earliest`, or after a truncation notice).
-    Everything,
-    /// Resuming after a known position: a hole is reported once.
-    Exact,
-    /// Catching up after falling behind: a hole ends the connection.
-    Lagged,
-}
 
 /// A connection, opened and following its streams, before it becomes an
 /// HTTP body. `truncated` tells the HTTP layer to set its header.
@@ -113,21 +55,19 @@ pub struct Subscription {
 
 struct Feed {
     broker: Arc<dyn Broker>,
-    metrics: Arc<Metrics>,
     retry_ms: u64,
-    conn: Arc<Connection>,
     framing: Framing,
-    streams: Vec<Followed>,
-    /// The position of the last event sent, per stream.
-    cursors: Vec<Position>,
+    /// Per stream, in the connection's order (`conn.streams()`).
+    streams: Box<[Followed]>,
     /// When the connection must end (its token's expiry).
     deadline: Option<tokio::time::Instant>,
     /// Unregisters the connection and counts it closed when dropped.
-    guard: FeedGuard,
+    life: Life,
 }
 
 struct Followed {
-    key: StreamKey,
+    /// The position of the last event sent.
+    cursor: Position,
     /// Leaves the stream's fan-out when dropped; `None` once it closed.
     ticket: Option<FollowTicket>,
     /// How to replay before going live, if at all.
@@ -183,49 +123,51 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
             Refusal::Stopping => HubError::Stopping,
             refusal => HubError::Refused(refusal),
         })?;
-    let guard = FeedGuard {
+    let life = Life {
         registration,
+        conn,
         metrics: hub.metrics.clone(),
-        conn_id: conn_id.clone(),
-        first: keys.first().cloned(),
-        count: keys.len(),
         opened: Instant::now(),
         counted: false,
     };
 
     let mut streams = Vec::with_capacity(keys.len());
-    let mut cursors = Vec::with_capacity(keys.len());
     for (slot, key) in keys.iter().enumerate() {
         let follow = hub.follow(key, &outbox, slot as u32).await?;
         streams.push(Followed {
-            key: key.clone(),
+            cursor: follow.head,
             ticket: Some(follow.ticket),
             start: None,
             truncated: false,
         });
-        cursors.push(follow.head);
     }
 
     let framing = match &ask {
         Ask::One(_) => Framing::Shared,
         Ask::Cursor(_) => Framing::Labelled {
             set: StreamSet::of(&keys),
-            keys,
         },
     };
     let mut feed = Feed {
         broker: hub.broker.clone(),
-        metrics: hub.metrics.clone(),
         retry_ms: hub.settings.retry.as_millis() as u64,
-        conn,
         framing,
-        streams,
-        cursors,
+        streams: streams.into_boxed_slice(),
         deadline: expires_at.map(deadline_of),
-        guard,
+        life,
     };
-    feed.plan(ask).await?;
-    feed.guard.counted = true;
+    let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
+    let set = match &feed.framing {
+        Framing::Labelled { set } => Some(set),
+        Framing::Shared => None,
+    };
+    let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
+    for (stream, start) in feed.streams.iter_mut().zip(starts) {
+        stream.cursor = start.cursor;
+        stream.start = start.replay;
+        stream.truncated = start.truncated;
+    }
+    feed.life.counted = true;
     hub.metrics.subscriber_opened();
     Ok(Subscription {
         conn_id,
@@ -241,83 +183,39 @@ fn deadline_of(at: SystemTime) -> tokio::time::Instant {
 }
 
 impl Feed {
-    /// Sets where each stream starts (cursor, replay, notice).
-    async fn plan(&mut self, ask: Ask) -> Result<(), HubError> {
-        match ask {
-            Ask::One(Resume::Live) | Ask::Cursor(None) => {}
-            Ask::One(Resume::Earliest) => self.replay_all_from_start(false),
-            Ask::One(Resume::Unreadable) => self.replay_all_from_start(true),
-            Ask::Cursor(Some(id)) if id.is_empty() => {}
-            Ask::Cursor(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
-            Ask::One(Resume::After(id)) => {
-                let key = self.streams[0].key.clone();
-                match self.broker.find(&key, &id).await? {
-                    Some(position) => {
-                        self.cursors[0] = position;
-                        self.streams[0].start = Some(Replay::Exact);
-                    }
-                    None => self.replay_all_from_start(true),
-                }
-            }
-            Ask::Cursor(Some(cursor)) => {
-                let Framing::Labelled { set, .. } = &self.framing else {
-                    return Ok(());
-                };
-                let Some(positions) = set.decode(&cursor) else {
-                    // A cursor of other streams, or no cursor at all.
-                    self.replay_all_from_start(true);
-                    return Ok(());
-                };
-                for (slot, position) in positions.into_iter().enumerate() {
-                    let head = self.cursors[slot];
-                    let stream = &mut self.streams[slot];
-                    if position > head {
-                        // Ahead of the stream: not a position it gave out.
-                        stream.truncated = true;
-                        stream.start = Some(Replay::Everything);
-                        self.cursors[slot] = Position::ZERO;
-                    } else if !self.broker.holds_after(&stream.key, position).await? {
-                        stream.truncated = true;
-                        stream.start = Some(Replay::Everything);
-                        self.cursors[slot] = position;
-                    } else {
-                        stream.start = Some(Replay::Exact);
-                        self.cursors[slot] = position;
-                    }
-                }
-            }
-        }
-        Ok(())
+    /// The key of stream `slot`.
+    fn key(&self, slot: usize) -> &StreamKey {
+        &self.life.conn.streams()[slot]
     }
 
-    fn replay_all_from_start(&mut self, truncated: bool) {
-        for (stream, cursor) in self.streams.iter_mut().zip(&mut self.cursors) {
-            stream.start = Some(Replay::Everything);
-            stream.truncated = truncated;
-            *cursor = Position::ZERO;
-        }
+    /// The stream to name in notices about stream `slot`, on connections
+    /// whose events name their stream.
+    fn named(&self, slot: usize) -> Option<&StreamKey> {
+        self.framing.labelled().then(|| self.key(slot))
     }
 
     /// `delivery` from stream `slot` as this connection writes it, unless it
     /// was sent already (or its stream closed).
     fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
-        let stream = self.streams.get(slot)?;
-        if stream.ticket.is_none() || delivery.position <= self.cursors[slot] {
+        let stream = self.streams.get_mut(slot)?;
+        if stream.ticket.is_none() || delivery.position <= stream.cursor {
             return None;
         }
-        self.cursors[slot] = delivery.position;
-        let frames = self.framing.event(slot, &delivery.frame, &self.cursors);
-        self.conn.record_sent(frames.first());
-        self.metrics.event_sent(frames.len());
+        stream.cursor = delivery.position;
+        let cursors = self.streams.iter().map(|s| s.cursor);
+        let key = &self.life.conn.streams()[slot];
+        let frames = self.framing.event(key, &delivery.frame, cursors);
+        self.life.conn.record_sent(frames.first());
+        self.life.metrics.event_sent(frames.len());
         Some(frames)
     }
 
     /// The next batch of history for stream `slot`.
     async fn replay_batch(&mut self, slot: usize, mode: &mut Replay) -> Step {
-        let key = self.streams[slot].key.clone();
+        let key = self.key(slot).clone();
         let batch = match self
             .broker
-            .read_after(&key, self.cursors[slot], REPLAY_BATCH)
+            .read_after(&key, self.streams[slot].cursor, REPLAY_BATCH)
             .await
         {
             Ok(batch) => batch,
@@ -330,7 +228,7 @@ impl Feed {
             match mode {
                 Replay::Everything => {}
                 Replay::Exact => {
-                    frames.push(self.truncated_notice(slot, GAP).await);
+                    frames.push(self.truncated_notice(slot, notice::GAP).await);
                     *mode = Replay::Everything;
                 }
                 Replay::Lagged => {
@@ -358,32 +256,32 @@ impl Feed {
         if let Some(stream) = self.streams.get_mut(slot) {
             stream.ticket = None;
         }
-        match self.framing.stream(slot) {
+        match self.named(slot) {
             // SSER's last message when its one topic is deleted.
             None => (sse::closed_frame(), true),
             Some(key) => {
                 let open = self.streams.iter().any(|s| s.ticket.is_some());
-                (notices::closed(key), !open)
+                (notice::closed(key), !open)
             }
         }
     }
 
     async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
-        let oldest = self.broker.oldest(&self.streams[slot].key).await;
-        notices::truncated(message, oldest, self.framing.stream(slot))
+        let oldest = self.broker.oldest(self.key(slot)).await;
+        notice::truncated(self.named(slot), message, oldest)
     }
 
     fn lagged_notice(&self, slot: usize, why: &str) -> Bytes {
-        let cursor = self.cursors[slot];
-        let key = &self.streams[slot].key;
+        let cursor = self.streams[slot].cursor;
+        let key = self.key(slot);
         tracing::warn!(
             stream = %key,
-            conn = %self.conn.id(),
+            conn = %self.life.conn.id(),
             cursor = %cursor,
             why,
             "subscriber disconnected: fell behind"
         );
-        notices::lagged(why, cursor, self.framing.stream(slot))
+        notice::lagged(self.named(slot), cursor, why)
     }
 }
 
@@ -395,9 +293,12 @@ impl Subscription {
             yield Ok(sse::opening_frame(feed.retry_ms));
             for slot in 0..feed.streams.len() {
                 if feed.streams[slot].truncated {
-                    yield Ok(feed.truncated_notice(slot, UNKNOWN_ID).await);
+                    // Boxed, like every rare await here: an idle body's
+                    // state stays as small as its queue wait.
+                    yield Ok(Box::pin(feed.truncated_notice(slot, notice::UNKNOWN_ID)).await);
                 }
             }
+            // Boxed once, and only on connections with a deadline.
             let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
             let mut replays: Vec<(usize, Replay)> = feed
                 .streams
@@ -409,7 +310,7 @@ impl Subscription {
                 for (slot, mut mode) in std::mem::take(&mut replays) {
                     // One batch in memory at a time, however long the replay.
                     loop {
-                        match feed.replay_batch(slot, &mut mode).await {
+                        match Box::pin(feed.replay_batch(slot, &mut mode)).await {
                             Step::Frames(frames, done) => {
                                 for frame in frames {
                                     yield Ok(frame);
@@ -425,21 +326,22 @@ impl Subscription {
                         }
                     }
                 }
-                let item = match expiry.as_mut() {
-                    None => feed.conn.outbox().next().await,
+                let outbox = feed.life.conn.outbox();
+                let registration = &feed.life.registration;
+                let item = poll_fn(|cx| {
                     // The deadline first: a busy queue must not keep an
                     // expired token's stream open.
-                    Some(sleep) => tokio::select! {
-                        biased;
-                        () = sleep.as_mut() => {
-                            // Out of the registry now, presence reason
-                            // `expired`; the notice is written below.
-                            feed.guard.registration.end(&EndReason::Expired);
-                            Item::End(Some(notices::token_expired()))
-                        }
-                        item = feed.conn.outbox().next() => item,
-                    },
-                };
+                    if let Some(sleep) = expiry.as_mut()
+                        && sleep.as_mut().poll(cx).is_ready()
+                    {
+                        // Out of the registry now, presence reason
+                        // `expired`; the notice is written below.
+                        registration.end(&EndReason::Expired);
+                        return Poll::Ready(Item::End(Some(Box::new(notice::token_expired()))));
+                    }
+                    outbox.poll_next(cx)
+                })
+                .await;
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
                         Some(Frames::One(frame)) => yield Ok(frame),
@@ -450,7 +352,7 @@ impl Subscription {
                         None => {}
                     },
                     Item::Lagged => {
-                        feed.metrics.subscriber_lagged();
+                        feed.life.metrics.subscriber_lagged();
                         replays = feed
                             .streams
                             .iter()
@@ -468,11 +370,11 @@ impl Subscription {
                         }
                     }
                     Item::Shutdown => {
-                        yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
+                        yield Ok(sse::comment_frame(notice::SHUTDOWN_NOTICE));
                         return;
                     }
                     Item::End(farewell) => {
-                        yield Ok(farewell.unwrap_or_else(|| sse::comment_frame(ENDED_NOTICE)));
+                        yield Ok(farewell.map_or_else(|| sse::comment_frame(notice::ENDED_NOTICE), |f| *f));
                         return;
                     }
                 }
@@ -484,26 +386,25 @@ impl Subscription {
 /// Dropped with the body, however it ends (including the client vanishing
 /// mid-write): the connection leaves the registry (its follows leave their
 /// streams with the feed) and the counters never leak.
-struct FeedGuard {
+struct Life {
     registration: Registration,
+    conn: Arc<Connection>,
     metrics: Arc<Metrics>,
-    conn_id: Arc<str>,
-    first: Option<StreamKey>,
-    count: usize,
     opened: Instant,
     /// Counted as opened (it got as far as a body).
     counted: bool,
 }
 
-impl Drop for FeedGuard {
+impl Drop for Life {
     fn drop(&mut self) {
         if !self.counted {
             return;
         }
+        let streams = self.conn.streams();
         tracing::debug!(
-            stream = %self.first.as_ref().map_or(String::new(), |k| k.to_string()),
-            topics = self.count,
-            conn = %self.conn_id,
+            topic = %streams.first().and_then(StreamKey::topic).map_or("", |t| t.as_str()),
+            topics = streams.len(),
+            conn = %self.conn.id(),
             duration_ms = self.opened.elapsed().as_millis() as u64,
             "subscriber disconnected"
         );

@@ -29,11 +29,10 @@ use crate::sse;
 
 pub(crate) enum Framing {
     Shared,
-    /// Every event named by its stream ([`label`]), ids being cursors.
+    /// Every event named by its stream ([`label`]), ids being cursors over
+    /// the connection's streams (whose keys the connection holds).
     Labelled {
         set: StreamSet,
-        /// The connection's streams, in its order.
-        keys: Box<[StreamKey]>,
     },
 }
 
@@ -73,40 +72,41 @@ impl Frames {
 }
 
 impl Framing {
-    /// `frame` (from stream `slot`) as this connection writes it, with
-    /// `cursors` already including it.
-    pub fn event(&self, slot: usize, frame: &Bytes, cursors: &[Position]) -> Frames {
-        let Framing::Labelled { set, keys } = self else {
+    /// `frame` (from the stream `key`) as this connection writes it, with
+    /// `cursors` (one per stream, in order) already including it.
+    pub fn event(
+        &self,
+        key: &StreamKey,
+        frame: &Bytes,
+        cursors: impl ExactSizeIterator<Item = Position>,
+    ) -> Frames {
+        let Framing::Labelled { set } = self else {
             return Frames::One(frame.clone());
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
-        let topic = keys.get(slot).map_or("", label);
-        let mut head = String::with_capacity(24 + topic.len() + cursors.len() * 12);
-        head.push_str("id: ");
+        let topic = label(key);
+        let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
+        head.extend_from_slice(b"id: ");
         set.encode_into(cursors, &mut head);
-        head.push_str("\nevent: ");
-        head.push_str(topic);
+        head.extend_from_slice(b"\nevent: ");
+        head.extend_from_slice(topic.as_bytes());
         let rest = if typed {
             // `event: <type>\n…` → `event: <topic>:<type>\n…`
-            head.push(':');
+            head.push(b':');
             frame.slice(start + "event: ".len()..)
         } else {
-            head.push('\n');
+            head.push(b'\n');
             frame.slice(start..)
         };
         Frames::Two(Bytes::from(head), rest)
     }
 
-    /// The stream to name in notices about stream `slot`, on connections
-    /// whose events name their stream.
-    pub fn stream(&self, slot: usize) -> Option<&StreamKey> {
-        match self {
-            Framing::Shared => None,
-            Framing::Labelled { keys, .. } => keys.get(slot),
-        }
+    /// Whether events (and notices) name their stream.
+    pub fn labelled(&self) -> bool {
+        matches!(self, Framing::Labelled { .. })
     }
 }
 
@@ -134,52 +134,46 @@ mod tests {
             .collect();
         let keys: Vec<StreamKey> = names.iter().cloned().map(StreamKey::Topic).collect();
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled {
-            set,
-            keys: keys.into_boxed_slice(),
-        };
+        let framing = Framing::Labelled { set };
         let cursors = [Position::from_seq(3), Position::from_seq(9)];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("9", Some("shipped"), "a\nb");
         assert_eq!(
-            text(framing.event(1, &typed, &cursors)),
+            text(framing.event(&keys[1], &typed, cursors.into_iter())),
             format!("id: {check}\nevent: orders:shipped\ndata: a\ndata: b\n\n")
         );
         let plain = sse::encode_event("3", None, "x");
         assert_eq!(
-            text(framing.event(0, &plain, &cursors)),
+            text(framing.event(&keys[0], &plain, cursors.into_iter())),
             format!("id: {check}\nevent: news\ndata: x\n\n")
         );
         assert_eq!(
-            text(Framing::Shared.event(0, &plain, &cursors)),
+            text(Framing::Shared.event(&keys[0], &plain, cursors.into_iter())),
             "id: 3\ndata: x\n\n"
         );
     }
 
     #[test]
     fn inboxes_are_labelled_by_kind() {
-        let keys = vec![
+        let keys = [
             StreamKey::app("shop"),
             StreamKey::user("shop", "u1"),
             StreamKey::device("shop", "u1", "phone"),
         ];
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled {
-            set,
-            keys: keys.into_boxed_slice(),
-        };
+        let framing = Framing::Labelled { set };
         let cursors = [Position::from_seq(1), Position::from_seq(2), Position::ZERO];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("2", Some("order"), "{}");
         assert_eq!(
-            text(framing.event(1, &typed, &cursors)),
+            text(framing.event(&keys[1], &typed, cursors.into_iter())),
             format!("id: {check}\nevent: @user:order\ndata: {{}}\n\n")
         );
         let plain = sse::encode_event("1", None, "hi");
         assert_eq!(
-            text(framing.event(0, &plain, &cursors)),
+            text(framing.event(&keys[0], &plain, cursors.into_iter())),
             format!("id: {check}\nevent: @app\ndata: hi\n\n")
         );
-        assert_eq!(label(&StreamKey::device("a", "b", "c")), "@device");
+        assert_eq!(label(&keys[2]), "@device");
     }
 }

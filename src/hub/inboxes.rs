@@ -21,7 +21,8 @@ use std::time::SystemTime;
 use futures_util::future::join_all;
 
 use super::connection::Owner;
-use super::feed::{self, Ask, Opening};
+use super::feed::{self, Opening};
+use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
 use crate::model::StreamKey;

@@ -20,8 +20,9 @@ pub mod connections;
 pub mod feed;
 mod framing;
 pub mod inboxes;
-mod notices;
+pub mod notice;
 pub mod owners;
+mod resume;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -39,10 +40,11 @@ pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
-pub use feed::{Resume, Subscription};
+pub use feed::Subscription;
 pub use framing::label;
 pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
+pub use resume::Resume;
 pub use topic::Topic;
 
 use crate::broker::{Broker, BrokerError, Origin};
@@ -354,7 +356,7 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let opening = feed::Opening {
             keys: vec![topic.stream.clone()],
-            ask: feed::Ask::One(resume),
+            ask: resume::Ask::One(resume),
             owner: None,
             expires_at: None,
             remote,
@@ -376,7 +378,7 @@ impl Hub {
         topics.dedup_by(|a, b| a.id == b.id);
         let opening = feed::Opening {
             keys: topics.iter().map(|t| t.stream.clone()).collect(),
-            ask: feed::Ask::Cursor(last_event_id.map(str::to_string)),
+            ask: resume::Ask::Cursor(last_event_id.map(str::to_string)),
             owner: None,
             expires_at: None,
             remote,
@@ -421,7 +423,7 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let opening = feed::Opening {
             keys: vec![stream],
-            ask: feed::Ask::One(resume),
+            ask: resume::Ask::One(resume),
             owner: None,
             remote,
             expires_at: None,

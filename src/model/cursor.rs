@@ -67,18 +67,24 @@ impl StreamSet {
         }
     }
 
-    /// Appends the cursor for `positions` (one per stream, in order) to `out`.
-    pub fn encode_into(&self, positions: &[Position], out: &mut String) {
-        let _ = write!(out, "{:08x}", self.check);
+    /// Appends the cursor for `positions` (one per stream, in order) to
+    /// `out` (ASCII only).
+    pub fn encode_into(&self, positions: impl IntoIterator<Item = Position>, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for shift in (0..8).rev() {
+            out.push(HEX[((self.check >> (shift * 4)) & 0xf) as usize]);
+        }
         for p in positions {
-            let _ = write!(out, ".{p}");
+            out.push(b'.');
+            p.append_to(out);
         }
     }
 
     pub fn encode(&self, positions: &[Position]) -> String {
-        let mut out = String::with_capacity(9 + positions.len() * 8);
-        self.encode_into(positions, &mut out);
-        out
+        let mut out = Vec::with_capacity(9 + positions.len() * 8);
+        self.encode_into(positions.iter().copied(), &mut out);
+        // Only ASCII digits, hex, '.' and '-' were written.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The positions in `cursor`, if it is a cursor of exactly this set of

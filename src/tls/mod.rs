@@ -108,9 +108,8 @@ pub struct Tls {
 impl Tls {
     pub async fn bind(ssl: &TlsSettings, readiness: &Readiness) -> Result<Tls, TlsError> {
         let addr = ssl.addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| TlsError::Bind { addr, source })?;
+        let listener =
+            crate::serve::listen(addr).map_err(|source| TlsError::Bind { addr, source })?;
         let https_port = listener
             .local_addr()
             .map(|a| a.port())
@@ -171,7 +170,7 @@ impl Tls {
         app: Router,
         readiness: Arc<Readiness>,
         shutdown: CancellationToken,
-        settings: crate::serve::ConnSettings,
+        conns: Arc<crate::serve::Connections>,
     ) -> JoinHandle<std::io::Result<()>> {
         match self.source {
             Source::Acme(acme) => {
@@ -186,7 +185,7 @@ impl Tls {
             app,
             serve::TlsHandshake(self.acceptor),
             shutdown,
-            settings,
+            conns,
         ))
     }
 }

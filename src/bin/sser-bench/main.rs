@@ -2,7 +2,8 @@
 //!
 //! Scenarios: `fanout` (delivery rate, loss and publish→receive latency),
 //! `idle` (many held connections: connect rate and server memory per
-//! connection) and `connect` (connection churn). Targets: our API, which is
+//! connection), `connect` (connection churn) and `flood` (silent
+//! connections against `/healthz`). Targets: our API, which is
 //! the original SSER's (topics are created with the API token), or any SSE
 //! server through URL templates (`--subscribe-url`/`--publish-url`).
 //!
@@ -16,6 +17,7 @@
 
 mod connect;
 mod fanout;
+mod flood;
 mod http;
 mod idle;
 mod sse;
@@ -67,6 +69,14 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: connect::ConnectArgs,
+    },
+    /// N silent (or half-HTTP/2) connections while /healthz is probed.
+    #[command(args_override_self = true)]
+    Flood {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: flood::FloodArgs,
     },
 }
 
@@ -166,7 +176,8 @@ fn main() -> ExitCode {
     let common = match &cli.scenario {
         Scenario::Fanout { common, .. }
         | Scenario::Idle { common, .. }
-        | Scenario::Connect { common, .. } => common.clone(),
+        | Scenario::Connect { common, .. }
+        | Scenario::Flood { common, .. } => common.clone(),
     };
     let nofile = stats::raise_nofile(1_100_000);
     let load_start = stats::loadavg();
@@ -190,6 +201,7 @@ fn main() -> ExitCode {
             Scenario::Fanout { common, args } => fanout::run(common, args).await,
             Scenario::Idle { common, args } => idle::run(common, args).await,
             Scenario::Connect { common, args } => connect::run(common, args).await,
+            Scenario::Flood { common, args } => flood::run(common, args).await,
         }
     });
     match result {

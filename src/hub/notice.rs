@@ -1,11 +1,13 @@
-//! The notices a stream sends about itself, as SSE events named `sser.*`
-//! whose data is a small JSON object (`status`, `message`, and which stream
-//! it is about). Encoded per connection, rarely: they are never on the
-//! fan-out path.
+//! The server's own messages on a stream: truncation, lag and close notices,
+//! and the last words of a stream the server ends (kicked, taken over,
+//! token expired): SSE events named `sser.*`, without an `id:` so they do
+//! not move the client's `Last-Event-ID`; and the comments that end a
+//! stream.
 //!
-//! A notice about one stream of a labelled connection names it: `"topic":
-//! <id>` for a topic (as multi-topic clients read it), `"stream": "@user"`
-//! (its event label) for an identity's inbox.
+//! On a labelled connection (several topics, or an identity's streams)
+//! every notice names its stream: `"topic": <id>` for a topic, `"stream":
+//! "@user"` (its event label) for an identity's inbox. On SSER's one-topic
+//! stream the notices are exactly what they always were.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -14,37 +16,53 @@ use super::framing::label;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
-/// `sser.history_truncated`: history no longer holds everything after the
-/// position asked for; `oldest` is the oldest it holds.
-pub(super) fn truncated(message: &str, oldest: Option<Position>, key: Option<&StreamKey>) -> Bytes {
+/// The comment that ends every stream when the server stops; EventSource
+/// reconnects after its `retry:` delay, to this server or another.
+pub const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
+
+/// The comment that ends a stream ended by an operator.
+pub const ENDED_NOTICE: &str = "connection ended by the server";
+
+/// An unknown id or cursor: everything retained follows.
+pub(super) const UNKNOWN_ID: &str =
+    "the requested Last-Event-ID is no longer in history; sending all that is retained";
+/// A known position whose successors history no longer wholly holds.
+pub(super) const GAP: &str = "history no longer holds every event after the requested Last-Event-ID; sending all that is retained";
+
+/// `sser.history_truncated`: history does not hold all that was asked for.
+pub(super) fn truncated(
+    stream: Option<&StreamKey>,
+    message: &str,
+    oldest: Option<Position>,
+) -> Bytes {
     let mut notice = json!({
         "status": "history_truncated",
         "message": message,
         "oldest_retained_seq": position_json(oldest),
     });
-    name(&mut notice, key);
+    name(&mut notice, stream);
     sse::encode_notice("sser.history_truncated", &notice.to_string())
 }
 
 /// `sser.lagged`: the connection fell further behind than history reaches
-/// and ends; `last` is the position it last delivered.
-pub(super) fn lagged(why: &str, last: Position, key: Option<&StreamKey>) -> Bytes {
+/// and ends; `cursor` is the last position it was sent.
+pub(super) fn lagged(stream: Option<&StreamKey>, cursor: Position, why: &str) -> Bytes {
     let mut notice = json!({
         "status": "lagged",
         "message": format!("{why}; reconnect with Last-Event-ID to resume"),
-        "last_seq": position_json(Some(last)),
+        "last_seq": position_json(Some(cursor)),
     });
-    name(&mut notice, key);
+    name(&mut notice, stream);
     sse::encode_notice("sser.lagged", &notice.to_string())
 }
 
 /// `sser.closed`: one topic of a labelled connection was deleted.
-pub(super) fn closed(key: &StreamKey) -> Bytes {
+pub(super) fn closed(stream: &StreamKey) -> Bytes {
     let mut notice = json!({
         "status": "closed",
         "message": "the topic was deleted; the other topics of this connection go on",
     });
-    name(&mut notice, Some(key));
+    name(&mut notice, Some(stream));
     sse::encode_notice("sser.closed", &notice.to_string())
 }
 
@@ -79,13 +97,12 @@ pub(super) fn taken_over() -> Bytes {
     sse::encode_notice("sser.taken_over", &notice.to_string())
 }
 
-fn name(notice: &mut Value, key: Option<&StreamKey>) {
-    match key {
+/// Says which stream a notice is about, on a labelled connection.
+fn name(notice: &mut Value, stream: Option<&StreamKey>) {
+    match stream.map(|key| (key, key.topic())) {
         None => {}
-        Some(key) => match key.topic() {
-            Some(topic) => notice["topic"] = json!(topic.as_str()),
-            None => notice["stream"] = json!(label(key)),
-        },
+        Some((_, Some(topic))) => notice["topic"] = json!(topic.as_str()),
+        Some((key, None)) => notice["stream"] = json!(label(key)),
     }
 }
 
