@@ -265,3 +265,32 @@ async fn metrics_count_connections_by_kind_and_who_is_online() {
     assert!(!text.contains("u1"), "no per-user labels");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_reconnect_within_the_grace_makes_no_offline_online_noise() {
+    let server = start_with(|c| c.presence.grace = Span(Duration::from_secs(2))).await;
+    let mut live = presence_stream(&server, None).await;
+    let phone = token(APP, "u1", Some("phone"));
+
+    let first = open(&server, &phone).await;
+    presence_events(&mut live, 2).await;
+    // A blip: gone and back well within the grace.
+    drop(first);
+    wait_until("the first connection to leave", || async {
+        listed(&server, "app=shop").await.is_empty()
+    })
+    .await;
+    let second = open(&server, &phone).await;
+    let second_id = conn_id(&second);
+    // Then a real departure: the offlines come after the grace, and they are
+    // the next presence events (nothing for the blip): both name the second
+    // connection, whose close caused them.
+    drop(second);
+    for kind in ["device_offline", "user_offline"] {
+        let (got, data) = next_presence(&mut live).await;
+        assert_eq!(got, kind);
+        assert_eq!(data["reason"], "disconnected");
+        assert_eq!(data["connection_id"], second_id.as_str(), "{data}");
+    }
+    server.stop().await;
+}
