@@ -144,6 +144,14 @@ pub async fn publish(
     ))
 }
 
+/// The publish handler's path from a request body (already read within the
+/// size limit) to a validated event, without a topic: public so that the fuzz
+/// target (`fuzz/fuzz_targets/publish_frame.rs`) drives exactly this code.
+pub fn event_from_body(body: &[u8]) -> Result<NewEvent, ApiError> {
+    let body: PublishBody = super::body::parse_json(body)?;
+    new_event(body.event)
+}
+
 /// A string message goes out as its raw text; any other JSON value as
 /// compact JSON, keys in the publisher's order.
 fn new_event(spec: EventSpec) -> Result<NewEvent, ApiError> {

@@ -78,6 +78,17 @@ impl NewEvent {
         }
         Ok(NewEvent { id, kind, data })
     }
+
+    /// The id subscribers will see (the publisher's, or `seq` when it gave
+    /// none) and the SSE frame that carries the event, encoded once.
+    pub fn encode(&self, seq: u64) -> (Arc<str>, Bytes) {
+        let id: Arc<str> = match &self.id {
+            Some(id) => Arc::from(id.as_str()),
+            None => Arc::from(seq.to_string()),
+        };
+        let frame = sse::encode_event(&id, self.kind.as_deref(), &self.data);
+        (id, frame)
+    }
 }
 
 /// What a publisher learns: the id subscribers see, and its sequence.
@@ -234,11 +245,7 @@ impl Topic {
             }
             let seq = state.next_seq;
             state.next_seq += 1;
-            let id: Arc<str> = match event.id {
-                Some(id) => Arc::from(id),
-                None => Arc::from(seq.to_string()),
-            };
-            let frame = sse::encode_event(&id, event.kind.as_deref(), &event.data);
+            let (id, frame) = event.encode(seq);
             let commit = self.log.append(StoredEvent {
                 seq,
                 id: id.clone(),
