@@ -9,6 +9,7 @@
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
@@ -28,6 +29,7 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod memory;
 pub mod metrics;
 pub mod readiness;
 pub mod secret;
@@ -184,6 +186,7 @@ impl Server {
         let app = http::router(self.state.clone(), &self.config);
         let settings = serve::ConnSettings::from_config(&self.config);
         let shutdown = self.shutdown.clone();
+        memory::spawn_trimmer(shutdown.child_token());
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
         let (plain_app, tls_task) = match self.tls.take() {
