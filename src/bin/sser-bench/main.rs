@@ -2,7 +2,8 @@
 //!
 //! Scenarios: `fanout` (delivery rate, loss and publish→receive latency),
 //! `idle` (many held connections: connect rate and server memory per
-//! connection) and `connect` (connection churn). Targets: our API, which is
+//! connection), `connect` (connection churn) and `soak` (minutes of churn
+//! and floods, with the server's RSS over time). Targets: our API, which is
 //! the original SSER's (topics are created with the API token), or any SSE
 //! server through URL templates (`--subscribe-url`/`--publish-url`).
 //!
@@ -18,6 +19,7 @@ mod connect;
 mod fanout;
 mod http;
 mod idle;
+mod soak;
 mod sse;
 mod stats;
 mod sub;
@@ -67,6 +69,14 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: connect::ConnectArgs,
+    },
+    /// Minutes of churn and floods, sampling the server's RSS over time.
+    #[command(args_override_self = true)]
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: soak::SoakArgs,
     },
 }
 
@@ -166,7 +176,8 @@ fn main() -> ExitCode {
     let common = match &cli.scenario {
         Scenario::Fanout { common, .. }
         | Scenario::Idle { common, .. }
-        | Scenario::Connect { common, .. } => common.clone(),
+        | Scenario::Connect { common, .. }
+        | Scenario::Soak { common, .. } => common.clone(),
     };
     let nofile = stats::raise_nofile(1_100_000);
     let load_start = stats::loadavg();
@@ -190,6 +201,7 @@ fn main() -> ExitCode {
             Scenario::Fanout { common, args } => fanout::run(common, args).await,
             Scenario::Idle { common, args } => idle::run(common, args).await,
             Scenario::Connect { common, args } => connect::run(common, args).await,
+            Scenario::Soak { common, args } => soak::run(common, args).await,
         }
     });
     match result {
