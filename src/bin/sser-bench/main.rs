@@ -13,12 +13,13 @@
 //!
 //! Modules: [`http`] the client, [`sse`] the parser, [`target`] what is
 //! measured, [`sub`] one subscriber, [`stats`] clocks, histograms and /proc,
-//! and one module per scenario.
+//! [`rss`] a server's memory over time, and one module per scenario.
 
 mod connect;
 mod fanout;
 mod http;
 mod idle;
+mod rss;
 mod soak;
 mod sse;
 mod stats;

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::http::{Conn, build_request, connect};
+use crate::rss::{RssSource, Timeline, record, sample_loop};
 use crate::stats::{self, Sharded, now_ns};
 use crate::sub::{self, Accounting, Live};
 use crate::target::{Mode, Target, source_ip};
@@ -37,6 +38,10 @@ pub struct SoakArgs {
     /// How long a flood's subscribers stay open once all are connected.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub flood_hold: Duration,
+    /// After a flood's subscribers closed, how long before its "after" RSS
+    /// sample (the server's memory trimmer looks every 10 s).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub flood_cooldown: Duration,
     /// Events published during each flood's hold, as fast as they go,
     /// round-robin over the topics (each fans out to every subscriber of it).
     #[arg(long, default_value_t = 2_000)]
@@ -63,51 +68,6 @@ pub struct SoakArgs {
     /// `/metrics` (`process_resident_memory_bytes`) with the API token.
     #[arg(long)]
     pub server_pid: Option<u32>,
-}
-
-/// Where RSS comes from.
-#[derive(Clone)]
-enum RssSource {
-    Proc(u32),
-    Metrics {
-        addr: std::net::SocketAddr,
-        request: Vec<u8>,
-    },
-}
-
-impl RssSource {
-    async fn sample_kib(&self) -> Option<u64> {
-        match self {
-            RssSource::Proc(pid) => stats::process_mem(*pid).map(|m| m.rss_kib),
-            RssSource::Metrics { addr, request } => {
-                let stream = connect(*addr, None).await.ok()?;
-                let (head, body) = Conn::new(stream, 16 * 1024).roundtrip(request).await.ok()?;
-                if head.status != 200 {
-                    return None;
-                }
-                let text = String::from_utf8_lossy(&body);
-                let line = text
-                    .lines()
-                    .find(|l| l.starts_with("process_resident_memory_bytes "))?;
-                let bytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(bytes as u64 / 1024)
-            }
-        }
-    }
-}
-
-/// What the sampler records, and what the phases tell it.
-struct Timeline {
-    start: Instant,
-    phase: Mutex<String>,
-    flood_open: AtomicU64,
-    samples: Mutex<Vec<Value>>,
-}
-
-impl Timeline {
-    fn set_phase(&self, phase: impl Into<String>) {
-        *self.phase.lock() = phase.into();
-    }
 }
 
 pub async fn run(c: &Common, a: &SoakArgs) -> Result<Outcome, String> {
@@ -246,32 +206,6 @@ pub async fn run(c: &Common, a: &SoakArgs) -> Result<Outcome, String> {
     })
 }
 
-fn record(timeline: &Timeline, rss_kib: Option<u64>) {
-    let sample = json!({
-        "t_secs": (timeline.start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        "rss_kib": rss_kib,
-        "phase": timeline.phase.lock().clone(),
-        "flood_open": timeline.flood_open.load(Ordering::Relaxed),
-    });
-    timeline.samples.lock().push(sample);
-}
-
-async fn sample_loop(
-    source: RssSource,
-    timeline: Arc<Timeline>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tick.tick() => record(&timeline, source.sample_kib().await),
-        }
-    }
-}
-
 /// One flood: open, burst, hold, close, cool down; returns its report.
 async fn flood(
     c: &Common,
@@ -345,7 +279,7 @@ async fn flood(
         received += t.await.unwrap_or(0);
     }
     // Give the server a moment to notice the closed sockets.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(a.flood_cooldown).await;
     let rss_after = source.sample_kib().await;
     timeline.set_phase("churn");
     json!({
