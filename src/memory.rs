@@ -3,7 +3,7 @@
 //! glibc's allocator keeps what the program frees inside its arenas, and
 //! returns to the kernel only a free stretch at the very top of an arena. A
 //! flood of connections spreads buffers over two or three arenas; when they
-//! close, a few long-lived allocations left near each arena's top pin all the
+//! close, most likely a few long-lived allocations near each arena's top pin the
 //! freed memory below them. Measured (BENCHMARKS.md, "Soak"): after three
 //! 10,000-subscriber floods and the topics deleted, the server sat at 271 MB
 //! RSS with 0.4 MB of live heap; `malloc_trim(0)` brought it to 10 MB. Not a
