@@ -3,14 +3,15 @@
 # after the other in the same session, and prints both with ratios.
 #
 # Usage: bench/compare.sh SCENARIO [extra sser-bench args...]
-#   SCENARIO: fanout-10k | fanout-topics | idle | connect | durable | fanout-small
+#   SCENARIO: fanout-10k | fanout-topics | fanout-multi | fanout-multi-split |
+#             idle | connect | durable | fanout-small
 # Needs: cargo build --release --bins; apt-get install nginx-light libnginx-mod-nchan.
 # Reports land in bench/results/<scenario>-{sser,nchan}.json (not committed).
 # Set ONLY=sser or ONLY=nchan to run one side; PERF=1 records a cpu-clock
 # profile of sser during its run into bench/results/<scenario>-sser.perf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario="${1:?scenario: fanout-10k | fanout-topics | idle | connect | durable | fanout-small}"
+scenario="${1:?scenario: fanout-10k | fanout-topics | fanout-multi | fanout-multi-split | idle | connect | durable | fanout-small}"
 shift || true
 bin=target/release/sser-bench
 [ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --bins" >&2; exit 1; }
@@ -24,6 +25,11 @@ case "$scenario" in
   fanout-10k) args=(fanout --topics 1 --subscribers 10000 --publishers 1 --events 2000 --rate 100 --drain-timeout 10s) ;;
   # 1,000 topics x 10 subscribers, 4 publishers as fast as they go.
   fanout-topics) args=(fanout --topics 1000 --subscribers 10000 --publishers 4 --events 20000 --drain-timeout 10s) ;;
+  # 1,000 connections each following 10 of 100 topics (100 followers per
+  # topic). sser only: one connection on many topics is our API's.
+  fanout-multi) args=(fanout --topics 100 --subscribers 1000 --topics-per-subscriber 10 --publishers 4 --events 20000 --drain-timeout 10s); ONLY=sser ;;
+  # The same deliveries (100 followers per topic) over 10,000 one-topic connections.
+  fanout-multi-split) args=(fanout --topics 100 --subscribers 10000 --publishers 4 --events 20000 --drain-timeout 10s) ;;
   # As many held connections as the box's fixed 20,000-fd limit allows both sides.
   idle) args=(idle --connections 19000 --topics 100 --hold 5s --connect-concurrency 512) ;;
   connect) args=(connect --concurrency 64 --duration 10s --topics 1 --publishers 4) ;;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use sser::hub::{Hub, HubSettings, NewEvent, Resume};
+use sser::hub::{Hub, NewEvent, Resume};
 use sser::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,7 @@ fn fan_out(c: &mut Criterion) {
     for subs in [1usize, 100, 1000] {
         let (hub, topic) = rt.block_on(async {
             // The shipped defaults, with heartbeats out of the way.
-            let mut settings = HubSettings::from_config(&sser::config::Config::default());
+            let mut settings = sser::hub_settings(&sser::config::Config::default());
             settings.tick = Duration::from_secs(3600);
             let hub = Hub::new(
                 settings,

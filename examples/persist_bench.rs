@@ -18,15 +18,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use sser::Server;
-use sser::config::{Config, DurabilityMode, Flag};
+use sser::config::{Config, DurabilityMode, Flag, KvEngine};
 use sser::hub::{Hub, NewEvent, NewTopic, Resume, Topic};
 use sser::secret::Secret;
 use sser::store::Retention;
-use sser::store::disk::EngineKind;
 
 const PUBLISHERS: usize = 64;
 
-fn config(dir: &Path, engine: EngineKind, durability: DurabilityMode) -> Config {
+fn config(dir: &Path, engine: KvEngine, durability: DurabilityMode) -> Config {
     let mut c = Config::default();
     c.server.addr = "127.0.0.1:0".parse().expect("literal");
     c.pubsub.api_access_token = Some(Secret::new("bench"));
@@ -41,7 +40,7 @@ fn config(dir: &Path, engine: EngineKind, durability: DurabilityMode) -> Config 
 
 /// Binds a server on `dir`, retrying while a previous one in this process
 /// is still releasing the store (its writer thread closes the files).
-async fn open(dir: &Path, engine: EngineKind, durability: DurabilityMode) -> Server {
+async fn open(dir: &Path, engine: KvEngine, durability: DurabilityMode) -> Server {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match Server::bind(config(dir, engine, durability)).await {
@@ -123,9 +122,9 @@ fn mib(b: u64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let engine = match std::env::args().nth(1).as_deref() {
-        Some("sled") => EngineKind::Sled,
-        Some("redb") | None => EngineKind::Redb,
+    let (engine, name) = match std::env::args().nth(1).as_deref() {
+        Some("sled") => (KvEngine::Sled, "sled"),
+        Some("redb") | None => (KvEngine::Redb, "redb"),
         Some(other) => panic!("engine must be redb or sled, got {other}"),
     };
     let scale: usize = std::env::var("BENCH_SCALE")
@@ -134,7 +133,6 @@ async fn main() {
         .unwrap_or(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-persist");
     std::fs::create_dir_all(&root).expect("bench dir");
-    let name = engine.name();
     println!("engine: {name}");
 
     // Durable (sync) publishes: 1 topic, then 100 topics.

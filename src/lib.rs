@@ -7,8 +7,10 @@
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
 //! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
+//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
 //! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`readiness`] | named checks behind `/readyz` |
@@ -29,8 +31,10 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod memory;
 pub mod metrics;
+pub mod presence;
 pub mod readiness;
 pub mod secret;
 pub mod serve;
@@ -44,7 +48,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DurabilityMode, KvEngine, KvRetention};
 use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -68,6 +72,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("identity tokens (identity.*): {0}")]
+    Identity(#[from] identity::SetupError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -81,6 +87,8 @@ pub struct Server {
     tls: Option<tls::Tls>,
     tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
+    /// Identity tokens, when `identity.*` turns them on.
+    identity: Option<Arc<identity::Tokens>>,
     state: Arc<http::AppState>,
     shutdown: CancellationToken,
 }
@@ -95,7 +103,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
         let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
-            let settings = config.kv.disk_settings();
+            let settings = disk_settings(&config);
             let path = settings.dir.display().to_string();
             // Opening may read the whole registry: keep it off the runtime.
             let opened =
@@ -114,13 +122,23 @@ impl Server {
             None
         };
         let hub = Hub::new(
-            HubSettings::from_config(&config),
+            hub_settings(&config),
             store,
             &config.pubsub.static_pub_subs,
             metrics,
             shutdown.child_token(),
         )?;
         readiness.set("hub", true, "serving");
+        let identity = match config.identity.is_on() {
+            true => Some(
+                identity::Tokens::start(
+                    identity_settings(&config.identity),
+                    shutdown.child_token(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
         let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
@@ -141,6 +159,7 @@ impl Server {
                 open: config.metrics.open.0,
                 per_topic: config.metrics.per_topic.0,
             },
+            max_json_depth: config.server.max_json_depth.0 as usize,
         });
         let tls = match config.server.ssl.enabled.0 {
             true => Some(tls::Tls::bind(&config, &readiness).await?),
@@ -153,6 +172,7 @@ impl Server {
             tls,
             tls_addr,
             hub,
+            identity,
             state,
             shutdown,
         })
@@ -176,6 +196,11 @@ impl Server {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Identity tokens, when configured (`identity.*`).
+    pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
+        self.identity.as_ref()
     }
 
     /// Serves until the shutdown token is cancelled, then: readiness goes
@@ -210,7 +235,7 @@ impl Server {
             shutdown.clone(),
             settings,
         );
-        let mut serve = tokio::spawn(async move {
+        let serve = tokio::spawn(async move {
             match tls_task {
                 None => plain.await,
                 Some(tls) => {
@@ -220,37 +245,182 @@ impl Server {
             }
         });
 
-        tokio::select! {
-            result = &mut serve => {
-                // The server stopped on its own: that is an error.
+        let outcome = serve_until_stopped(
+            serve,
+            tls_abort,
+            &self.shutdown,
+            &self.state.readiness,
+            self.config.server.shutdown_timeout.0,
+        )
+        .await;
+        // Every exit path after a start flushes, including a serve task that
+        // ended on its own: acknowledged relaxed-mode writes must survive.
+        if let Err(e) = self.hub.flush().await {
+            tracing::error!(error = %e, "flushing the store at shutdown failed");
+        }
+        outcome
+    }
+}
+
+/// Waits for shutdown (or for serving to fail), then gives open
+/// connections `server.shutdownTimeout` to finish.
+async fn serve_until_stopped(
+    mut serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    tls_abort: Option<tokio::task::AbortHandle>,
+    shutdown: &CancellationToken,
+    readiness: &Readiness,
+    bound: std::time::Duration,
+) -> Result<(), StartError> {
+    // Cancelling shutdown also ends the serve task, often at once (no
+    // open connections), so both branches can be ready together: the
+    // cancellation decides, never the order in which they were polled.
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        result = &mut serve => {
+            if !shutdown.is_cancelled() {
+                // Serving stopped without being asked to: an error.
                 return match result {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(StartError::Serve(e)),
                     Err(e) => Err(StartError::Serve(std::io::Error::other(e))),
                 };
             }
-            () = shutdown.cancelled() => {}
         }
-        self.state.readiness.set("shutdown", false, "shutting down");
-        tracing::info!("shutting down: ending streams");
-        let bound = self.config.server.shutdown_timeout.0;
-        match tokio::time::timeout(bound, &mut serve).await {
-            Ok(_) => tracing::info!("all connections closed"),
-            Err(_) => {
-                serve.abort();
-                if let Some(tls) = &tls_abort {
-                    tls.abort();
-                }
-                tracing::warn!(
-                    "connections still open after {}; closing them",
-                    humantime::format_duration(bound)
-                );
+    }
+    readiness.set("shutdown", false, "shutting down");
+    tracing::info!("shutting down: ending streams");
+    match tokio::time::timeout(bound, &mut serve).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => {
+            serve.abort();
+            if let Some(tls) = &tls_abort {
+                tls.abort();
             }
+            tracing::warn!(
+                "connections still open after {}; closing them",
+                humantime::format_duration(bound)
+            );
         }
-        if let Err(e) = self.hub.flush().await {
-            tracing::error!(error = %e, "flushing the store at shutdown failed");
-        }
-        Ok(())
+    }
+    Ok(())
+}
+
+// Configuration → each component's own settings. Only this file (with
+// `main.rs` and `config/`) reads `Config`, so no component depends on how
+// settings are spelt in YAML or the environment.
+
+/// The hub's settings from `pubsub.*` and `kv.retention`.
+pub fn hub_settings(config: &Config) -> HubSettings {
+    HubSettings {
+        history_size: config.pubsub.history_size.0,
+        subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
+        tick: config.pubsub.tick_frequency.0,
+        retry: config.pubsub.retry.0,
+        persistent_retention: persistent_retention(&config.kv.retention),
+    }
+}
+
+/// The presence tracker's settings from `presence.*`.
+pub fn presence_settings(config: &Config) -> presence::PresenceSettings {
+    presence::PresenceSettings {
+        grace: config.presence.grace.0,
+        node: None,
+    }
+}
+
+/// The webhooks' settings from `presence.webhooks.*`; `None` when no URL
+/// is configured. `Config::finish` has checked the URLs and the secret.
+pub fn webhook_settings(config: &Config) -> Option<presence::WebhookSettings> {
+    let w = &config.presence.webhooks;
+    let secret = w.secret.clone().filter(|_| !w.urls.0.is_empty())?;
+    Some(presence::WebhookSettings {
+        urls: w.urls.0.clone(),
+        secret,
+        timeout: w.timeout.0,
+        max_attempts: u32::try_from(w.max_attempts.0).unwrap_or(u32::MAX),
+        max_age: w.max_age.0,
+        backoff: w.backoff.0,
+        max_backoff: w.max_backoff.0,
+        queue: usize::try_from(w.queue.0).unwrap_or(usize::MAX),
+        concurrency: usize::try_from(w.concurrency.0).unwrap_or(usize::MAX),
+    })
+}
+
+/// `kv.retention`: `0` means no limit of that kind.
+fn persistent_retention(kv: &KvRetention) -> store::Retention {
+    store::Retention {
+        max_events: Some(kv.max_events.0).filter(|&n| n > 0),
+        max_age: Some(kv.max_age.0).filter(|d| !d.is_zero()),
+        max_bytes: Some(kv.max_bytes.0).filter(|&n| n > 0),
+    }
+}
+
+/// The persistent store's settings from `kv.*`.
+fn disk_settings(config: &Config) -> store::disk::DiskSettings {
+    let kv = &config.kv;
+    store::disk::DiskSettings {
+        dir: kv.dsn.clone(),
+        engine: match kv.engine {
+            KvEngine::Redb => store::disk::EngineKind::Redb,
+            KvEngine::Sled => store::disk::EngineKind::Sled,
+        },
+        durability: match kv.durability {
+            DurabilityMode::Sync => store::disk::Durability::Sync,
+            DurabilityMode::Relaxed => store::disk::Durability::Relaxed {
+                interval: kv.flush_interval.0,
+            },
+        },
+    }
+}
+
+/// The identity layer's settings from `identity.*`. Algorithm names were
+/// checked against `config::JWT_ALGORITHMS`, which lists only names
+/// `identity::Algorithm` parses.
+fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
+    use identity::{Algorithm, JwksSettings, JwksSource, KeySettings};
+    let alg = |name: &str| name.parse::<Algorithm>().ok();
+    let jwks_source = match (&c.jwks.file, &c.jwks.url) {
+        (Some(file), _) => Some(JwksSource::File(file.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    identity::IdentitySettings {
+        secret: c.secret.clone(),
+        keys: c
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                Some(KeySettings {
+                    label: format!("identity.keys[{i}]"),
+                    alg: alg(&k.alg)?,
+                    kid: k.kid.clone().filter(|kid| !kid.is_empty()),
+                    public_key: k.public_key.clone().filter(|p| !p.trim().is_empty()),
+                    private_key: k.private_key.clone().filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
+        jwks: jwks_source.map(|source| JwksSettings {
+            source,
+            refresh_interval: c.jwks.refresh_interval.0,
+            min_refresh_interval: c.jwks.min_refresh_interval.0,
+            fetch_timeout: c.jwks.fetch_timeout.0,
+        }),
+        algorithms: c.algorithms.0.iter().filter_map(|a| alg(a)).collect(),
+        audience: c.audience.0.clone(),
+        leeway: c.leeway.0,
+        require_exp: c.require_exp.0,
+        default_app: c.default_app.clone(),
+        claims: identity::ClaimNames {
+            user: c.claims.user.clone(),
+            app: c.claims.app.clone(),
+            device: c.claims.device.clone(),
+            topics: c.claims.topics.clone(),
+        },
+        default_ttl: c.mint.default_ttl.0,
+        max_ttl: c.mint.max_ttl.0,
+        mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
     }
 }
 
@@ -278,4 +448,58 @@ pub fn cancel_on_signals(token: CancellationToken) {
         tracing::info!("signal received");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configurable_jwt_algorithm_converts() {
+        for name in config::JWT_ALGORITHMS {
+            assert!(name.parse::<identity::Algorithm>().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn persistent_retention_reads_zero_as_no_limit() {
+        let kv = KvRetention {
+            max_events: config::Count(0),
+            max_age: config::Span(std::time::Duration::from_secs(3600)),
+            max_bytes: config::Bytes(1 << 20),
+        };
+        let r = persistent_retention(&kv);
+        assert_eq!(r.max_events, None);
+        assert_eq!(r.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(r.max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn webhook_settings_only_with_urls() {
+        let mut config = Config::default();
+        assert!(webhook_settings(&config).is_none());
+        config.presence.webhooks.urls = config::StringList(vec!["https://h.example/".into()]);
+        config.presence.webhooks.secret = Some(secret::Secret::new("s"));
+        config.presence.webhooks.max_attempts = config::Count(3);
+        let w = webhook_settings(&config).expect("on");
+        assert_eq!((w.urls.len(), w.max_attempts, w.queue), (1, 3, 10_000));
+        assert_eq!(presence_settings(&config).grace.as_secs(), 5);
+    }
+
+    #[test]
+    fn disk_settings_follow_kv() {
+        let mut config = Config::default();
+        config.kv.engine = KvEngine::Sled;
+        config.kv.durability = DurabilityMode::Relaxed;
+        config.kv.flush_interval = config::Span(std::time::Duration::from_millis(50));
+        let settings = disk_settings(&config);
+        assert_eq!(settings.engine, store::disk::EngineKind::Sled);
+        assert_eq!(
+            settings.durability,
+            store::disk::Durability::Relaxed {
+                interval: std::time::Duration::from_millis(50)
+            }
+        );
+        assert_eq!(settings.dir, config.kv.dsn);
+    }
 }

@@ -21,6 +21,11 @@ pub struct Metrics {
     events_received: AtomicU64,
     events_sent: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Presence webhooks (`presence::webhook`): one per event and URL.
+    webhooks_delivered: AtomicU64,
+    webhooks_retried: AtomicU64,
+    webhooks_failed: AtomicU64,
+    webhooks_dropped: AtomicU64,
     /// Time from `Hub::publish` being called to the event being in history
     /// and on every subscriber's queue (the 201 follows at once).
     pub publish_latency: LatencyHistogram,
@@ -38,6 +43,10 @@ impl Default for Metrics {
             events_received: AtomicU64::new(0),
             events_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
+            webhooks_delivered: AtomicU64::new(0),
+            webhooks_retried: AtomicU64::new(0),
+            webhooks_failed: AtomicU64::new(0),
+            webhooks_dropped: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
         }
     }
@@ -48,6 +57,18 @@ impl Default for Metrics {
 pub struct Sample {
     pub name: &'static str,
     pub value: u64,
+}
+
+/// Presence webhook outcomes since start, each counted once per event and
+/// URL: `delivered` (a 2xx), `failed` (given up: a final refusal, attempts
+/// or age exhausted, or abandoned at shutdown), `dropped` (the URL's queue
+/// was full: never sent). `retried` counts attempts after the first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WebhookCounts {
+    pub delivered: u64,
+    pub retried: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 /// What only the hub's registry knows, passed in when metrics are read.
@@ -81,6 +102,30 @@ impl Metrics {
     pub(crate) fn event_sent(&self, bytes: usize) {
         self.events_sent.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn webhook_delivered(&self) {
+        self.webhooks_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn webhook_retried(&self) {
+        self.webhooks_retried.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn webhooks_failed(&self, n: u64) {
+        self.webhooks_failed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn webhook_dropped(&self) {
+        self.webhooks_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The webhook counters, for `/metrics` and the dashboard.
+    pub fn webhook_counts(&self) -> WebhookCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WebhookCounts {
+            delivered: load(&self.webhooks_delivered),
+            retried: load(&self.webhooks_retried),
+            failed: load(&self.webhooks_failed),
+            dropped: load(&self.webhooks_dropped),
+        }
     }
 
     pub(crate) fn event_published(&self, took: Duration) {

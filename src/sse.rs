@@ -24,6 +24,10 @@ pub enum FieldError {
     TooLong,
     #[error("is reserved: `earliest` asks a stream to replay all history")]
     Reserved,
+    #[error(
+        "must not start or end with a space or tab: an HTTP Last-Event-ID header cannot carry them back, so the event could never be resumed after"
+    )]
+    EdgeWhitespace,
 }
 
 /// Checks an `id` or `event` value. NUL is refused too: browsers ignore an

@@ -205,6 +205,59 @@ async fn auth_failures_never_echo_tokens() {
     server.stop().await;
 }
 
+/// Input limits (issue 9, item 5): a message nested deeper than
+/// `server.maxJsonDepth` is refused by name and reaches nobody; one at the
+/// limit goes through; a misspelt `retention` key is refused by name.
+#[tokio::test]
+async fn deep_messages_and_unknown_retention_keys_are_refused() {
+    let server =
+        TestServer::start_with(|c| c.server.max_json_depth = sser::config::Count(16)).await;
+    let (id, token) = server.create_topic(json!({})).await;
+    let mut stream = server.subscribe(&id, &token).await;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    for depth in [17, 100_000] {
+        let body = format!(r#"{{"event":{{"message":{}}}}}"#, nested(depth));
+        let resp = server
+            .http
+            .post(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+            .bearer_auth(API_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "depth {depth}");
+        let v: Value = resp.json().await.unwrap();
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("server.maxJsonDepth"), "{message}");
+    }
+    let body = format!(r#"{{"event":{{"message":{}}}}}"#, nested(16));
+    let resp = server
+        .http
+        .post(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+        .bearer_auth(API_TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(stream.expect_event().await.data, nested(16));
+
+    let resp = server
+        .http
+        .post(server.url("/api/v1/pubsubs"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"pubsub": {"retention": {"max_event": 5}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_event"), "names the key: {message}");
+    assert_eq!(server.hub.topics().len(), 1, "no topic was created");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn subscribe_token_forms() {
     let server = TestServer::start().await;
@@ -275,6 +328,10 @@ async fn publish_validation_errors_change_nothing() {
         (
             r#"{"event":{"id":"earliest","message":"x"}}"#.into(),
             "reserved id",
+        ),
+        (
+            r#"{"event":{"id":" padded ","message":"x"}}"#.into(),
+            "id with edge spaces",
         ),
     ];
     for (body, what) in &bad_bodies {
@@ -451,6 +508,67 @@ async fn cors_preflight_on_every_endpoint() {
         .await
         .unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
+    server.stop().await;
+}
+
+/// Credentials only for origins listed by name (issue 9, item 4): with the
+/// default `*`, any origin may call the API but no page can use a visitor's
+/// cookies, and `null` (sandboxed frames, local files) never gets them.
+#[tokio::test]
+async fn cors_grants_credentials_only_to_named_origins() {
+    let preflight = |server: &TestServer, origin: &str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url("/api/v1/pubsubs"))
+            .header("Origin", origin.to_string())
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+    };
+    let server = TestServer::start().await;
+    for origin in ["https://any.example", "null"] {
+        let resp = preflight(&server, origin).await.unwrap();
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert!(
+            h.get("access-control-allow-credentials").is_none(),
+            "{origin}: no credentials under `*`"
+        );
+        // A simple request gets the same answer as its preflight.
+        let resp = server
+            .http
+            .get(server.url("/healthz"))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+    server.stop().await;
+
+    let server = TestServer::start_with(|c| {
+        c.server.cors.allowed_origins = sser::config::StringList(vec![
+            "*".into(),
+            "https://app.example".into(),
+            "null".into(),
+        ]);
+    })
+    .await;
+    let resp = preflight(&server, "https://app.example").await.unwrap();
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    for origin in ["https://other.example", "null"] {
+        let resp = preflight(&server, origin).await.unwrap();
+        assert_eq!(resp.headers()["access-control-allow-origin"], origin);
+        assert!(
+            resp.headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+            "{origin}"
+        );
+    }
     server.stop().await;
 }
 

@@ -295,6 +295,88 @@ async fn replay_of_an_unknown_id_is_reported_as_truncated() {
     server.stop().await;
 }
 
+/// Browsers send `Last-Event-ID` as UTF-8 bytes: a non-ASCII id resumes
+/// exactly after that event, as an ASCII one does (issue 9: it used to be
+/// dropped, starting a live-only stream that silently lost the replay).
+#[tokio::test]
+async fn non_ascii_last_event_id_resumes_exactly() {
+    let server = TestServer::start().await;
+    let (id, token) = server.create_topic(json!({})).await;
+    let ids: Vec<String> = (1..=4).map(|i| format!("zürich-événement-{i}")).collect();
+    for custom in &ids {
+        server
+            .publish_ok(&id, json!({"id": custom, "message": custom}))
+            .await;
+    }
+    let last = reqwest::header::HeaderValue::from_bytes(ids[1].as_bytes()).unwrap();
+    let mut s = SseStream::open(
+        server
+            .http
+            .get(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", last),
+    )
+    .await;
+    assert!(s.headers.get("x-sser-history-truncated").is_none());
+    let got: Vec<String> = s.take(2).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(got, ids[2..]);
+    server.stop().await;
+}
+
+/// A `Last-Event-ID` that is not even UTF-8 names no event: the stream says
+/// so (header and notice) and sends everything retained, never silence.
+#[tokio::test]
+async fn unreadable_last_event_id_gets_the_truncation_answer() {
+    let server = TestServer::start().await;
+    let (id, token) = server.create_topic(json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(server.publish_ok(&id, json!({"message": i})).await);
+    }
+    let garbage = reqwest::header::HeaderValue::from_bytes(b"\xff\xfe-3").unwrap();
+    let mut s = SseStream::open(
+        server
+            .http
+            .get(server.url(&format!("/api/v1/pubsubs/{id}/events")))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", garbage),
+    )
+    .await;
+    assert_eq!(s.headers["x-sser-history-truncated"], "true");
+    assert_eq!(s.expect_event().await.event, "sser.history_truncated");
+    let got: Vec<String> = s.take(3).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(got, ids);
+    server.stop().await;
+}
+
+/// HTTP strips a header value's edge spaces and tabs, so an id with them
+/// could never come back as `Last-Event-ID`: refused at publish, named.
+#[tokio::test]
+async fn ids_with_edge_whitespace_are_refused_at_publish() {
+    let server = TestServer::start().await;
+    let (id, _) = server.create_topic(json!({})).await;
+    for bad in [" lead", "trail ", "\ttab", "tab\t", " "] {
+        let resp = server
+            .publish(&id, json!({"id": bad, "message": "x"}))
+            .await;
+        assert_eq!(resp.status(), 400, "{bad:?}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("event.id") && message.contains("Last-Event-ID"),
+            "{bad:?}: {message}"
+        );
+    }
+    // Inner spaces are fine: they survive the header.
+    assert_eq!(
+        server
+            .publish_ok(&id, json!({"id": "a b", "message": "x"}))
+            .await,
+        "a b"
+    );
+    server.stop().await;
+}
+
 /// Resuming while publishers keep publishing: every event exactly once, in
 /// order, across the seam between history and the live stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

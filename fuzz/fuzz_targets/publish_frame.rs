@@ -30,8 +30,12 @@ use serde_json::value::RawValue;
 /// The sequence a topic would assign; an event without an id gets it.
 const SEQ: u64 = 41;
 
+/// `server.maxJsonDepth` as a server without configuration has it.
+static MAX_DEPTH: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| sser::config::Config::default().server.max_json_depth.0 as usize);
+
 fuzz_target!(|body: &[u8]| {
-    let event = match sser::http::pubsubs::event_from_body(body) {
+    let event = match sser::http::pubsubs::event_from_body(body, *MAX_DEPTH) {
         Ok(event) => event,
         Err(e) => {
             assert!(

@@ -1,6 +1,6 @@
 //! Value types for configuration that accept both YAML's typed values and the
 //! plain strings that environment variables and SSER's `${VAR:default}`
-//! placeholders produce (`"true"`, `"16000"`, `"4s"`).
+//! placeholders produce (`"true"`, `"16000"`, `"4s"`, `"a.example, b.example"`).
 //!
 //! Environment values are taken literally: they are never re-parsed as YAML,
 //! so a `#` inside a token stays part of the token and `007` stays `007`.
@@ -203,6 +203,33 @@ impl<'de> Deserialize<'de> for Secret {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A list that may also be written as one comma-separated string, as
+/// environment variables must be.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::One(s) => s.split(',').map(str::to_string).collect(),
+            Raw::Many(v) => v,
+        };
+        Ok(StringList(
+            items
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 //! A JSON body extractor that accepts any `Content-Type` (SSER clients and
 //! `curl -d` often send none, or a form type) and turns every failure into the
-//! API's JSON error: 413 over the size limit, 400 for anything unparsable.
+//! API's JSON error: 413 over the size limit, 400 for anything unparsable;
+//! and the depth check for JSON that is passed on to subscribers as it is.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -42,4 +43,57 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     serde_json::from_slice(text)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// How deeply `raw` (valid JSON text) nests arrays and objects, counting no
+/// further than `limit + 1`. A scan, not a recursive parse, so a hostile
+/// document cannot exhaust the stack: serde_json checks no depth when it
+/// keeps a value as `RawValue`, and a message is passed on untouched.
+pub fn json_depth_exceeds(raw: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in raw.bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth_exceeds;
+
+    #[test]
+    fn counts_nesting_outside_strings() {
+        assert!(!json_depth_exceeds("1", 0));
+        assert!(json_depth_exceeds("[]", 0));
+        assert!(!json_depth_exceeds(r#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(json_depth_exceeds(r#"{"a":[1,{"b":2}]}"#, 2));
+        // Brackets and escaped quotes inside strings do not count.
+        assert!(!json_depth_exceeds(r#"["[[[[\"{{{{"]"#, 1));
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(json_depth_exceeds(&deep, 128));
+        let ok = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert!(!json_depth_exceeds(&ok, 128));
+    }
 }

@@ -22,7 +22,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -42,6 +42,8 @@ pub struct AppState {
     /// The dashboard's once-a-second feed (`/api/v1/metrics/stream`).
     pub stats: Arc<stats::StatsFeed>,
     pub prometheus: prometheus::PrometheusSettings,
+    /// `server.maxJsonDepth`: deepest nesting of a published message.
+    pub max_json_depth: usize,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -90,20 +92,40 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
 }
 
-/// CORS for browsers on other origins. `*` reflects the caller's origin so
-/// credentialed requests work, as SSER did.
+/// CORS for browsers on other origins.
+///
+/// `*` lets a page on any origin call the API and read streams, but never
+/// with credentials: were every origin (including `null`, which sandboxed
+/// frames and local files send) reflected with
+/// `Access-Control-Allow-Credentials: true`, any web page a user visits could
+/// act with that user's cookies. Credentials are granted only to origins
+/// listed by name, never to `null`. `*` still reflects the caller's origin
+/// (as SSER did) rather than sending a literal `*`, so a list may mix `*`
+/// with named, credentialed origins.
 fn cors(config: &Config) -> CorsLayer {
     let origins = &config.server.cors.allowed_origins.0;
+    let named: Vec<HeaderValue> = origins
+        .iter()
+        .filter(|o| o.as_str() != "*")
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let credentialed: Vec<HeaderValue> = named
+        .iter()
+        .filter(|o| o.as_bytes() != b"null")
+        .cloned()
+        .collect();
     let allow_origin = if origins.iter().any(|o| o == "*") {
         AllowOrigin::mirror_request()
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        AllowOrigin::list(named)
     };
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers(AllowHeaders::mirror_request())
-        .allow_credentials(true)
+        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
+            credentialed.contains(origin)
+        }))
         .expose_headers([
             REQUEST_ID,
             HeaderName::from_static(subscribe::TRUNCATED_HEADER),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{ApiToken, MetricsToken};
-use super::body::JsonBody;
+use super::body::{JsonBody, json_depth_exceeds};
 use super::error::ApiError;
 use crate::hub::{NewEvent, NewTopic, Topic};
 use crate::sse;
@@ -31,7 +31,31 @@ struct PubSubSpec {
     #[serde(default)]
     persist: Option<bool>,
     #[serde(default)]
-    retention: Option<Retention>,
+    retention: Option<RetentionSpec>,
+}
+
+/// `pubsub.retention` as the API takes it: a misspelt limit is refused by
+/// name rather than silently left at its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSpec {
+    #[serde(default)]
+    max_events: Option<u64>,
+    /// Milliseconds.
+    #[serde(default)]
+    max_age: Option<u64>,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+}
+
+impl From<RetentionSpec> for Retention {
+    fn from(spec: RetentionSpec) -> Self {
+        Retention {
+            max_events: spec.max_events,
+            max_age: spec.max_age.map(std::time::Duration::from_millis),
+            max_bytes: spec.max_bytes,
+        }
+    }
 }
 
 /// `POST /api/v1/pubsubs` → 201 `{"pubsub":{id, token, persist, created_at}}`.
@@ -45,7 +69,7 @@ pub async fn create(
         .hub
         .create_topic(NewTopic {
             persist: spec.persist.unwrap_or(false),
-            retention: spec.retention,
+            retention: spec.retention.map(Retention::from),
         })
         .await?;
     tracing::info!(topic = %topic.id, persist = topic.persist, "topic created");
@@ -136,7 +160,7 @@ pub async fn publish(
         .hub
         .get(&id)
         .ok_or_else(|| ApiError::not_found("topic not found"))?;
-    let event = new_event(body.event)?;
+    let event = new_event(body.event, state.max_json_depth)?;
     let published = state.hub.publish(&topic, event).await?;
     Ok((
         StatusCode::CREATED,
@@ -145,17 +169,24 @@ pub async fn publish(
 }
 
 /// The publish handler's path from a request body (already read within the
-/// size limit) to a validated event, without a topic: public so that the fuzz
-/// target (`fuzz/fuzz_targets/publish_frame.rs`) drives exactly this code.
-pub fn event_from_body(body: &[u8]) -> Result<NewEvent, ApiError> {
+/// size limit) to a validated event, without a topic, `max_depth` being
+/// `server.maxJsonDepth`: public so that the fuzz target
+/// (`fuzz/fuzz_targets/publish_frame.rs`) drives exactly this code.
+pub fn event_from_body(body: &[u8], max_depth: usize) -> Result<NewEvent, ApiError> {
     let body: PublishBody = super::body::parse_json(body)?;
-    new_event(body.event)
+    new_event(body.event, max_depth)
 }
 
 /// A string message goes out as its raw text; any other JSON value as
-/// compact JSON, keys in the publisher's order.
-fn new_event(spec: EventSpec) -> Result<NewEvent, ApiError> {
+/// compact JSON, keys in the publisher's order, if it nests no deeper than
+/// `server.maxJsonDepth`.
+fn new_event(spec: EventSpec, max_depth: usize) -> Result<NewEvent, ApiError> {
     let raw = spec.message.get();
+    if json_depth_exceeds(raw, max_depth) {
+        return Err(ApiError::bad_request(format!(
+            "event.message nests arrays/objects deeper than {max_depth} levels (server.maxJsonDepth)"
+        )));
+    }
     let data = if raw.starts_with('"') {
         serde_json::from_str::<String>(raw)
             .map_err(|e| ApiError::bad_request(format!("event.message: {e}")))?

@@ -53,16 +53,8 @@ pub async fn subscribe(
     };
     span.record("topic", &*topic.id);
 
-    // A reconnecting EventSource sends the header; it is fresher than a query
-    // parameter left in the URL from the first connection.
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or(query.last_event_id.as_deref());
-    let subscription = state
-        .hub
-        .subscribe(topic, Resume::from_last_event_id(last_event_id))
-        .await?;
+    let resume = resume_from(&headers, query.last_event_id.as_deref());
+    let subscription = state.hub.subscribe(topic, resume).await?;
 
     span.record("conn", &*subscription.conn_id);
     tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = is_operator, "subscriber connected");
@@ -74,6 +66,21 @@ pub async fn subscribe(
             .insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Where the stream starts. A reconnecting EventSource sends the
+/// `Last-Event-ID` header; it is fresher than a query parameter left in the
+/// URL from the first connection. Browsers send the header as UTF-8 bytes,
+/// which `HeaderValue::to_str` (visible ASCII only) would refuse: decode
+/// them as UTF-8, and answer bytes that are not UTF-8 explicitly.
+fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
+    match headers.get("last-event-id") {
+        Some(value) => match std::str::from_utf8(value.as_bytes()) {
+            Ok(id) => Resume::from_last_event_id(Some(id)),
+            Err(_) => Resume::Unreadable,
+        },
+        None => Resume::from_last_event_id(query),
+    }
 }
 
 /// A `text/event-stream` response around `stream`, with the headers every

@@ -42,6 +42,11 @@ pub enum Resume {
     After(String),
     /// Everything history still holds (`?last_event_id=earliest`).
     Earliest,
+    /// The client sent an id that cannot name any event (its bytes are not
+    /// UTF-8): answered like an id no longer in history, with the explicit
+    /// truncation notice and everything retained, never a silent live-only
+    /// stream.
+    Unreadable,
 }
 
 impl Resume {
@@ -97,6 +102,7 @@ impl Subscription {
         let (start, truncated) = match resume {
             Resume::Live => (Start::Live, false),
             Resume::Earliest => (Start::ReplayAfter(0), false),
+            Resume::Unreadable => (Start::ReplayAfter(0), true),
             Resume::After(id) => {
                 let log = topic.log.clone();
                 match read_log(topic.persist, move || log.find(&id)).await? {

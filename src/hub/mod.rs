@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 pub use feed::{Resume, SubscribeError, Subscription};
 pub use topic::{InvalidEvent, NewEvent, PublishError, Published, Topic};
 
-use crate::config::Config;
 use crate::metrics::{Metrics, TopicCounts};
 use crate::secret::{Secret, new_id};
 use crate::store::memory::MemoryLog;
@@ -45,18 +44,6 @@ pub struct HubSettings {
     pub retry: Duration,
     /// Default history limits of persistent topics (`kv.retention`).
     pub persistent_retention: Retention,
-}
-
-impl HubSettings {
-    pub fn from_config(config: &Config) -> Self {
-        HubSettings {
-            history_size: config.pubsub.history_size.0,
-            subscriber_buffer: config.pubsub.subscriber_buffer.0 as usize,
-            tick: config.pubsub.tick_frequency.0,
-            retry: config.pubsub.retry.0,
-            persistent_retention: config.kv.retention.to_retention(),
-        }
-    }
 }
 
 /// A request to create a topic.

@@ -69,12 +69,23 @@ impl NewEvent {
                 sse::check_field(value).map_err(|reason| InvalidEvent { field, reason })?;
             }
         }
-        // An event with this id could never be resumed after.
-        if id.as_deref() == Some(super::Resume::EARLIEST) {
-            return Err(InvalidEvent {
-                field: "id",
-                reason: sse::FieldError::Reserved,
-            });
+        // Events with these ids could never be resumed after: `earliest`
+        // means something else, and HTTP strips a header value's edge
+        // whitespace on the way back.
+        if let Some(id) = id.as_deref() {
+            let reason = if id == super::Resume::EARLIEST {
+                Some(sse::FieldError::Reserved)
+            } else if id.starts_with([' ', '\t']) || id.ends_with([' ', '\t']) {
+                Some(sse::FieldError::EdgeWhitespace)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(InvalidEvent {
+                    field: "id",
+                    reason,
+                });
+            }
         }
         Ok(NewEvent { id, kind, data })
     }

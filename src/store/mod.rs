@@ -9,7 +9,7 @@
 //!
 //! In-memory topics use [`memory::MemoryLog`]; persistent topics use
 //! [`disk::DiskStore`] with the engine `kv.engine` selects
-//! ([`redb_engine`] by default, or [`sled_engine`]); [`codec`] is their
+//! ([`disk::redb`] by default, or [`disk::sled`]); [`codec`] is their
 //! shared on-disk layout. Both answer [`TopicLog::find`] from an in-memory
 //! [`id_index::IdIndex`] rather than by scanning history.
 
@@ -17,8 +17,6 @@ pub mod codec;
 pub mod disk;
 pub mod id_index;
 pub mod memory;
-pub mod redb_engine;
-pub mod sled_engine;
 
 use std::future::Future;
 use std::pin::Pin;

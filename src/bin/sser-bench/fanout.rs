@@ -2,6 +2,11 @@
 //! to topic i mod T), P publishers sending M events of S bytes at R events/s
 //! (0 = each publisher as fast as its request/response loop goes).
 //!
+//! With `--topics-per-subscriber K` (our API only), subscriber i follows the
+//! K topics i, i+1, … i+K-1 (mod T) on ONE connection
+//! (`GET /api/v1/events?topic=…`), so every event reaches K× as many
+//! subscribers' connections as topics are shared.
+//!
 //! Event k (0 ≤ k < M) is sent by publisher k mod P to topic k mod T; its
 //! payload is `sb:<k>:<send time ns>:<padding to S bytes>`. Every subscriber of
 //! topic t must receive every event to t that the server acknowledged; the
@@ -45,14 +50,21 @@ pub struct FanoutArgs {
     /// counting what is missing as lost.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Topics each subscriber follows on one connection (K); more than 1
+    /// needs our API's multi-topic subscribe.
+    #[arg(long, default_value_t = 1)]
+    pub topics_per_subscriber: usize,
     /// Pause between "all subscribed" and the first publish.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub settle: Duration,
 }
 
 pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
-    if a.topics == 0 || a.publishers == 0 {
-        return Err("--topics and --publishers must be at least 1".into());
+    if a.topics == 0 || a.publishers == 0 || a.topics_per_subscriber == 0 {
+        return Err("--topics, --publishers and --topics-per-subscriber must be at least 1".into());
+    }
+    if a.topics_per_subscriber > a.topics {
+        return Err("--topics-per-subscriber cannot exceed --topics".into());
     }
     let target = Arc::new(Target::setup(&c.target_spec(), a.topics).await?);
     let spread = c.spread(a.subscribers);
@@ -65,11 +77,14 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         live: Arc::new(Live::default()),
     });
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(usize, Result<(), String>)>();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(Vec<usize>, Result<(), String>)>();
     let mut tasks = Vec::with_capacity(a.subscribers);
     let t_connect = Instant::now();
     for i in 0..a.subscribers {
-        let topic = i % a.topics;
+        let followed: Vec<usize> = (0..a.topics_per_subscriber)
+            .map(|j| (i + j) % a.topics)
+            .collect();
+        let request = target.subscribe_request_many(&followed)?;
         let target = target.clone();
         let gate = gate.clone();
         let ready = ready_tx.clone();
@@ -78,15 +93,15 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         let source = source_ip(i, spread);
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.ok();
-            let opened = sub::open(&target, topic, source, 4096).await;
+            let opened = sub::open_request(&target, &request, source, 4096).await;
             drop(permit);
             match opened {
                 Ok(s) => {
-                    let _ = ready.send((topic, Ok(())));
+                    let _ = ready.send((followed, Ok(())));
                     Some(sub::run(s, i, acc, stop).await)
                 }
                 Err(e) => {
-                    let _ = ready.send((topic, Err(e)));
+                    let _ = ready.send((followed, Err(e)));
                     None
                 }
             }
@@ -98,11 +113,15 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     let mut first_error = None;
     // Every task reports once; the senders stay alive in the running tasks.
     for _ in 0..a.subscribers {
-        let Some((topic, r)) = ready_rx.recv().await else {
+        let Some((followed, r)) = ready_rx.recv().await else {
             break;
         };
         match r {
-            Ok(()) => per_topic[topic] += 1,
+            Ok(()) => {
+                for topic in followed {
+                    per_topic[topic] += 1;
+                }
+            }
             Err(e) => {
                 connect_errors += 1;
                 first_error.get_or_insert(e);
@@ -110,7 +129,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         }
     }
     let connect_secs = t_connect.elapsed().as_secs_f64();
-    let subscribed: u64 = per_topic.iter().sum();
+    let subscribed = (a.subscribers as u64).saturating_sub(connect_errors);
     tokio::time::sleep(a.settle).await;
 
     // 2. Publish.
@@ -234,6 +253,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         "target": c.label(),
         "params": {
             "topics": a.topics, "subscribers": a.subscribers, "publishers": a.publishers,
+            "topics_per_subscriber": a.topics_per_subscriber,
             "events": a.events, "size": a.size, "rate": a.rate, "seed": c.seed,
             "threads": c.threads, "source_ips": spread.max(1),
         },

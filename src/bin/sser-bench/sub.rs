@@ -18,11 +18,22 @@ pub struct Stream {
     pub framing: Framing,
 }
 
-/// Connects and sends the subscribe request; fails unless the answer is a
-/// 200 `text/event-stream`.
+/// Connects and sends the subscribe request of one topic; fails unless the
+/// answer is a 200 `text/event-stream`.
 pub async fn open(
     target: &Target,
     topic: usize,
+    source: Option<IpAddr>,
+    buf: usize,
+) -> Result<Stream, String> {
+    open_request(target, &target.subscribe_request(topic), source, buf).await
+}
+
+/// [`open`] with any subscribe request, e.g.
+/// [`Target::subscribe_request_many`].
+pub async fn open_request(
+    target: &Target,
+    req: &[u8],
     source: Option<IpAddr>,
     buf: usize,
 ) -> Result<Stream, String> {
@@ -30,8 +41,7 @@ pub async fn open(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let mut conn = Conn::new(stream, buf);
-    let req = target.subscribe_request(topic);
-    tokio::io::AsyncWriteExt::write_all(&mut conn.stream, &req)
+    tokio::io::AsyncWriteExt::write_all(&mut conn.stream, req)
         .await
         .map_err(|e| format!("write: {e}"))?;
     let head = conn

@@ -208,6 +208,34 @@ impl Target {
         build_request("GET", &self.sub_url, &t.sub_path, &t.sub_headers, None)
     }
 
+    /// One connection following `topics`: the topic's own request for one,
+    /// our API's multi-topic subscribe (`GET /api/v1/events?topic=…` with the
+    /// API token) for several.
+    pub fn subscribe_request_many(&self, topics: &[usize]) -> Result<Vec<u8>, String> {
+        match (topics, &self.mode) {
+            ([topic], _) => Ok(self.subscribe_request(*topic)),
+            (_, Mode::Generic) => {
+                Err("following several topics on one connection needs our API".into())
+            }
+            (_, Mode::Sser { api_token }) => {
+                let base = self.sub_url.path.trim_end_matches("/pubsubs");
+                let query: Vec<String> = topics
+                    .iter()
+                    .map(|&t| format!("topic={}", self.topics[t].name))
+                    .collect();
+                let path = format!("{base}/events?{}", query.join("&"));
+                let mut headers: Vec<(String, String)> = self.topics[topics[0]]
+                    .sub_headers
+                    .iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+                    .cloned()
+                    .collect();
+                headers.push(("Authorization".into(), format!("Bearer {api_token}")));
+                Ok(build_request("GET", &self.sub_url, &path, &headers, None))
+            }
+        }
+    }
+
     pub fn publish_request(&self, topic: usize, payload: &str) -> Vec<u8> {
         let t = &self.topics[topic];
         let mut body =

@@ -24,9 +24,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::StoreError;
-use super::codec;
-use super::disk::{Engine, LogStats, TopicWrite, Visit};
+use super::engine::{Engine, LogStats, TopicWrite, Visit};
+use crate::store::{StoreError, codec};
 
 pub struct SledEngine {
     db: sled::Db,

@@ -17,9 +17,8 @@ use redb::{
     TableDefinition, TableError,
 };
 
-use super::StoreError;
-use super::codec;
-use super::disk::{Engine, LogStats, TopicWrite, Visit};
+use super::engine::{Engine, LogStats, TopicWrite, Visit};
+use crate::store::{StoreError, codec};
 
 const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
 const LAST_SEQ: TableDefinition<&str, u64> = TableDefinition::new("last_seq");

@@ -1,0 +1,35 @@
+//! Presence: who is online, as events other services can follow.
+//!
+//! [`PresenceTracker`] turns connections opening and closing into
+//! [`PresenceEvent`]s (`user_online`, `user_offline`, `device_online`,
+//! `device_offline`), absorbing reconnects within a grace period; it hands
+//! them, in order, to a [`PresenceSink`]. [`Webhooks`] is one such sink: it
+//! POSTs each event, signed, to the configured URLs without ever making the
+//! tracker wait. The presence stream (`GET /api/v1/presence/stream`) is fed
+//! by another sink.
+//!
+//! | file | role |
+//! |---|---|
+//! | `event` | the event and its JSON shape |
+//! | `tracker` | connection open/close → events, the grace period, shutdown flush |
+//! | `sink` | where the tracker's events go (a channel, several sinks) |
+//! | `webhook` | bounded per-URL queues, workers, delivery, metrics |
+//! | `signature` | the HMAC-SHA256 signature and its verification |
+//! | `retry` | which failures are retried, exponential back-off with jitter |
+
+pub mod event;
+pub mod retry;
+pub mod signature;
+pub mod sink;
+pub mod tracker;
+#[cfg(test)]
+mod tracker_tests;
+pub mod webhook;
+
+pub use event::{PresenceEvent, PresenceKind, PresenceReason};
+pub use signature::Signer;
+pub use sink::PresenceSink;
+pub use tracker::{
+    PresenceCounts, PresenceIdentity, PresenceLease, PresenceSettings, PresenceTracker,
+};
+pub use webhook::{WebhookError, WebhookSettings, Webhooks};
