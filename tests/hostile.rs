@@ -207,8 +207,8 @@ async fn huge_bodies_are_413() {
 /// proxy and the server may disagree on where the body ends, so that bytes
 /// the proxy thinks are body become a second request (CL.TE smuggling).
 /// RFC 9112 §6.1: the server may process it by Transfer-Encoding, but must
-/// then close the connection. Here the "body" by Content-Length hides a
-/// DELETE of another topic: it must never run.
+/// then close the connection, which is what hyper does. Here the "body" by
+/// Content-Length hides a DELETE of another topic: it must never run.
 #[tokio::test]
 async fn content_length_with_transfer_encoding_never_runs_a_hidden_request() {
     let server = TestServer::start().await;
@@ -241,11 +241,9 @@ async fn content_length_with_transfer_encoding_never_runs_a_hidden_request() {
         let request = [head.as_bytes(), &payload].concat();
         let addr = server.base.trim_start_matches("http://").to_string();
         let resp = raw::send(&addr, &request, Duration::from_millis(500)).await;
-        assert!(
-            resp.status == 400 || resp.status == 201,
-            "{order:?}: got {}",
-            resp.status
-        );
+        // hyper reads the body by Transfer-Encoding (a 201 for the publish)
+        // and then closes the connection.
+        assert_eq!(resp.status, 201, "{order:?}");
         assert!(
             resp.trailing.is_empty(),
             "{order:?}: a second response, so the hidden request ran: {:?}",
