@@ -16,7 +16,7 @@
 //! | [`readiness`] | named checks behind `/readyz` |
 //! | [`secret`] | tokens: generation, constant-time comparison, redaction |
 //! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
-//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, graceful shutdown |
+//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
 //!
 //! # The path of one event
 //!
@@ -96,9 +96,8 @@ pub struct Server {
 impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.server.addr.0;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener =
+            crate::serve::listen(addr).map_err(|source| StartError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
@@ -209,7 +208,13 @@ impl Server {
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
         let app = http::router(self.state.clone(), &self.config);
-        let settings = serve::ConnSettings::from_config(&self.config);
+        let settings = conn_settings(&self.config);
+        tracing::info!(
+            max_connections = settings.caps.total,
+            max_connections_per_ip = settings.caps.per_ip,
+            "connection limits"
+        );
+        let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
         memory::spawn_trimmer(shutdown.child_token());
         // With TLS on, the API moves to the TLS listener and the plain one
@@ -221,7 +226,7 @@ impl Server {
                     app,
                     self.state.readiness.clone(),
                     shutdown.clone(),
-                    settings,
+                    conns.clone(),
                 );
                 (plain, Some(task))
             }
@@ -233,7 +238,7 @@ impl Server {
             plain_app,
             serve::Plain,
             shutdown.clone(),
-            settings,
+            conns,
         );
         let serve = tokio::spawn(async move {
             match tls_task {
@@ -421,6 +426,34 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
         default_ttl: c.mint.default_ttl.0,
         max_ttl: c.mint.max_ttl.0,
         mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
+    }
+}
+
+/// The accept loop's settings from `server.*` (README, "Operations").
+fn conn_settings(config: &Config) -> serve::ConnSettings {
+    let server = &config.server;
+    let total = match server.max_connections.0 {
+        0 => serve::automatic_max_connections(),
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    serve::ConnSettings {
+        // Two heartbeats: a live client acknowledges at least those.
+        user_timeout: (config.pubsub.tick_frequency.0 * 2).max(std::time::Duration::from_secs(10)),
+        max_header_size: usize::try_from(server.max_header_size.0).unwrap_or(usize::MAX),
+        handshake_timeout: server.handshake_timeout.0,
+        header_read_timeout: server.header_read_timeout.0,
+        request_body_timeout: server.request_body_timeout.0,
+        connection_idle_timeout: server.connection_idle_timeout.0,
+        caps: serve::Caps {
+            total,
+            per_ip: usize::try_from(server.max_connections_per_ip.0).unwrap_or(usize::MAX),
+        },
+        http2: serve::Http2Settings {
+            keep_alive_interval: Some(server.http2.keep_alive_interval.0).filter(|d| !d.is_zero()),
+            keep_alive_timeout: server.http2.keep_alive_timeout.0,
+            max_concurrent_streams: u32::try_from(server.http2.max_concurrent_streams.0)
+                .unwrap_or(u32::MAX),
+        },
     }
 }
 

@@ -4,6 +4,8 @@
 //! Everything is a relaxed atomic: the hot path pays one uncontended add per
 //! delivered event, and readers accept a value a moment old. The publish
 //! latency histogram ([`LatencyHistogram`]) costs two more adds per publish.
+//! The accept loop's counters ([`ConnectionMetrics`]) are read by `/metrics`
+//! only, so `/api/v1/metrics` keeps SSER's shape.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ pub struct Metrics {
     /// Time from `Hub::publish` being called to the event being in history
     /// and on every subscriber's queue (the 201 follows at once).
     pub publish_latency: LatencyHistogram,
+    /// Connections: open, refused at accept, closed by a limit.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -48,6 +52,7 @@ impl Default for Metrics {
             webhooks_failed: AtomicU64::new(0),
             webhooks_dropped: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
+            connections: ConnectionMetrics::default(),
         }
     }
 }
@@ -198,6 +203,110 @@ impl Metrics {
                 value: self.uptime_secs(),
             },
         ]
+    }
+}
+
+/// Why the accept loop turned a connection away before serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its client address already had `server.maxConnectionsPerIp` open.
+    PerIp,
+    /// `server.maxConnections` were open and none was idle enough to close.
+    Total,
+    /// The process was out of file descriptors (EMFILE/ENFILE).
+    FdLimit,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::PerIp, Refusal::Total, Refusal::FdLimit];
+
+    /// The Prometheus label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::PerIp => "per_ip",
+            Refusal::Total => "total",
+            Refusal::FdLimit => "fd_limit",
+        }
+    }
+}
+
+/// Which limit made the server close a connection it had accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// No complete first request within `server.handshakeTimeout`.
+    Handshake,
+    /// A later HTTP/1.1 request head not within `server.headerReadTimeout`.
+    RequestHead,
+    /// A request body not received within `server.requestBodyTimeout`.
+    RequestBody,
+    /// No request in progress for `server.connectionIdleTimeout`.
+    Idle,
+    /// An HTTP/2 keep-alive ping went unanswered.
+    KeepAlive,
+    /// Closed while idle to make room for a new connection at
+    /// `server.maxConnections`.
+    Evicted,
+}
+
+impl Cut {
+    pub const ALL: [Cut; 6] = [
+        Cut::Handshake,
+        Cut::RequestHead,
+        Cut::RequestBody,
+        Cut::Idle,
+        Cut::KeepAlive,
+        Cut::Evicted,
+    ];
+
+    /// The Prometheus label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cut::Handshake => "handshake_timeout",
+            Cut::RequestHead => "header_timeout",
+            Cut::RequestBody => "body_timeout",
+            Cut::Idle => "idle",
+            Cut::KeepAlive => "keepalive_timeout",
+            Cut::Evicted => "evicted",
+        }
+    }
+}
+
+/// The accept loop's numbers (`crate::serve`).
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: AtomicI64,
+    accepted: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    cut: [AtomicU64; Cut::ALL.len()],
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn cut(&self, why: Cut) {
+        self.cut[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections being served now (both listeners).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed).max(0) as u64
+    }
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+    pub fn refused_total(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Ordering::Relaxed)
+    }
+    pub fn cut_total(&self, why: Cut) -> u64 {
+        self.cut[why as usize].load(Ordering::Relaxed)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Smoke test of the `sser-bench` load generator: a tiny fan-out, idle,
-//! connect and soak run against our server started in-process, asserting zero loss
-//! and no errors. Never a timing assertion: the numbers are not checked.
+//! connect, flood and soak run against our server started in-process,
+//! asserting zero loss and no errors. Never a timing assertion: the numbers
+//! are not checked.
 
 mod common;
 
@@ -160,5 +161,31 @@ async fn soak_samples_memory_through_floods() {
     assert_eq!(r["churn_errors"], 0, "{r}");
     assert!(r["churn_cycles"].as_u64().unwrap_or(0) > 0, "{r}");
     assert!(r["server_rss_kib_end"].as_u64().is_some(), "{r}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_reports_healthz_and_server_closes() {
+    let server = TestServer::start_with(|c| {
+        c.server.handshake_timeout = sser::config::Span(std::time::Duration::from_millis(200));
+    })
+    .await;
+    let r = bench(
+        &server,
+        &[
+            "flood",
+            "--connections",
+            "20",
+            "--duration",
+            "1s",
+            "--reopen",
+            "--probe-interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(r["healthz_failed"], 0);
+    assert!(r["healthz_probes"].as_u64().unwrap_or(0) > 5);
+    assert!(r["flood_closed_by_server"].as_u64().unwrap_or(0) >= 20);
     server.stop().await;
 }

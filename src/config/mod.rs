@@ -9,12 +9,14 @@
 //! configuration table mirrors it.
 //!
 //! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
-//! `presence`) lives in its own file with its defaults and its checks;
+//! `presence`) lives in its own file with its defaults and its checks
+//! (`server`'s connection limits in `connections`);
 //! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
 //! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod connections;
 mod identity;
 mod kv;
 mod load;
@@ -33,6 +35,7 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use connections::Http2Config;
 pub use identity::{
     ClaimsConfig, IdentityConfig, IdentityKeyConfig, JWT_ALGORITHMS, JwksConfig, MintConfig,
 };
@@ -77,6 +80,27 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_MAX_JSON_DEPTH", "server.maxJsonDepth"),
     ("SSER_MAX_HEADER_SIZE", "server.maxHeaderSize"),
     ("SSER_SHUTDOWN_TIMEOUT", "server.shutdownTimeout"),
+    ("SSER_HANDSHAKE_TIMEOUT", "server.handshakeTimeout"),
+    ("SSER_HEADER_READ_TIMEOUT", "server.headerReadTimeout"),
+    ("SSER_REQUEST_BODY_TIMEOUT", "server.requestBodyTimeout"),
+    (
+        "SSER_CONNECTION_IDLE_TIMEOUT",
+        "server.connectionIdleTimeout",
+    ),
+    ("SSER_MAX_CONNECTIONS", "server.maxConnections"),
+    ("SSER_MAX_CONNECTIONS_PER_IP", "server.maxConnectionsPerIp"),
+    (
+        "SSER_HTTP2_KEEP_ALIVE_INTERVAL",
+        "server.http2.keepAliveInterval",
+    ),
+    (
+        "SSER_HTTP2_KEEP_ALIVE_TIMEOUT",
+        "server.http2.keepAliveTimeout",
+    ),
+    (
+        "SSER_HTTP2_MAX_CONCURRENT_STREAMS",
+        "server.http2.maxConcurrentStreams",
+    ),
     ("SSER_TICK_FREQUENCY", "pubsub.tickFrequency"),
     ("SSER_RETRY", "pubsub.retry"),
     ("SSER_HISTORY_SIZE", "pubsub.historySize"),

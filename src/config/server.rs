@@ -1,11 +1,13 @@
 //! `server.*`: the listeners, request limits, CORS and HTTPS, with the
 //! checks that keep a bad value from reaching a socket (header limits, the
-//! ACME and certificate settings).
+//! ACME and certificate settings). The connection limits' checks and the
+//! `http2` section are in `connections`.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::connections::Http2Config;
 use super::load::ConfigError;
 use super::values::{Bytes, Count, Flag, ListenAddr, Span, StringList};
 
@@ -28,6 +30,29 @@ pub struct ServerConfig {
     pub max_header_size: Bytes,
     /// How long a graceful shutdown may take before open connections are cut.
     pub shutdown_timeout: Span,
+    /// From accept to a new connection's first complete request head: TLS
+    /// handshake, HTTP/2 preface and request line and headers included. A
+    /// client that connects and says nothing is cut after this.
+    pub handshake_timeout: Span,
+    /// HTTP/1.1: a later request's head must arrive within this once the
+    /// connection is ready for it, so it is also the keep-alive idle limit.
+    pub header_read_timeout: Span,
+    /// A request body must arrive in full within this of its head (a body
+    /// trickled to hold the connection is cut with 408).
+    pub request_body_timeout: Span,
+    /// A connection with no request in progress (HTTP/2: no open stream) is
+    /// closed after this. Streams being served are requests in progress:
+    /// they are never cut for being quiet.
+    pub connection_idle_timeout: Span,
+    /// Connections open at once on both listeners; `0` means automatic (the
+    /// open-file limit less a reserve). At the limit a new connection closes
+    /// the longest-idle one, or is refused when none is idle.
+    pub max_connections: Count,
+    /// Connections open at once from one client address (IPv6: one /64);
+    /// `0` means no limit. Behind a reverse proxy every connection comes
+    /// from the proxy: use 0 there.
+    pub max_connections_per_ip: Count,
+    pub http2: Http2Config,
     pub cors: CorsConfig,
     pub ssl: SslConfig,
     /// Serve the dashboard at `/`. It holds no data of its own: everything
@@ -44,6 +69,13 @@ impl Default for ServerConfig {
             max_json_depth: Count(128),
             max_header_size: Bytes(8 << 10),
             shutdown_timeout: Span(std::time::Duration::from_secs(10)),
+            handshake_timeout: Span(std::time::Duration::from_secs(10)),
+            header_read_timeout: Span(std::time::Duration::from_secs(10)),
+            request_body_timeout: Span(std::time::Duration::from_secs(30)),
+            connection_idle_timeout: Span(std::time::Duration::from_secs(60)),
+            max_connections: Count(0),
+            max_connections_per_ip: Count(0),
+            http2: Http2Config::default(),
             cors: CorsConfig::default(),
             ssl: SslConfig::default(),
             dashboard: Flag(true),
@@ -141,7 +173,7 @@ impl ServerConfig {
                 "server.maxJsonDepth (SSER_MAX_JSON_DEPTH) must be between 1 and 10000, got {depth}"
             )));
         }
-        Ok(())
+        self.check_connections()
     }
 }
 

@@ -1,10 +1,12 @@
 //! A JSON body extractor that accepts any `Content-Type` (SSER clients and
 //! `curl -d` often send none, or a form type) and turns every failure into the
-//! API's JSON error: 413 over the size limit, 400 for anything unparsable;
-//! and the depth check for JSON that is passed on to subscribers as it is.
+//! API's JSON error: 413 over the size limit, 408 for a body that did not
+//! arrive in time, 400 for anything unparsable; and the depth check for JSON
+//! that is passed on to subscribers as it is.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -21,12 +23,19 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             let status = rejection.status();
-            let message = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                "request body is larger than server.maxRequestBodySize".to_string()
-            } else {
-                format!("could not read the request body: {rejection}")
-            };
-            ApiError::new(status, message)
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                return ApiError::new(
+                    status,
+                    "request body is larger than server.maxRequestBodySize",
+                );
+            }
+            if let Some(timeout) = timed_out(&rejection) {
+                return ApiError::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string());
+            }
+            ApiError::new(
+                status,
+                format!("could not read the request body: {rejection}"),
+            )
         })?;
         parse_json(&bytes).map(JsonBody)
     }
@@ -43,6 +52,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     serde_json::from_slice(text)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The time-out error somewhere in a body error's chain: the accept loop
+/// (`crate::serve`) ends a request body that misses its deadline with an
+/// `io::Error` of kind `TimedOut` that names the setting.
+fn timed_out<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Some(io);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// How deeply `raw` (valid JSON text) nests arrays and objects, counting no

@@ -17,7 +17,7 @@ use super::AppState;
 use super::auth::header_token;
 use super::error::ApiError;
 use crate::hub::Hub;
-use crate::metrics::process_rss_bytes;
+use crate::metrics::{Cut, Refusal, process_rss_bytes};
 
 /// How `/metrics` is served (from `metrics.*` configuration).
 #[derive(Debug, Clone, Copy, Default)]
@@ -149,6 +149,7 @@ pub fn render(hub: &Hub, per_topic: bool) -> String {
             rss as f64,
         );
     }
+    connection_series(&metrics.connections, &mut out);
     let _ = writeln!(out, "# HELP sser_build_info The running version.");
     let _ = writeln!(out, "# TYPE sser_build_info gauge");
     let _ = writeln!(
@@ -175,6 +176,56 @@ pub fn render(hub: &Hub, per_topic: bool) -> String {
         per_topic_series(hub, &mut out);
     }
     out
+}
+
+/// The accept loop's limits at work (README, "Operations"). Every label value
+/// is always present, so a rate over a reason that has not happened yet is 0,
+/// not absent.
+fn connection_series(c: &crate::metrics::ConnectionMetrics, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP sser_connections_open Connections being served now (all listeners)."
+    );
+    let _ = writeln!(out, "# TYPE sser_connections_open gauge");
+    let _ = writeln!(out, "sser_connections_open {}", c.open());
+    let _ = writeln!(
+        out,
+        "# HELP sser_connections_accepted_total Connections accepted and admitted since start."
+    );
+    let _ = writeln!(out, "# TYPE sser_connections_accepted_total counter");
+    let _ = writeln!(
+        out,
+        "sser_connections_accepted_total {}",
+        c.accepted_total()
+    );
+    let name = "sser_connections_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections closed at accept: per_ip (server.maxConnectionsPerIp), total (server.maxConnections, nothing idle to close), fd_limit (out of file descriptors)."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for why in Refusal::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{}\"}} {}",
+            why.label(),
+            c.refused_total(why)
+        );
+    }
+    let name = "sser_connections_cut_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Accepted connections the server closed because of a limit or timeout."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for why in Cut::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{}\"}} {}",
+            why.label(),
+            c.cut_total(why)
+        );
+    }
 }
 
 fn per_topic_series(hub: &Hub, out: &mut String) {

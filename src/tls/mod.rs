@@ -83,9 +83,8 @@ impl Tls {
     pub async fn bind(config: &Config, readiness: &Readiness) -> Result<Tls, TlsError> {
         let ssl = &config.server.ssl;
         let addr = config.server.ssl_addr.0;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| TlsError::Bind { addr, source })?;
+        let listener =
+            crate::serve::listen(addr).map_err(|source| TlsError::Bind { addr, source })?;
         let https_port = listener
             .local_addr()
             .map(|a| a.port())
@@ -146,7 +145,7 @@ impl Tls {
         app: Router,
         readiness: Arc<Readiness>,
         shutdown: CancellationToken,
-        settings: crate::serve::ConnSettings,
+        conns: Arc<crate::serve::Connections>,
     ) -> JoinHandle<std::io::Result<()>> {
         match self.source {
             Source::Acme(acme) => {
@@ -161,7 +160,7 @@ impl Tls {
             app,
             serve::TlsHandshake(self.acceptor),
             shutdown,
-            settings,
+            conns,
         ))
     }
 }

@@ -1,9 +1,8 @@
-//! The TLS handshake step of the shared accept loop (`crate::serve`): a
-//! deadline on the handshake, and tls-alpn-01 validations answered by the
-//! handshake itself.
+//! The TLS handshake step of the shared accept loop (`crate::serve`, which
+//! bounds it with `server.handshakeTimeout`), and tls-alpn-01 validations
+//! answered by the handshake itself.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -13,24 +12,18 @@ use tokio_rustls::server::TlsStream;
 use super::ACME_TLS_ALPN;
 use crate::serve::Handshake;
 
-/// A client that opens a connection and says nothing is cut after this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Clone)]
 pub struct TlsHandshake(pub TlsAcceptor);
 
 impl Handshake for TlsHandshake {
     type Io = TlsStream<TcpStream>;
+    const PLAIN_HTTP: bool = false;
 
     async fn handshake(&self, tcp: TcpStream, peer: SocketAddr) -> Option<Self::Io> {
-        let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.0.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
+        let mut tls = match self.0.accept(tcp).await {
+            Ok(tls) => tls,
+            Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake refused");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
                 return None;
             }
         };

@@ -210,7 +210,28 @@ impl ServerProcess {
     /// Starts the binary with `env` in `dir` and waits until it prints its
     /// address (it listens on 127.0.0.1:0, so the port is the OS's choice).
     pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
-        let mut child = sser_command(dir, env).spawn().expect("spawn sser");
+        Self::start_command(sser_command(dir, env), env)
+    }
+
+    /// Like [`ServerProcess::start`], with the open-file limit (soft and
+    /// hard, so the server cannot raise it) set to `nofile`.
+    pub fn start_with_file_limit(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        nofile: u64,
+    ) -> ServerProcess {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = sser_command(dir, env);
+        // SAFETY: runs in the forked child before exec; setrlimit is
+        // async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, nofile));
+        }
+        Self::start_command(cmd, env)
+    }
+
+    fn start_command(mut cmd: Command, env: &[(&str, &str)]) -> ServerProcess {
+        let mut child = cmd.spawn().expect("spawn sser");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

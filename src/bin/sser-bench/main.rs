@@ -2,8 +2,9 @@
 //!
 //! Scenarios: `fanout` (delivery rate, loss and publish→receive latency),
 //! `idle` (many held connections: connect rate and server memory per
-//! connection), `connect` (connection churn) and `soak` (minutes of churn
-//! and floods, with the server's RSS over time). Targets: our API, which is
+//! connection), `connect` (connection churn), `flood` (silent connections
+//! against `/healthz`) and `soak` (minutes of churn and floods, with the
+//! server's RSS over time). Targets: our API, which is
 //! the original SSER's (topics are created with the API token), or any SSE
 //! server through URL templates (`--subscribe-url`/`--publish-url`).
 //!
@@ -17,6 +18,7 @@
 
 mod connect;
 mod fanout;
+mod flood;
 mod http;
 mod idle;
 mod rss;
@@ -78,6 +80,14 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: soak::SoakArgs,
+    },
+    /// N silent (or half-HTTP/2) connections while /healthz is probed.
+    #[command(args_override_self = true)]
+    Flood {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: flood::FloodArgs,
     },
 }
 
@@ -178,7 +188,8 @@ fn main() -> ExitCode {
         Scenario::Fanout { common, .. }
         | Scenario::Idle { common, .. }
         | Scenario::Connect { common, .. }
-        | Scenario::Soak { common, .. } => common.clone(),
+        | Scenario::Soak { common, .. }
+        | Scenario::Flood { common, .. } => common.clone(),
     };
     let nofile = stats::raise_nofile(1_100_000);
     let load_start = stats::loadavg();
@@ -203,6 +214,7 @@ fn main() -> ExitCode {
             Scenario::Idle { common, args } => idle::run(common, args).await,
             Scenario::Connect { common, args } => connect::run(common, args).await,
             Scenario::Soak { common, args } => soak::run(common, args).await,
+            Scenario::Flood { common, args } => flood::run(common, args).await,
         }
     });
     match result {

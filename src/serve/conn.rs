@@ -1,0 +1,207 @@
+//! One admitted connection from handshake to close, and the limits that
+//! apply to it on the way:
+//!
+//! - **handshake**: from accept to the first complete request head (TLS,
+//!   protocol detection, HTTP/2 preface, request line and headers) within
+//!   `server.handshakeTimeout`, or it is dropped. hyper-util's protocol
+//!   detection and HTTP/2 have no such deadline of their own.
+//! - **idle**: with no request in progress for
+//!   `server.connectionIdleTimeout` it is closed gracefully (HTTP/2 gets a
+//!   GOAWAY). A request is in progress from its head until its response body
+//!   is sent or abandoned, so an SSE stream keeps its connection busy however
+//!   quiet it is: limits bound handshakes and requests, never streams.
+//! - **eviction**: while idle, the registry may pick it to make room.
+//! - **shutdown**: graceful; open responses may finish.
+//!
+//! Later HTTP/1.1 request heads are bounded by hyper's header read timeout,
+//! HTTP/2 peers by keep-alive pings, request bodies by [`super::body`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::ConnSettings;
+use super::body::{DeadlineBody, InProgress, TrackedBody};
+use super::registry::{ConnState, Slot};
+use crate::metrics::{Cut, Metrics};
+
+/// Where a connection is in its life, as far as its timers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request yet.
+    Handshake,
+    /// No request in progress.
+    Idle,
+    /// At least one request in progress.
+    Busy,
+    /// Told to close (shutdown or idle); waiting for it to finish.
+    Closing,
+}
+
+/// What every connection task of one accept loop shares.
+pub struct Shared {
+    pub app: Router,
+    pub builder: Arc<Builder<TokioExecutor>>,
+    pub settings: ConnSettings,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<super::Registry>,
+    pub shutdown: CancellationToken,
+}
+
+/// Serves one connection whose handshake finished, until it closes or a
+/// limit closes it. `accepted` is when the handshake deadline started.
+pub async fn serve<I>(io: I, peer: SocketAddr, slot: &Slot, accepted: Instant, shared: &Shared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_state = &slot.conn;
+    let service = Service {
+        app: shared.app.clone(),
+        conn: conn_state.clone(),
+        body_timeout: shared.settings.request_body_timeout,
+        metrics: shared.metrics.clone(),
+    };
+    let mut conn = pin!(
+        shared
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+    );
+    let settings = &shared.settings;
+    let mut phase = Phase::Handshake;
+    // Boxed and dropped while busy: most connections are streams being
+    // served, and they need no timer (this is per-connection memory).
+    let mut timer = Some(Box::pin(tokio::time::sleep_until(
+        accepted + settings.handshake_timeout,
+    )));
+    loop {
+        let next = match phase {
+            Phase::Closing => Phase::Closing,
+            _ if !conn_state.served() => Phase::Handshake,
+            _ if conn_state.in_progress() == 0 => Phase::Idle,
+            _ => Phase::Busy,
+        };
+        if next == Phase::Idle && phase != Phase::Idle {
+            let deadline = Instant::now() + settings.connection_idle_timeout;
+            timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+            // Idle since now: the last in line for eviction.
+            shared.registry.mark_idle(conn_state);
+        }
+        if next == Phase::Busy {
+            timer = None;
+        }
+        phase = next;
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    note_error(&*e, conn_state, &shared.metrics, peer);
+                }
+                return;
+            }
+            () = conn_state.wake.notified() => {
+                if conn_state.evicted() {
+                    tracing::debug!(%peer, "idle connection closed to make room");
+                    return;
+                }
+            }
+            () = shared.shutdown.cancelled(), if phase != Phase::Closing => {
+                if phase == Phase::Handshake {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                phase = Phase::Closing;
+                // The caller bounds the whole shutdown; no timer here.
+                timer = None;
+            }
+            () = expiry(&mut timer) => match phase {
+                // Re-check: a request may have started since the last look.
+                Phase::Handshake if !conn_state.served() => {
+                    shared.metrics.connections.cut(Cut::Handshake);
+                    tracing::debug!(%peer, "no request within server.handshakeTimeout; closed");
+                    return;
+                }
+                Phase::Idle if conn_state.in_progress() == 0 => {
+                    shared.metrics.connections.cut(Cut::Idle);
+                    conn.as_mut().graceful_shutdown();
+                    phase = Phase::Closing;
+                    // A peer that ignores the GOAWAY gets as long as a new
+                    // connection would, then is dropped.
+                    let deadline = Instant::now() + settings.handshake_timeout;
+                    timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+                }
+                Phase::Closing => return,
+                // A request started since: the loop looks again.
+                _ => timer = None,
+            },
+        }
+    }
+}
+
+/// Completes when the timer, if there is one, expires.
+async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts hyper's own timeouts (HTTP/1.1 header read, HTTP/2 keep-alive)
+/// and logs the rest at debug: a client going away is not news.
+fn note_error(
+    e: &(dyn std::error::Error + 'static),
+    conn: &ConnState,
+    metrics: &Metrics,
+    peer: SocketAddr,
+) {
+    let timed_out = e
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    if timed_out {
+        metrics.connections.cut(if conn.is_http2() {
+            Cut::KeepAlive
+        } else {
+            Cut::RequestHead
+        });
+    }
+    tracing::debug!(%peer, error = %e, "connection ended with an error");
+}
+
+/// The router as hyper sees it: each request counted in progress until its
+/// response body is done, its body under a deadline.
+#[derive(Clone)]
+struct Service {
+    app: Router,
+    conn: Arc<ConnState>,
+    body_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let request = InProgress::start(&self.conn, req.version() == hyper::Version::HTTP_2);
+        let (timeout, metrics) = (self.body_timeout, self.metrics.clone());
+        let req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, timeout, metrics)));
+        let app = self.app.clone();
+        Box::pin(async move {
+            let response = app.oneshot(req).await?;
+            Ok(response.map(|body| TrackedBody::new(body, request)))
+        })
+    }
+}
