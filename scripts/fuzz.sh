@@ -13,7 +13,7 @@
 #
 # The committed seeds in fuzz/corpus/<target> are read, never written: what a
 # run discovers goes to fuzz/target/corpus/<target> (kept between local runs,
-# ignored by git). A crash stops the run with exit 1 and leaves its input in
+# ignored by git; the build itself lives in ~/.cache/sser/fuzz-target). A crash stops the run with exit 1 and leaves its input in
 # fuzz/artifacts/<target>/; reproduce it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz -s none <target> fuzz/artifacts/<target>/<file>
 # and, once fixed, add the input to fuzz/corpus/<target>.
@@ -46,7 +46,12 @@ fi
 
 # One build for every target. 16 codegen units: the build is most of a short
 # run's time, and the fuzz profile (fuzz/Cargo.toml) keeps optimisation low.
-flags=(--fuzz-dir fuzz --codegen-units 16 --sanitizer "${SSER_FUZZ_SANITIZER:-none}")
+# The build goes outside the checkout, so that a fresh clone on the same
+# machine (CI runs in one) reuses the dependencies built last time; a cold
+# build is most of this script's time. SSER_FUZZ_TARGET_DIR moves it.
+target_dir="${SSER_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sser/fuzz-target}"
+flags=(--fuzz-dir fuzz --codegen-units 16 --sanitizer "${SSER_FUZZ_SANITIZER:-none}"
+  --target-dir "$target_dir")
 cargo fuzz build "${flags[@]}"
 
 for target in "${targets[@]}"; do
