@@ -48,11 +48,12 @@ fn fan_out(c: &mut Criterion) {
             settings.tick = Duration::from_secs(3600);
             let hub = Hub::new(
                 settings,
-                None,
+                sser::broker::LocalBroker::in_memory(),
                 &[],
                 Arc::new(Metrics::default()),
                 CancellationToken::new(),
             )
+            .await
             .expect("hub");
             let topic = hub
                 .create_topic(sser::hub::NewTopic::default())

@@ -2,38 +2,46 @@
 //!
 //! # The map
 //!
+//! Each layer imports only the ones above it in this table's lower part
+//! (`model` is the bottom); only this file, `main.rs` and [`config`] read
+//! the configuration, turning it into each component's own settings type.
+//!
 //! | module | role |
 //! |---|---|
-//! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment |
-//! | [`http`] | axum router, auth extractors, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
-//! | [`hub`] | topics, publishing, subscriptions, fan-out, order, slow-consumer policy |
-//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
-//! | [`sse`] | the wire format, and nothing else |
-//! | [`store`] | the `Store`/`TopicLog` traits and the in-memory history |
+//! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
+//! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
+//! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
-//! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
+//! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
+//! | [`hub`] | topics, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
+//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
+//! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
-//! | [`readiness`] | named checks behind `/readyz` |
-//! | [`secret`] | tokens: generation, constant-time comparison, redaction |
-//! | [`tls`] | HTTPS: ACME (Let's Encrypt) or file certificates, HTTP/2, redirects |
-//! | [`serve`] | the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
+//! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
+//! | [`sse`] | the wire format, and nothing else |
+//! | [`model`] | the shared vocabulary: topic ids, stream keys, positions, resume cursors, retention, the clock |
+//! | [`readiness`], [`secret`] | named checks behind `/readyz`; tokens (generation, constant-time comparison, redaction) |
 //!
 //! # The path of one event
 //!
-//! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] validates the
-//! body → [`hub::Hub::publish`] assigns the topic's next sequence, encodes the
-//! SSE frame once ([`sse::encode_event`]), appends it to the topic's history
-//! and sends it on the topic's broadcast channel → each subscriber's
-//! [`hub::Subscription`] stream yields the shared `Bytes` to its HTTP body.
+//! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] asks the
+//! principal, validates the body → [`hub::Hub::publish`] names the topic's
+//! stream → [`broker::Broker::publish`] assigns its position, encodes the SSE
+//! frame once ([`sse::encode_event`]), appends it to history and queues the
+//! shared `Bytes` into the [`broker::Outbox`] of every connection following
+//! the stream → each connection's [`hub::Subscription`] body writes it (on a
+//! multi-topic connection, behind its own `id:`/`event:` line).
 //!
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 
+pub mod broker;
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod memory;
 pub mod metrics;
+pub mod model;
 pub mod presence;
 pub mod readiness;
 pub mod secret;
@@ -49,7 +57,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DurabilityMode, KvEngine, KvRetention};
-use crate::hub::{Hub, HubSettings};
+use crate::hub::{Hub, HubSettings, StaticTopic};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -101,32 +109,19 @@ impl Server {
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
-        let store: Option<Arc<dyn store::Store>> = if config.kv.enabled.0 {
-            let settings = disk_settings(&config);
-            let path = settings.dir.display().to_string();
-            // Opening may read the whole registry: keep it off the runtime.
-            let opened =
-                tokio::task::spawn_blocking(move || store::disk::DiskStore::open(settings))
-                    .await
-                    .map_err(|e| store::StoreError::Io(format!("store open task failed: {e}")))
-                    .and_then(|r| r);
-            let disk = opened.map_err(|source| StartError::Store { path, source })?;
-            tracing::info!(
-                engine = disk.settings().engine.name(),
-                durability = ?disk.settings().durability,
-                "persistent store open"
-            );
-            Some(disk)
-        } else {
-            None
-        };
+        let disk = config.kv.enabled.0.then(|| disk_settings(&config));
+        let path = config.kv.dsn.display().to_string();
+        let broker = broker::LocalBroker::open(disk)
+            .await
+            .map_err(|source| StartError::Store { path, source })?;
         let hub = Hub::new(
             hub_settings(&config),
-            store,
-            &config.pubsub.static_pub_subs,
+            broker,
+            &static_topics(&config)?,
             metrics,
             shutdown.child_token(),
-        )?;
+        )
+        .await?;
         readiness.set("hub", true, "serving");
         let identity = match config.identity.is_on() {
             true => Some(
@@ -161,7 +156,7 @@ impl Server {
             max_json_depth: config.server.max_json_depth.0 as usize,
         });
         let tls = match config.server.ssl.enabled.0 {
-            true => Some(tls::Tls::bind(&config, &readiness).await?),
+            true => Some(tls::Tls::bind(&tls_settings(&config), &readiness).await?),
             false => None,
         };
         let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
@@ -207,7 +202,7 @@ impl Server {
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
-        let app = http::router(self.state.clone(), &self.config);
+        let app = http::router(self.state.clone(), &http_settings(&self.config));
         let settings = conn_settings(&self.config);
         tracing::info!(
             max_connections = settings.caps.total,
@@ -323,6 +318,7 @@ pub fn hub_settings(config: &Config) -> HubSettings {
         tick: config.pubsub.tick_frequency.0,
         retry: config.pubsub.retry.0,
         persistent_retention: persistent_retention(&config.kv.retention),
+        max_topics_per_connection: config.pubsub.max_topics_per_connection.0 as usize,
     }
 }
 
@@ -353,12 +349,34 @@ pub fn webhook_settings(config: &Config) -> Option<presence::WebhookSettings> {
 }
 
 /// `kv.retention`: `0` means no limit of that kind.
-fn persistent_retention(kv: &KvRetention) -> store::Retention {
-    store::Retention {
+fn persistent_retention(kv: &KvRetention) -> model::Retention {
+    model::Retention {
         max_events: Some(kv.max_events.0).filter(|&n| n > 0),
         max_age: Some(kv.max_age.0).filter(|d| !d.is_zero()),
         max_bytes: Some(kv.max_bytes.0).filter(|&n| n > 0),
     }
+}
+
+/// `pubsub.staticPubSubs` (ids already checked by `Config`).
+fn static_topics(config: &Config) -> Result<Vec<StaticTopic>, StartError> {
+    config
+        .pubsub
+        .static_pub_subs
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let id = model::TopicId::parse(&st.id).map_err(|e| {
+                StartError::Config(config::ConfigError(format!(
+                    "pubsub.staticPubSubs[{i}].id {e}"
+                )))
+            })?;
+            Ok(StaticTopic {
+                id,
+                name: st.name.clone(),
+                token: st.token.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The persistent store's settings from `kv.*`.
@@ -376,6 +394,15 @@ fn disk_settings(config: &Config) -> store::disk::DiskSettings {
                 interval: kv.flush_interval.0,
             },
         },
+    }
+}
+
+/// The router's settings from `server.*`.
+fn http_settings(config: &Config) -> http::HttpSettings {
+    http::HttpSettings {
+        dashboard: config.server.dashboard.0,
+        max_request_body_size: config.server.max_request_body_size.0 as usize,
+        cors_allowed_origins: config.server.cors.allowed_origins.0.clone(),
     }
 }
 
@@ -454,6 +481,24 @@ fn conn_settings(config: &Config) -> serve::ConnSettings {
             max_concurrent_streams: u32::try_from(server.http2.max_concurrent_streams.0)
                 .unwrap_or(u32::MAX),
         },
+    }
+}
+
+/// `server.sslAddr` and `server.ssl.*`.
+fn tls_settings(config: &Config) -> tls::TlsSettings {
+    let ssl = &config.server.ssl;
+    tls::TlsSettings {
+        addr: config.server.ssl_addr.0,
+        domain_names: ssl.domain_name.0.clone(),
+        letsencrypt_email: ssl.letsencrypt_email.clone(),
+        cache_dir: ssl.cache_dir.clone(),
+        acme_directory: ssl.acme_directory.clone(),
+        acme_http01: ssl.acme_challenge.trim() == "http-01",
+        acme_ca_root: ssl.acme_ca_root.clone(),
+        cert_file: ssl.cert_file.clone(),
+        key_file: ssl.key_file.clone(),
+        reload_interval: ssl.reload_interval.0,
+        api_over_http: ssl.api_over_http.0,
     }
 }
 

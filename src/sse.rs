@@ -69,6 +69,18 @@ pub fn encode_event(id: &str, event: Option<&str>, data: &str) -> Bytes {
     buf.freeze()
 }
 
+/// Where the rest of a frame made by [`encode_event`] starts after its `id:`
+/// line, and whether that rest begins with an `event:` line. Lets a stream
+/// replace the id (and name the event) while sharing the encoded `data:`
+/// lines. `None` for a frame that does not start with an `id:` line.
+pub fn after_id_line(frame: &[u8]) -> Option<(usize, bool)> {
+    if !frame.starts_with(b"id: ") {
+        return None;
+    }
+    let end = frame.iter().position(|&b| b == b'\n')? + 1;
+    Some((end, frame[end..].starts_with(b"event: ")))
+}
+
 /// Writes `data: <line>\n` for each line, treating `\r\n`, `\r` and `\n` as
 /// line breaks (the SSE parser does the same, so this is lossless except that
 /// every break comes back as `\n`).
@@ -182,6 +194,16 @@ mod tests {
         let f = encode_event("x", None, "a\r\nb\rc\n");
         assert_eq!(&f[..], b"id: x\ndata: a\ndata: b\ndata: c\ndata: \n\n");
         assert_eq!(&encode_event("1", None, "")[..], b"id: 1\ndata: \n\n");
+    }
+
+    #[test]
+    fn finds_what_follows_the_id_line() {
+        let f = encode_event("7", Some("greet"), "hi");
+        assert_eq!(after_id_line(&f), Some((6, true)));
+        assert_eq!(&f[6 + 7..], b"greet\ndata: hi\n\n");
+        let f = encode_event("12", None, "hi");
+        assert_eq!(after_id_line(&f), Some((7, false)));
+        assert_eq!(after_id_line(b"data: x\n\n"), None);
     }
 
     #[test]

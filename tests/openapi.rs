@@ -36,6 +36,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/pubsubs/{id}"),
     ("GET", "/api/v1/pubsubs/{id}/events"),
     ("POST", "/api/v1/pubsubs/{id}/events"),
+    ("GET", "/api/v1/events"),
     ("GET", "/api/v1/metrics"),
     ("GET", "/api/v1/metrics/stream"),
     ("GET", "/metrics"),
@@ -1204,5 +1205,61 @@ async fn described_behaviour_holds() {
     assert_eq!(v["error"]["code"], 405);
     assert!(description.contains("405 with\nthat body and an `Allow` header"));
 
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn multi_topic_stream_matches_the_spec() {
+    const TOPICS: &str = "/api/v1/events";
+    let spec = spec();
+    let server = start().await;
+    let http = &server.http;
+    let (a, token_a) = server.create_topic(json!({})).await;
+    let (b, _) = server.create_topic(json!({})).await;
+    let url = server.url(TOPICS);
+
+    for req in [
+        http.get(&url)
+            .query(&[("topic", a.as_str()), ("topic", b.as_str())])
+            .bearer_auth(API_TOKEN),
+        http.get(&url)
+            .query(&[("topic", a.as_str()), ("access_token", token_a.as_str())]),
+    ] {
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        check_head(&spec, "GET", TOPICS, resp.status(), resp.headers());
+        assert!(resp.headers().contains_key("x-connection-id"));
+        let opening = read_until(&mut resp, "\n\n").await;
+        assert_eq!(opening, "retry: 3000\n: ok\n\n");
+    }
+    let pair = [("topic", a.as_str()), ("topic", b.as_str())];
+    for (req, want) in [
+        (http.get(&url).query(&pair), 401),
+        (http.get(&url).query(&pair).bearer_auth(&token_a), 401),
+        (http.get(&url).query(&pair).bearer_auth("wrong"), 401),
+        (
+            http.get(&url)
+                .query(&[("topic", "no-such-topic")])
+                .bearer_auth(API_TOKEN),
+            404,
+        ),
+        (
+            http.get(&url)
+                .query(&[("topic", "no-such-topic")])
+                .bearer_auth(&token_a),
+            401,
+        ),
+        (http.get(&url).bearer_auth(API_TOKEN), 400),
+        (
+            http.get(&url)
+                .query(&[("topic", "not a topic")])
+                .bearer_auth(API_TOKEN),
+            400,
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{}", resp.url());
+        check(&spec, "GET", TOPICS, resp).await;
+    }
     server.stop().await;
 }

@@ -2,8 +2,9 @@
 //!
 //! The input is a request body as a client would POST it to
 //! `/api/v1/pubsubs/:id/events`. It runs through exactly the server's code
-//! (`http::pubsubs::event_from_body`, then `NewEvent::encode`, which the hub
-//! calls under the topic lock) and must end in one of two ways:
+//! (`http::pubsubs::event_from_body`, then `NewEvent::encode`, which the
+//! broker calls when it assigns the event its position) and must end in one
+//! of two ways:
 //!
 //! - a clean rejection: a 4xx `ApiError`, never a panic or a 5xx;
 //! - a frame that an independent SSE parser (`eventsource-stream`) reads back
@@ -48,7 +49,7 @@ fuzz_target!(|body: &[u8]| {
             return;
         }
     };
-    let (id, frame) = event.encode(SEQ);
+    let (id, frame) = event.encode(&SEQ.to_string());
     let expected = Expected::from_body(body);
     assert_eq!(&*id, expected.id, "the id the publisher is told");
 

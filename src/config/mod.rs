@@ -105,6 +105,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_RETRY", "pubsub.retry"),
     ("SSER_HISTORY_SIZE", "pubsub.historySize"),
     ("SSER_SUBSCRIBER_BUFFER", "pubsub.subscriberBuffer"),
+    (
+        "SSER_MAX_TOPICS_PER_CONNECTION",
+        "pubsub.maxTopicsPerConnection",
+    ),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),

@@ -23,9 +23,12 @@ pub struct PubSubConfig {
     pub retry: Span,
     /// Events each in-memory topic keeps for `Last-Event-ID` replay.
     pub history_size: Count,
-    /// Events a subscriber may fall behind the live stream before it has to
-    /// catch up from history (see `hub::feed`).
+    /// Events a connection may queue before it has to catch up from history
+    /// (see `hub::feed`).
     pub subscriber_buffer: Count,
+    /// Most topics one connection may follow (`GET /api/v1/events?topic=…`).
+    /// Each adds a few bytes to every event id on such a connection.
+    pub max_topics_per_connection: Count,
     /// Topics defined in configuration: fixed id and token, never deleted.
     pub static_pub_subs: Vec<StaticPubSub>,
 }
@@ -39,6 +42,7 @@ impl Default for PubSubConfig {
             retry: Span(std::time::Duration::from_secs(3)),
             history_size: Count(1000),
             subscriber_buffer: Count(1024),
+            max_topics_per_connection: Count(32),
             static_pub_subs: Vec::new(),
         }
     }
@@ -102,9 +106,15 @@ impl PubSubConfig {
                 "pubsub.subscriberBuffer (SSER_SUBSCRIBER_BUFFER) must be between 1 and 1048576, got {buffer}"
             )));
         }
+        let max_topics = self.max_topics_per_connection.0;
+        if !(1..=1024).contains(&max_topics) {
+            return Err(ConfigError(format!(
+                "pubsub.maxTopicsPerConnection (SSER_MAX_TOPICS_PER_CONNECTION) must be between 1 and 1024, got {max_topics}"
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, topic) in self.static_pub_subs.iter().enumerate() {
-            if !crate::hub::is_valid_topic_id(&topic.id) {
+            if !crate::model::TopicId::is_valid(&topic.id) {
                 return Err(ConfigError(format!(
                     "pubsub.staticPubSubs[{i}].id {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
                     topic.id

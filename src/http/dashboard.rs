@@ -137,18 +137,7 @@ pub async fn favicon(headers: HeaderMap) -> Response {
 /// `GET /api/v1/whoami` → `{"role":"operator"}` for the API token,
 /// `{"role":"monitor"}` for the metrics token, 401 otherwise. The dashboard
 /// signs in with it, to know which view to show.
-pub async fn whoami(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<super::AppState>>,
-    headers: HeaderMap,
-) -> Response {
-    let role = match super::auth::header_token(&headers) {
-        Some(t) if state.api_token.matches(t) => "operator",
-        Some(t) if state.metrics_token.matches(t) => "monitor",
-        Some(_) => return ApiError::unauthorized("invalid token").into_response(),
-        None => {
-            return ApiError::unauthorized("missing token: send Authorization: Bearer <token>")
-                .into_response();
-        }
-    };
-    axum::Json(serde_json::json!({ "role": role })).into_response()
+pub async fn whoami(principal: super::principal::Principal) -> Result<Response, ApiError> {
+    let role = principal.role()?;
+    Ok(axum::Json(serde_json::json!({ "role": role.name() })).into_response())
 }

@@ -2,32 +2,30 @@
 //! per request, CORS, body limit, panic guard) and the handlers. It talks to
 //! the hub only; it knows nothing of storage engines.
 
-pub mod auth;
 pub mod body;
+mod cors;
 pub mod dashboard;
 pub mod error;
 pub mod log;
 pub mod ops;
+pub mod principal;
 pub mod prometheus;
 pub mod pubsubs;
 pub mod stats;
 pub mod subscribe;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowCredentials, AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
-use crate::config::Config;
 use crate::hub::Hub;
 use crate::readiness::Readiness;
 use crate::secret::Secret;
@@ -46,9 +44,20 @@ pub struct AppState {
     pub max_json_depth: usize,
 }
 
+/// How the router is built (from `server.*`; `lib.rs` converts).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Serve the dashboard at `/`.
+    pub dashboard: bool,
+    /// Largest accepted request body, in bytes.
+    pub max_request_body_size: usize,
+    /// Origins allowed from browsers; `*` reflects any origin.
+    pub cors_allowed_origins: Vec<String>,
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
     let api = Router::new()
         .route("/api/v1/pubsubs", get(pubsubs::list).post(pubsubs::create))
         .route(
@@ -59,6 +68,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             "/api/v1/pubsubs/{id}/events",
             get(subscribe::subscribe).post(pubsubs::publish),
         )
+        .route("/api/v1/events", get(subscribe::subscribe_topics))
         .route("/api/v1/metrics", get(ops::metrics))
         .route("/api/v1/metrics/stream", get(stats::stream))
         .route("/metrics", get(prometheus::metrics))
@@ -67,7 +77,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(error::not_found)
         .with_state(state);
-    let api = if config.server.dashboard.0 {
+    let api = if settings.dashboard {
         api.route("/", get(dashboard::index))
             .route("/favicon.ico", get(dashboard::favicon))
             .route("/assets/{file}", get(dashboard::asset))
@@ -76,9 +86,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
     };
 
     api.layer(axum::middleware::map_response(error::json_errors))
-        .layer(DefaultBodyLimit::max(
-            config.server.max_request_body_size.0 as usize,
-        ))
+        .layer(DefaultBodyLimit::max(settings.max_request_body_size))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,52 +94,18 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             )
             .into_response()
         }))
-        .layer(cors(config))
+        .layer(cors::layer(
+            settings,
+            [
+                REQUEST_ID,
+                HeaderName::from_static(subscribe::TRUNCATED_HEADER),
+                HeaderName::from_static(subscribe::CONNECTION_ID_HEADER),
+                header::CONTENT_TYPE,
+            ],
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn(log::log_request))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NanoRequestId))
-}
-
-/// CORS for browsers on other origins.
-///
-/// `*` lets a page on any origin call the API and read streams, but never
-/// with credentials: were every origin (including `null`, which sandboxed
-/// frames and local files send) reflected with
-/// `Access-Control-Allow-Credentials: true`, any web page a user visits could
-/// act with that user's cookies. Credentials are granted only to origins
-/// listed by name, never to `null`. `*` still reflects the caller's origin
-/// (as SSER did) rather than sending a literal `*`, so a list may mix `*`
-/// with named, credentialed origins.
-fn cors(config: &Config) -> CorsLayer {
-    let origins = &config.server.cors.allowed_origins.0;
-    let named: Vec<HeaderValue> = origins
-        .iter()
-        .filter(|o| o.as_str() != "*")
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    let credentialed: Vec<HeaderValue> = named
-        .iter()
-        .filter(|o| o.as_bytes() != b"null")
-        .cloned()
-        .collect();
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::mirror_request()
-    } else {
-        AllowOrigin::list(named)
-    };
-    CorsLayer::new()
-        .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers(AllowHeaders::mirror_request())
-        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
-            credentialed.contains(origin)
-        }))
-        .expose_headers([
-            REQUEST_ID,
-            HeaderName::from_static(subscribe::TRUNCATED_HEADER),
-            header::CONTENT_TYPE,
-        ])
-        .max_age(Duration::from_secs(86400))
 }
 
 /// Request ids: short, URL-safe, unique enough to find one request in logs.

@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::MetricsToken;
+use super::error::ApiError;
+use super::principal::Principal;
 
 /// `GET /healthz`: the process is up and answering.
 pub async fn healthz() -> Json<Value> {
@@ -35,7 +36,11 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
 
 /// `GET /api/v1/metrics`: `{"metrics":[{"name","value"}...]}`, SSER's seven
 /// names first, always in the same order.
-pub async fn metrics(_: MetricsToken, State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn metrics(
+    principal: Principal,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
+    principal.monitor()?;
     let samples = state.hub.metrics().samples(state.hub.topic_counts());
-    Json(json!({ "metrics": samples }))
+    Ok(Json(json!({ "metrics": samples })))
 }

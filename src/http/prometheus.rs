@@ -10,12 +10,11 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::auth::header_token;
-use super::error::ApiError;
+use super::principal::Principal;
 use crate::hub::Hub;
 use crate::metrics::{Cut, Refusal, process_rss_bytes};
 
@@ -30,18 +29,11 @@ pub struct PrometheusSettings {
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !state.prometheus.open {
-        match header_token(&headers) {
-            None => {
-                return ApiError::unauthorized(
-                    "missing metrics token: send Authorization: Bearer <token>",
-                )
-                .into_response();
-            }
-            Some(t) if state.metrics_token.matches(t) || state.api_token.matches(t) => {}
-            Some(_) => return ApiError::unauthorized("invalid metrics token").into_response(),
-        }
+pub async fn metrics(principal: Principal, State(state): State<Arc<AppState>>) -> Response {
+    if !state.prometheus.open
+        && let Err(e) = principal.monitor()
+    {
+        return e.into_response();
     }
     let body = render(&state.hub, state.prometheus.per_topic);
     (
@@ -270,7 +262,7 @@ fn per_topic_series(hub: &Hub, out: &mut String) {
 }
 
 /// Escapes a label value (`\`, `"` and newline), though topic ids are
-/// `[A-Za-z0-9_-]` today (`hub::is_valid_topic_id`).
+/// `[A-Za-z0-9_-]` today (`model::TopicId`).
 fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")

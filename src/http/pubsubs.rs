@@ -12,12 +12,12 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{ApiToken, MetricsToken};
 use super::body::{JsonBody, json_depth_exceeds};
 use super::error::ApiError;
+use super::principal::Principal;
 use crate::hub::{NewEvent, NewTopic, Topic};
+use crate::model::Retention;
 use crate::sse;
-use crate::store::Retention;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CreateBody {
@@ -60,10 +60,12 @@ impl From<RetentionSpec> for Retention {
 
 /// `POST /api/v1/pubsubs` → 201 `{"pubsub":{id, token, persist, created_at}}`.
 pub async fn create(
-    _: ApiToken,
+    principal: Principal,
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<Option<CreateBody>>,
+    body: Result<JsonBody<Option<CreateBody>>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
+    principal.operator()?;
+    let JsonBody(body) = body?;
     let spec = body.and_then(|b| b.pubsub).unwrap_or_default();
     let topic = state
         .hub
@@ -88,28 +90,36 @@ pub async fn create(
 
 /// `DELETE /api/v1/pubsubs/:id` → 204.
 pub async fn delete(
-    _: ApiToken,
+    principal: Principal,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    principal.operator()?;
     state.hub.delete_topic(&id).await?;
     tracing::info!(topic = %id, "topic deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/pubsubs` → every topic with its live numbers (no tokens).
-pub async fn list(_: MetricsToken, State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(
+    principal: Principal,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
+    principal.monitor()?;
     let mut topics = state.hub.topics();
     topics.sort_by_key(|t| std::cmp::Reverse(t.created_at_ms));
-    Json(json!({ "pubsubs": topics.iter().map(|t| describe(t)).collect::<Vec<_>>() }))
+    Ok(Json(
+        json!({ "pubsubs": topics.iter().map(|t| describe(t)).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `GET /api/v1/pubsubs/:id` → one topic.
 pub async fn show(
-    _: MetricsToken,
+    principal: Principal,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    principal.monitor()?;
     let topic = state
         .hub
         .get(&id)
@@ -150,11 +160,13 @@ struct EventSpec {
 /// `POST /api/v1/pubsubs/:id/events` → 201 `{"event":{"id"}}`, where `id` is
 /// the SSE id subscribers receive.
 pub async fn publish(
-    _: ApiToken,
+    principal: Principal,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<PublishBody>,
+    body: Result<JsonBody<PublishBody>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
+    principal.operator()?;
+    let JsonBody(body) = body?;
     tracing::Span::current().record("topic", id.as_str());
     let topic = state
         .hub

@@ -22,19 +22,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use super::auth::header_token;
 use super::error::ApiError;
+use super::principal::Principal;
 use crate::hub::Hub;
 use crate::metrics::process_rss_bytes;
 use crate::sse;
@@ -201,11 +199,6 @@ pub fn topics_json(hub: &Hub) -> Value {
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct StreamQuery {
-    access_token: Option<String>,
-}
-
 /// `GET /api/v1/metrics/stream`: the dashboard's feed, for the metrics token
 /// or the API token.
 ///
@@ -215,25 +208,12 @@ pub struct StreamQuery {
 /// token (never the API token) is also accepted as `?access_token=` when the
 /// header is absent; the server logs paths only, never queries.
 pub async fn stream(
+    principal: Principal,
     State(state): State<Arc<AppState>>,
-    Query(query): Query<StreamQuery>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let header = header_token(&headers);
-    let token = header
-        .or(query.access_token.as_deref().filter(|t| !t.is_empty()))
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing metrics token: send Authorization: Bearer <token> or ?access_token=<token>",
-            )
-        })?;
     // The API token is honoured only in the header, as on topic streams: it
     // can do everything, and a query string ends up in proxy logs.
-    let accepted =
-        state.metrics_token.matches(token) || (header.is_some() && state.api_token.matches(token));
-    if !accepted {
-        return Err(ApiError::unauthorized("invalid metrics token"));
-    }
+    principal.monitor_stream()?;
     let feed = state.stats.clone();
     let mut rx = feed.tx.subscribe();
     let retry_ms = state.hub.settings().retry.as_millis() as u64;
@@ -253,7 +233,7 @@ pub async fn stream(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 () = feed.shutdown.cancelled() => {
-                    yield Ok(sse::comment_frame(crate::hub::feed::SHUTDOWN_NOTICE));
+                    yield Ok(sse::comment_frame(crate::hub::notice::SHUTDOWN_NOTICE));
                     return;
                 }
             }

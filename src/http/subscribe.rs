@@ -1,9 +1,16 @@
-//! `GET /api/v1/pubsubs/:id/events`: the SSE stream of one topic.
+//! The SSE streams of topics:
 //!
-//! Authentication comes before the topic lookup, so a request without a valid
-//! token learns nothing about which topics exist (401 before 404). The topic's
-//! own token or (in the header only) the API token is accepted: the latter
-//! lets an operator tail any topic.
+//! - `GET /api/v1/pubsubs/:id/events`: SSER's stream of one topic, frames
+//!   exactly as published;
+//! - `GET /api/v1/events?topic=A&topic=B`: one connection on one or several
+//!   topics, each event named by its topic, ids being resume cursors over
+//!   all of them (see `hub::framing`).
+//!
+//! Who may read comes from [`Principal::subscriber`]: the API token in the
+//! header reads any topic; any other token (header, or `?access_token=`) only
+//! the topics whose own token it is. Authentication comes before the topic
+//! lookup, so a request without a valid token learns nothing about which
+//! topics exist (401 before 404).
 
 use std::sync::Arc;
 
@@ -14,58 +21,133 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::header_token;
 use super::error::ApiError;
-use crate::hub::Resume;
+use super::principal::Principal;
+use crate::hub::{Resume, Subscription};
+use crate::model::TopicId;
 
 /// Set when the requested `Last-Event-ID` was no longer in history.
 pub const TRUNCATED_HEADER: &str = "x-sser-history-truncated";
 
+/// The connection's id in the registry (and in logs as `conn`).
+pub const CONNECTION_ID_HEADER: &str = "x-connection-id";
+
 #[derive(Debug, Default, Deserialize)]
 pub struct SubscribeQuery {
-    access_token: Option<String>,
     last_event_id: Option<String>,
+    /// Read by [`Principal`]; declared so that a repeated one is a 400, like
+    /// any repeated parameter.
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
 }
 
+/// `GET /api/v1/pubsubs/:id/events`
 pub async fn subscribe(
+    principal: Principal,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(query): Query<SubscribeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let header = header_token(&headers);
-    let token = match header {
-        Some(t) => t,
-        None => query.access_token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing topic token: send Authorization: Bearer <token> or ?access_token=<token>",
-            )
-        })?,
-    };
-    // The API token is honoured only in the header: a query string ends up
-    // in proxy logs and browser history, and that token can do everything.
-    let is_operator = header.is_some() && state.api_token.matches(token);
+    let who = principal.subscriber()?;
     let span = tracing::Span::current();
     let topic = match state.hub.get(&id) {
-        Some(topic) if is_operator || topic.token_matches(token) => topic,
-        None if is_operator => return Err(ApiError::not_found("topic not found")),
+        Some(topic) if who.may_read(&topic) => topic,
+        None if who.is_operator() => return Err(ApiError::not_found("topic not found")),
         _ => return Err(ApiError::unauthorized("invalid topic token")),
     };
-    span.record("topic", &*topic.id);
+    span.record("topic", topic.id.as_str());
 
     let resume = resume_from(&headers, query.last_event_id.as_deref());
     let subscription = state.hub.subscribe(topic, resume).await?;
 
     span.record("conn", &*subscription.conn_id);
-    tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = is_operator, "subscriber connected");
-    let truncated = subscription.truncated;
-    let mut response = sse_response(subscription.into_stream());
-    if truncated {
-        response
-            .headers_mut()
-            .insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
+    tracing::debug!(topic = %id, conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
+    Ok(stream_response(subscription))
+}
+
+/// `GET /api/v1/events?topic=A&topic=B[&last_event_id=…][&access_token=…]`
+pub async fn subscribe_topics(
+    principal: Principal,
+    State(state): State<Arc<AppState>>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = principal.subscriber()?;
+    let mut ids = Vec::new();
+    let mut query_last_event_id = None;
+    let mut tokens = 0;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "topic" => ids.push(value),
+            "last_event_id" if query_last_event_id.is_some() => {
+                return Err(ApiError::bad_request(
+                    "repeated query parameter: last_event_id",
+                ));
+            }
+            "last_event_id" => query_last_event_id = Some(value),
+            "access_token" if tokens > 0 => {
+                return Err(ApiError::bad_request(
+                    "repeated query parameter: access_token",
+                ));
+            }
+            "access_token" => tokens += 1,
+            _ => {}
+        }
     }
-    Ok(response)
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "name at least one topic: ?topic=<id>&topic=<id>",
+        ));
+    }
+    let max = state.hub.settings().max_topics_per_connection;
+    if ids.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "too many topics: at most {max} per connection (pubsub.maxTopicsPerConnection), got {}",
+            ids.len()
+        )));
+    }
+    let mut topics = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let id = TopicId::parse(id).map_err(|e| ApiError::bad_request(format!("topic {e}")))?;
+        match state.hub.get(&id) {
+            Some(topic) if who.may_read(&topic) => topics.push(topic),
+            // Only the API token learns which topics exist.
+            None if who.is_operator() => {
+                return Err(ApiError::not_found(format!("topic not found: {id}")));
+            }
+            _ => return Err(ApiError::unauthorized("invalid topic token")),
+        }
+    }
+    let span = tracing::Span::current();
+    span.record("topic", ids.join(",").as_str());
+
+    let resume = cursor_from(&headers, query_last_event_id);
+    let subscription = state
+        .hub
+        .subscribe_topics(topics, resume.as_deref())
+        .await?;
+    span.record("conn", &*subscription.conn_id);
+    tracing::debug!(topics = ids.len(), conn = %subscription.conn_id, operator = who.is_operator(), "subscriber connected");
+    Ok(stream_response(subscription))
+}
+
+/// The SSE response of a connection: its body, its id, and whether its
+/// resume point was truncated.
+pub(crate) fn stream_response(subscription: Subscription) -> Response {
+    let truncated = subscription.truncated;
+    let conn_id = HeaderValue::from_str(&subscription.conn_id).ok();
+    let mut response = sse_response(subscription.into_stream());
+    let h = response.headers_mut();
+    if truncated {
+        h.insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
+    }
+    if let Some(id) = conn_id {
+        h.insert(CONNECTION_ID_HEADER, id);
+    }
+    response
 }
 
 /// Where the stream starts. A reconnecting EventSource sends the
@@ -83,6 +165,17 @@ fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
     }
 }
 
+/// The cursor a multi-topic stream resumes from, header first as in
+/// [`resume_from`]. Bytes that are not UTF-8 cannot be a cursor: they are
+/// kept (lossily) so that they are answered as an unknown cursor, with the
+/// truncation notice, never as a fresh live-only stream.
+fn cursor_from(headers: &HeaderMap, query: Option<String>) -> Option<String> {
+    match headers.get("last-event-id") {
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        None => query,
+    }
+}
+
 /// A `text/event-stream` response around `stream`, with the headers every
 /// SSE endpoint sends.
 pub(crate) fn sse_response<S>(stream: S) -> Response
@@ -90,6 +183,7 @@ where
     S: futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
 {
     let mut response = Body::from_stream(stream).into_response();
+    response.extensions_mut().insert(super::cors::LongLived);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -1,225 +1,311 @@
-//! A subscriber's stream: replay from history, then the live topic, with
-//! heartbeats, until the topic closes, the server shuts down or the client
-//! goes away.
+//! A connection's HTTP body: replay from history where asked, then whatever
+//! its queue brings (events, heartbeats, closes, shutdown), until a stream
+//! ends it, the server stops or the client goes away.
 //!
-//! Slow-consumer policy (publishers never wait for a subscriber):
-//! each topic's live channel holds the last `pubsub.subscriberBuffer` events.
-//! A subscriber that falls further behind is not dropped silently: it catches
-//! up from the topic's history. If history no longer holds the next event it
-//! needs, it is sent an `sser.lagged` event naming the last id it received and
+//! Slow-consumer policy (publishers never wait for a connection): the queue
+//! holds `pubsub.subscriberBuffer` events. A connection that falls further
+//! behind is not dropped silently: the broker marks it lagged and it catches
+//! up from each stream's history. If history no longer holds the next event
+//! it needs, it is sent an `sser.lagged` event naming its last position and
 //! the stream ends, so the client reconnects with `Last-Event-ID` and is told
 //! exactly what was lost (`sser.history_truncated`).
 //!
-//! Every frame carries the event's sequence, and the stream never sends a
-//! sequence at or below the last one it sent: that is what makes the seam
-//! between replay and live (and lag catch-up) free of duplicates and gaps.
+//! Each stream keeps a cursor, the position of the last event sent, and
+//! nothing at or below it is sent again: that makes the seams between
+//! replay and live (and lag catch-up) free of duplicates and gaps, stream by
+//! stream. Cursors are also what a multi-topic connection's ids are made of
+//! (see `super::framing` and `crate::model::cursor`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
 
-use super::topic::{JoinRefused, LiveStart, Signal, Topic};
+use super::connection::Connection;
+use super::connections::Registration;
+use super::framing::{Frames, Framing};
+use super::notice;
+use super::resume::{Ask, Replay};
+use super::{Hub, HubError, Topic};
+use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
+use crate::model::cursor::StreamSet;
+use crate::model::{Position, StreamKey};
 use crate::sse;
-use crate::store::{StoreError, StoredEvent};
-
-/// The comment that ends every stream when the server stops; EventSource
-/// reconnects after its `retry:` delay, to this server or another.
-pub const SHUTDOWN_NOTICE: &str = "server shutting down; reconnect";
 
 /// Events read from history per batch during replay.
 const REPLAY_BATCH: usize = 512;
 
-/// Where a subscriber asked to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// Only what is published from now on.
-    Live,
-    /// Everything after the event with this id (`Last-Event-ID`).
-    After(String),
-    /// Everything history still holds (`?last_event_id=earliest`).
-    Earliest,
-    /// The client sent an id that cannot name any event (its bytes are not
-    /// UTF-8): answered like an id no longer in history, with the explicit
-    /// truncation notice and everything retained, never a silent live-only
-    /// stream.
-    Unreadable,
+/// A connection, opened and following its streams, before it becomes an
+/// HTTP body. `truncated` tells the HTTP layer to set its header.
+pub struct Subscription {
+    /// Sent as `X-Connection-Id`; the registry's key.
+    pub conn_id: Arc<str>,
+    /// A requested `Last-Event-ID` was not (wholly) in history: the stream
+    /// starts with `sser.history_truncated` and everything history holds.
+    pub truncated: bool,
+    feed: Feed,
 }
 
-impl Resume {
-    /// The reserved `Last-Event-ID` value that asks for all retained history.
-    pub const EARLIEST: &'static str = "earliest";
+pub(super) struct Feed {
+    pub(super) broker: Arc<dyn Broker>,
+    retry_ms: u64,
+    pub(super) framing: Framing,
+    /// Per stream, in the connection's order (`conn.streams()`).
+    pub(super) streams: Box<[Followed]>,
+    /// Unregisters the connection and counts it closed when dropped.
+    life: Life,
+}
 
-    pub fn from_last_event_id(value: Option<&str>) -> Resume {
-        match value {
-            None | Some("") => Resume::Live,
-            Some(Resume::EARLIEST) => Resume::Earliest,
-            Some(id) => Resume::After(id.to_string()),
+pub(super) struct Followed {
+    /// The position of the last event sent.
+    pub(super) cursor: Position,
+    /// Leaves the stream's fan-out when dropped; `None` once it closed.
+    ticket: Option<FollowTicket>,
+    /// How to replay before going live, if at all.
+    pub(super) start: Option<Replay>,
+    /// Starts with a truncation notice.
+    pub(super) truncated: bool,
+}
+
+/// One replay step.
+enum Step {
+    Frames(Vec<Bytes>, bool),
+    End(Bytes),
+}
+
+/// Opens a connection on `topics` (in this order): registers it, follows
+/// each stream, and works out where each one starts.
+pub(crate) async fn open(
+    hub: &Hub,
+    topics: &[Arc<Topic>],
+    ask: Ask,
+) -> Result<Subscription, HubError> {
+    let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
+    let keys: Box<[StreamKey]> = topics.iter().map(|t| t.stream.clone()).collect();
+    let conn_id: Arc<str> = Arc::from(crate::secret::new_id());
+    let conn = Arc::new(Connection::new(
+        conn_id.clone(),
+        outbox.clone(),
+        keys.clone(),
+    ));
+    let registration = hub
+        .connections
+        .register(conn.clone())
+        .map_err(|_| HubError::Stopping)?;
+    let life = Life {
+        _registration: registration,
+        conn,
+        metrics: hub.metrics.clone(),
+        opened: Instant::now(),
+        counted: false,
+    };
+
+    let mut streams = Vec::with_capacity(keys.len());
+    for (slot, key) in keys.iter().enumerate() {
+        let follow = hub.broker.follow(key, &outbox, slot as u32).await?;
+        streams.push(Followed {
+            cursor: follow.head,
+            ticket: Some(follow.ticket),
+            start: None,
+            truncated: false,
+        });
+    }
+
+    let framing = match &ask {
+        Ask::One(_) => Framing::Shared,
+        Ask::Topics(_) => Framing::Topics {
+            set: StreamSet::of(&keys),
+            names: topics.iter().map(|t| t.id.clone()).collect(),
+        },
+    };
+    let mut feed = Feed {
+        broker: hub.broker.clone(),
+        retry_ms: hub.settings.retry.as_millis() as u64,
+        framing,
+        streams: streams.into_boxed_slice(),
+        life,
+    };
+    feed.plan(ask).await?;
+    feed.life.counted = true;
+    hub.metrics.subscriber_opened();
+    Ok(Subscription {
+        conn_id,
+        truncated: feed.streams.iter().any(|s| s.truncated),
+        feed,
+    })
+}
+
+impl Feed {
+    /// The key of stream `slot`.
+    pub(super) fn key(&self, slot: usize) -> &StreamKey {
+        &self.life.conn.streams()[slot]
+    }
+
+    /// `delivery` from stream `slot` as this connection writes it, unless it
+    /// was sent already (or its stream closed).
+    fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
+        let stream = self.streams.get_mut(slot)?;
+        if stream.ticket.is_none() || delivery.position <= stream.cursor {
+            return None;
+        }
+        stream.cursor = delivery.position;
+        let cursors = self.streams.iter().map(|s| s.cursor);
+        let frames = self.framing.event(slot, &delivery.frame, cursors);
+        self.life.metrics.event_sent(frames.len());
+        Some(frames)
+    }
+
+    /// The next batch of history for stream `slot`.
+    async fn replay_batch(&mut self, slot: usize, mode: &mut Replay) -> Step {
+        let key = self.key(slot).clone();
+        let batch = match self
+            .broker
+            .read_after(&key, self.streams[slot].cursor, REPLAY_BATCH)
+            .await
+        {
+            Ok(batch) => batch,
+            // Deleted meanwhile: its close is queued behind this.
+            Err(BrokerError::NotFound) => return Step::Frames(Vec::new(), true),
+            Err(e) => return Step::End(self.lagged_notice(slot, &e.to_string())),
+        };
+        let mut frames = Vec::with_capacity(batch.events.len() + 1);
+        if batch.missing {
+            match mode {
+                Replay::Everything => {}
+                Replay::Exact => {
+                    frames.push(self.truncated_notice(slot, notice::GAP).await);
+                    *mode = Replay::Everything;
+                }
+                Replay::Lagged => {
+                    return Step::End(self.lagged_notice(
+                        slot,
+                        "the subscriber fell behind further than history reaches",
+                    ));
+                }
+            }
+        }
+        let done = batch.events.len() < REPLAY_BATCH;
+        for delivery in &batch.events {
+            match self.deliver(slot, delivery) {
+                Some(Frames::One(a)) => frames.push(a),
+                Some(Frames::Two(a, b)) => frames.extend([a, b]),
+                None => {}
+            }
+        }
+        Step::Frames(frames, done)
+    }
+
+    /// Stream `slot` was deleted: what to send, and whether the connection
+    /// ends with it.
+    fn closed(&mut self, slot: usize) -> (Bytes, bool) {
+        if let Some(stream) = self.streams.get_mut(slot) {
+            stream.ticket = None;
+        }
+        match self.framing.topic(slot) {
+            // SSER's last message when its one topic is deleted.
+            None => (sse::closed_frame(), true),
+            Some(topic) => {
+                let open = self.streams.iter().any(|s| s.ticket.is_some());
+                (notice::closed(topic), !open)
+            }
         }
     }
-}
 
-/// A live subscription, before it becomes a stream. `truncated` tells the
-/// HTTP layer to set its header before the body starts.
-pub struct Subscription {
-    pub topic: Arc<Topic>,
-    /// This stream's id in logs (`conn`), unique per subscription.
-    pub conn_id: Arc<str>,
-    /// The requested `Last-Event-ID` was not in history: the stream starts
-    /// with an `sser.history_truncated` event and everything history holds.
-    pub truncated: bool,
-    start: Start,
-    live: LiveStart,
-    ctx: FeedContext,
-}
+    async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
+        let oldest = self.broker.oldest(self.key(slot)).await;
+        notice::truncated(self.framing.topic(slot), message, oldest)
+    }
 
-enum Start {
-    Live,
-    /// Replay history after this sequence (0 = from the oldest).
-    ReplayAfter(u64),
-}
-
-/// What every feed shares: counters and stream settings.
-#[derive(Clone)]
-pub(crate) struct FeedContext {
-    pub metrics: Arc<Metrics>,
-    pub retry_ms: u64,
+    fn lagged_notice(&self, slot: usize, why: &str) -> Bytes {
+        let cursor = self.streams[slot].cursor;
+        let key = self.key(slot);
+        tracing::warn!(
+            topic = %key.topic().map_or("", |t| t.as_str()),
+            conn = %self.life.conn.id(),
+            cursor = %cursor,
+            why,
+            "subscriber disconnected: fell behind"
+        );
+        notice::lagged(self.framing.topic(slot), cursor, why)
+    }
 }
 
 impl Subscription {
-    pub(crate) async fn open(
-        topic: Arc<Topic>,
-        resume: Resume,
-        ctx: FeedContext,
-    ) -> Result<Subscription, SubscribeError> {
-        let live = topic.join().map_err(|refused| match refused {
-            JoinRefused::Closed => SubscribeError::Closed,
-            JoinRefused::Stopping => SubscribeError::Stopping,
-        })?;
-        let (start, truncated) = match resume {
-            Resume::Live => (Start::Live, false),
-            Resume::Earliest => (Start::ReplayAfter(0), false),
-            Resume::Unreadable => (Start::ReplayAfter(0), true),
-            Resume::After(id) => {
-                let log = topic.log.clone();
-                match read_log(topic.persist, move || log.find(&id)).await? {
-                    Some(seq) => (Start::ReplayAfter(seq), false),
-                    None => (Start::ReplayAfter(0), true),
-                }
-            }
-        };
-        topic.add_subscriber();
-        ctx.metrics.subscriber_opened();
-        Ok(Subscription {
-            topic,
-            conn_id: Arc::from(crate::secret::new_id()),
-            truncated,
-            start,
-            live,
-            ctx,
-        })
-    }
-
     /// The body of the SSE response.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-        let Subscription {
-            topic,
-            conn_id,
-            truncated,
-            start,
-            live,
-            ctx,
-        } = self;
-        // Dropped with the stream, however it ends (including the client
-        // vanishing mid-write), so the counters never leak.
-        let guard = SubscriberGuard {
-            topic: topic.clone(),
-            metrics: ctx.metrics.clone(),
-            conn_id: conn_id.clone(),
-            opened: std::time::Instant::now(),
-        };
-        let LiveStart { mut rx, after } = live;
+        let mut feed = self.feed;
         async_stream::stream! {
-            let _guard = guard;
-            yield Ok(sse::opening_frame(ctx.retry_ms));
-            if truncated {
-                let oldest = topic.log.bounds().map(|(first, _)| first);
-                yield Ok(sse::encode_notice(
-                    "sser.history_truncated",
-                    &serde_json::json!({
-                        "status": "history_truncated",
-                        "message": "the requested Last-Event-ID is no longer in history; sending all that is retained",
-                        "oldest_retained_seq": oldest,
-                    })
-                    .to_string(),
-                ));
+            yield Ok(sse::opening_frame(feed.retry_ms));
+            for slot in 0..feed.streams.len() {
+                if feed.streams[slot].truncated {
+                    // Boxed, like every rare await here: an idle body's
+                    // state stays as small as its queue wait.
+                    yield Ok(Box::pin(feed.truncated_notice(slot, notice::UNKNOWN_ID)).await);
+                }
             }
-            // The sequence of the last event sent; nothing at or below it is sent again.
-            let mut cursor = match start {
-                Start::Live => after,
-                Start::ReplayAfter(seq) => seq,
-            };
-            // Set when history must be replayed before (more) live events:
-            // at the start of a resumed stream, and after falling behind.
-            let mut catch_up = match start {
-                Start::Live => None,
-                Start::ReplayAfter(_) => Some(CatchUp::Resume),
-            };
+            let mut replays: Vec<(usize, Replay)> = feed
+                .streams
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(slot, s)| s.start.take().map(|mode| (slot, mode)))
+                .collect();
             loop {
-                if let Some(reason) = catch_up.take() {
+                for (slot, mut mode) in std::mem::take(&mut replays) {
                     // One batch in memory at a time, however long the replay.
-                    let mut first = true;
                     loop {
-                        let batch = match read_batch(&topic, cursor).await {
-                            Ok(batch) => batch,
-                            Err(e) => {
-                                yield Ok(lagged_notice(&topic, &conn_id, cursor, &e.to_string()));
+                        match Box::pin(feed.replay_batch(slot, &mut mode)).await {
+                            Step::Frames(frames, done) => {
+                                for frame in frames {
+                                    yield Ok(frame);
+                                }
+                                if done {
+                                    break;
+                                }
+                            }
+                            Step::End(notice) => {
+                                yield Ok(notice);
                                 return;
                             }
-                        };
-                        if first && reason.is_gap(cursor, batch.first().map(|e| e.seq)) {
-                            yield Ok(lagged_notice(
-                                &topic,
-                                &conn_id,
-                                cursor,
-                                "the subscriber fell behind further than history reaches",
-                            ));
-                            return;
-                        }
-                        first = false;
-                        let done = batch.len() < REPLAY_BATCH;
-                        for event in batch {
-                            cursor = event.seq;
-                            ctx.metrics.event_sent(event.frame.len());
-                            yield Ok(event.frame);
-                        }
-                        if done {
-                            break;
                         }
                     }
                 }
-                match rx.recv().await {
-                    Ok(Signal::Event(delivery)) => {
-                        if delivery.seq > cursor {
-                            cursor = delivery.seq;
-                            ctx.metrics.event_sent(delivery.frame.len());
-                            yield Ok(delivery.frame);
+                let item = feed.life.conn.outbox().next().await;
+                match item {
+                    Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
+                        Some(Frames::One(frame)) => yield Ok(frame),
+                        Some(Frames::Two(head, rest)) => {
+                            yield Ok(head);
+                            yield Ok(rest);
+                        }
+                        None => {}
+                    },
+                    Item::Lagged => {
+                        feed.life.metrics.subscriber_lagged();
+                        replays = feed
+                            .streams
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.ticket.is_some())
+                            .map(|(slot, _)| (slot, Replay::Lagged))
+                            .collect();
+                    }
+                    Item::Heartbeat => yield Ok(sse::heartbeat_frame()),
+                    Item::Closed { slot } => {
+                        let (frame, end) = feed.closed(slot as usize);
+                        yield Ok(frame);
+                        if end {
+                            return;
                         }
                     }
-                    Ok(Signal::Heartbeat) => yield Ok(sse::heartbeat_frame()),
-                    Ok(Signal::Shutdown) => {
-                        yield Ok(sse::comment_frame(SHUTDOWN_NOTICE));
+                    Item::Shutdown => {
+                        yield Ok(sse::comment_frame(notice::SHUTDOWN_NOTICE));
                         return;
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        ctx.metrics.subscriber_lagged();
-                        catch_up = Some(CatchUp::Lagged);
-                    }
-                    Err(RecvError::Closed) => {
-                        yield Ok(sse::closed_frame());
+                    Item::End => {
+                        yield Ok(sse::comment_frame(notice::ENDED_NOTICE));
                         return;
                     }
                 }
@@ -228,91 +314,31 @@ impl Subscription {
     }
 }
 
-/// Why a stream is replaying history.
-#[derive(Clone, Copy)]
-enum CatchUp {
-    /// It resumes after `Last-Event-ID` (or from the oldest event).
-    Resume,
-    /// It fell behind the live buffer and must get `cursor + 1` next.
-    Lagged,
-}
-
-impl CatchUp {
-    /// Whether the first event history holds after `cursor` leaves a hole.
-    /// Sequences are dense within a topic, so a first event past
-    /// `cursor + 1` (or none at all after a lag) means history was trimmed
-    /// past what this subscriber still needed. A stream replaying from the
-    /// oldest event (`cursor == 0`) cannot have a hole.
-    fn is_gap(self, cursor: u64, first: Option<u64>) -> bool {
-        match (self, first) {
-            (CatchUp::Lagged, None) => true,
-            (CatchUp::Resume, None) => false,
-            (CatchUp::Lagged, Some(seq)) => seq != cursor + 1,
-            (CatchUp::Resume, Some(seq)) => cursor > 0 && seq != cursor + 1,
-        }
-    }
-}
-
-/// The next batch of history after `cursor`.
-async fn read_batch(topic: &Arc<Topic>, cursor: u64) -> Result<Vec<StoredEvent>, StoreError> {
-    let log = topic.log.clone();
-    read_log(topic.persist, move || log.read_after(cursor, REPLAY_BATCH)).await
-}
-
-fn lagged_notice(topic: &Topic, conn: &str, cursor: u64, why: &str) -> Bytes {
-    tracing::warn!(topic = %topic.id, conn, cursor, why, "subscriber disconnected: fell behind");
-    sse::encode_notice(
-        "sser.lagged",
-        &serde_json::json!({
-            "status": "lagged",
-            "message": format!("{why}; reconnect with Last-Event-ID to resume"),
-            "last_seq": cursor,
-        })
-        .to_string(),
-    )
-}
-
-/// Runs a history read: inline for in-memory logs (a few clones under a short
-/// lock), on the blocking pool for disk-backed ones.
-async fn read_log<T: Send + 'static>(
-    on_disk: bool,
-    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    if on_disk {
-        tokio::task::spawn_blocking(read)
-            .await
-            .map_err(|e| StoreError::Io(format!("history read task failed: {e}")))?
-    } else {
-        read()
-    }
-}
-
-struct SubscriberGuard {
-    topic: Arc<Topic>,
+/// Dropped with the body, however it ends (including the client vanishing
+/// mid-write): the connection leaves the registry (its follows leave their
+/// streams with the feed) and the counters never leak.
+struct Life {
+    _registration: Registration,
+    conn: Arc<Connection>,
     metrics: Arc<Metrics>,
-    conn_id: Arc<str>,
-    opened: std::time::Instant,
+    opened: Instant,
+    /// Counted as opened (it got as far as a body).
+    counted: bool,
 }
 
-impl Drop for SubscriberGuard {
+impl Drop for Life {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let streams = self.conn.streams();
         tracing::debug!(
-            topic = %self.topic.id,
-            conn = %self.conn_id,
+            topic = %streams.first().and_then(StreamKey::topic).map_or("", |t| t.as_str()),
+            topics = streams.len(),
+            conn = %self.conn.id(),
             duration_ms = self.opened.elapsed().as_millis() as u64,
             "subscriber disconnected"
         );
-        self.topic.remove_subscriber();
         self.metrics.subscriber_closed();
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SubscribeError {
-    #[error("topic is closed")]
-    Closed,
-    #[error("the server is shutting down")]
-    Stopping,
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }

@@ -1,49 +1,63 @@
-//! The hub: the registry of topics, publishing, and subscriptions.
+//! The hub: topics, the connections that follow them, and the policies
+//! between the two (fan-out order, slow consumers, heartbeats, shutdown).
 //!
-//! It knows nothing of HTTP or storage engines: topics keep their history
-//! behind [`crate::store::TopicLog`], persistent topics are registered through
-//! [`crate::store::Store`], and subscribers get a byte stream from
-//! [`feed::Subscription`]. The registry lock is never held across an await.
+//! It knows nothing of HTTP or storage engines. Events travel through a
+//! [`Broker`] (in-process today, a cluster later): the hub names a topic's
+//! stream, the broker assigns positions, keeps history and queues each event
+//! into the [`Outbox`](crate::broker::Outbox) of every connection following
+//! it. A [`Connection`] follows one or more streams; the [`Connections`]
+//! registry knows them all, and each one's HTTP body is a [`Subscription`]
+//! stream ([`feed`]). No lock is held across an await.
 
+pub mod connection;
+pub mod connections;
 pub mod feed;
+mod framing;
+pub mod notice;
+mod resume;
 pub mod topic;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-pub use feed::{Resume, SubscribeError, Subscription};
-pub use topic::{InvalidEvent, NewEvent, PublishError, Published, Topic};
+pub use crate::broker::{InvalidEvent, NewEvent, Published};
+pub use connection::Connection;
+pub use connections::Connections;
+pub use feed::Subscription;
+pub use resume::Resume;
+pub use topic::Topic;
 
+use crate::broker::{Broker, BrokerError, Origin};
 use crate::metrics::{Metrics, TopicCounts};
+use crate::model::{Retention, StreamKey, TopicId, now_ms};
 use crate::secret::{Secret, new_id};
-use crate::store::memory::MemoryLog;
-use crate::store::{Retention, Store, StoreError, TopicLog, TopicRecord, now_ms};
-use feed::FeedContext;
+use crate::store::{StoreError, TopicRecord};
 use topic::TopicInit;
 
-/// Topic ids: what SSER and our own generator produce, and what is safe in a
-/// URL path, a log line and a storage key.
-pub fn is_valid_topic_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The hub's tunables, taken from configuration.
+/// The hub's tunables (`lib.rs` builds them from configuration).
 #[derive(Debug, Clone)]
 pub struct HubSettings {
     pub history_size: u64,
+    /// Events a connection's queue holds before it must catch up from history.
     pub subscriber_buffer: usize,
     pub tick: Duration,
     pub retry: Duration,
     /// Default history limits of persistent topics (`kv.retention`).
     pub persistent_retention: Retention,
+    /// Most topics one connection may follow.
+    pub max_topics_per_connection: usize,
+}
+
+/// A topic defined in configuration: fixed id and token, never deleted.
+#[derive(Debug, Clone)]
+pub struct StaticTopic {
+    pub id: TopicId,
+    pub name: Option<String>,
+    pub token: Secret,
 }
 
 /// A request to create a topic.
@@ -68,62 +82,85 @@ pub enum HubError {
     Store(#[from] StoreError),
 }
 
+impl From<BrokerError> for HubError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::NotFound => HubError::NotFound,
+            BrokerError::PersistenceUnavailable => HubError::PersistenceUnavailable,
+            BrokerError::Store(e) => HubError::Store(e),
+        }
+    }
+}
+
 pub struct Hub {
     settings: HubSettings,
-    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
-    store: Option<Arc<dyn Store>>,
+    topics: RwLock<HashMap<TopicId, Arc<Topic>>>,
+    broker: Arc<dyn Broker>,
+    connections: Arc<Connections>,
     metrics: Arc<Metrics>,
-    feed: FeedContext,
-    /// Set when shutdown begins; topics registered after it start stopped.
-    stopping: AtomicBool,
 }
 
 impl Hub {
-    /// Builds the hub, loads persistent topics from `store` and registers the
-    /// static topics from configuration. Starts the heartbeat ticker, so it
-    /// must run inside a Tokio runtime.
-    pub fn new(
+    /// Builds the hub on `broker`, opens the persistent topics it stored and
+    /// the static topics from configuration. Starts the heartbeat ticker, so
+    /// it must run inside a Tokio runtime.
+    pub async fn new(
         settings: HubSettings,
-        store: Option<Arc<dyn Store>>,
-        static_topics: &[crate::config::StaticPubSub],
+        broker: Arc<dyn Broker>,
+        static_topics: &[StaticTopic],
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Hub>, HubError> {
         let hub = Arc::new(Hub {
-            feed: FeedContext {
-                metrics: metrics.clone(),
-                retry_ms: settings.retry.as_millis() as u64,
-            },
             settings,
             topics: RwLock::new(HashMap::new()),
-            store,
+            broker,
+            connections: Arc::new(Connections::default()),
             metrics,
-            stopping: AtomicBool::new(false),
         });
-        if let Some(store) = &hub.store {
-            for record in store.load_topics()? {
-                let log = store.open_log(&record)?;
-                hub.register(&record, None, false, log);
-            }
+        for record in hub.broker.stored_topics().await? {
+            let id = TopicId::parse(&record.id)
+                .map_err(|e| StoreError::Corrupt(format!("stored topic id {e}")))?;
+            hub.open(id, &record, None, Origin::Stored).await?;
         }
         for st in static_topics {
             let record = TopicRecord {
-                id: st.id.clone(),
+                id: st.id.to_string(),
                 token: st.token.clone(),
                 persist: false,
                 created_at_ms: now_ms(),
                 retention: hub.default_retention(),
             };
-            let log: Arc<dyn TopicLog> = MemoryLog::new(record.retention);
-            // A static topic is recreated at every start, so its sequence is
-            // seeded from the clock: an id a client kept from a previous run
-            // can never alias a new event (it is reported as truncated).
-            let seed = now_ms().saturating_mul(1000);
-            hub.register(&record, st.name.clone(), true, log)
-                .bump_sequence(seed);
+            hub.open(st.id.clone(), &record, st.name.clone(), Origin::Configured)
+                .await?;
         }
         tokio::spawn(Hub::tick(Arc::downgrade(&hub), shutdown));
         Ok(hub)
+    }
+
+    async fn open(
+        &self,
+        id: TopicId,
+        record: &TopicRecord,
+        name: Option<String>,
+        origin: Origin,
+    ) -> Result<Arc<Topic>, HubError> {
+        let stream = StreamKey::Topic(id.clone());
+        self.broker.open(&stream, record, origin).await?;
+        let topic = Topic::new(
+            TopicInit {
+                id: id.clone(),
+                token: record.token.clone(),
+                name,
+                persist: record.persist,
+                is_static: origin == Origin::Configured,
+                created_at_ms: record.created_at_ms,
+                retention: record.retention,
+            },
+            self.broker.clone(),
+        );
+        self.topics.write().insert(id, topic.clone());
+        Ok(topic)
     }
 
     fn default_retention(&self) -> Retention {
@@ -143,45 +180,12 @@ impl Hub {
         } else {
             self.default_retention()
         };
-        let requested = requested.unwrap_or_default();
-        let mut retention = Retention {
-            max_events: requested.max_events.or(default.max_events),
-            max_age: requested.max_age.or(default.max_age),
-            max_bytes: requested.max_bytes.or(default.max_bytes),
-        };
+        let mut retention = requested.unwrap_or_default().or(default);
         if !persist {
             let cap = self.settings.history_size;
             retention.max_events = Some(retention.max_events.map_or(cap, |n| n.min(cap)));
         }
         retention
-    }
-
-    fn register(
-        &self,
-        record: &TopicRecord,
-        name: Option<String>,
-        is_static: bool,
-        log: Arc<dyn TopicLog>,
-    ) -> Arc<Topic> {
-        let next_seq = log.last_seq().saturating_add(1);
-        let topic = Topic::new(TopicInit {
-            id: record.id.clone(),
-            token: record.token.clone(),
-            name,
-            persist: record.persist,
-            is_static,
-            created_at_ms: record.created_at_ms,
-            retention: record.retention,
-            log,
-            next_seq,
-            buffer: self.settings.subscriber_buffer,
-        });
-        self.topics.write().insert(topic.id.clone(), topic.clone());
-        // A topic created while the server stops must not keep a stream open.
-        if self.stopping.load(Ordering::SeqCst) {
-            topic.stop();
-        }
-        topic
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -192,9 +196,24 @@ impl Hub {
         &self.settings
     }
 
-    /// Heartbeats every `tick` to every topic with subscribers, and at
-    /// shutdown the stop notice. Both travel the topics' live channels (see
-    /// `topic::Signal`), so subscriber streams wait on nothing else.
+    /// The open connections.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// Ends every connection that follows `stream` (after what is queued for
+    /// it); returns how many. O(the stream's followers).
+    pub fn end_connections_on(&self, stream: &StreamKey) -> usize {
+        let outboxes = self.broker.followers(stream);
+        for outbox in &outboxes {
+            outbox.end();
+        }
+        outboxes.len()
+    }
+
+    /// Heartbeats every `tick` to every connection and, at shutdown, the stop
+    /// notice. Both are queued behind the connection's events, so a
+    /// connection's body waits on its queue alone.
     async fn tick(hub: Weak<Hub>, shutdown: CancellationToken) {
         let Some(period) = hub.upgrade().map(|h| h.settings.tick) else {
             return;
@@ -206,16 +225,11 @@ impl Hub {
             tokio::select! {
                 _ = interval.tick() => {
                     let Some(hub) = hub.upgrade() else { return };
-                    for topic in hub.topics() {
-                        topic.heartbeat();
-                    }
+                    hub.connections.heartbeat();
                 }
                 () = shutdown.cancelled() => {
                     if let Some(hub) = hub.upgrade() {
-                        hub.stopping.store(true, Ordering::SeqCst);
-                        for topic in hub.topics() {
-                            topic.stop();
-                        }
+                        hub.connections.shut_down();
                     }
                     return;
                 }
@@ -239,7 +253,7 @@ impl Hub {
     }
 
     pub fn persistence_available(&self) -> bool {
-        self.store.is_some()
+        self.broker.persistent()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Topic>> {
@@ -252,31 +266,26 @@ impl Hub {
     }
 
     pub async fn create_topic(&self, new: NewTopic) -> Result<Arc<Topic>, HubError> {
+        if new.persist && !self.broker.persistent() {
+            return Err(HubError::PersistenceUnavailable);
+        }
+        let id = TopicId::parse(&new_id())
+            .map_err(|e| StoreError::Io(format!("generated topic id {e}")))?;
         let record = TopicRecord {
-            id: new_id(),
+            id: id.to_string(),
             token: Secret::generate(),
             persist: new.persist,
             created_at_ms: now_ms(),
             retention: self.retention_for(new.persist, new.retention),
         };
-        let log: Arc<dyn TopicLog> = if new.persist {
-            let store = self.store.clone().ok_or(HubError::PersistenceUnavailable)?;
-            let rec = record.clone();
-            blocking(move || {
-                store.save_topic(&rec)?;
-                store.open_log(&rec)
-            })
-            .await?
-        } else {
-            MemoryLog::new(record.retention)
-        };
-        let topic = self.register(&record, None, false, log);
+        let topic = self.open(id, &record, None, Origin::New).await?;
         self.metrics.topic_created();
         Ok(topic)
     }
 
-    /// Deletes a topic: its subscribers get SSER's closed message and their
-    /// streams end; its history is dropped.
+    /// Deletes a topic: connections on it alone get SSER's closed message and
+    /// end; connections on several topics are told and go on with the rest.
+    /// Its history is dropped.
     pub async fn delete_topic(&self, id: &str) -> Result<(), HubError> {
         let topic = {
             let mut topics = self.topics.write();
@@ -286,64 +295,51 @@ impl Hub {
                 Some(_) => topics.remove(id).ok_or(HubError::NotFound)?,
             }
         };
-        topic.close();
-        let log = topic.log.clone();
-        let store = self.store.clone().filter(|_| topic.persist);
-        let topic_id = topic.id.to_string();
-        blocking(move || {
-            if let Some(store) = store {
-                store.delete_topic(&topic_id)?;
-            }
-            log.destroy()
-        })
-        .await?;
+        match self.broker.delete(&topic.stream).await {
+            Ok(()) | Err(BrokerError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
         self.metrics.topic_deleted();
         Ok(())
     }
 
     pub async fn publish(&self, topic: &Topic, event: NewEvent) -> Result<Published, HubError> {
-        // Publish→enqueue latency: until the event is in history and on the
-        // live channel (for a durable topic, that includes its commit).
+        // Publish→enqueue latency: until the event is in history and queued
+        // for every follower (for a durable topic, that includes its commit).
         let started = std::time::Instant::now();
-        match topic.publish(event).await {
-            Ok(published) => {
-                self.metrics.event_published(started.elapsed());
-                self.metrics.event_received();
-                Ok(published)
-            }
-            Err(PublishError::Closed) => Err(HubError::NotFound),
-            Err(PublishError::Store(e)) => Err(HubError::Store(e)),
-        }
+        let published = self.broker.publish(&topic.stream, event).await?;
+        topic.count_publish();
+        self.metrics.event_published(started.elapsed());
+        self.metrics.event_received();
+        Ok(published)
     }
 
+    /// SSER's stream of one topic: frames exactly as published.
     pub async fn subscribe(
         &self,
         topic: Arc<Topic>,
         resume: Resume,
     ) -> Result<Subscription, HubError> {
-        Subscription::open(topic, resume, self.feed.clone())
-            .await
-            .map_err(|e| match e {
-                SubscribeError::Closed => HubError::NotFound,
-                SubscribeError::Stopping => HubError::Stopping,
-                SubscribeError::Store(e) => HubError::Store(e),
-            })
+        feed::open(self, &[topic], resume::Ask::One(resume)).await
+    }
+
+    /// One connection on several topics (or one), each event named by its
+    /// topic, ids being resume cursors over all of them. The topics are
+    /// followed in id order (duplicates dropped), so a reconnect with the
+    /// same topics in any order resumes with the same cursor.
+    pub async fn subscribe_topics(
+        &self,
+        mut topics: Vec<Arc<Topic>>,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, HubError> {
+        topics.sort_by(|a, b| a.id.cmp(&b.id));
+        topics.dedup_by(|a, b| a.id == b.id);
+        let ask = resume::Ask::Topics(last_event_id.map(str::to_string));
+        feed::open(self, &topics, ask).await
     }
 
     /// Makes all history durable (shutdown).
     pub async fn flush(&self) -> Result<(), HubError> {
-        if let Some(store) = self.store.clone() {
-            blocking(move || store.flush()).await?;
-        }
-        Ok(())
+        Ok(self.broker.flush().await?)
     }
-}
-
-/// Runs store work on the blocking pool so no async task waits on the disk.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Io(format!("storage task failed: {e}")))?
 }

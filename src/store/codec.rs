@@ -13,11 +13,13 @@
 //! malformed is a [`StoreError::Corrupt`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Retention, StoreError, StoredEvent, TopicRecord};
+use crate::model::TopicId;
 use crate::secret::Secret;
 
 const EVENT_V1: u8 = 1;
@@ -99,7 +101,36 @@ struct RecordV1 {
     token: String,
     created_at_ms: u64,
     #[serde(default)]
-    retention: Retention,
+    retention: RetentionV1,
+}
+
+/// [`Retention`] as records store it: `max_age` in milliseconds, `null` for
+/// no limit. The on-disk format, owned here so no other type can change it.
+#[derive(Serialize, Deserialize, Default)]
+struct RetentionV1 {
+    max_events: Option<u64>,
+    max_age: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+impl From<Retention> for RetentionV1 {
+    fn from(r: Retention) -> Self {
+        RetentionV1 {
+            max_events: r.max_events,
+            max_age: r.max_age.map(|d| d.as_millis() as u64),
+            max_bytes: r.max_bytes,
+        }
+    }
+}
+
+impl From<RetentionV1> for Retention {
+    fn from(r: RetentionV1) -> Self {
+        Retention {
+            max_events: r.max_events,
+            max_age: r.max_age.map(Duration::from_millis),
+            max_bytes: r.max_bytes,
+        }
+    }
 }
 
 pub fn encode_record(record: &TopicRecord) -> Vec<u8> {
@@ -107,7 +138,7 @@ pub fn encode_record(record: &TopicRecord) -> Vec<u8> {
         id: record.id.clone(),
         token: record.token.expose().to_string(),
         created_at_ms: record.created_at_ms,
-        retention: record.retention,
+        retention: record.retention.into(),
     };
     // Serializing plain strings and numbers cannot fail.
     serde_json::to_vec(&v).unwrap_or_default()
@@ -116,7 +147,7 @@ pub fn encode_record(record: &TopicRecord) -> Vec<u8> {
 pub fn decode_record(key: &str, value: &[u8]) -> Result<TopicRecord, StoreError> {
     let v: RecordV1 = serde_json::from_slice(value)
         .map_err(|e| StoreError::Corrupt(format!("topic record {key:?}: {e}")))?;
-    if v.id != key || !crate::hub::is_valid_topic_id(&v.id) {
+    if v.id != key || !TopicId::is_valid(&v.id) {
         return Err(StoreError::Corrupt(format!(
             "topic record {key:?} holds id {:?}",
             v.id
@@ -127,7 +158,7 @@ pub fn decode_record(key: &str, value: &[u8]) -> Result<TopicRecord, StoreError>
         token: Secret::new(&v.token),
         persist: true,
         created_at_ms: v.created_at_ms,
-        retention: v.retention,
+        retention: v.retention.into(),
     })
 }
 

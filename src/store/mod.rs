@@ -18,14 +18,12 @@ pub mod disk;
 pub mod id_index;
 pub mod memory;
 
+use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-
+pub use crate::model::{Retention, now_ms};
 use crate::secret::Secret;
 
 /// One event as history keeps it: its place in the topic, the id clients see
@@ -37,15 +35,6 @@ pub struct StoredEvent {
     pub frame: Bytes,
     /// Milliseconds since the Unix epoch, for age-based retention.
     pub published_at_ms: u64,
-}
-
-/// Limits on what a topic's history keeps. `None` means no limit of that kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retention {
-    pub max_events: Option<u64>,
-    #[serde(with = "opt_duration_ms", default)]
-    pub max_age: Option<Duration>,
-    pub max_bytes: Option<u64>,
 }
 
 /// A topic as the registry keeps it.
@@ -117,28 +106,4 @@ pub trait Store: Send + Sync {
     fn open_log(&self, record: &TopicRecord) -> Result<Arc<dyn TopicLog>, StoreError>;
     /// Makes everything written so far durable (called at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-mod opt_duration_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
 }

@@ -34,8 +34,7 @@ use rustls_acme::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{READINESS_CHECK, TlsError, format_time, not_after, provider};
-use crate::config::SslConfig;
+use super::{READINESS_CHECK, TlsError, TlsSettings, format_time, not_after, provider};
 use crate::readiness::Readiness;
 
 /// Below this much validity left, failing renewals make the server unready.
@@ -59,7 +58,7 @@ pub fn directory_url(setting: &str) -> String {
 }
 
 impl Acme {
-    pub fn new(ssl: &SslConfig) -> Result<Acme, TlsError> {
+    pub fn new(ssl: &TlsSettings) -> Result<Acme, TlsError> {
         prepare_cache_dir(&ssl.cache_dir)?;
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -75,13 +74,12 @@ impl Acme {
         // rustls-acme compares the challenge name with the SNI byte for
         // byte, and clients send SNI in lower case.
         let domains: Vec<String> = ssl
-            .domain_name
-            .0
+            .domain_names
             .iter()
             .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
             .collect();
         let directory = directory_url(&ssl.acme_directory);
-        let http01 = ssl.acme_challenge.trim() == "http-01";
+        let http01 = ssl.acme_http01;
         let expiry = Arc::new(Mutex::new(None));
         let mut acme = AcmeConfig::new_with_client_config(&domains, Arc::new(client))
             .directory(&directory)

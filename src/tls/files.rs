@@ -20,8 +20,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
-use super::{READINESS_CHECK, format_time, not_after, provider};
-use crate::config::SslConfig;
+use super::{READINESS_CHECK, TlsSettings, format_time, not_after, provider};
 use crate::readiness::Readiness;
 
 #[derive(Debug)]
@@ -36,7 +35,7 @@ type Stamp = Option<[(u64, Option<SystemTime>); 2]>;
 
 impl FileCerts {
     /// Loads the files once; failure is logged and reported, not fatal.
-    pub fn open(ssl: &SslConfig, readiness: &Readiness) -> Arc<FileCerts> {
+    pub fn open(ssl: &TlsSettings, readiness: &Readiness) -> Arc<FileCerts> {
         let certs = Arc::new(FileCerts {
             cert_path: ssl.cert_file.clone().unwrap_or_default(),
             key_path: ssl.key_file.clone().unwrap_or_default(),

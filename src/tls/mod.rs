@@ -35,7 +35,6 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::readiness::Readiness;
 
 /// The ALPN name of tls-alpn-01 validation connections (RFC 8737).
@@ -43,6 +42,33 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// The readiness check this module owns.
 pub const READINESS_CHECK: &str = "tls";
+
+/// HTTPS settings (`server.sslAddr` and `server.ssl.*`; `lib.rs` builds them
+/// from the configuration, which has already checked them).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub addr: SocketAddr,
+    /// The names the certificate covers and the only SNI names answered.
+    pub domain_names: Vec<String>,
+    pub letsencrypt_email: String,
+    pub cache_dir: std::path::PathBuf,
+    /// `production`, `staging` or a directory URL.
+    pub acme_directory: String,
+    /// Use ACME's http-01 challenge instead of tls-alpn-01.
+    pub acme_http01: bool,
+    pub acme_ca_root: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    pub reload_interval: Duration,
+    pub api_over_http: bool,
+}
+
+impl TlsSettings {
+    /// True when certificates come from files rather than ACME.
+    pub fn manual(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
 
 /// Why TLS could not be set up. Each message names the configuration key.
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +106,8 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub async fn bind(config: &Config, readiness: &Readiness) -> Result<Tls, TlsError> {
-        let ssl = &config.server.ssl;
-        let addr = config.server.ssl_addr.0;
+    pub async fn bind(ssl: &TlsSettings, readiness: &Readiness) -> Result<Tls, TlsError> {
+        let addr = ssl.addr;
         let listener =
             crate::serve::listen(addr).map_err(|source| TlsError::Bind { addr, source })?;
         let https_port = listener
@@ -101,7 +126,7 @@ impl Tls {
                 let tls_alpn = !acme.uses_http01();
                 (Source::Acme(Box::new(acme)), resolver, tls_alpn)
             };
-        let guard = Arc::new(SniGuard::new(resolver, &ssl.domain_name.0));
+        let guard = Arc::new(SniGuard::new(resolver, &ssl.domain_names));
 
         let mut server_config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -121,9 +146,9 @@ impl Tls {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
             source,
-            redirect: redirect::Redirect::new(&ssl.domain_name.0, https_port, http01),
-            api_over_http: ssl.api_over_http.0,
-            reload_interval: ssl.reload_interval.0,
+            redirect: redirect::Redirect::new(&ssl.domain_names, https_port, http01),
+            api_over_http: ssl.api_over_http,
+            reload_interval: ssl.reload_interval,
         })
     }
 

@@ -1,0 +1,188 @@
+//! The connections on this node that follow one stream: who a publish fans
+//! out to.
+//!
+//! Every broker keeps one list per stream it serves here (a clustered broker
+//! too: each node fans out to its own connections). Entries sit in one
+//! contiguous `Vec`, so fan-out walks memory in order; a connection joins
+//! and leaves in O(1) through a [`FollowTicket`], whose key stays valid while
+//! other entries move (swap-remove updates the moved entry's index). The
+//! ticket leaves the list when it is dropped, however the connection ends.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Delivery;
+use super::outbox::Outbox;
+
+#[derive(Default)]
+pub struct Followers {
+    inner: Mutex<Dense>,
+}
+
+#[derive(Default)]
+struct Dense {
+    entries: Vec<Entry>,
+    /// Ticket key → index in `entries` (`FREE` when unused).
+    index_of: Vec<u32>,
+    free: Vec<u32>,
+    /// The stream is gone: followers were told, nobody may join.
+    closed: bool,
+}
+
+struct Entry {
+    key: u32,
+    outbox: Arc<Outbox>,
+    /// Which of the connection's streams this is.
+    slot: u32,
+}
+
+const FREE: u32 = u32::MAX;
+
+/// A connection's place in one stream's list; leaving is dropping it.
+pub struct FollowTicket {
+    list: Arc<Followers>,
+    key: u32,
+}
+
+impl Followers {
+    pub fn new() -> Arc<Followers> {
+        Arc::new(Followers::default())
+    }
+
+    /// Adds `outbox` (for its stream `slot`); `None` once the stream is closed.
+    pub fn add(self: &Arc<Self>, outbox: Arc<Outbox>, slot: u32) -> Option<FollowTicket> {
+        let mut d = self.inner.lock();
+        if d.closed {
+            return None;
+        }
+        let key = match d.free.pop() {
+            Some(key) => key,
+            None => {
+                d.index_of.push(FREE);
+                (d.index_of.len() - 1) as u32
+            }
+        };
+        let index = d.entries.len() as u32;
+        d.index_of[key as usize] = index;
+        d.entries.push(Entry { key, outbox, slot });
+        Some(FollowTicket {
+            list: self.clone(),
+            key,
+        })
+    }
+
+    fn remove(&self, key: u32) {
+        let mut d = self.inner.lock();
+        if d.closed {
+            return;
+        }
+        let Some(&index) = d.index_of.get(key as usize) else {
+            return;
+        };
+        if index == FREE {
+            return;
+        }
+        let index = index as usize;
+        d.entries.swap_remove(index);
+        if let Some(moved) = d.entries.get(index).map(|e| e.key) {
+            d.index_of[moved as usize] = index as u32;
+        }
+        if d.entries.is_empty() {
+            // Nobody holds a key any more: start over with no memory held.
+            *d = Dense::default();
+        } else {
+            d.index_of[key as usize] = FREE;
+            d.free.push(key);
+        }
+    }
+
+    /// Queues `delivery` for every follower. Called under the stream's
+    /// publish lock, in position order; never waits.
+    pub fn fan_out(&self, delivery: &Arc<Delivery>) {
+        let d = self.inner.lock();
+        for e in &d.entries {
+            e.outbox.push_event(e.slot, delivery.clone());
+        }
+    }
+
+    /// The stream is gone: tells every follower and refuses new ones.
+    pub fn close(&self) {
+        let mut d = self.inner.lock();
+        for e in &d.entries {
+            e.outbox.push_closed(e.slot);
+        }
+        *d = Dense {
+            closed: true,
+            ..Dense::default()
+        };
+    }
+
+    /// The queues of everyone following now (to end them, say).
+    pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.inner
+            .lock()
+            .entries
+            .iter()
+            .map(|e| e.outbox.clone())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for FollowTicket {
+    fn drop(&mut self) {
+        self.list.remove(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Position;
+
+    fn slots(list: &Followers) -> Vec<u32> {
+        let mut s: Vec<u32> = list.inner.lock().entries.iter().map(|e| e.slot).collect();
+        s.sort();
+        s
+    }
+
+    #[test]
+    fn join_and_leave_in_any_order() {
+        let list = Followers::new();
+        let outbox = Arc::new(Outbox::new(8));
+        let mut tickets: Vec<Option<FollowTicket>> =
+            (0..5).map(|slot| list.add(outbox.clone(), slot)).collect();
+        tickets[1] = None;
+        tickets[4] = None;
+        assert_eq!(slots(&list), [0, 2, 3]);
+        tickets.push(list.add(outbox.clone(), 9));
+        tickets[0] = None;
+        assert_eq!(slots(&list), [2, 3, 9]);
+        list.fan_out(&Arc::new(Delivery {
+            position: Position::from_seq(1),
+            frame: bytes::Bytes::new(),
+        }));
+        tickets.clear();
+        assert!(list.is_empty());
+        assert!(list.inner.lock().index_of.is_empty(), "memory given back");
+    }
+
+    #[test]
+    fn a_closed_stream_refuses_followers_and_tickets_still_drop() {
+        let list = Followers::new();
+        let outbox = Arc::new(Outbox::new(8));
+        let ticket = list.add(outbox.clone(), 0);
+        list.close();
+        assert!(list.add(outbox, 1).is_none());
+        drop(ticket);
+        assert!(list.is_empty());
+    }
+}

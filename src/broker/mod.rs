@@ -1,0 +1,141 @@
+//! The broker: where events travel between publishers and the connections
+//! that follow their streams. It is the seam between the hub (topics,
+//! connections, slow-consumer policy) and where events and history live.
+//!
+//! A [`Broker`] assigns each published event its [`Position`] in its stream,
+//! appends it to the stream's history, and queues it (encoded once, shared)
+//! into the [`Outbox`] of every connection following the stream on this
+//! node, in position order and without ever waiting for a reader. It lets a
+//! connection follow a stream from a known position and reads history after
+//! a position, which is all the hub needs for exact resume and lag catch-up.
+//!
+//! [`LocalBroker`] is the single-node implementation: in-process fan-out
+//! over memory logs and the redb/sled store. A clustered broker (Redis)
+//! implements the same trait with the same [`Followers`] lists for its own
+//! node's connections; neither HTTP nor connections change. The shape
+//! follows Mercure's `Transport` (dispatch, add/remove subscriber, history),
+//! with positions instead of event ids so that resume is exact per stream.
+
+pub mod event;
+pub mod followers;
+pub mod local;
+pub mod outbox;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use event::{Delivery, InvalidEvent, NewEvent, Published};
+pub use followers::{FollowTicket, Followers};
+pub use local::LocalBroker;
+pub use outbox::{Item, Outbox};
+
+use crate::model::{Position, StreamKey};
+use crate::store::{StoreError, TopicRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("no such stream")]
+    NotFound,
+    #[error("Persistent store is not available")]
+    PersistenceUnavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a stream comes to be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Created now: a persistent stream's record is stored first.
+    New,
+    /// Loaded from the store at start-up ([`Broker::stored_topics`]).
+    Stored,
+    /// Defined in configuration and recreated at every start: its history
+    /// did not survive, so its positions must not start over (a cursor a
+    /// client kept from an earlier run would name a different event).
+    Configured,
+}
+
+/// A connection now following a stream.
+pub struct Follow {
+    /// Leaves the stream's fan-out when dropped.
+    pub ticket: FollowTicket,
+    /// Every event after this position will be queued in the outbox (or
+    /// marked lagged); everything up to it is history.
+    pub head: Position,
+}
+
+/// A page of history, oldest first.
+pub struct HistoryBatch {
+    pub events: Vec<Delivery>,
+    /// History no longer holds every event after the position asked for
+    /// (retention dropped some before the first one here).
+    pub missing: bool,
+}
+
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Whether persistent streams are available.
+    fn persistent(&self) -> bool;
+
+    /// The persistent topics that outlive the process, to open at start-up.
+    async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError>;
+
+    /// Opens (or creates) the stream of a topic.
+    async fn open(
+        &self,
+        stream: &StreamKey,
+        record: &TopicRecord,
+        origin: Origin,
+    ) -> Result<(), BrokerError>;
+
+    /// Deletes a stream: its followers are told ([`Item::Closed`]), its
+    /// history and (when persistent) its record are dropped.
+    async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError>;
+
+    /// Assigns the event's position, appends it to history and queues it for
+    /// every follower. Returns once it is in history (for a durable stream:
+    /// committed).
+    async fn publish(&self, stream: &StreamKey, event: NewEvent) -> Result<Published, BrokerError>;
+
+    /// Queues every event published from now on in `outbox`, tagged `slot`.
+    async fn follow(
+        &self,
+        stream: &StreamKey,
+        outbox: &Arc<Outbox>,
+        slot: u32,
+    ) -> Result<Follow, BrokerError>;
+
+    /// Up to `limit` events after `after`, oldest first.
+    async fn read_after(
+        &self,
+        stream: &StreamKey,
+        after: Position,
+        limit: usize,
+    ) -> Result<HistoryBatch, BrokerError>;
+
+    /// Whether history still holds every event after `after`.
+    async fn holds_after(&self, stream: &StreamKey, after: Position) -> Result<bool, BrokerError>;
+
+    /// The position of the OLDEST event with this id still held. Ids may
+    /// repeat; resuming after the oldest can repeat events, never skip one.
+    async fn find(
+        &self,
+        stream: &StreamKey,
+        event_id: &str,
+    ) -> Result<Option<Position>, BrokerError>;
+
+    /// The oldest position history holds.
+    async fn oldest(&self, stream: &StreamKey) -> Option<Position>;
+
+    /// Events and bytes held in history, for metrics and the dashboard.
+    fn usage(&self, stream: &StreamKey) -> (u64, u64);
+
+    /// The outboxes of this node's connections following `stream`.
+    fn followers(&self, stream: &StreamKey) -> Vec<Arc<Outbox>>;
+
+    fn follower_count(&self, stream: &StreamKey) -> usize;
+
+    /// Makes all history durable (shutdown).
+    async fn flush(&self) -> Result<(), BrokerError>;
+}
