@@ -27,7 +27,7 @@ use super::connection::Connection;
 use super::connections::Registration;
 use super::framing::{Frames, Framing};
 use super::notice;
-use super::resume::{Ask, Replay};
+use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError, Topic};
 use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
 use crate::metrics::Metrics;
@@ -49,25 +49,25 @@ pub struct Subscription {
     feed: Feed,
 }
 
-pub(super) struct Feed {
-    pub(super) broker: Arc<dyn Broker>,
+struct Feed {
+    broker: Arc<dyn Broker>,
     retry_ms: u64,
-    pub(super) framing: Framing,
+    framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
-    pub(super) streams: Box<[Followed]>,
+    streams: Box<[Followed]>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
 }
 
-pub(super) struct Followed {
+struct Followed {
     /// The position of the last event sent.
-    pub(super) cursor: Position,
+    cursor: Position,
     /// Leaves the stream's fan-out when dropped; `None` once it closed.
     ticket: Option<FollowTicket>,
     /// How to replay before going live, if at all.
-    pub(super) start: Option<Replay>,
+    start: Option<Replay>,
     /// Starts with a truncation notice.
-    pub(super) truncated: bool,
+    truncated: bool,
 }
 
 /// One replay step.
@@ -128,7 +128,17 @@ pub(crate) async fn open(
         streams: streams.into_boxed_slice(),
         life,
     };
-    feed.plan(ask).await?;
+    let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
+    let set = match &feed.framing {
+        Framing::Topics { set, .. } => Some(set),
+        Framing::Shared => None,
+    };
+    let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
+    for (stream, start) in feed.streams.iter_mut().zip(starts) {
+        stream.cursor = start.cursor;
+        stream.start = start.replay;
+        stream.truncated = start.truncated;
+    }
     feed.life.counted = true;
     hub.metrics.subscriber_opened();
     Ok(Subscription {
@@ -140,7 +150,7 @@ pub(crate) async fn open(
 
 impl Feed {
     /// The key of stream `slot`.
-    pub(super) fn key(&self, slot: usize) -> &StreamKey {
+    fn key(&self, slot: usize) -> &StreamKey {
         &self.life.conn.streams()[slot]
     }
 

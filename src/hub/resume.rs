@@ -5,10 +5,9 @@
 //! longer covers what was asked for.
 
 use super::HubError;
-use super::feed::Feed;
-use super::framing::Framing;
-use crate::model::Position;
-use crate::model::cursor::EARLIEST;
+use crate::broker::Broker;
+use crate::model::cursor::{EARLIEST, StreamSet};
+use crate::model::{Position, StreamKey};
 
 /// Where a single-topic subscriber asked to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,63 +58,86 @@ pub(super) enum Replay {
     Lagged,
 }
 
-impl Feed {
-    /// Sets where each stream starts (cursor, replay, notice).
-    pub(super) async fn plan(&mut self, ask: Ask) -> Result<(), HubError> {
-        match ask {
-            Ask::One(Resume::Live) | Ask::Topics(None) => {}
-            Ask::One(Resume::Earliest) => self.replay_all_from_start(false),
-            Ask::One(Resume::Unreadable) => self.replay_all_from_start(true),
-            Ask::Topics(Some(id)) if id.is_empty() => {}
-            Ask::Topics(Some(id)) if id == EARLIEST => self.replay_all_from_start(false),
-            Ask::One(Resume::After(id)) => {
-                let key = self.key(0).clone();
-                match self.broker.find(&key, &id).await? {
-                    Some(position) => {
-                        self.streams[0].cursor = position;
-                        self.streams[0].start = Some(Replay::Exact);
-                    }
-                    None => self.replay_all_from_start(true),
-                }
-            }
-            Ask::Topics(Some(cursor)) => {
-                let Framing::Topics { set, .. } = &self.framing else {
-                    return Ok(());
-                };
-                let Some(positions) = set.decode(&cursor) else {
-                    // A cursor of other streams, or no cursor at all.
-                    self.replay_all_from_start(true);
-                    return Ok(());
-                };
-                for (slot, position) in positions.into_iter().enumerate() {
-                    let head = self.streams[slot].cursor;
-                    let holds = position <= head
-                        && self.broker.holds_after(self.key(slot), position).await?;
-                    let stream = &mut self.streams[slot];
-                    if position > head {
-                        // Ahead of the stream: not a position it gave out.
-                        stream.truncated = true;
-                        stream.start = Some(Replay::Everything);
-                        stream.cursor = Position::ZERO;
-                    } else if !holds {
-                        stream.truncated = true;
-                        stream.start = Some(Replay::Everything);
-                        stream.cursor = position;
-                    } else {
-                        stream.start = Some(Replay::Exact);
-                        stream.cursor = position;
-                    }
-                }
-            }
+/// Where one stream of a connection starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Start {
+    /// The position after which it is sent events.
+    pub cursor: Position,
+    /// How to replay history before going live, if at all.
+    pub replay: Option<Replay>,
+    /// It starts with a truncation notice.
+    pub truncated: bool,
+}
+
+impl Start {
+    fn live(head: Position) -> Start {
+        Start {
+            cursor: head,
+            replay: None,
+            truncated: false,
         }
-        Ok(())
     }
 
-    fn replay_all_from_start(&mut self, truncated: bool) {
-        for stream in self.streams.iter_mut() {
-            stream.start = Some(Replay::Everything);
-            stream.truncated = truncated;
-            stream.cursor = Position::ZERO;
+    fn everything(truncated: bool) -> Start {
+        Start {
+            cursor: Position::ZERO,
+            replay: Some(Replay::Everything),
+            truncated,
         }
     }
+}
+
+/// Where each of `streams` starts, given where each one's live feed begins
+/// (`heads`, from following it) and what the client asked for. `set` is
+/// the connection's stream set when its ids are cursors.
+pub(super) async fn plan(
+    broker: &dyn Broker,
+    streams: &[StreamKey],
+    heads: &[Position],
+    set: Option<&StreamSet>,
+    ask: Ask,
+) -> Result<Vec<Start>, HubError> {
+    let all = |start: Start| vec![start; streams.len()];
+    let live = || heads.iter().map(|&head| Start::live(head)).collect();
+    Ok(match ask {
+        Ask::One(Resume::Live) | Ask::Topics(None) => live(),
+        Ask::Topics(Some(id)) if id.is_empty() => live(),
+        Ask::One(Resume::Earliest) => all(Start::everything(false)),
+        Ask::Topics(Some(id)) if id == EARLIEST => all(Start::everything(false)),
+        Ask::One(Resume::Unreadable) => all(Start::everything(true)),
+        Ask::One(Resume::After(id)) => match broker.find(&streams[0], &id).await? {
+            Some(position) => all(Start {
+                cursor: position,
+                replay: Some(Replay::Exact),
+                truncated: false,
+            }),
+            None => all(Start::everything(true)),
+        },
+        Ask::Topics(Some(cursor)) => {
+            // A cursor of other streams, or no cursor at all: unknown.
+            let Some(positions) = set.and_then(|set| set.decode(&cursor)) else {
+                return Ok(all(Start::everything(true)));
+            };
+            let mut starts = Vec::with_capacity(streams.len());
+            for ((key, &head), position) in streams.iter().zip(heads).zip(positions) {
+                starts.push(if position > head {
+                    // Ahead of the stream: not a position it gave out.
+                    Start::everything(true)
+                } else if !broker.holds_after(key, position).await? {
+                    Start {
+                        cursor: position,
+                        replay: Some(Replay::Everything),
+                        truncated: true,
+                    }
+                } else {
+                    Start {
+                        cursor: position,
+                        replay: Some(Replay::Exact),
+                        truncated: false,
+                    }
+                });
+            }
+            starts
+        }
+    })
 }
