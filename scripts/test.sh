@@ -13,6 +13,7 @@ source scripts/test-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
@@ -23,3 +24,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --all-targets --no-fail-fast
 fi
+
+# The fuzz targets (fuzz/, a crate of its own), briefly: a fixed budget per
+# target, so a regression in the publish or configuration path that the
+# seeds or a short search reach fails the run. ./scripts/fuzz.sh 600 runs
+# them longer on demand.
+step "cargo fuzz (${SSER_FUZZ_SECONDS:-25}s per target)"
+./scripts/fuzz.sh "${SSER_FUZZ_SECONDS:-25}"

@@ -17,6 +17,7 @@
 //! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
 //! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
+//! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
 //! | [`sse`] | the wire format, and nothing else |
 //! | [`model`] | the shared vocabulary: topic ids, stream keys, positions, resume cursors, retention, the clock |
 //! | [`readiness`], [`secret`] | named checks behind `/readyz`; tokens (generation, constant-time comparison, redaction) |
@@ -41,6 +42,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod identity;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod presence;
@@ -229,6 +231,7 @@ impl Server {
         );
         let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
+        memory::spawn_trimmer(shutdown.child_token());
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
         let (plain_app, tls_task) = match self.tls.take() {

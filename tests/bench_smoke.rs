@@ -1,6 +1,7 @@
 //! Smoke test of the `sser-bench` load generator: a tiny fan-out, idle,
-//! connect and flood run against our server started in-process, asserting
-//! zero loss and no errors. Never a timing assertion: the numbers are not checked.
+//! connect, flood and soak run against our server started in-process,
+//! asserting zero loss and no errors. Never a timing assertion: the numbers
+//! are not checked.
 
 mod common;
 
@@ -106,6 +107,60 @@ async fn idle_and_connect_run_clean() {
     .await;
     assert_eq!(r["errors"], 0);
     assert!(r["cycles"].as_u64().unwrap_or(0) > 0);
+    server.stop().await;
+}
+
+/// A few seconds of soak: floods open and close, churn runs, and RSS is
+/// sampled from the server's own `/metrics` (no pid given).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_samples_memory_through_floods() {
+    let server = TestServer::start().await;
+    let r = bench(
+        &server,
+        &[
+            "soak",
+            "--duration",
+            "2s",
+            "--flood-every",
+            "700ms",
+            "--flood-hold",
+            "200ms",
+            "--flood-cooldown",
+            "100ms",
+            "--flood-connections",
+            "20",
+            "--flood-publishes",
+            "20",
+            "--topics",
+            "2",
+            "--churn-concurrency",
+            "2",
+            "--publish-interval",
+            "20ms",
+            "--sample-every",
+            "200ms",
+            "--settle",
+            "300ms",
+        ],
+    )
+    .await;
+    let floods = r["floods"].as_array().expect("floods");
+    assert!(!floods.is_empty(), "{r}");
+    for f in floods {
+        assert_eq!(f["opened"], 20, "{f}");
+        assert_eq!(f["connect_errors"], 0, "{f}");
+        assert_eq!(f["published"], 20, "{f}");
+        assert!(f["server_rss_kib_held"].as_u64().is_some(), "{f}");
+    }
+    let samples = r["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 5, "{r}");
+    assert!(
+        samples.iter().all(|s| s["rss_kib"].as_u64().is_some()),
+        "{r}"
+    );
+    assert_eq!(r["churn_errors"], 0, "{r}");
+    assert!(r["churn_cycles"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(r["server_rss_kib_end"].as_u64().is_some(), "{r}");
     server.stop().await;
 }
 

@@ -58,8 +58,10 @@ impl NewEvent {
         Ok(NewEvent { id, kind, data })
     }
 
-    /// The SSE frame, with the publisher's id or else `fallback_id`.
-    pub(crate) fn encode(&self, fallback_id: &str) -> (Arc<str>, Bytes) {
+    /// The SSE frame, with the publisher's id or else `fallback_id`. Public
+    /// so the fuzz target (`fuzz/fuzz_targets/publish_frame.rs`) checks the
+    /// very frames subscribers get.
+    pub fn encode(&self, fallback_id: &str) -> (Arc<str>, Bytes) {
         let id: Arc<str> = match &self.id {
             Some(id) => Arc::from(id.as_str()),
             None => Arc::from(fallback_id),

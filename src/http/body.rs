@@ -37,16 +37,21 @@ where
                 format!("could not read the request body: {rejection}"),
             )
         })?;
-        // An empty body means "all defaults", as SSER's `{}` does.
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"null"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(text)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a request body as the extractor does, once it has been read within
+/// the size limit: an empty (or all-whitespace) body means "all defaults", as
+/// SSER's `{}` does; anything unparsable is a 400 that says why.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// The time-out error somewhere in a body error's chain: the accept loop

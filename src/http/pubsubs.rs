@@ -187,6 +187,16 @@ pub async fn publish(
     ))
 }
 
+/// The publish handler's path from a request body (already read within the
+/// size limit) to a validated event, without a topic, `max_depth` being
+/// `server.maxJsonDepth`: public so that the fuzz target
+/// (`fuzz/fuzz_targets/publish_frame.rs`) drives exactly this code.
+pub fn event_from_body(body: &[u8], max_depth: usize) -> Result<NewEvent, ApiError> {
+    let body: PublishBody = super::body::parse_json(body)?;
+    let spec = body.event;
+    validated_event(spec.id, spec.kind, &spec.message, max_depth, "event.")
+}
+
 /// An event from a request body (a publish, a send), with the same rules
 /// everywhere: a string message goes out as its raw text; any other JSON
 /// value as compact JSON, keys in the publisher's order, if it nests no

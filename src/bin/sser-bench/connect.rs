@@ -198,7 +198,8 @@ pub async fn run(c: &Common, a: &ConnectArgs) -> Result<Outcome, String> {
 }
 
 /// Connect, subscribe, read until one bench event arrives, drop the socket.
-async fn one_cycle(
+/// (`soak` churns with it too.)
+pub(crate) async fn one_cycle(
     target: &Target,
     topic: usize,
     source: Option<std::net::IpAddr>,

@@ -2,8 +2,9 @@
 //!
 //! Scenarios: `fanout` (delivery rate, loss and publish→receive latency),
 //! `idle` (many held connections: connect rate and server memory per
-//! connection), `connect` (connection churn) and `flood` (silent
-//! connections against `/healthz`). Targets: our API, which is
+//! connection), `connect` (connection churn), `flood` (silent connections
+//! against `/healthz`) and `soak` (minutes of churn and floods, with the
+//! server's RSS over time). Targets: our API, which is
 //! the original SSER's (topics are created with the API token), or any SSE
 //! server through URL templates (`--subscribe-url`/`--publish-url`).
 //!
@@ -13,13 +14,15 @@
 //!
 //! Modules: [`http`] the client, [`sse`] the parser, [`target`] what is
 //! measured, [`sub`] one subscriber, [`stats`] clocks, histograms and /proc,
-//! and one module per scenario.
+//! [`rss`] a server's memory over time, and one module per scenario.
 
 mod connect;
 mod fanout;
 mod flood;
 mod http;
 mod idle;
+mod rss;
+mod soak;
 mod sse;
 mod stats;
 mod sub;
@@ -69,6 +72,14 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: connect::ConnectArgs,
+    },
+    /// Minutes of churn and floods, sampling the server's RSS over time.
+    #[command(args_override_self = true)]
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: soak::SoakArgs,
     },
     /// N silent (or half-HTTP/2) connections while /healthz is probed.
     #[command(args_override_self = true)]
@@ -177,6 +188,7 @@ fn main() -> ExitCode {
         Scenario::Fanout { common, .. }
         | Scenario::Idle { common, .. }
         | Scenario::Connect { common, .. }
+        | Scenario::Soak { common, .. }
         | Scenario::Flood { common, .. } => common.clone(),
     };
     let nofile = stats::raise_nofile(1_100_000);
@@ -201,6 +213,7 @@ fn main() -> ExitCode {
             Scenario::Fanout { common, args } => fanout::run(common, args).await,
             Scenario::Idle { common, args } => idle::run(common, args).await,
             Scenario::Connect { common, args } => connect::run(common, args).await,
+            Scenario::Soak { common, args } => soak::run(common, args).await,
             Scenario::Flood { common, args } => flood::run(common, args).await,
         }
     });
