@@ -36,10 +36,6 @@ use crate::secret::Secret;
 use crate::store::TopicRecord;
 use crate::store::memory::MemoryLog;
 
-/// How many locks serialise inbox opening (by hash of the key): opening
-/// different inboxes mostly proceeds in parallel.
-pub(super) const OPENING_STRIPES: usize = 16;
-
 impl LocalBroker {
     pub(super) async fn open_inbox_stream(
         &self,

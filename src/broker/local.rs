@@ -28,6 +28,10 @@ use crate::store::disk::{DiskSettings, DiskStore};
 use crate::store::memory::MemoryLog;
 use crate::store::{Commit, Store, StoreError, StoredEvent, TopicLog, TopicRecord};
 
+/// How many locks serialise inbox opening (by hash of the key): opening
+/// different inboxes mostly proceeds in parallel.
+const OPENING_STRIPES: usize = 16;
+
 pub struct LocalBroker {
     pub(super) streams: RwLock<HashMap<StreamKey, Arc<LocalStream>>>,
     pub(super) store: Option<Arc<dyn Store>>,
@@ -64,7 +68,7 @@ impl LocalBroker {
         LocalBroker {
             streams: RwLock::new(HashMap::new()),
             store,
-            opening: (0..super::inbox::OPENING_STRIPES)
+            opening: (0..OPENING_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             hasher: RandomState::new(),

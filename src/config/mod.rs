@@ -35,7 +35,6 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-pub use connections::Http2Config;
 pub use identity::{
     ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, InboxConfig, JWT_ALGORITHMS,
     JwksConfig, MintConfig, TakeoverMode,
@@ -46,6 +45,7 @@ pub use log::LogConfig;
 pub use metrics::MetricsConfig;
 pub use presence::{PresenceConfig, WebhooksConfig};
 pub use pubsub::{PubSubConfig, StaticPubSub};
+pub use server::Http2Config;
 pub use server::{CorsConfig, ServerConfig, SslConfig};
 pub use values::{Bytes, Count, Flag, ListenAddr, Span, StringList};
 

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::connections::Http2Config;
 use super::load::ConfigError;
 use super::values::{Bytes, Count, Flag, ListenAddr, Span, StringList};
 
@@ -313,5 +312,28 @@ mod tests {
         assert!(c.server.ssl.manual());
         // Disabled: nothing is required.
         Config::from_sources(dir.path(), &env(&[("SSER_ACME_DIRECTORY", "nonsense")])).unwrap();
+    }
+}
+
+/// HTTP/2 connections (cleartext prior knowledge, or ALPN `h2` over TLS).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Http2Config {
+    /// A PING is sent after this long without a frame from the client;
+    /// `0` turns pings off.
+    pub keep_alive_interval: Span,
+    /// A client that does not answer a PING within this is cut.
+    pub keep_alive_timeout: Span,
+    /// Streams (requests, SSE subscriptions) one connection may have open.
+    pub max_concurrent_streams: Count,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            keep_alive_interval: Span(std::time::Duration::from_secs(30)),
+            keep_alive_timeout: Span(std::time::Duration::from_secs(20)),
+            max_concurrent_streams: Count(100),
+        }
     }
 }

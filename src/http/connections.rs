@@ -26,9 +26,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::principal::{Principal, Viewer};
-use super::pubsubs::rfc3339;
 use crate::hub::{Connection, Selector};
 use crate::identity::claims::check_name;
+use crate::model::rfc3339;
 
 /// Connections per page unless `limit` says otherwise.
 pub const DEFAULT_PAGE: usize = 100;

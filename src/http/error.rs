@@ -168,7 +168,7 @@ fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::Stopping => HubError::Stopping.into(),
         Refusal::Blocked { until_ms } => {
-            let until = super::pubsubs::rfc3339(until_ms);
+            let until = crate::model::rfc3339(until_ms);
             let secs = until_ms
                 .saturating_sub(crate::model::now_ms())
                 .div_ceil(1000);

@@ -225,7 +225,4 @@ pub(crate) fn validated_event(
         .map_err(|e| ApiError::bad_request(format!("{prefix}{} {}", e.field, e.reason)))
 }
 
-pub fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
-}
+pub use crate::model::rfc3339;

@@ -22,8 +22,8 @@ use super::AppState;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::principal::Principal;
-use super::pubsubs::rfc3339;
 use crate::identity::{MintError, MintRequest};
+use crate::model::rfc3339;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,7 +19,7 @@ mod retention;
 mod stream;
 mod topic_id;
 
-pub use clock::now_ms;
+pub use clock::{now_ms, rfc3339};
 pub use position::{InvalidPosition, Position};
 pub use retention::Retention;
 pub use stream::StreamKey;
