@@ -12,7 +12,8 @@
 //! about them; each connection's HTTP body is a [`Subscription`] stream
 //! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
-//! publish on them. No lock is held across an await.
+//! publish on them. No lock is held across an await (except the one that
+//! serialises on-demand topic openings, which guards no data).
 
 pub mod admission;
 pub mod connection;
@@ -123,7 +124,9 @@ pub struct Hub {
     connections: Arc<Connections>,
     metrics: Arc<Metrics>,
     /// Serialises [`Hub::topic_on_demand`]'s openings, so two callers
-    /// naming a new topic together open it once.
+    /// naming a new topic together open it once. It guards no data and is
+    /// held only across opening an in-memory stream (no I/O), by those
+    /// callers alone: the one lock in the hub held across an await.
     on_demand: tokio::sync::Mutex<()>,
 }
 
