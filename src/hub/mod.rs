@@ -48,7 +48,7 @@ pub use owners::Selector;
 pub use resume::Resume;
 pub use topic::Topic;
 
-use crate::broker::{Broker, BrokerError, Origin};
+use crate::broker::{Broker, BrokerError, Origin, TopicChange};
 use crate::metrics::{Metrics, TopicCounts};
 use crate::model::{Retention, StreamKey, TopicId, now_ms};
 use crate::secret::{Secret, new_id};
@@ -105,6 +105,9 @@ pub enum HubError {
     PersistenceUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster's shared store cannot apply the request now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<BrokerError> for HubError {
@@ -113,6 +116,7 @@ impl From<BrokerError> for HubError {
             BrokerError::NotFound => HubError::NotFound,
             BrokerError::PersistenceUnavailable => HubError::PersistenceUnavailable,
             BrokerError::Store(e) => HubError::Store(e),
+            BrokerError::Unavailable(why) => HubError::Unavailable(why),
         }
     }
 }
@@ -171,8 +175,41 @@ impl Hub {
             )
             .await?;
         }
+        if let Some(changes) = hub.broker.topic_changes() {
+            tokio::spawn(Hub::follow_topic_changes(Arc::downgrade(&hub), changes));
+        }
         tokio::spawn(Hub::tick(Arc::downgrade(&hub), shutdown));
         Ok(hub)
+    }
+
+    /// In a cluster: topics created on other nodes open here too, topics
+    /// deleted there leave here (their followers were told by the broker).
+    async fn follow_topic_changes(
+        hub: Weak<Hub>,
+        mut changes: tokio::sync::mpsc::UnboundedReceiver<TopicChange>,
+    ) {
+        while let Some(change) = changes.recv().await {
+            let Some(hub) = hub.upgrade() else { return };
+            match change {
+                TopicChange::Created(record) => {
+                    if hub.get(&record.id).is_some() {
+                        continue;
+                    }
+                    let Ok(id) = TopicId::parse(&record.id) else {
+                        continue;
+                    };
+                    if let Err(e) = hub.open(id, &record, None, Origin::Stored, false).await {
+                        tracing::warn!(topic = %record.id, error = %e, "cannot open a topic created on another node");
+                    }
+                }
+                TopicChange::Deleted(id) => {
+                    let mut topics = hub.topics.write();
+                    if topics.get(id.as_str()).is_some_and(|t| !t.is_static) {
+                        topics.remove(id.as_str());
+                    }
+                }
+            }
+        }
     }
 
     async fn open(
@@ -387,6 +424,12 @@ impl Hub {
         };
         match self.broker.delete(&topic.stream).await {
             Ok(()) | Err(BrokerError::NotFound) => {}
+            Err(BrokerError::Unavailable(why)) => {
+                // Nothing was applied (the cluster's Redis is away): the
+                // topic stays.
+                self.topics.write().insert(topic.id.clone(), topic);
+                return Err(HubError::Unavailable(why));
+            }
             Err(e) => return Err(e.into()),
         }
         self.metrics.topic_deleted();
