@@ -177,6 +177,13 @@ pub trait Broker: Send + Sync + 'static {
     /// Makes all history durable (shutdown).
     async fn flush(&self) -> Result<(), BrokerError>;
 
+    /// The record of topic `id` if the cluster has it although this node
+    /// has not opened it (created elsewhere moments ago); always `None` on
+    /// a single node.
+    async fn lookup_topic(&self, _id: &str) -> Result<Option<TopicRecord>, BrokerError> {
+        Ok(None)
+    }
+
     /// Topics created or deleted on other nodes, for a broker shared by a
     /// cluster; `None` on a single node. Only the first call gets them.
     fn topic_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<TopicChange>> {

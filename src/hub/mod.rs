@@ -127,10 +127,11 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     connections: Arc<Connections>,
     metrics: Arc<Metrics>,
-    /// Serialises [`Hub::topic_on_demand`]'s openings, so two callers
-    /// naming a new topic together open it once. It guards no data and is
-    /// held only across opening an in-memory stream (no I/O), by those
-    /// callers alone: the one lock in the hub held across an await.
+    /// Serialises [`Hub::topic_on_demand`]'s openings (and, in a cluster,
+    /// of topics other nodes created), so two callers naming a new topic
+    /// together open it once. It guards no data and is held only across
+    /// opening an in-memory stream (no I/O), by those callers alone: the
+    /// one lock in the hub held across an await.
     on_demand: tokio::sync::Mutex<()>,
 }
 
@@ -192,13 +193,7 @@ impl Hub {
             let Some(hub) = hub.upgrade() else { return };
             match change {
                 TopicChange::Created(record) => {
-                    if hub.get(&record.id).is_some() {
-                        continue;
-                    }
-                    let Ok(id) = TopicId::parse(&record.id) else {
-                        continue;
-                    };
-                    if let Err(e) = hub.open(id, &record, None, Origin::Stored, false).await {
+                    if let Err(e) = hub.open_shared(&record).await {
                         tracing::warn!(topic = %record.id, error = %e, "cannot open a topic created on another node");
                     }
                 }
@@ -236,6 +231,22 @@ impl Hub {
         );
         self.topics.write().insert(id, topic.clone());
         Ok(topic)
+    }
+
+    /// Opens here a topic another node of the cluster created, unless it
+    /// is open already (under the on-demand lock: the notice and a request
+    /// naming the topic may race).
+    async fn open_shared(&self, record: &TopicRecord) -> Result<Arc<Topic>, HubError> {
+        if let Some(topic) = self.get(&record.id) {
+            return Ok(topic);
+        }
+        let id = TopicId::parse(&record.id)
+            .map_err(|e| StoreError::Corrupt(format!("shared topic id {e}")))?;
+        let _opening = self.on_demand.lock().await;
+        if let Some(topic) = self.get(&record.id) {
+            return Ok(topic);
+        }
+        self.open(id, record, None, Origin::Stored, false).await
     }
 
     fn default_retention(&self) -> Retention {
@@ -342,6 +353,17 @@ impl Hub {
 
     pub fn get(&self, id: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(id).cloned()
+    }
+
+    /// [`Hub::get`], and in a cluster also a topic another node created
+    /// moments ago whose notice has not reached this node yet: a client
+    /// sent here by the load balancer right after the create finds it.
+    pub async fn find(&self, id: &str) -> Option<Arc<Topic>> {
+        if let Some(topic) = self.get(id) {
+            return Some(topic);
+        }
+        let record = self.broker.lookup_topic(id).await.ok().flatten()?;
+        self.open_shared(&record).await.ok()
     }
 
     /// All topics, in no particular order.

@@ -61,3 +61,20 @@ async fn redis_outage_means_503_and_recovery_without_gap() {
         assert_eq!(ids, expected, "no gap, no duplicate");
     }
 }
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_redis_refuses_to_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("redis://user:hunter2@127.0.0.1:{}/0", free_port());
+    let (status, stderr) = ServerProcess::start_failing(
+        dir.path(),
+        &[
+            ("SSER_CLUSTER_REDIS_URL", url.as_str()),
+            ("SSER_CLUSTER_REDIS_TIMEOUT", "500ms"),
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("cluster.redis.url"), "{stderr}");
+    assert!(stderr.contains("SSER_CLUSTER_REDIS_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password is never shown: {stderr}");
+}

@@ -436,6 +436,13 @@ impl Broker for RedisBroker {
         self.local.flush().await
     }
 
+    async fn lookup_topic(&self, id: &str) -> Result<Option<TopicRecord>, BrokerError> {
+        if !TopicId::is_valid(id) {
+            return Ok(None);
+        }
+        registry::load(&self.shared.conn, &self.shared.keys, id).await
+    }
+
     fn topic_changes(&self) -> Option<mpsc::UnboundedReceiver<TopicChange>> {
         self.changes.lock().take()
     }
