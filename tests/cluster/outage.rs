@@ -76,5 +76,8 @@ async fn a_node_that_cannot_reach_redis_refuses_to_start_naming_the_key() {
     assert!(!status.success());
     assert!(stderr.contains("cluster.redis.url"), "{stderr}");
     assert!(stderr.contains("SSER_CLUSTER_REDIS_URL"), "{stderr}");
-    assert!(!stderr.contains("hunter2"), "the password is never shown: {stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never shown: {stderr}"
+    );
 }

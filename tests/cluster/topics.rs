@@ -150,3 +150,43 @@ async fn entries_injected_into_redis_are_dropped_and_counted() {
     assert_eq!((event.id.as_str(), event.data.as_str()), ("3", "three"));
     assert!(prometheus(&c, "sser_cluster_rejected_entries_total").await >= 1.0);
 }
+
+#[tokio::test]
+async fn a_node_listens_only_to_topics_it_has_subscribers_for() {
+    let cluster = Cluster::start();
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let (topic, token) = a.create_topic(json!({})).await;
+    let channel = format!("sser:live:{topic}");
+    let listeners = || {
+        let mut redis = cluster.redis.client();
+        let channel = channel.clone();
+        async move {
+            let reply: (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query(&mut redis)
+                .expect("PUBSUB NUMSUB");
+            reply.1
+        }
+    };
+    assert_eq!(listeners().await, 0, "nobody subscribed yet");
+    let mut on_b = b.subscribe(&topic, &token).await;
+    assert_eq!(listeners().await, 1);
+    a.publish_ok(&topic, json!({"message": "one"})).await;
+    assert_eq!(on_b.expect_event().await.data, "one");
+    drop(on_b);
+    // The heartbeat sweep (SSER_TICK_FREQUENCY=1s) lets go of it.
+    wait_until("B to stop listening", || async { listeners().await == 0 }).await;
+
+    // Events published meanwhile are history; a new subscriber on B
+    // listens again and gets what follows.
+    a.publish_ok(&topic, json!({"message": "two"})).await;
+    let mut again = b
+        .subscribe_with(&topic, &token, &[("Last-Event-ID", "1")])
+        .await;
+    assert_eq!(again.expect_event().await.data, "two");
+    a.publish_ok(&topic, json!({"message": "three"})).await;
+    let next = again.expect_event().await;
+    assert_eq!((next.id.as_str(), next.data.as_str()), ("3", "three"));
+    assert_eq!(listeners().await, 1);
+}

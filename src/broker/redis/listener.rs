@@ -1,5 +1,7 @@
 //! The node's one pub/sub connection: registry notices, and the live
-//! channels of the topics this node has followers for.
+//! channels of the topics this node has followers for (subscribed at a
+//! topic's first follow, unsubscribed by the periodic sweep once it has
+//! none, [`unsubscribe_if_idle`]).
 //!
 //! It reconnects by itself (with a growing pause, at most a second) for as
 //! long as the node runs. After every (re)connect it resubscribes to every
@@ -91,13 +93,14 @@ async fn session(shared: &Arc<Shared>) {
 /// Registry changes and events published while this node was not
 /// listening.
 async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
+    // Topics open before the registry is read: one created here while it
+    // is read must not look deleted.
+    let known: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
     let records = registry::load_all(&shared.conn, &shared.keys).await?;
-    let gone: Vec<Arc<LiveStream>> = shared
-        .streams
-        .read()
-        .values()
-        .filter(|s| s.registered && !records.iter().any(|r| r.id == s.topic.as_str()))
-        .cloned()
+    let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let gone: Vec<Arc<LiveStream>> = known
+        .into_iter()
+        .filter(|s| s.registered && !present.contains(s.topic.as_str()))
         .collect();
     for live in gone {
         drop_topic(shared, live.topic.as_str());
@@ -193,4 +196,21 @@ pub(super) async fn subscribe(shared: &Shared, live: &LiveStream) -> Result<(), 
     sink.subscribe(shared.keys.live_channel(&live.topic))
         .await
         .map_err(unavailable)
+}
+
+/// Stops listening to `live`'s channel if nobody here follows it (a first
+/// follow in progress holds `subscribing`, so it is waited for).
+pub(super) async fn unsubscribe_if_idle(shared: &Shared, live: &LiveStream) {
+    let _subscribing = live.subscribing.lock().await;
+    let mut slot = shared.sink.lock().await;
+    if !live.stop_listening() {
+        return;
+    }
+    if let Some(sink) = slot.as_mut()
+        && let Err(e) = sink
+            .unsubscribe(shared.keys.live_channel(&live.topic))
+            .await
+    {
+        tracing::debug!(topic = %live.topic, error = %e, "Redis UNSUBSCRIBE failed");
+    }
 }

@@ -41,6 +41,14 @@ struct State {
     closed: bool,
 }
 
+/// What became of a follower's attempt to join.
+pub(super) enum Join {
+    Joined(crate::broker::FollowTicket, u64),
+    /// The node stopped listening meanwhile: subscribe again.
+    NotListening,
+    Closed,
+}
+
 /// What became of an event handed to [`LiveStream::deliver`].
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -79,19 +87,32 @@ impl LiveStream {
     }
 
     /// Adds a follower under the state lock, so no event is queued between
-    /// reading the head and joining; `None` once closed.
-    pub(super) fn join(
-        &self,
-        outbox: Arc<crate::broker::Outbox>,
-        slot: u32,
-    ) -> Option<(crate::broker::FollowTicket, u64)> {
+    /// reading the head and joining.
+    pub(super) fn join(&self, outbox: Arc<crate::broker::Outbox>, slot: u32) -> Join {
         let state = self.state.lock();
         if state.closed {
-            return None;
+            return Join::Closed;
         }
-        let head = state.sent?;
-        let ticket = self.followers.add(outbox, slot)?;
-        Some((ticket, head))
+        let Some(head) = state.sent else {
+            return Join::NotListening;
+        };
+        match self.followers.add(outbox, slot) {
+            Some(ticket) => Join::Joined(ticket, head),
+            None => Join::Closed,
+        }
+    }
+
+    /// Stops listening if nobody follows (checked under the state lock, so
+    /// no follower joins meanwhile); whether it did.
+    pub(super) fn stop_listening(&self) -> bool {
+        let mut state = self.state.lock();
+        if !self.followers.is_empty() || state.sent.is_none() {
+            return false;
+        }
+        state.sent = None;
+        self.wanted
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// Queues `delivery` (sequence `seq`, `None` when it was rejected) for
@@ -147,8 +168,11 @@ mod tests {
         assert_eq!(live.deliver(1, Some(&event(1)), false), Outcome::Skipped);
         assert_eq!(live.synced(4), 4);
         let outbox = Arc::new(Outbox::new(16));
-        let (_ticket, head) = live.join(outbox, 0).expect("joined");
+        let Join::Joined(ticket, head) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
         assert_eq!(head, 4);
+        assert!(!live.stop_listening(), "it has a follower");
         assert_eq!(live.deliver(4, Some(&event(4)), false), Outcome::Skipped);
         assert_eq!(live.deliver(5, Some(&event(5)), false), Outcome::Done);
         assert_eq!(
@@ -158,7 +182,12 @@ mod tests {
         assert_eq!(live.deliver(6, None, true), Outcome::Done);
         assert_eq!(live.deliver(7, Some(&event(7)), false), Outcome::Done);
         assert_eq!(live.synced(2), 7, "a reached position is kept");
-        live.close();
+        drop(ticket);
+        assert!(live.stop_listening());
+        assert!(matches!(live.join(outbox, 0), Join::NotListening));
         assert_eq!(live.deliver(8, Some(&event(8)), false), Outcome::Skipped);
+        live.synced(8);
+        live.close();
+        assert_eq!(live.deliver(9, Some(&event(9)), false), Outcome::Skipped);
     }
 }

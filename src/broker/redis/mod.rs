@@ -46,7 +46,7 @@ use crate::metrics::Metrics;
 use crate::model::{Position, Retention, StreamKey, TopicId};
 use crate::store::TopicRecord;
 use keys::Keys;
-use live::LiveStream;
+use live::{Join, LiveStream};
 
 /// What clients are told when Redis cannot take a request.
 const UNAVAILABLE: &str =
@@ -246,6 +246,24 @@ impl Broker for RedisBroker {
     }
 
     fn close_idle_inboxes(&self) -> usize {
+        // The same periodic sweep stops listening to topics nobody here
+        // follows any more, so a node hears only what it delivers.
+        let idle: Vec<Arc<LiveStream>> = self
+            .shared
+            .streams
+            .read()
+            .values()
+            .filter(|s| s.wanted.load(Ordering::Relaxed) && s.followers.is_empty())
+            .cloned()
+            .collect();
+        if !idle.is_empty() {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                for live in idle {
+                    listener::unsubscribe_if_idle(&shared, &live).await;
+                }
+            });
+        }
         self.local.close_idle_inboxes()
     }
 
@@ -318,18 +336,24 @@ impl Broker for RedisBroker {
             return self.local.follow(stream, outbox, slot).await;
         };
         let live = self.live(stream)?;
-        if live.sent().is_none() {
-            let _subscribing = live.subscribing.lock().await;
+        let (ticket, head) = loop {
             if live.sent().is_none() {
-                listener::subscribe(&self.shared, &live).await?;
-                let (stream_key, counter) = self.names(topic);
-                let (_, last) = history::first(&self.shared.conn, &stream_key, &counter).await?;
-                live.synced(last);
+                let _subscribing = live.subscribing.lock().await;
+                if live.sent().is_none() {
+                    listener::subscribe(&self.shared, &live).await?;
+                    let (stream_key, counter) = self.names(topic);
+                    let (_, last) =
+                        history::first(&self.shared.conn, &stream_key, &counter).await?;
+                    live.synced(last);
+                }
             }
-        }
-        let (ticket, head) = live
-            .join(outbox.clone(), slot)
-            .ok_or(BrokerError::NotFound)?;
+            match live.join(outbox.clone(), slot) {
+                Join::Joined(ticket, head) => break (ticket, head),
+                // The idle sweep stopped listening in between.
+                Join::NotListening => continue,
+                Join::Closed => return Err(BrokerError::NotFound),
+            }
+        };
         // Anything published between reading the head and the listener
         // seeing this topic's messages.
         if let Err(e) = listener::catch_up(&self.shared, &live).await {
