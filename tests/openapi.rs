@@ -28,6 +28,22 @@ use sser::secret::Secret;
 const SPEC_TEXT: &str = include_str!("../sdks/openapi/sser.yaml");
 const ROUTER_SOURCE: &str = include_str!("../src/http/mod.rs");
 
+/// Each compatibility profile's router source and the prefix the spec shows
+/// its paths under (the tests' server mounts it there).
+const PROFILES: &[(&str, &str)] = &[(
+    include_str!("../src/compat/notification_service/mod.rs"),
+    "/ns",
+)];
+
+/// Every route the profiles serve, under their prefixes.
+const PROFILE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ns"),
+    ("GET", "/ns/health"),
+    ("GET", "/ns/sse"),
+    ("GET", "/ns/connections/{app}"),
+    ("GET", "/ns/connections/{app}/{user}"),
+];
+
 /// Every route `src/http/mod.rs` serves, as (method, OpenAPI path).
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pubsubs"),
@@ -544,16 +560,28 @@ fn spec_examples_match_their_schemas() {
 fn route_set() -> BTreeSet<(String, String)> {
     ROUTES
         .iter()
+        .chain(PROFILE_ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect()
 }
 
-/// The `.route(path, get(..).post(..))` calls in `src/http/mod.rs`.
+/// The `.route(path, get(..).post(..))` calls in `src/http/mod.rs` and in
+/// each profile's router (its paths under its prefix).
 fn router_source_routes() -> BTreeSet<(String, String)> {
+    let mut out = routes_in(ROUTER_SOURCE, "");
+    for (source, prefix) in PROFILES {
+        out.extend(routes_in(source, prefix));
+    }
+    out
+}
+
+/// The `.route(…)` calls in one router's `source`, under `prefix` (whose
+/// `/` is the prefix itself, as axum nests it).
+fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
     for construct in [".nest(", ".nest_service(", ".merge(", ".route_service("] {
         assert!(
-            !ROUTER_SOURCE.contains(construct),
-            "src/http/mod.rs now uses `{construct}`: extend router_source_routes in tests/openapi.rs to read it"
+            !source.contains(construct),
+            "a router now uses `{construct}`: extend router_source_routes in tests/openapi.rs to read it"
         );
     }
     // `any` comes out as "ANY", which no spec operation matches.
@@ -561,7 +589,7 @@ fn router_source_routes() -> BTreeSet<(String, String)> {
         "get", "post", "put", "delete", "patch", "head", "options", "trace", "any",
     ];
     let mut out = BTreeSet::new();
-    let mut rest = ROUTER_SOURCE;
+    let mut rest = source;
     while let Some(i) = rest.find(".route(") {
         rest = &rest[i + ".route(".len()..];
         let mut depth = 1;
@@ -579,7 +607,11 @@ fn router_source_routes() -> BTreeSet<(String, String)> {
         let args = &rest[..end];
         let open = args.find('"').expect("route path literal");
         let close = open + 1 + args[open + 1..].find('"').expect("route path literal");
-        let path = &args[open + 1..close];
+        let path = match (prefix, &args[open + 1..close]) {
+            ("", path) => path.to_string(),
+            (prefix, "/") => prefix.to_string(),
+            (prefix, path) => format!("{prefix}{path}"),
+        };
         let handlers = &args[close + 1..];
         for m in METHODS {
             let needle = format!("{m}(");
@@ -588,7 +620,7 @@ fn router_source_routes() -> BTreeSet<(String, String)> {
                 let at = from + k;
                 let before = handlers[..at].chars().next_back();
                 if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                    out.insert((m.to_ascii_uppercase(), path.to_string()));
+                    out.insert((m.to_ascii_uppercase(), path.clone()));
                 }
                 from = at + needle.len();
             }
@@ -604,7 +636,7 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
     let source = router_source_routes();
     assert_eq!(
         source, routes,
-        "src/http/mod.rs and ROUTES in tests/openapi.rs disagree: update ROUTES and sser.yaml"
+        "the routers (src/http/mod.rs, the profiles') and ROUTES/PROFILE_ROUTES in tests/openapi.rs disagree: update them and sser.yaml"
     );
 
     let ops = spec.operations();
@@ -635,11 +667,20 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
 async fn every_documented_route_is_served() {
     let spec = spec();
     let server = start().await;
-    for (method, path) in ROUTES {
-        let url = server.url(&path.replace("{id}", "no-such-topic"));
+    // Redirects are answers too (the profile's `/`).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (method, path) in ROUTES.iter().chain(PROFILE_ROUTES) {
+        let url = server.url(
+            &path
+                .replace("{id}", "no-such-topic")
+                .replace("{app}", "no-such-app")
+                .replace("{user}", "no-such-user"),
+        );
         let method = Method::from_bytes(method.as_bytes()).expect("method");
-        let resp = server
-            .http
+        let resp = http
             .request(method.clone(), url)
             .send()
             .await
@@ -670,6 +711,9 @@ async fn start() -> TestServer {
         }];
         c.identity.secret = Some(Secret::new(JWT_SECRET));
         c.identity.default_app = "shop".into();
+        // The profiles, under the prefixes the spec shows them at.
+        c.compat.notification_service.enabled = sser::config::Flag(true);
+        c.compat.notification_service.prefix = "/ns".into();
     })
     .await
 }
@@ -1666,4 +1710,127 @@ async fn registry_endpoints_match_the_spec() {
 /// A server without identity tokens.
 async fn start_plain() -> TestServer {
     TestServer::start().await
+}
+
+#[tokio::test]
+async fn notification_service_profile_matches_the_spec() {
+    const APP: &str = "app-id-1";
+    let spec = spec();
+    let server = start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let token_for = |app: &'static str, user: &'static str| {
+        let server = &server;
+        async move {
+            let minted: Value = mint(server, json!({"user": user, "app": app}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            minted["token"].as_str().expect("token").to_string()
+        }
+    };
+    let token = token_for(APP, "user-id-1").await;
+    let other_app = token_for("app-id-2", "v").await;
+
+    let resp = http.get(server.url("/ns")).send().await.unwrap();
+    check(&spec, "GET", "/ns", resp).await;
+    let health = check(
+        &spec,
+        "GET",
+        "/ns/health",
+        http.get(server.url("/ns/health")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(health, json!({"status": "ok"}));
+
+    // Nobody connected yet: 204.
+    let by_app = format!("/ns/connections/{APP}");
+    let by_user = format!("/ns/connections/{APP}/user-id-1");
+    for (path, documented) in [
+        (&by_app, "/ns/connections/{app}"),
+        (&by_user, "/ns/connections/{app}/{user}"),
+    ] {
+        let resp = http
+            .get(server.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        check(&spec, "GET", documented, resp).await;
+    }
+
+    // The stream, with the query token.
+    let mut stream = http
+        .get(server.url(&format!("/ns/sse?Authorization={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", "/ns/sse", stream.status(), stream.headers());
+    let conn_id = stream.headers()["x-connection-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let resp = http
+        .post(server.url("/api/v1/send"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"app": APP, "users": ["user-id-1"], "type": "event", "message": {"hello": "world"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let text = read_until(&mut stream, "data: {\"hello\":\"world\"}").await;
+    assert!(text.contains("\nevent: event\n"), "{text:?}");
+
+    let all = check(
+        &spec,
+        "GET",
+        "/ns/connections/{app}",
+        http.get(server.url(&by_app))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(all["user-id-1"][&conn_id]["id"], conn_id);
+    let one = check(
+        &spec,
+        "GET",
+        "/ns/connections/{app}/{user}",
+        http.get(server.url(&by_user))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(one[&conn_id]["user"], json!({"id": "user-id-1"}));
+
+    // Errors: no token, another application's token.
+    check(
+        &spec,
+        "GET",
+        "/ns/sse",
+        http.get(server.url("/ns/sse"))
+            .header("Authorization", "Bearer")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let resp = http
+        .get(server.url(&by_app))
+        .bearer_auth(&other_app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    check(&spec, "GET", "/ns/connections/{app}", resp).await;
+    drop(stream);
+    server.stop().await;
 }

@@ -20,6 +20,13 @@
 //! label their inboxes `@app` (sent to the whole application), `@user` (to
 //! the user) and `@device` (to this device): `@user` or `@user:<type>`.
 //! Topic ids never contain `@`, so no topic can pass for an inbox.
+//!
+//! A connection may ask for another [`Dialect`]: the spelling a
+//! compatibility profile's clients expect (events named by their type
+//! alone, a heartbeat event of their own). The hub stays generic: the
+//! profile says how, the hub writes it.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -27,12 +34,44 @@ use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
+/// How one connection spells what the hub writes on it. The default is
+/// sser's own; a compatibility profile asks for its original's.
+#[derive(Debug, Clone, Default)]
+pub struct Dialect {
+    pub naming: Naming,
+    /// A heartbeat of the connection's own instead of the hub's comment
+    /// every `pubsub.tickFrequency`.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// What an event's SSE `event:` line says on a connection that follows
+/// streams by cursor (identity connections, several topics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// The stream, then the type: `@user:<type>`, `<topic>` ([`label`]).
+    #[default]
+    ByStream,
+    /// The event's own type alone (no `event:` line for an untyped one),
+    /// for clients that listen by type and follow one identity's inboxes.
+    ByType,
+}
+
+/// A connection's own heartbeat: `frame` every `every`.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub every: Duration,
+    /// A whole SSE frame. Without an `id:` line, so that it never moves
+    /// the client's `Last-Event-ID`.
+    pub frame: Bytes,
+}
+
 pub(crate) enum Framing {
     Shared,
-    /// Every event named by its stream ([`label`]), ids being cursors over
-    /// the connection's streams (whose keys the connection holds).
+    /// Every event named as `naming` says, ids being cursors over the
+    /// connection's streams (whose keys the connection holds).
     Labelled {
         set: StreamSet,
+        naming: Naming,
     },
 }
 
@@ -80,13 +119,21 @@ impl Framing {
         frame: &Bytes,
         cursors: impl ExactSizeIterator<Item = Position>,
     ) -> Frames {
-        let Framing::Labelled { set } = self else {
+        let Framing::Labelled { set, naming } = self else {
             return Frames::One(frame.clone());
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
+        if *naming == Naming::ByType {
+            // `id: <cursor>\n`, then the frame's own `event:` and `data:`.
+            let mut head = Vec::with_capacity(8 + cursors.len() * 12);
+            head.extend_from_slice(b"id: ");
+            set.encode_into(cursors, &mut head);
+            head.push(b'\n');
+            return Frames::Two(Bytes::from(head), frame.slice(start..));
+        }
         let topic = label(key);
         let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
         head.extend_from_slice(b"id: ");
@@ -134,7 +181,10 @@ mod tests {
             .collect();
         let keys: Vec<StreamKey> = names.iter().cloned().map(StreamKey::Topic).collect();
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set };
+        let framing = Framing::Labelled {
+            set,
+            naming: Naming::ByStream,
+        };
         let cursors = [Position::from_seq(3), Position::from_seq(9)];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("9", Some("shipped"), "a\nb");
@@ -161,7 +211,10 @@ mod tests {
             StreamKey::device("shop", "u1", "phone"),
         ];
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set };
+        let framing = Framing::Labelled {
+            set,
+            naming: Naming::ByStream,
+        };
         let cursors = [Position::from_seq(1), Position::from_seq(2), Position::ZERO];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("2", Some("order"), "{}");
@@ -175,5 +228,18 @@ mod tests {
             format!("id: {check}\nevent: @app\ndata: hi\n\n")
         );
         assert_eq!(label(&keys[2]), "@device");
+
+        let by_type = Framing::Labelled {
+            set,
+            naming: Naming::ByType,
+        };
+        assert_eq!(
+            text(by_type.event(&keys[1], &typed, cursors.into_iter())),
+            format!("id: {check}\nevent: order\ndata: {{}}\n\n")
+        );
+        assert_eq!(
+            text(by_type.event(&keys[0], &plain, cursors.into_iter())),
+            format!("id: {check}\ndata: hi\n\n")
+        );
     }
 }

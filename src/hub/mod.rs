@@ -41,7 +41,7 @@ pub use connections::{
     UserSummary,
 };
 pub use feed::Subscription;
-pub use framing::label;
+pub use framing::{Dialect, Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
 pub use resume::Resume;
@@ -360,6 +360,7 @@ impl Hub {
             owner: None,
             expires_at: None,
             remote,
+            dialect: Dialect::default(),
         };
         feed::open(self, opening).await
     }
@@ -382,6 +383,7 @@ impl Hub {
             owner: None,
             expires_at: None,
             remote,
+            dialect: Dialect::default(),
         };
         feed::open(self, opening).await
     }
@@ -427,6 +429,7 @@ impl Hub {
             owner: None,
             remote,
             expires_at: None,
+            dialect: Dialect::default(),
         };
         feed::open(self, opening).await
     }
