@@ -28,22 +28,6 @@ use sser::secret::Secret;
 const SPEC_TEXT: &str = include_str!("../sdks/openapi/sser.yaml");
 const ROUTER_SOURCE: &str = include_str!("../src/http/mod.rs");
 
-/// Each compatibility profile's router source and the prefix the spec shows
-/// its paths under (the tests' server mounts it there).
-const PROFILES: &[(&str, &str)] = &[(
-    include_str!("../src/compat/notification_service/mod.rs"),
-    "/ns",
-)];
-
-/// Every route the profiles serve, under their prefixes.
-const PROFILE_ROUTES: &[(&str, &str)] = &[
-    ("GET", "/ns"),
-    ("GET", "/ns/health"),
-    ("GET", "/ns/sse"),
-    ("GET", "/ns/connections/{app}"),
-    ("GET", "/ns/connections/{app}/{user}"),
-];
-
 /// Every route `src/http/mod.rs` serves, as (method, OpenAPI path).
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pubsubs"),
@@ -70,6 +54,31 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/assets/{file}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+];
+
+/// Tags of the compatibility profiles' operations: documented under a
+/// prefix and checked against the profile's own routes (see
+/// `gosse_operations_match_the_spec`), not against `ROUTES`.
+const PROFILE_TAGS: &[&str] = &["goSSE", "sse-notification-service"];
+
+/// The goSSE profile's routes, as documented (under the prefix `/gosse`).
+const GOSSE_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/gosse/login"),
+    ("OPTIONS", "/gosse/login"),
+    ("POST", "/gosse/broadcast"),
+    ("GET", "/gosse/events"),
+    ("GET", "/gosse/admin/stop"),
+    ("POST", "/gosse/admin/stop"),
+];
+
+/// The sse-notification-service profile's routes, as documented (under the
+/// prefix `/ns`; its `/` is `/ns` itself).
+const NS_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ns"),
+    ("GET", "/ns/health"),
+    ("GET", "/ns/sse"),
+    ("GET", "/ns/connections/{app}"),
+    ("GET", "/ns/connections/{app}/{user}"),
 ];
 
 const STATIC_ID: &str = "status";
@@ -131,6 +140,16 @@ impl Spec {
                 )
             });
         self.deref(r)
+    }
+
+    /// The compatibility profile an operation belongs to (its tag in
+    /// [`PROFILE_TAGS`]), if any.
+    fn profile(&self, method: &str, path: &str) -> Option<&'static str> {
+        let tags = &self.operation(method, path)["tags"];
+        PROFILE_TAGS
+            .iter()
+            .find(|t| tags.as_array().is_some_and(|a| a.contains(&json!(t))))
+            .copied()
     }
 
     /// (method, path, planned) for every operation.
@@ -468,10 +487,13 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                 let schema = &spec
                     .deref(&spec.operation(method.as_str(), &path)["responses"][status])["content"]
                     ["application/json"]["schema"];
-                assert_eq!(
-                    schema["$ref"], "#/components/schemas/ErrorResponse",
-                    "{what} {status}: errors use ErrorResponse"
-                );
+                // A profile keeps its original's error shape (goSSE's
+                // `{"error":"..."}`, `GosseError`).
+                let shape = match spec.profile(method.as_str(), &path) {
+                    Some("goSSE") => "#/components/schemas/GosseError",
+                    _ => "#/components/schemas/ErrorResponse",
+                };
+                assert_eq!(schema["$ref"], shape, "{what} {status}: errors use {shape}");
             }
         }
         if !security.is_empty() {
@@ -560,28 +582,16 @@ fn spec_examples_match_their_schemas() {
 fn route_set() -> BTreeSet<(String, String)> {
     ROUTES
         .iter()
-        .chain(PROFILE_ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect()
 }
 
-/// The `.route(path, get(..).post(..))` calls in `src/http/mod.rs` and in
-/// each profile's router (its paths under its prefix).
+/// The `.route(path, get(..).post(..))` calls in `src/http/mod.rs`.
 fn router_source_routes() -> BTreeSet<(String, String)> {
-    let mut out = routes_in(ROUTER_SOURCE, "");
-    for (source, prefix) in PROFILES {
-        out.extend(routes_in(source, prefix));
-    }
-    out
-}
-
-/// The `.route(…)` calls in one router's `source`, under `prefix` (whose
-/// `/` is the prefix itself, as axum nests it).
-fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
     for construct in [".nest(", ".nest_service(", ".merge(", ".route_service("] {
         assert!(
-            !source.contains(construct),
-            "a router now uses `{construct}`: extend router_source_routes in tests/openapi.rs to read it"
+            !ROUTER_SOURCE.contains(construct),
+            "src/http/mod.rs now uses `{construct}`: extend router_source_routes in tests/openapi.rs to read it"
         );
     }
     // `any` comes out as "ANY", which no spec operation matches.
@@ -589,7 +599,7 @@ fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
         "get", "post", "put", "delete", "patch", "head", "options", "trace", "any",
     ];
     let mut out = BTreeSet::new();
-    let mut rest = source;
+    let mut rest = ROUTER_SOURCE;
     while let Some(i) = rest.find(".route(") {
         rest = &rest[i + ".route(".len()..];
         let mut depth = 1;
@@ -607,11 +617,7 @@ fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
         let args = &rest[..end];
         let open = args.find('"').expect("route path literal");
         let close = open + 1 + args[open + 1..].find('"').expect("route path literal");
-        let path = match (prefix, &args[open + 1..close]) {
-            ("", path) => path.to_string(),
-            (prefix, "/") => prefix.to_string(),
-            (prefix, path) => format!("{prefix}{path}"),
-        };
+        let path = &args[open + 1..close];
         let handlers = &args[close + 1..];
         for m in METHODS {
             let needle = format!("{m}(");
@@ -620,7 +626,7 @@ fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
                 let at = from + k;
                 let before = handlers[..at].chars().next_back();
                 if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                    out.insert((m.to_ascii_uppercase(), path.clone()));
+                    out.insert((m.to_ascii_uppercase(), path.to_string()));
                 }
                 from = at + needle.len();
             }
@@ -636,10 +642,14 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
     let source = router_source_routes();
     assert_eq!(
         source, routes,
-        "the routers (src/http/mod.rs, the profiles') and ROUTES/PROFILE_ROUTES in tests/openapi.rs disagree: update them and sser.yaml"
+        "src/http/mod.rs and ROUTES in tests/openapi.rs disagree: update ROUTES and sser.yaml"
     );
 
-    let ops = spec.operations();
+    let ops: Vec<_> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p).is_none())
+        .collect();
     let documented: BTreeSet<_> = ops
         .iter()
         .filter(|(_, _, planned)| !planned)
@@ -667,20 +677,11 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
 async fn every_documented_route_is_served() {
     let spec = spec();
     let server = start().await;
-    // Redirects are answers too (the profile's `/`).
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    for (method, path) in ROUTES.iter().chain(PROFILE_ROUTES) {
-        let url = server.url(
-            &path
-                .replace("{id}", "no-such-topic")
-                .replace("{app}", "no-such-app")
-                .replace("{user}", "no-such-user"),
-        );
+    for (method, path) in ROUTES {
+        let url = server.url(&path.replace("{id}", "no-such-topic"));
         let method = Method::from_bytes(method.as_bytes()).expect("method");
-        let resp = http
+        let resp = server
+            .http
             .request(method.clone(), url)
             .send()
             .await
@@ -711,9 +712,6 @@ async fn start() -> TestServer {
         }];
         c.identity.secret = Some(Secret::new(JWT_SECRET));
         c.identity.default_app = "shop".into();
-        // The profiles, under the prefixes the spec shows them at.
-        c.compat.notification_service.enabled = sser::config::Flag(true);
-        c.compat.notification_service.prefix = "/ns".into();
     })
     .await
 }
@@ -1712,11 +1710,216 @@ async fn start_plain() -> TestServer {
     TestServer::start().await
 }
 
+// ---------------------------------------------------------------------------
+// The goSSE profile (tag goSSE), served under the prefix /gosse
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gosse_operations_match_the_spec() {
+    use sser::config::{Flag, GosseAccount, GosseRole};
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("goSSE"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = GOSSE_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected, "goSSE operations in sser.yaml");
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::gosse::ABOUT
+        .paths
+        .iter()
+        .map(|p| format!("/gosse{p}"))
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.server.max_request_body_size = sser::config::Bytes(BODY_LIMIT);
+        let g = &mut c.compat.gosse;
+        g.enabled = Flag(true);
+        g.prefix = "/gosse".into();
+        g.allowed_origin = Some("https://app.example.com".into());
+        g.accounts = [("client", GosseRole::Client), ("admin", GosseRole::Admin)]
+            .into_iter()
+            .map(|(name, role)| GosseAccount {
+                username: name.into(),
+                password_hash: sser::compat::gosse::hash_password("pw").expect("hash"),
+                role,
+            })
+            .collect();
+    })
+    .await;
+    let http = &server.http;
+    let url = |p: &str| server.url(p);
+    const LOGIN: &str = "/gosse/login";
+    const BROADCAST: &str = "/gosse/broadcast";
+    const EVENTS: &str = "/gosse/events";
+    const STOP: &str = "/gosse/admin/stop";
+    let login = |username: &str, password: &str| {
+        http.post(url(LOGIN))
+            .json(&json!({"username": username, "password": password, "id": "u1"}))
+    };
+
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "pw").send().await.unwrap(),
+    )
+    .await;
+    let client = body["token"].as_str().expect("token").to_string();
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("admin", "pw").send().await.unwrap(),
+    )
+    .await;
+    let admin = body["token"].as_str().expect("token").to_string();
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "no").send().await.unwrap(),
+    )
+    .await;
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        http.post(url(LOGIN)).body("{").send().await.unwrap(),
+    )
+    .await;
+    let preflight = http
+        .request(Method::OPTIONS, url(LOGIN))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    check(&spec, "OPTIONS", LOGIN, preflight).await;
+
+    let broadcast = |token: &str, body: &str| {
+        http.post(url(BROADCAST))
+            .bearer_auth(token)
+            .body(body.to_string())
+    };
+    for (token, body, status) in [
+        (admin.as_str(), r#"{"content":"x"}"#, StatusCode::CREATED),
+        (client.as_str(), r#"{"content":"x"}"#, StatusCode::FORBIDDEN),
+        ("nope", r#"{"content":"x"}"#, StatusCode::UNAUTHORIZED),
+        (admin.as_str(), r#"{"content":1}"#, StatusCode::BAD_REQUEST),
+    ] {
+        let resp = broadcast(token, body).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{body}");
+        check(&spec, "POST", BROADCAST, resp).await;
+    }
+    let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(BODY_LIMIT as usize));
+    let resp = broadcast(&admin, &big).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    check(&spec, "POST", BROADCAST, resp).await;
+
+    let stream = http
+        .get(url(EVENTS))
+        .query(&[("type", "sse")])
+        .bearer_auth(&client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
+    drop(stream);
+    for (query, status) in [
+        ("?token=!!", StatusCode::BAD_REQUEST),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
+        let resp = http
+            .get(url(&format!("{EVENTS}{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{query}");
+        check(&spec, "GET", EVENTS, resp).await;
+    }
+
+    for method in [Method::GET, Method::POST] {
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .send()
+            .await
+            .unwrap();
+        check(&spec, method.as_str(), STOP, resp).await;
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .bearer_auth(&client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        check(&spec, method.as_str(), STOP, resp).await;
+    }
+    let resp = http
+        .post(url(STOP))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    check(&spec, "POST", STOP, resp).await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The sse-notification-service profile (tag sse-notification-service), under /ns
+// ---------------------------------------------------------------------------
+
 #[tokio::test]
 async fn notification_service_profile_matches_the_spec() {
     const APP: &str = "app-id-1";
     let spec = spec();
-    let server = start().await;
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("sse-notification-service"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = NS_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "sse-notification-service operations in sser.yaml"
+    );
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::notification_service::ABOUT
+        .paths
+        .iter()
+        .map(|p| match *p {
+            "/" => "/ns".to_string(),
+            p => format!("/ns{p}"),
+        })
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.compat.notification_service.enabled = sser::config::Flag(true);
+        c.compat.notification_service.prefix = "/ns".into();
+    })
+    .await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

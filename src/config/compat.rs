@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::compat_gosse::GosseConfig;
 use super::compat_notification_service::NotificationServiceConfig;
 use super::identity::IdentityConfig;
 use super::load::ConfigError;
@@ -21,6 +22,8 @@ use super::values::{Flag, ListenAddr};
 pub struct CompatConfig {
     /// sse-notification-service (`compat.notificationService.*`).
     pub notification_service: NotificationServiceConfig,
+    /// goSSE (`compat.gosse.*`).
+    pub gosse: GosseConfig,
 }
 
 /// Where a profile is served, read from the three keys every
@@ -80,6 +83,7 @@ impl CompatConfig {
         app_env: &str,
     ) -> Result<(), ConfigError> {
         self.notification_service.check(identity, app_env)?;
+        self.gosse.check()?;
         Ok(())
     }
 }

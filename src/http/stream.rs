@@ -29,7 +29,7 @@ use super::error::ApiError;
 use super::principal::Principal;
 use super::remote::Remote;
 use super::subscribe::{StreamQuery, cursor_from, stream_response};
-use crate::hub::{ConnectSpec, Owner};
+use crate::hub::{ConnectSpec, Naming, Owner};
 use crate::identity::Identity;
 use crate::model::TopicId;
 
@@ -88,7 +88,8 @@ pub async fn stream(
             last_event_id: cursor_from(&headers, query_last_event_id),
             expires_at,
             remote,
-            dialect: Default::default(),
+            naming: Naming::ByStream,
+            heartbeat: None,
         })
         .await?;
     span.record("conn", &*subscription.conn_id);

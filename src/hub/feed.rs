@@ -29,7 +29,7 @@ use futures_util::Stream;
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
-use super::framing::{Dialect, Frames, Framing};
+use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
@@ -61,8 +61,8 @@ struct Feed {
     streams: Box<[Followed]>,
     /// When the connection must end (its token's expiry).
     deadline: Option<tokio::time::Instant>,
-    /// Its own heartbeat, when its dialect has one.
-    heartbeat: Option<super::framing::Heartbeat>,
+    /// Its own heartbeat, when it has one.
+    heartbeat: Option<Heartbeat>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
 }
@@ -95,8 +95,10 @@ pub(crate) struct Opening {
     pub expires_at: Option<SystemTime>,
     /// The client's address, when the listener knew it.
     pub remote: Option<SocketAddr>,
-    /// How it spells events and heartbeats.
-    pub dialect: Dialect,
+    /// How its events are named, when its ids are cursors.
+    pub naming: Naming,
+    /// Its own heartbeat, instead of the hub's comment.
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -109,7 +111,8 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         owner,
         expires_at,
         remote,
-        dialect,
+        naming,
+        heartbeat,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -147,11 +150,13 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         });
     }
 
-    let framing = match &ask {
-        Ask::One(_) => Framing::Shared,
-        Ask::Cursor(_) => Framing::Labelled {
+    let framing = match (&ask, naming) {
+        (Ask::One(_), _) => Framing::Shared,
+        (Ask::Cursor(_), Naming::ByStream) => Framing::Labelled {
             set: StreamSet::of(&keys),
-            naming: dialect.naming,
+        },
+        (Ask::Cursor(_), Naming::AsPublished) => Framing::Unlabelled {
+            set: StreamSet::of(&keys),
         },
     };
     let mut feed = Feed {
@@ -160,15 +165,11 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         framing,
         streams: streams.into_boxed_slice(),
         deadline: expires_at.map(deadline_of),
-        heartbeat: dialect.heartbeat,
+        heartbeat,
         life,
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
-    let set = match &feed.framing {
-        Framing::Labelled { set, .. } => Some(set),
-        Framing::Shared => None,
-    };
-    let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
+    let starts = resume::plan(&*hub.broker, &keys, &heads, feed.framing.set(), ask).await?;
     for (stream, start) in feed.streams.iter_mut().zip(starts) {
         stream.cursor = start.cursor;
         stream.start = start.replay;
@@ -308,9 +309,10 @@ impl Subscription {
             // Boxed once, and only on connections with a deadline.
             let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
             // A heartbeat of its own replaces the hub's (boxed, and only on
-            // connections whose dialect has one).
+            // connections that have one).
             let mut own_heartbeat = feed.heartbeat.take().map(|h| {
-                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + h.every, h.every);
+                let start = tokio::time::Instant::now() + h.every;
+                let mut every = tokio::time::interval_at(start, h.every);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 (Box::new(every), h.frame)
             });

@@ -21,10 +21,12 @@
 //! the user) and `@device` (to this device): `@user` or `@user:<type>`.
 //! Topic ids never contain `@`, so no topic can pass for an inbox.
 //!
-//! A connection may ask for another [`Dialect`]: the spelling a
-//! compatibility profile's clients expect (events named by their type
-//! alone, a heartbeat event of their own). The hub stays generic: the
-//! profile says how, the hub writes it.
+//! - [`Framing::Unlabelled`] ([`Naming::AsPublished`]): ids are cursors as
+//!   above, but each event keeps the name it was published with (its type,
+//!   or none: `message`). For clients written against another server's API
+//!   (the compatibility profiles) that listen by type or with `onmessage`
+//!   and know nothing of streams. Only the `id:` line is the connection's
+//!   own; the rest is the shared frame.
 
 use std::time::Duration;
 
@@ -34,45 +36,42 @@ use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
-/// How one connection spells what the hub writes on it. The default is
-/// sser's own; a compatibility profile asks for its original's.
-#[derive(Debug, Clone, Default)]
-pub struct Dialect {
-    pub naming: Naming,
-    /// A heartbeat of the connection's own instead of the hub's comment
-    /// every `pubsub.tickFrequency`.
-    pub heartbeat: Option<Heartbeat>,
+pub(crate) enum Framing {
+    Shared,
+    /// Every event named by its stream ([`label`]), ids being cursors over
+    /// the connection's streams (whose keys the connection holds).
+    Labelled {
+        set: StreamSet,
+    },
+    /// Ids are cursors, as for `Labelled`; events keep their own names.
+    Unlabelled {
+        set: StreamSet,
+    },
 }
 
-/// What an event's SSE `event:` line says on a connection that follows
-/// streams by cursor (identity connections, several topics).
+/// How a connection over several streams names its events: the choice a
+/// caller of [`Hub::connect`](super::Hub::connect) makes
+/// ([`ConnectSpec::naming`](super::ConnectSpec::naming)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Naming {
-    /// The stream, then the type: `@user:<type>`, `<topic>` ([`label`]).
+    /// `event: <stream>` or `<stream>:<type>` ([`label`]): the native API.
     #[default]
     ByStream,
-    /// The event's own type alone (no `event:` line for an untyped one),
-    /// for clients that listen by type and follow one identity's inboxes.
-    ByType,
+    /// `event: <type>` as published, or no `event:` line for an untyped
+    /// event; notices do not name a stream either.
+    AsPublished,
 }
 
-/// A connection's own heartbeat: `frame` every `every`.
+/// A connection's own heartbeat ([`ConnectSpec::heartbeat`](super::ConnectSpec::heartbeat)):
+/// `frame` every `every`, instead of the hub's comment every
+/// `pubsub.tickFrequency`, for clients that expect their server's own
+/// keep-alive event (sse-notification-service's `ping`).
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
     pub every: Duration,
-    /// A whole SSE frame. Without an `id:` line, so that it never moves
-    /// the client's `Last-Event-ID`.
+    /// A whole SSE frame. Without an `id:` line, so that it never moves the
+    /// client's `Last-Event-ID`.
     pub frame: Bytes,
-}
-
-pub(crate) enum Framing {
-    Shared,
-    /// Every event named as `naming` says, ids being cursors over the
-    /// connection's streams (whose keys the connection holds).
-    Labelled {
-        set: StreamSet,
-        naming: Naming,
-    },
 }
 
 /// The event name of events from `key` on a labelled connection: the topic
@@ -119,15 +118,16 @@ impl Framing {
         frame: &Bytes,
         cursors: impl ExactSizeIterator<Item = Position>,
     ) -> Frames {
-        let Framing::Labelled { set, naming } = self else {
-            return Frames::One(frame.clone());
+        let (set, labelled) = match self {
+            Framing::Shared => return Frames::One(frame.clone()),
+            Framing::Labelled { set } => (set, true),
+            Framing::Unlabelled { set } => (set, false),
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
-        if *naming == Naming::ByType {
-            // `id: <cursor>\n`, then the frame's own `event:` and `data:`.
+        if !labelled {
             let mut head = Vec::with_capacity(8 + cursors.len() * 12);
             head.extend_from_slice(b"id: ");
             set.encode_into(cursors, &mut head);
@@ -155,6 +155,14 @@ impl Framing {
     pub fn labelled(&self) -> bool {
         matches!(self, Framing::Labelled { .. })
     }
+
+    /// The connection's streams, when its ids are cursors over them.
+    pub fn set(&self) -> Option<&StreamSet> {
+        match self {
+            Framing::Shared => None,
+            Framing::Labelled { set } | Framing::Unlabelled { set } => Some(set),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,10 +189,7 @@ mod tests {
             .collect();
         let keys: Vec<StreamKey> = names.iter().cloned().map(StreamKey::Topic).collect();
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled {
-            set,
-            naming: Naming::ByStream,
-        };
+        let framing = Framing::Labelled { set };
         let cursors = [Position::from_seq(3), Position::from_seq(9)];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("9", Some("shipped"), "a\nb");
@@ -211,10 +216,7 @@ mod tests {
             StreamKey::device("shop", "u1", "phone"),
         ];
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled {
-            set,
-            naming: Naming::ByStream,
-        };
+        let framing = Framing::Labelled { set };
         let cursors = [Position::from_seq(1), Position::from_seq(2), Position::ZERO];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("2", Some("order"), "{}");
@@ -228,18 +230,25 @@ mod tests {
             format!("id: {check}\nevent: @app\ndata: hi\n\n")
         );
         assert_eq!(label(&keys[2]), "@device");
+    }
 
-        let by_type = Framing::Labelled {
-            set,
-            naming: Naming::ByType,
-        };
+    #[test]
+    fn unlabelled_framing_keeps_the_published_name_and_the_cursor() {
+        let keys = [StreamKey::app("shop"), StreamKey::user("shop", "u1")];
+        let set = StreamSet::of(&keys);
+        let framing = Framing::Unlabelled { set };
+        let cursors = [Position::from_seq(4), Position::from_seq(2)];
+        let check = &set.encode(&cursors);
+        let typed = sse::encode_event("2", Some("order"), "a\nb");
         assert_eq!(
-            text(by_type.event(&keys[1], &typed, cursors.into_iter())),
-            format!("id: {check}\nevent: order\ndata: {{}}\n\n")
+            text(framing.event(&keys[1], &typed, cursors.into_iter())),
+            format!("id: {check}\nevent: order\ndata: a\ndata: b\n\n")
         );
+        let plain = sse::encode_event("4", None, "hi");
         assert_eq!(
-            text(by_type.event(&keys[0], &plain, cursors.into_iter())),
+            text(framing.event(&keys[0], &plain, cursors.into_iter())),
             format!("id: {check}\ndata: hi\n\n")
         );
+        assert!(!framing.labelled());
     }
 }

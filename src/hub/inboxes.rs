@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 
 use super::connection::Owner;
 use super::feed::{self, Opening};
-use super::framing::Dialect;
+use super::framing::{Heartbeat, Naming};
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
@@ -47,9 +47,11 @@ pub struct ConnectSpec {
     /// The client's address, when the listener knew it (listed by the
     /// registry, counted by `identity.limits.maxConnectionsPerIp`).
     pub remote: Option<SocketAddr>,
-    /// How its events and heartbeats are spelt (default: sser's own; a
-    /// compatibility profile asks for its original's).
-    pub dialect: Dialect,
+    /// How its events are named: by stream (the native API), or as
+    /// published (a compatibility profile's clients).
+    pub naming: Naming,
+    /// Its own heartbeat, instead of the hub's comment (`None`: the hub's).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// One inbox a send published to.
@@ -68,8 +70,7 @@ impl Hub {
     /// device, in that order) and then `topics` (in id order, duplicates
     /// dropped): the same identity and topics give the same cursor, so a
     /// reconnect resumes exactly. Events are named by their stream (`@app`,
-    /// `@user`, `@device`, or the topic id; see `framing`), unless the
-    /// spec's dialect says otherwise.
+    /// `@user`, `@device`, or the topic id; see `framing`).
     pub async fn connect(&self, spec: ConnectSpec) -> Result<Subscription, HubError> {
         let ConnectSpec {
             owner,
@@ -77,7 +78,8 @@ impl Hub {
             last_event_id,
             expires_at,
             remote,
-            dialect,
+            naming,
+            heartbeat,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -89,7 +91,8 @@ impl Hub {
             owner,
             expires_at,
             remote,
-            dialect,
+            naming,
+            heartbeat,
         };
         feed::open(self, opening).await
     }

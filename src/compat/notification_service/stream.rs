@@ -23,7 +23,7 @@ use crate::http::error::ApiError;
 use crate::http::remote::Remote;
 use crate::http::stream::token_end;
 use crate::http::subscribe::{cursor_from, stream_response};
-use crate::hub::{ConnectSpec, Dialect, Heartbeat, Naming, Owner};
+use crate::hub::{ConnectSpec, Heartbeat, Naming, Owner};
 
 /// The original's heartbeat event, minus its `id: 1`.
 pub fn ping_frame() -> bytes::Bytes {
@@ -48,13 +48,11 @@ pub async fn sse(
             last_event_id: cursor_from(&headers, None),
             expires_at: token_end(state, &identity),
             remote,
-            dialect: Dialect {
-                naming: Naming::ByType,
-                heartbeat: Some(Heartbeat {
-                    every: ns.settings.ping_interval,
-                    frame: ping_frame(),
-                }),
-            },
+            naming: Naming::AsPublished,
+            heartbeat: Some(Heartbeat {
+                every: ns.settings.ping_interval,
+                frame: ping_frame(),
+            }),
         })
         .await?;
     tracing::Span::current().record("conn", &*subscription.conn_id);
