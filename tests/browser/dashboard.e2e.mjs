@@ -112,8 +112,14 @@ async function waitCounter(key, predicate, what) {
   }
   throw new Error(`counter ${key} never ${what} (last seen ${last})`);
 }
-const presence = (key, value) =>
-  page.locator(`.counter[data-presence="${key}"][data-value="${value}"]`).waitFor();
+async function presence(key, value) {
+  try {
+    await page.locator(`.counter[data-presence="${key}"][data-value="${value}"]`).waitFor();
+  } catch {
+    const last = await page.getAttribute(`.counter[data-presence="${key}"]`, 'data-value', { timeout: 1000 }).catch(() => 'no counter');
+    throw new Error(`presence counter ${key} never showed ${JSON.stringify(String(value))} (last seen ${JSON.stringify(last)})`);
+  }
+}
 // Waits until the connections table has `n` rows, all of application
 // `app` when given.
 async function waitRows(n, app) {
@@ -265,7 +271,9 @@ try {
   await page.click('#conn-filter-clear');
   await adaRow.waitFor();
   await waitRows(13); // ada, the eleven, and the tail (a topic connection)
-  await page.locator('#conn-result.err').waitFor({ state: 'hidden' }); // the error is over
+  // The error went with the listing that worked (at once, not after its
+  // display time).
+  if (await page.isVisible('#conn-result.err')) throw new Error('the listing error stayed after a listing worked');
   log('connections filtered and paged');
 
   // Some traffic on a few topics for the screenshot.

@@ -73,7 +73,12 @@ export const seenOf = (page, type) =>
 // Waits until the page has seen an event of `type` (whose data contains
 // `text`, if given), and returns it.
 export async function waitSeen(page, type, text) {
-  const handle = await page.waitForFunction(([t, x]) =>
-    window.seen.find((e) => e.type === t && (x == null || (e.data || '').includes(x))), [type, text ?? null], { polling: 100 });
-  return handle.jsonValue();
+  try {
+    const handle = await page.waitForFunction(([t, x]) =>
+      window.seen.find((e) => e.type === t && (x == null || (e.data || '').includes(x))), [type, text ?? null], { polling: 100 });
+    return await handle.jsonValue();
+  } catch (e) {
+    const seen = await page.evaluate(() => window.seen.map((s) => s.type)).catch(() => '?');
+    throw new Error(`never saw ${type}${text ? ` with ${text}` : ''} (saw ${JSON.stringify(seen)}): ${e.message.split('\n')[0]}`);
+  }
 }
