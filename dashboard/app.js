@@ -710,7 +710,7 @@
           el('td', { 'data-label': 'Address', text: c.remote_addr || dash }),
           el('td', { 'data-label': 'Connected', text: fmtAgo(c.connected_at), title: c.connected_at || '' }),
           el('td', { class: 'streams', 'data-label': 'Streams', text: streams || dash, title: streams }),
-          el('td', { class: 'mono small', 'data-label': 'Last event id', text: c.last_event_id || dash }),
+          el('td', { class: 'last-id', 'data-label': 'Last event id', text: c.last_event_id || dash, title: c.last_event_id || '' }),
         );
         if (operator) {
           tr.append(el('td', { class: 'actions' },

@@ -60,6 +60,12 @@ let stop = false;
     const rate = 20 + 15 * Math.sin(t / 25) + (t % 60 > 45 ? 25 : 0); // events per second
     const i = n++ % 10 < 6 ? 0 : 1 + (n % 4);
     post(`/api/v1/pubsubs/${topics[i]}/events`, { event: { type: 'order', message: { order: n, status: 'paid', total: (n * 7) % 300 } } }).catch(() => {});
+    // Now and then a notification to one user, and a broadcast to an app.
+    if (identities && n % 40 === 0) {
+      const [app, user] = people[(n / 40) % people.length];
+      post('/api/v1/send', { app, users: [user], type: 'notice', message: { n } }).catch(() => {});
+    }
+    if (identities && n % 300 === 0) post('/api/v1/send', { app: 'shop', type: 'sale', message: { n } }).catch(() => {});
     await new Promise((r) => setTimeout(r, 1000 / rate));
   }
 })();
@@ -83,6 +89,11 @@ await page.click('#signin-button');
 await page.locator('#conn-state[data-state="live"]').waitFor();
 await page.fill('#tail-topic', topics[0]);
 await page.click('#tail-start');
+if (identities) {
+  // The connections of one application, not the many topic subscribers.
+  await page.fill('#conn-app', 'shop');
+  await page.click('#conn-filter-apply');
+}
 await page.waitForTimeout(4000);
 await page.mouse.move(1250, 450); // show the chart's hover read-out
 await page.waitForTimeout(300);
