@@ -9,6 +9,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
+//! | [`compat`] | the other seeds' APIs (sse-notification-service, …) as profiles over the native model, on the main listener under a prefix or on their own address |
 //! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
@@ -38,6 +39,7 @@
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 
 pub mod broker;
+pub mod compat;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -87,6 +89,8 @@ pub enum StartError {
     Identity(#[from] identity::SetupError),
     #[error("presence webhooks (presence.webhooks.*): {0}")]
     Webhooks(#[from] presence::WebhookError),
+    #[error("compatibility profiles (compat.*): {0}")]
+    Compat(#[from] compat::CompatError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -108,6 +112,11 @@ pub struct Server {
     /// shutdown.
     webhooks: Option<Arc<presence::Webhooks>>,
     state: Arc<http::AppState>,
+    /// The main listener's router: the API, with the compatibility
+    /// profiles placed on it.
+    app: axum::Router,
+    /// The compatibility profiles' own listeners.
+    compat: compat::Mounted,
     shutdown: CancellationToken,
 }
 
@@ -182,6 +191,16 @@ impl Server {
             false => None,
         };
         let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
+        let http = http_settings(&config);
+        let mut compat = compat::mount(
+            &compat::Context {
+                state: state.clone(),
+            },
+            compat_profiles(&config),
+            &http::paths(&http),
+            addr,
+        )?;
+        let app = http::layers(compat.nest_into(http::routes(state.clone(), &http)), &http);
         Ok(Server {
             config,
             listener,
@@ -192,6 +211,8 @@ impl Server {
             presence,
             webhooks,
             state,
+            app,
+            compat,
             shutdown,
         })
     }
@@ -216,6 +237,13 @@ impl Server {
         &self.hub
     }
 
+    /// The compatibility profiles served on listeners of their own
+    /// (`compat.<profile>.addr`), by name (`compat::About::name`, e.g.
+    /// `sse-notification-service`), with each listener's bound address.
+    pub fn compat_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.compat.addrs()
+    }
+
     /// Identity tokens, when configured (`identity.*`).
     pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
         self.identity.as_ref()
@@ -226,7 +254,7 @@ impl Server {
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
-        let app = http::router(self.state.clone(), &http_settings(&self.config));
+        let app = self.app.clone();
         let settings = conn_settings(&self.config);
         tracing::info!(
             max_connections = settings.caps.total,
@@ -235,6 +263,11 @@ impl Server {
         );
         let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
+        let compat = std::mem::take(&mut self.compat).serve(
+            &http_settings(&self.config),
+            shutdown.clone(),
+            conns.clone(),
+        );
         memory::spawn_trimmer(shutdown.child_token());
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -261,10 +294,10 @@ impl Server {
         );
         let serve = tokio::spawn(async move {
             match tls_task {
-                None => plain.await,
+                None => tokio::try_join!(plain, compat).map(|_| ()),
                 Some(tls) => {
                     let tls = async { tls.await.map_err(std::io::Error::other)? };
-                    tokio::try_join!(plain, tls).map(|_| ())
+                    tokio::try_join!(plain, tls, compat).map(|_| ())
                 }
             }
         });
@@ -535,6 +568,32 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
         max_ttl: c.mint.max_ttl.0,
         mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
     }
+}
+
+/// The compatibility profiles from `compat.*` (each `None` when off).
+fn compat_profiles(config: &Config) -> compat::Profiles {
+    let ns = &config.compat.notification_service;
+    compat::Profiles {
+        notification_service: compat_enabled(
+            ns.mount(),
+            compat::notification_service::NotificationServiceSettings {},
+        ),
+    }
+}
+
+/// A profile with `settings`, placed by its `compat.<profile>` keys, when
+/// they turn it on.
+fn compat_enabled<S>(mount: config::ProfileMount, settings: S) -> Option<compat::Enabled<S>> {
+    let placement = match mount.addr {
+        Some(addr) => compat::Placement::Own { addr },
+        None => compat::Placement::Main {
+            prefix: mount.prefix,
+        },
+    };
+    mount.enabled.then_some(compat::Enabled {
+        placement,
+        settings,
+    })
 }
 
 /// The accept loop's settings from `server.*` (README, "Operations").

@@ -9,13 +9,15 @@
 //! configuration table mirrors it.
 //!
 //! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
-//! `presence`) lives in its own file with its defaults and its checks
+//! `presence`, `compat`) lives in its own file with its defaults and its checks
 //! (`server`'s connection limits in `connections`);
 //! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
 //! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod compat;
+mod compat_notification_service;
 mod connections;
 mod identity;
 mod kv;
@@ -35,6 +37,8 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use compat::{CompatConfig, ProfileMount};
+pub use compat_notification_service::NotificationServiceConfig;
 pub use identity::{
     ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, InboxConfig, JWT_ALGORITHMS,
     JwksConfig, MintConfig, TakeoverMode,
@@ -162,6 +166,19 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_WEBHOOK_MAX_BACKOFF", "presence.webhooks.maxBackoff"),
     ("SSER_WEBHOOK_QUEUE", "presence.webhooks.queue"),
     ("SSER_WEBHOOK_CONCURRENCY", "presence.webhooks.concurrency"),
+    // Compatibility profiles (`compat.*`): each profile's rows together.
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_ENABLED",
+        "compat.notificationService.enabled",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_PREFIX",
+        "compat.notificationService.prefix",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_ADDR",
+        "compat.notificationService.addr",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +205,9 @@ pub struct Config {
     #[serde(default)]
     pub identity: IdentityConfig,
     pub presence: PresenceConfig,
+    /// The other seeds' APIs (`compat.*`), each off by default.
+    #[serde(default)]
+    pub compat: CompatConfig,
 }
 
 impl Default for Config {
@@ -202,6 +222,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             identity: IdentityConfig::default(),
             presence: PresenceConfig::default(),
+            compat: CompatConfig::default(),
         }
     }
 }
@@ -261,6 +282,7 @@ impl Config {
             self.generated_tokens.push(generated);
         }
         self.presence.check()?;
+        self.compat.check()?;
         Ok(())
     }
 }
