@@ -56,6 +56,21 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
 ];
 
+/// Tags of the compatibility profiles' operations: documented under a
+/// prefix and checked against the profile's own routes (see
+/// `gosse_operations_match_the_spec`), not against `ROUTES`.
+const PROFILE_TAGS: &[&str] = &["goSSE"];
+
+/// The goSSE profile's routes, as documented (under the prefix `/gosse`).
+const GOSSE_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/gosse/login"),
+    ("OPTIONS", "/gosse/login"),
+    ("POST", "/gosse/broadcast"),
+    ("GET", "/gosse/events"),
+    ("GET", "/gosse/admin/stop"),
+    ("POST", "/gosse/admin/stop"),
+];
+
 const STATIC_ID: &str = "status";
 const JWT_SECRET: &str = "openapi-test-identity-secret-32-bytes!";
 const STATIC_TOKEN: &str = "static-topic-token";
@@ -115,6 +130,16 @@ impl Spec {
                 )
             });
         self.deref(r)
+    }
+
+    /// The compatibility profile an operation belongs to (its tag in
+    /// [`PROFILE_TAGS`]), if any.
+    fn profile(&self, method: &str, path: &str) -> Option<&'static str> {
+        let tags = &self.operation(method, path)["tags"];
+        PROFILE_TAGS
+            .iter()
+            .find(|t| tags.as_array().is_some_and(|a| a.contains(&json!(t))))
+            .copied()
     }
 
     /// (method, path, planned) for every operation.
@@ -452,10 +477,13 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                 let schema = &spec
                     .deref(&spec.operation(method.as_str(), &path)["responses"][status])["content"]
                     ["application/json"]["schema"];
-                assert_eq!(
-                    schema["$ref"], "#/components/schemas/ErrorResponse",
-                    "{what} {status}: errors use ErrorResponse"
-                );
+                // A profile keeps its original's error shape (goSSE's
+                // `{"error":"..."}`, `GosseError`).
+                let shape = match spec.profile(method.as_str(), &path) {
+                    Some("goSSE") => "#/components/schemas/GosseError",
+                    _ => "#/components/schemas/ErrorResponse",
+                };
+                assert_eq!(schema["$ref"], shape, "{what} {status}: errors use {shape}");
             }
         }
         if !security.is_empty() {
@@ -607,7 +635,11 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
         "src/http/mod.rs and ROUTES in tests/openapi.rs disagree: update ROUTES and sser.yaml"
     );
 
-    let ops = spec.operations();
+    let ops: Vec<_> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p).is_none())
+        .collect();
     let documented: BTreeSet<_> = ops
         .iter()
         .filter(|(_, _, planned)| !planned)
@@ -1666,4 +1698,172 @@ async fn registry_endpoints_match_the_spec() {
 /// A server without identity tokens.
 async fn start_plain() -> TestServer {
     TestServer::start().await
+}
+
+// ---------------------------------------------------------------------------
+// The goSSE profile (tag goSSE), served under the prefix /gosse
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gosse_operations_match_the_spec() {
+    use sser::config::{Flag, GosseAccount, GosseRole};
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("goSSE"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = GOSSE_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected, "goSSE operations in sser.yaml");
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::gosse::ABOUT
+        .paths
+        .iter()
+        .map(|p| format!("/gosse{p}"))
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.server.max_request_body_size = sser::config::Bytes(BODY_LIMIT);
+        let g = &mut c.compat.gosse;
+        g.enabled = Flag(true);
+        g.prefix = "/gosse".into();
+        g.allowed_origin = Some("https://app.example.com".into());
+        g.accounts = [("client", GosseRole::Client), ("admin", GosseRole::Admin)]
+            .into_iter()
+            .map(|(name, role)| GosseAccount {
+                username: name.into(),
+                password_hash: sser::compat::gosse::hash_password("pw").expect("hash"),
+                role,
+            })
+            .collect();
+    })
+    .await;
+    let http = &server.http;
+    let url = |p: &str| server.url(p);
+    const LOGIN: &str = "/gosse/login";
+    const BROADCAST: &str = "/gosse/broadcast";
+    const EVENTS: &str = "/gosse/events";
+    const STOP: &str = "/gosse/admin/stop";
+    let login = |username: &str, password: &str| {
+        http.post(url(LOGIN))
+            .json(&json!({"username": username, "password": password, "id": "u1"}))
+    };
+
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "pw").send().await.unwrap(),
+    )
+    .await;
+    let client = body["token"].as_str().expect("token").to_string();
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("admin", "pw").send().await.unwrap(),
+    )
+    .await;
+    let admin = body["token"].as_str().expect("token").to_string();
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "no").send().await.unwrap(),
+    )
+    .await;
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        http.post(url(LOGIN)).body("{").send().await.unwrap(),
+    )
+    .await;
+    let preflight = http
+        .request(Method::OPTIONS, url(LOGIN))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    check(&spec, "OPTIONS", LOGIN, preflight).await;
+
+    let broadcast = |token: &str, body: &str| {
+        http.post(url(BROADCAST))
+            .bearer_auth(token)
+            .body(body.to_string())
+    };
+    for (token, body, status) in [
+        (admin.as_str(), r#"{"content":"x"}"#, StatusCode::CREATED),
+        (client.as_str(), r#"{"content":"x"}"#, StatusCode::FORBIDDEN),
+        ("nope", r#"{"content":"x"}"#, StatusCode::UNAUTHORIZED),
+        (admin.as_str(), r#"{"content":1}"#, StatusCode::BAD_REQUEST),
+    ] {
+        let resp = broadcast(token, body).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{body}");
+        check(&spec, "POST", BROADCAST, resp).await;
+    }
+    let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(BODY_LIMIT as usize));
+    let resp = broadcast(&admin, &big).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    check(&spec, "POST", BROADCAST, resp).await;
+
+    let stream = http
+        .get(url(EVENTS))
+        .query(&[("type", "sse")])
+        .bearer_auth(&client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
+    drop(stream);
+    for (query, status) in [
+        ("?token=!!", StatusCode::BAD_REQUEST),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
+        let resp = http
+            .get(url(&format!("{EVENTS}{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{query}");
+        check(&spec, "GET", EVENTS, resp).await;
+    }
+
+    for method in [Method::GET, Method::POST] {
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .send()
+            .await
+            .unwrap();
+        check(&spec, method.as_str(), STOP, resp).await;
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .bearer_auth(&client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        check(&spec, method.as_str(), STOP, resp).await;
+    }
+    let resp = http
+        .post(url(STOP))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    check(&spec, "POST", STOP, resp).await;
+    server.stop().await;
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::compat_gosse::GosseConfig;
 use super::compat_notification_service::NotificationServiceConfig;
 use super::load::ConfigError;
 use super::values::{Flag, ListenAddr};
@@ -20,6 +21,8 @@ use super::values::{Flag, ListenAddr};
 pub struct CompatConfig {
     /// sse-notification-service (`compat.notificationService.*`).
     pub notification_service: NotificationServiceConfig,
+    /// goSSE (`compat.gosse.*`).
+    pub gosse: GosseConfig,
 }
 
 /// Where a profile is served, read from the three keys every
@@ -74,6 +77,7 @@ impl CompatConfig {
     /// Checks every profile's keys.
     pub(super) fn check(&mut self) -> Result<(), ConfigError> {
         self.notification_service.check()?;
+        self.gosse.check()?;
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ use futures_util::Stream;
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
-use super::framing::{Frames, Framing};
+use super::framing::{Frames, Framing, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
@@ -93,6 +93,8 @@ pub(crate) struct Opening {
     pub expires_at: Option<SystemTime>,
     /// The client's address, when the listener knew it.
     pub remote: Option<SocketAddr>,
+    /// How its events are named, when its ids are cursors.
+    pub naming: Naming,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -105,6 +107,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         owner,
         expires_at,
         remote,
+        naming,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -142,9 +145,12 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         });
     }
 
-    let framing = match &ask {
-        Ask::One(_) => Framing::Shared,
-        Ask::Cursor(_) => Framing::Labelled {
+    let framing = match (&ask, naming) {
+        (Ask::One(_), _) => Framing::Shared,
+        (Ask::Cursor(_), Naming::ByStream) => Framing::Labelled {
+            set: StreamSet::of(&keys),
+        },
+        (Ask::Cursor(_), Naming::AsPublished) => Framing::Unlabelled {
             set: StreamSet::of(&keys),
         },
     };
@@ -157,11 +163,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         life,
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
-    let set = match &feed.framing {
-        Framing::Labelled { set } => Some(set),
-        Framing::Shared => None,
-    };
-    let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
+    let starts = resume::plan(&*hub.broker, &keys, &heads, feed.framing.set(), ask).await?;
     for (stream, start) in feed.streams.iter_mut().zip(starts) {
         stream.cursor = start.cursor;
         stream.start = start.replay;

@@ -22,6 +22,7 @@ use futures_util::future::join_all;
 
 use super::connection::Owner;
 use super::feed::{self, Opening};
+use super::framing::Naming;
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
@@ -46,6 +47,9 @@ pub struct ConnectSpec {
     /// The client's address, when the listener knew it (listed by the
     /// registry, counted by `identity.limits.maxConnectionsPerIp`).
     pub remote: Option<SocketAddr>,
+    /// How its events are named: by stream (the native API), or as
+    /// published (a compatibility profile's clients).
+    pub naming: Naming,
 }
 
 /// One inbox a send published to.
@@ -72,6 +76,7 @@ impl Hub {
             last_event_id,
             expires_at,
             remote,
+            naming,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -83,6 +88,7 @@ impl Hub {
             owner,
             expires_at,
             remote,
+            naming,
         };
         feed::open(self, opening).await
     }
