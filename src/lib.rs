@@ -580,7 +580,9 @@ fn compat_profiles(config: &Config) -> compat::Profiles {
     compat::Profiles {
         notification_service: compat_enabled(
             ns.mount(),
-            compat::notification_service::NotificationServiceSettings {},
+            compat::notification_service::NotificationServiceSettings {
+                ping_interval: ns.ping_interval.0,
+            },
         ),
         gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
     }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::browser::{chromium, driver_dir, repo};
 use common::*;
 use sser::config::{Config, Span};
 use sser::secret::Secret;
@@ -40,34 +41,6 @@ const SHORT_RETRY: Duration = Duration::from_millis(500);
 fn with_identity(c: &mut Config) {
     c.identity.secret = Some(Secret::new(IDENTITY_SECRET));
     c.presence.grace = Span(Duration::ZERO);
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.exists(),
-        "Chromium not found at {}: the dashboard test needs a real browser. \
-         Install it with `apt-get install chromium` (scripts/test-deps.sh does), \
-         or set CHROMIUM to its path.",
-        path.display()
-    );
-    path
-}
-
-fn driver_dir() -> PathBuf {
-    let dir = repo().join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "tests/browser/node_modules is missing: run `npm ci` in tests/browser \
-         (scripts/test-deps.sh does)"
-    );
-    dir
 }
 
 #[tokio::test]

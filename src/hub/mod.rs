@@ -42,7 +42,7 @@ pub use connections::{
     UserSummary,
 };
 pub use feed::Subscription;
-pub use framing::{Naming, label};
+pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
 pub use resume::Resume;
@@ -418,6 +418,7 @@ impl Hub {
             expires_at: None,
             remote,
             naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
@@ -441,6 +442,7 @@ impl Hub {
             expires_at: None,
             remote,
             naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
@@ -487,6 +489,7 @@ impl Hub {
             remote,
             expires_at: None,
             naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
