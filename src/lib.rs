@@ -176,7 +176,11 @@ impl Server {
             ),
             false => None,
         };
-        let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
+        let stats = http::stats::StatsFeed::start(
+            hub.clone(),
+            identity.is_some().then(|| presence.clone()),
+            shutdown.child_token(),
+        );
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
             // `Config::finish` guarantees both tokens exist.
@@ -599,7 +603,9 @@ fn compat_profiles(config: &Config) -> compat::Profiles {
     compat::Profiles {
         notification_service: compat_enabled(
             ns.mount(),
-            compat::notification_service::NotificationServiceSettings {},
+            compat::notification_service::NotificationServiceSettings {
+                ping_interval: ns.ping_interval.0,
+            },
         ),
         gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
     }

@@ -194,6 +194,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "SSER_COMPAT_NOTIFICATION_SERVICE_ADDR",
         "compat.notificationService.addr",
     ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_PING_INTERVAL",
+        "compat.notificationService.pingInterval",
+    ),
+    // sse-notification-service's own name for its token key.
+    ("JWT_SECRET", "compat.notificationService.jwtSecret"),
     ("SSER_COMPAT_GOSSE_ENABLED", "compat.gosse.enabled"),
     ("SSER_COMPAT_GOSSE_PREFIX", "compat.gosse.prefix"),
     ("SSER_COMPAT_GOSSE_ADDR", "compat.gosse.addr"),
@@ -318,11 +324,12 @@ impl Config {
         self.kv.check()?;
         self.log.check()?;
         self.server.ssl.check()?;
+        // Before identity: a profile may bring the identity key.
+        self.compat.check(&mut self.identity, &self.app_env)?;
         if let Some(generated) = self.identity.check(&self.app_env)? {
             self.generated_tokens.push(generated);
         }
         self.presence.check()?;
-        self.compat.check()?;
         self.cluster.check()?;
         Ok(())
     }

@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 
 use super::connection::Owner;
 use super::feed::{self, Opening};
-use super::framing::Naming;
+use super::framing::{Heartbeat, Naming};
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
@@ -50,6 +50,8 @@ pub struct ConnectSpec {
     /// How its events are named: by stream (the native API), or as
     /// published (a compatibility profile's clients).
     pub naming: Naming,
+    /// Its own heartbeat, instead of the hub's comment (`None`: the hub's).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// One inbox a send published to.
@@ -77,6 +79,7 @@ impl Hub {
             expires_at,
             remote,
             naming,
+            heartbeat,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -89,6 +92,7 @@ impl Hub {
             expires_at,
             remote,
             naming,
+            heartbeat,
         };
         feed::open(self, opening).await
     }

@@ -42,7 +42,7 @@ pub use connections::{
     UserSummary,
 };
 pub use feed::Subscription;
-pub use framing::{Naming, label};
+pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
 pub use resume::Resume;
@@ -483,6 +483,7 @@ impl Hub {
             expires_at: None,
             remote,
             naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
@@ -506,6 +507,7 @@ impl Hub {
             expires_at: None,
             remote,
             naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
@@ -552,6 +554,7 @@ impl Hub {
             remote,
             expires_at: None,
             naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }

@@ -84,6 +84,7 @@ pub async fn events(
             expires_at: None,
             remote,
             naming: Naming::AsPublished,
+            heartbeat: None,
         })
         .await?;
     tracing::debug!(
