@@ -82,6 +82,7 @@ pub async fn stream(
             last_event_id: cursor_from(&headers, query_last_event_id),
             expires_at,
             remote,
+            dialect: None,
         })
         .await?;
     span.record("conn", &*subscription.conn_id);

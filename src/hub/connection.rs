@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::dialect::Dialect;
 use super::notice;
 use crate::broker::Outbox;
 use crate::model::StreamKey;
@@ -72,8 +73,9 @@ pub enum EndReason {
     /// An operator ended it (`DELETE /api/v1/connections/:id`,
     /// `POST /api/v1/kick`), with the reason it gave, if any.
     Kicked { reason: Option<String> },
-    /// A newer connection of the same (app, user, device) replaced it.
-    TakenOver,
+    /// A newer connection of the same (app, user, device) replaced it,
+    /// opened from `by` (when the listener knew the address).
+    TakenOver { by: Option<SocketAddr> },
     /// Its identity token expired during the stream.
     Expired,
     /// The server is stopping.
@@ -87,7 +89,7 @@ impl EndReason {
     pub(crate) fn farewell(&self) -> Bytes {
         match self {
             EndReason::Kicked { reason } => notice::kicked(reason.as_deref()),
-            EndReason::TakenOver => notice::taken_over(),
+            EndReason::TakenOver { .. } => notice::taken_over(),
             EndReason::Expired => notice::token_expired(),
             EndReason::Shutdown => sse::comment_frame(notice::SHUTDOWN_NOTICE),
         }
@@ -107,6 +109,9 @@ pub struct Connection {
     /// Kept as written (a shared `Bytes`, no copy) and read only when
     /// someone lists the connection.
     last_sent: Mutex<Option<Bytes>>,
+    /// How the server's own frames are spelt on it (a compatibility
+    /// profile's connection); `None`: natively.
+    dialect: Option<Arc<dyn Dialect>>,
 }
 
 impl Connection {
@@ -116,6 +121,7 @@ impl Connection {
         streams: Box<[StreamKey]>,
         owner: Option<Owner>,
         remote: Option<SocketAddr>,
+        dialect: Option<Arc<dyn Dialect>>,
     ) -> Self {
         Connection {
             id,
@@ -125,6 +131,7 @@ impl Connection {
             opened_at_ms: crate::model::now_ms(),
             remote,
             last_sent: Mutex::new(None),
+            dialect,
         }
     }
 
@@ -191,8 +198,30 @@ impl Connection {
     pub(crate) fn end_because(&self, why: &EndReason) {
         match why {
             EndReason::Shutdown => self.outbox.shutdown(),
-            why => self.outbox.end_with(why.farewell()),
+            why => self.outbox.end_with(self.farewell(why)),
         }
+    }
+
+    /// The last frame of this connection when the server ends it for
+    /// `why`, in its dialect.
+    pub(crate) fn farewell(&self, why: &EndReason) -> Bytes {
+        self.dialect
+            .as_ref()
+            .and_then(|d| d.farewell(why))
+            .unwrap_or_else(|| why.farewell())
+    }
+
+    /// Its keep-alive frame, in its dialect.
+    pub(crate) fn heartbeat_frame(&self) -> Bytes {
+        self.dialect
+            .as_ref()
+            .and_then(|d| d.heartbeat())
+            .unwrap_or_else(sse::heartbeat_frame)
+    }
+
+    /// Whether its events are named by their own type alone.
+    pub(crate) fn plain_event_names(&self) -> bool {
+        self.dialect.as_ref().is_some_and(|d| d.plain_event_names())
     }
 
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {

@@ -187,7 +187,8 @@ impl Connections {
                 r.per_ip.add(ip);
             }
             if let Some(victim) = victim {
-                Self::remove_locked(&mut r, &victim, Some(&EndReason::TakenOver), true);
+                let why = EndReason::TakenOver { by: conn.remote() };
+                Self::remove_locked(&mut r, &victim, Some(&why), true);
             }
         }
         if conn.streams().first() == Some(&StreamKey::Presence) {

@@ -29,6 +29,7 @@ use futures_util::Stream;
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
+use super::dialect::Dialect;
 use super::framing::{Frames, Framing};
 use super::notice;
 use super::resume::{self, Ask, Replay};
@@ -93,6 +94,8 @@ pub(crate) struct Opening {
     pub expires_at: Option<SystemTime>,
     /// The client's address, when the listener knew it.
     pub remote: Option<SocketAddr>,
+    /// How the server's own frames are spelt on it; `None`: natively.
+    pub dialect: Option<Arc<dyn Dialect>>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -105,6 +108,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         owner,
         expires_at,
         remote,
+        dialect,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -115,6 +119,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         keys.clone(),
         owner,
         remote,
+        dialect,
     ));
     let registration = hub
         .connections
@@ -146,6 +151,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         Ask::One(_) => Framing::Shared,
         Ask::Cursor(_) => Framing::Labelled {
             set: StreamSet::of(&keys),
+            plain: life.conn.plain_event_names(),
         },
     };
     let mut feed = Feed {
@@ -158,7 +164,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
     let set = match &feed.framing {
-        Framing::Labelled { set } => Some(set),
+        Framing::Labelled { set, .. } => Some(set),
         Framing::Shared => None,
     };
     let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
@@ -337,7 +343,8 @@ impl Subscription {
                         // Out of the registry now, presence reason
                         // `expired`; the notice is written below.
                         registration.end(&EndReason::Expired);
-                        return Poll::Ready(Item::End(Some(Box::new(notice::token_expired()))));
+                        let farewell = feed.life.conn.farewell(&EndReason::Expired);
+                        return Poll::Ready(Item::End(Some(Box::new(farewell))));
                     }
                     outbox.poll_next(cx)
                 })
@@ -361,7 +368,7 @@ impl Subscription {
                             .map(|(slot, _)| (slot, Replay::Lagged))
                             .collect();
                     }
-                    Item::Heartbeat => yield Ok(sse::heartbeat_frame()),
+                    Item::Heartbeat => yield Ok(feed.life.conn.heartbeat_frame()),
                     Item::Closed { slot } => {
                         let (frame, end) = feed.closed(slot as usize);
                         yield Ok(frame);
@@ -370,7 +377,7 @@ impl Subscription {
                         }
                     }
                     Item::Shutdown => {
-                        yield Ok(sse::comment_frame(notice::SHUTDOWN_NOTICE));
+                        yield Ok(feed.life.conn.farewell(&EndReason::Shutdown));
                         return;
                     }
                     Item::End(farewell) => {

@@ -30,10 +30,11 @@ use crate::sse;
 pub(crate) enum Framing {
     Shared,
     /// Every event named by its stream ([`label`]), ids being cursors over
-    /// the connection's streams (whose keys the connection holds).
-    Labelled {
-        set: StreamSet,
-    },
+    /// the connection's streams (whose keys the connection holds). With
+    /// `plain` (a compatibility profile's dialect, `super::dialect`), the
+    /// event keeps its own name (its type, or none) and only the id is the
+    /// connection's.
+    Labelled { set: StreamSet, plain: bool },
 }
 
 /// The event name of events from `key` on a labelled connection: the topic
@@ -80,7 +81,7 @@ impl Framing {
         frame: &Bytes,
         cursors: impl ExactSizeIterator<Item = Position>,
     ) -> Frames {
-        let Framing::Labelled { set } = self else {
+        let Framing::Labelled { set, plain } = self else {
             return Frames::One(frame.clone());
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
@@ -91,6 +92,11 @@ impl Framing {
         let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
         head.extend_from_slice(b"id: ");
         set.encode_into(cursors, &mut head);
+        if *plain {
+            // `id: <cursor>\n`, then the frame's own `event:` and `data:`.
+            head.push(b'\n');
+            return Frames::Two(Bytes::from(head), frame.slice(start..));
+        }
         head.extend_from_slice(b"\nevent: ");
         head.extend_from_slice(topic.as_bytes());
         let rest = if typed {
@@ -134,7 +140,7 @@ mod tests {
             .collect();
         let keys: Vec<StreamKey> = names.iter().cloned().map(StreamKey::Topic).collect();
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set };
+        let framing = Framing::Labelled { set, plain: false };
         let cursors = [Position::from_seq(3), Position::from_seq(9)];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("9", Some("shipped"), "a\nb");
@@ -161,7 +167,7 @@ mod tests {
             StreamKey::device("shop", "u1", "phone"),
         ];
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set };
+        let framing = Framing::Labelled { set, plain: false };
         let cursors = [Position::from_seq(1), Position::from_seq(2), Position::ZERO];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("2", Some("order"), "{}");
@@ -175,5 +181,24 @@ mod tests {
             format!("id: {check}\nevent: @app\ndata: hi\n\n")
         );
         assert_eq!(label(&keys[2]), "@device");
+    }
+
+    #[test]
+    fn plain_names_keep_the_events_own_name_and_the_cursor_id() {
+        let keys = [StreamKey::app("shop"), StreamKey::user("shop", "u1")];
+        let set = StreamSet::of(&keys);
+        let framing = Framing::Labelled { set, plain: true };
+        let cursors = [Position::from_seq(4), Position::from_seq(2)];
+        let check = &set.encode(&cursors);
+        let typed = sse::encode_event("2", Some("custom-event"), "a\nb");
+        assert_eq!(
+            text(framing.event(&keys[1], &typed, cursors.into_iter())),
+            format!("id: {check}\nevent: custom-event\ndata: a\ndata: b\n\n")
+        );
+        let plain = sse::encode_event("4", None, "hi");
+        assert_eq!(
+            text(framing.event(&keys[0], &plain, cursors.into_iter())),
+            format!("id: {check}\ndata: hi\n\n")
+        );
     }
 }

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use futures_util::future::join_all;
 
 use super::connection::Owner;
+use super::dialect::Dialect;
 use super::feed::{self, Opening};
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
@@ -46,6 +47,9 @@ pub struct ConnectSpec {
     /// The client's address, when the listener knew it (listed by the
     /// registry, counted by `identity.limits.maxConnectionsPerIp`).
     pub remote: Option<SocketAddr>,
+    /// How the server's own frames are spelt on it (a compatibility
+    /// profile's client); `None`: natively.
+    pub dialect: Option<Arc<dyn Dialect>>,
 }
 
 /// One inbox a send published to.
@@ -72,6 +76,7 @@ impl Hub {
             last_event_id,
             expires_at,
             remote,
+            dialect,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -83,6 +88,7 @@ impl Hub {
             owner,
             expires_at,
             remote,
+            dialect,
         };
         feed::open(self, opening).await
     }

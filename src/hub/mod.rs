@@ -10,13 +10,15 @@
 //! identity connections, [`owners`]), admits identity connections
 //! ([`admission`]: blocks, limits, device take-over) and tells presence
 //! about them; each connection's HTTP body is a [`Subscription`] stream
-//! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
+//! ([`feed`]), spelt natively or in a compatibility profile's
+//! [`Dialect`]. Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
 //! publish on them. No lock is held across an await.
 
 pub mod admission;
 pub mod connection;
 pub mod connections;
+pub mod dialect;
 pub mod feed;
 mod framing;
 pub mod inboxes;
@@ -40,6 +42,7 @@ pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
+pub use dialect::Dialect;
 pub use feed::Subscription;
 pub use framing::label;
 pub use inboxes::{ConnectSpec, Sent};
@@ -360,6 +363,7 @@ impl Hub {
             owner: None,
             expires_at: None,
             remote,
+            dialect: None,
         };
         feed::open(self, opening).await
     }
@@ -382,6 +386,7 @@ impl Hub {
             owner: None,
             expires_at: None,
             remote,
+            dialect: None,
         };
         feed::open(self, opening).await
     }
@@ -427,6 +432,7 @@ impl Hub {
             owner: None,
             remote,
             expires_at: None,
+            dialect: None,
         };
         feed::open(self, opening).await
     }
