@@ -38,6 +38,7 @@
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 
 pub mod broker;
+pub mod compat;
 pub mod config;
 pub mod http;
 pub mod hub;

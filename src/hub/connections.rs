@@ -280,6 +280,12 @@ impl Connections {
         }
     }
 
+    /// How many users of `app` are connected, and with how many identity
+    /// connections. O(1).
+    pub fn app_counts(&self, app: &str) -> (usize, usize) {
+        self.inner.lock().owners.app_counts(app)
+    }
+
     /// Every open connection, in id order.
     pub fn list(&self) -> Vec<Arc<Connection>> {
         self.inner

@@ -34,7 +34,10 @@ pub(crate) enum Framing {
     /// `plain` (a compatibility profile's dialect, `super::dialect`), the
     /// event keeps its own name (its type, or none) and only the id is the
     /// connection's.
-    Labelled { set: StreamSet, plain: bool },
+    Labelled {
+        set: StreamSet,
+        plain: bool,
+    },
 }
 
 /// The event name of events from `key` on a labelled connection: the topic
