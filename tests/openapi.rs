@@ -56,6 +56,21 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
 ];
 
+/// Every route of the compatibility profiles, as (profile, method, OpenAPI
+/// path). The spec shows each profile under the prefix `/<profile>`; the
+/// tests serve it there (`compat.<profile>.prefix`).
+const PROFILE_ROUTES: &[(&str, &str, &str)] = &[
+    ("go-sse-broker", "GET", "/go-sse-broker/token"),
+    ("go-sse-broker", "POST", "/go-sse-broker/token"),
+    ("go-sse-broker", "GET", "/go-sse-broker/send"),
+    ("go-sse-broker", "POST", "/go-sse-broker/send"),
+    ("go-sse-broker", "GET", "/go-sse-broker/events"),
+    ("go-sse-broker", "GET", "/go-sse-broker/info"),
+    ("go-sse-broker", "POST", "/go-sse-broker/info"),
+    ("go-sse-broker", "GET", "/go-sse-broker/kick"),
+    ("go-sse-broker", "POST", "/go-sse-broker/kick"),
+];
+
 const STATIC_ID: &str = "status";
 const JWT_SECRET: &str = "openapi-test-identity-secret-32-bytes!";
 const STATIC_TOKEN: &str = "static-topic-token";
@@ -117,15 +132,24 @@ impl Spec {
         self.deref(r)
     }
 
-    /// (method, path, planned) for every operation.
+    /// (method, path, planned) for every native operation.
     fn operations(&self) -> Vec<(String, String, bool)> {
         self.typed
             .operations()
+            .filter(|(path, method, _)| self.profile(method.as_str(), path).is_none())
             .map(|(path, method, _)| {
                 let planned = self.operation(method.as_str(), &path)["x-sser-planned"] == true;
                 (method.as_str().to_string(), path, planned)
             })
             .collect()
+    }
+
+    /// The compatibility profile an operation belongs to
+    /// (`x-sser-profile`), if any.
+    fn profile(&self, method: &str, path: &str) -> Option<String> {
+        self.operation(method, path)["x-sser-profile"]
+            .as_str()
+            .map(str::to_string)
     }
 
     fn schema(&self, name: &str) -> &Value {
@@ -452,10 +476,18 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                 let schema = &spec
                     .deref(&spec.operation(method.as_str(), &path)["responses"][status])["content"]
                     ["application/json"]["schema"];
-                assert_eq!(
-                    schema["$ref"], "#/components/schemas/ErrorResponse",
-                    "{what} {status}: errors use ErrorResponse"
-                );
+                match spec.profile(method.as_str(), &path) {
+                    // A profile answers in its original's error shape,
+                    // which its own schema describes.
+                    Some(profile) => assert!(
+                        schema["$ref"].as_str().is_some_and(|r| r.starts_with("#/components/schemas/")),
+                        "{what} {status}: {profile}'s errors name their schema"
+                    ),
+                    None => assert_eq!(
+                        schema["$ref"], "#/components/schemas/ErrorResponse",
+                        "{what} {status}: errors use ErrorResponse"
+                    ),
+                }
             }
         }
         if !security.is_empty() {
@@ -620,6 +652,29 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
         "served but not in sser.yaml: {missing:?}"
     );
     assert!(extra.is_empty(), "in sser.yaml but not served: {extra:?}");
+
+    let profiles: BTreeSet<(String, String, String)> = spec
+        .typed
+        .operations()
+        .filter_map(|(path, method, _)| {
+            let profile = spec.profile(method.as_str(), &path)?;
+            Some((profile, method.as_str().to_string(), path))
+        })
+        .collect();
+    let listed: BTreeSet<(String, String, String)> = PROFILE_ROUTES
+        .iter()
+        .map(|(n, m, p)| (n.to_string(), m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        profiles, listed,
+        "the profiles' operations in sser.yaml and PROFILE_ROUTES disagree"
+    );
+    for (profile, _, path) in &profiles {
+        assert!(
+            path.starts_with(&format!("/{profile}/")),
+            "{path}: a profile's paths are shown under /{profile}"
+        );
+    }
 
     for (m, p, planned) in &ops {
         if *planned {
@@ -1666,4 +1721,97 @@ async fn registry_endpoints_match_the_spec() {
 /// A server without identity tokens.
 async fn start_plain() -> TestServer {
     TestServer::start().await
+}
+
+// ---------------------------------------------------------------------------
+// Compatibility profiles against the spec
+// ---------------------------------------------------------------------------
+
+/// The go-sse-broker profile, served where the spec shows it
+/// (`/go-sse-broker/...`): every route answers, and real answers (success
+/// and refusal, both request forms) match their documented shapes.
+#[tokio::test]
+async fn go_sse_broker_matches_the_spec() {
+    let spec = spec();
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.compat.go_sse_broker.enabled = sser::config::Flag(true);
+        c.compat.go_sse_broker.prefix = "/go-sse-broker".into();
+    })
+    .await;
+    let http = &server.http;
+    // Without a token, every route says so in the documented shape.
+    for (_, method, path) in PROFILE_ROUTES {
+        let m = Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = http.request(m, server.url(path)).send().await.expect("request");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        let body = check(&spec, method, path, resp).await;
+        assert_eq!(body["code"], 401, "{method} {path}");
+    }
+    const TOKEN: &str = "/go-sse-broker/token";
+    const SEND: &str = "/go-sse-broker/send";
+    const EVENTS: &str = "/go-sse-broker/events";
+    const INFO: &str = "/go-sse-broker/info";
+    const KICK: &str = "/go-sse-broker/kick";
+    let get = |path: &str, query: &str| {
+        http.get(server.url(&format!("{path}?{query}")))
+            .bearer_auth(API_TOKEN)
+    };
+    let post = |path: &str, body: Value| http.post(server.url(path)).bearer_auth(API_TOKEN).json(&body);
+
+    let token = check(&spec, "GET", TOKEN, get(TOKEN, "uid=1965&device=d1").send().await.unwrap()).await;
+    let token = token["result"].as_str().expect("token").to_string();
+    let posted = check(&spec, "POST", TOKEN, post(TOKEN, json!({"uid": "1986"})).send().await.unwrap()).await;
+    assert_eq!(posted["code"], 1);
+    let refused = check(&spec, "GET", TOKEN, get(TOKEN, "ttl=5").send().await.unwrap()).await;
+    assert_eq!(refused["code"], 400);
+    let multipart = http
+        .post(server.url(TOKEN))
+        .bearer_auth(API_TOKEN)
+        .header(CONTENT_TYPE, "multipart/form-data; boundary=x")
+        .body("--x--")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check(&spec, "POST", TOKEN, multipart).await["code"], 415);
+
+    // The stream: documented head, then the body as described.
+    let mut stream = http
+        .get(server.url(&format!("{EVENTS}?token={token}&device=d1")))
+        .send()
+        .await
+        .unwrap();
+    check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
+    read_until(&mut stream, "event: sys_connected\ndata: 127.0.0.1\n\n").await;
+    let sent = check(&spec, "GET", SEND, get(SEND, "uid=1965&data=hello").send().await.unwrap()).await;
+    assert_eq!(sent["result"], 1);
+    read_until(&mut stream, "data: hello\n\n").await;
+    let sent = check(
+        &spec,
+        "POST",
+        SEND,
+        post(SEND, json!({"device": "d1", "event": "custom-event", "data": "hi"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(sent["result"], 1);
+    read_until(&mut stream, "event: custom-event\ndata: hi\n\n").await;
+    let empty = check(&spec, "GET", SEND, get(SEND, "uid=1965").send().await.unwrap()).await;
+    assert_eq!(empty["msg"], "data cannot be empty");
+    let denied = http.get(server.url(&format!("{EVENTS}?token={token}&device=d2"))).send().await.unwrap();
+    assert_eq!(check(&spec, "GET", EVENTS, denied).await["msg"], "Invalid device");
+
+    // Every shape /info has.
+    for query in ["", "uid=1965", "device=d1", "device=d1&uid=1965", "address=127.0.0.1", "uid=nobody"] {
+        let v = check(&spec, "GET", INFO, get(INFO, query).send().await.unwrap()).await;
+        assert_eq!(v["code"], 1, "{query}: {v}");
+    }
+    let v = check(&spec, "POST", INFO, post(INFO, json!({"uid": "1965"})).send().await.unwrap()).await;
+    assert_eq!(v["result"]["online"], true);
+
+    let kicked = check(&spec, "POST", KICK, post(KICK, json!({"device": "d1"})).send().await.unwrap()).await;
+    assert_eq!(kicked["result"], 1);
+    read_until(&mut stream, "event: sys_kick_offline\n").await;
+    let nobody = check(&spec, "GET", KICK, get(KICK, "").send().await.unwrap()).await;
+    assert_eq!(nobody["code"], 400);
+    server.stop().await;
 }

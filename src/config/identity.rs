@@ -222,7 +222,7 @@ impl IdentityConfig {
         self.enabled.0 || self.has_key()
     }
 
-    fn has_key(&self) -> bool {
+    pub(super) fn has_key(&self) -> bool {
         self.secret.is_some() || !self.keys.is_empty() || self.jwks.source_count() > 0
     }
 

@@ -78,9 +78,12 @@ impl Broker {
                 format!("{e} (identity.secret or compat.goSseBroker.jwt.secret)"),
             ),
             MintError::Signing => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            MintError::Ttl { .. } | MintError::InvalidField { .. } => {
-                Failure::bad_request(e.to_string())
-            }
+            MintError::Ttl { .. } => Failure::bad_request(e.to_string()),
+            // This API calls the user `uid`.
+            MintError::InvalidField { field, reason } => Failure::bad_request(format!(
+                "{} {reason}",
+                if field == "user" { "uid" } else { field }
+            )),
         })?;
         Ok(json!(minted.token.expose()))
     }
