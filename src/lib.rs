@@ -9,6 +9,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
+//! | [`compat`] | the other seeds' APIs (sse-notification-service, …) as profiles over the native model, on the main listener under a prefix or on their own address |
 //! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
@@ -88,6 +89,8 @@ pub enum StartError {
     Identity(#[from] identity::SetupError),
     #[error("presence webhooks (presence.webhooks.*): {0}")]
     Webhooks(#[from] presence::WebhookError),
+    #[error("compatibility profiles (compat.*): {0}")]
+    Compat(#[from] compat::CompatError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -109,6 +112,11 @@ pub struct Server {
     /// shutdown.
     webhooks: Option<Arc<presence::Webhooks>>,
     state: Arc<http::AppState>,
+    /// The main listener's router: the API, with the compatibility
+    /// profiles placed on it.
+    app: axum::Router,
+    /// The compatibility profiles' own listeners.
+    compat: compat::Mounted,
     shutdown: CancellationToken,
 }
 
@@ -179,6 +187,16 @@ impl Server {
             false => None,
         };
         let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
+        let http = http_settings(&config);
+        let mut compat = compat::mount(
+            &compat::Context {
+                state: state.clone(),
+            },
+            compat_profiles(&config, local_addr(&listener, addr))?,
+            &http::paths(&http),
+            addr,
+        )?;
+        let app = http::layers(compat.nest_into(http::routes(state.clone(), &http)), &http);
         Ok(Server {
             config,
             listener,
@@ -189,6 +207,8 @@ impl Server {
             presence,
             webhooks,
             state,
+            app,
+            compat,
             shutdown,
         })
     }
@@ -213,6 +233,13 @@ impl Server {
         &self.hub
     }
 
+    /// The compatibility profiles served on listeners of their own
+    /// (`compat.<profile>.addr`), by name (`compat::About::name`, e.g.
+    /// `sse-notification-service`), with each listener's bound address.
+    pub fn compat_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.compat.addrs()
+    }
+
     /// Identity tokens, when configured (`identity.*`).
     pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
         self.identity.as_ref()
@@ -223,7 +250,7 @@ impl Server {
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
-        let app = http::router(self.state.clone(), &http_settings(&self.config));
+        let app = self.app.clone();
         let settings = conn_settings(&self.config);
         tracing::info!(
             max_connections = settings.caps.total,
@@ -232,6 +259,11 @@ impl Server {
         );
         let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
+        let compat = std::mem::take(&mut self.compat).serve(
+            &http_settings(&self.config),
+            shutdown.clone(),
+            conns.clone(),
+        );
         memory::spawn_trimmer(shutdown.child_token());
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -258,10 +290,10 @@ impl Server {
         );
         let serve = tokio::spawn(async move {
             match tls_task {
-                None => plain.await,
+                None => tokio::try_join!(plain, compat).map(|_| ()),
                 Some(tls) => {
                     let tls = async { tls.await.map_err(std::io::Error::other)? };
-                    tokio::try_join!(plain, tls).map(|_| ())
+                    tokio::try_join!(plain, tls, compat).map(|_| ())
                 }
             }
         });
@@ -532,6 +564,76 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
         max_ttl: c.mint.max_ttl.0,
         mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
     }
+}
+
+/// The compatibility profiles from `compat.*` (each `None` when off).
+/// `main_addr` is the main listener's bound address.
+fn compat_profiles(config: &Config, main_addr: SocketAddr) -> Result<compat::Profiles, StartError> {
+    let ns = &config.compat.notification_service;
+    let gsb = &config.compat.go_sse_broker;
+    Ok(compat::Profiles {
+        notification_service: compat_enabled(
+            ns.mount(),
+            compat::notification_service::NotificationServiceSettings {},
+        ),
+        go_sse_broker: compat_enabled(gsb.mount(), go_sse_broker_settings(config, main_addr)?),
+    })
+}
+
+/// `compat.goSseBroker.*` (its `jwt`/`sse` terms were mapped onto
+/// `identity.*` and `pubsub.*` when the configuration was loaded).
+fn go_sse_broker_settings(
+    config: &Config,
+    main_addr: SocketAddr,
+) -> Result<compat::go_sse_broker::GoSseBrokerSettings, StartError> {
+    use compat::go_sse_broker::{AddrRange, GoSseBrokerSettings};
+    let gsb = &config.compat.go_sse_broker;
+    let unauthenticated_from = gsb
+        .unauthenticated_from
+        .0
+        .iter()
+        .map(|text| {
+            AddrRange::parse(text).map_err(|why| {
+                StartError::Config(config::ConfigError(format!(
+                    "compat.goSseBroker.unauthenticatedFrom (SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM): {why}"
+                )))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let listens_on = gsb.mount().addr.unwrap_or(main_addr);
+    Ok(GoSseBrokerSettings {
+        app: gsb.app.clone(),
+        token_ttl: gsb.token_ttl(),
+        unauthenticated_from,
+        instance_address: gsb
+            .instance_address
+            .clone()
+            .unwrap_or_else(|| listens_on.to_string()),
+        device_memory: match config.identity.inbox.max_age.0 {
+            d if d.is_zero() => std::time::Duration::from_secs(7 * 24 * 3600),
+            d => d,
+        },
+    })
+}
+
+/// The address `listener` is bound to (`configured` if it cannot say).
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
+
+/// A profile with `settings`, placed by its `compat.<profile>` keys, when
+/// they turn it on.
+fn compat_enabled<S>(mount: config::ProfileMount, settings: S) -> Option<compat::Enabled<S>> {
+    let placement = match mount.addr {
+        Some(addr) => compat::Placement::Own { addr },
+        None => compat::Placement::Main {
+            prefix: mount.prefix,
+        },
+    };
+    mount.enabled.then_some(compat::Enabled {
+        placement,
+        settings,
+    })
 }
 
 /// The accept loop's settings from `server.*` (README, "Operations").

@@ -480,7 +480,9 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                     // A profile answers in its original's error shape,
                     // which its own schema describes.
                     Some(profile) => assert!(
-                        schema["$ref"].as_str().is_some_and(|r| r.starts_with("#/components/schemas/")),
+                        schema["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("#/components/schemas/")),
                         "{what} {status}: {profile}'s errors name their schema"
                     ),
                     None => assert_eq!(
@@ -1743,7 +1745,11 @@ async fn go_sse_broker_matches_the_spec() {
     // Without a token, every route says so in the documented shape.
     for (_, method, path) in PROFILE_ROUTES {
         let m = Method::from_bytes(method.as_bytes()).expect("method");
-        let resp = http.request(m, server.url(path)).send().await.expect("request");
+        let resp = http
+            .request(m, server.url(path))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
         let body = check(&spec, method, path, resp).await;
         assert_eq!(body["code"], 401, "{method} {path}");
@@ -1757,13 +1763,35 @@ async fn go_sse_broker_matches_the_spec() {
         http.get(server.url(&format!("{path}?{query}")))
             .bearer_auth(API_TOKEN)
     };
-    let post = |path: &str, body: Value| http.post(server.url(path)).bearer_auth(API_TOKEN).json(&body);
+    let post = |path: &str, body: Value| {
+        http.post(server.url(path))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+    };
 
-    let token = check(&spec, "GET", TOKEN, get(TOKEN, "uid=1965&device=d1").send().await.unwrap()).await;
+    let token = check(
+        &spec,
+        "GET",
+        TOKEN,
+        get(TOKEN, "uid=1965&device=d1").send().await.unwrap(),
+    )
+    .await;
     let token = token["result"].as_str().expect("token").to_string();
-    let posted = check(&spec, "POST", TOKEN, post(TOKEN, json!({"uid": "1986"})).send().await.unwrap()).await;
+    let posted = check(
+        &spec,
+        "POST",
+        TOKEN,
+        post(TOKEN, json!({"uid": "1986"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(posted["code"], 1);
-    let refused = check(&spec, "GET", TOKEN, get(TOKEN, "ttl=5").send().await.unwrap()).await;
+    let refused = check(
+        &spec,
+        "GET",
+        TOKEN,
+        get(TOKEN, "ttl=5").send().await.unwrap(),
+    )
+    .await;
     assert_eq!(refused["code"], 400);
     let multipart = http
         .post(server.url(TOKEN))
@@ -1783,32 +1811,76 @@ async fn go_sse_broker_matches_the_spec() {
         .unwrap();
     check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
     read_until(&mut stream, "event: sys_connected\ndata: 127.0.0.1\n\n").await;
-    let sent = check(&spec, "GET", SEND, get(SEND, "uid=1965&data=hello").send().await.unwrap()).await;
+    let sent = check(
+        &spec,
+        "GET",
+        SEND,
+        get(SEND, "uid=1965&data=hello").send().await.unwrap(),
+    )
+    .await;
     assert_eq!(sent["result"], 1);
     read_until(&mut stream, "data: hello\n\n").await;
     let sent = check(
         &spec,
         "POST",
         SEND,
-        post(SEND, json!({"device": "d1", "event": "custom-event", "data": "hi"})).send().await.unwrap(),
+        post(
+            SEND,
+            json!({"device": "d1", "event": "custom-event", "data": "hi"}),
+        )
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(sent["result"], 1);
     read_until(&mut stream, "event: custom-event\ndata: hi\n\n").await;
-    let empty = check(&spec, "GET", SEND, get(SEND, "uid=1965").send().await.unwrap()).await;
+    let empty = check(
+        &spec,
+        "GET",
+        SEND,
+        get(SEND, "uid=1965").send().await.unwrap(),
+    )
+    .await;
     assert_eq!(empty["msg"], "data cannot be empty");
-    let denied = http.get(server.url(&format!("{EVENTS}?token={token}&device=d2"))).send().await.unwrap();
-    assert_eq!(check(&spec, "GET", EVENTS, denied).await["msg"], "Invalid device");
+    let denied = http
+        .get(server.url(&format!("{EVENTS}?token={token}&device=d2")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        check(&spec, "GET", EVENTS, denied).await["msg"],
+        "Invalid device"
+    );
 
     // Every shape /info has.
-    for query in ["", "uid=1965", "device=d1", "device=d1&uid=1965", "address=127.0.0.1", "uid=nobody"] {
+    for query in [
+        "",
+        "uid=1965",
+        "device=d1",
+        "device=d1&uid=1965",
+        "address=127.0.0.1",
+        "uid=nobody",
+    ] {
         let v = check(&spec, "GET", INFO, get(INFO, query).send().await.unwrap()).await;
         assert_eq!(v["code"], 1, "{query}: {v}");
     }
-    let v = check(&spec, "POST", INFO, post(INFO, json!({"uid": "1965"})).send().await.unwrap()).await;
+    let v = check(
+        &spec,
+        "POST",
+        INFO,
+        post(INFO, json!({"uid": "1965"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(v["result"]["online"], true);
 
-    let kicked = check(&spec, "POST", KICK, post(KICK, json!({"device": "d1"})).send().await.unwrap()).await;
+    let kicked = check(
+        &spec,
+        "POST",
+        KICK,
+        post(KICK, json!({"device": "d1"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(kicked["result"], 1);
     read_until(&mut stream, "event: sys_kick_offline\n").await;
     let nobody = check(&spec, "GET", KICK, get(KICK, "").send().await.unwrap()).await;

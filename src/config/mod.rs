@@ -9,13 +9,16 @@
 //! configuration table mirrors it.
 //!
 //! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
-//! `presence`) lives in its own file with its defaults and its checks
+//! `presence`, `compat`) lives in its own file with its defaults and its checks
 //! (`server`'s connection limits in `connections`);
 //! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
 //! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod compat;
+mod compat_go_sse_broker;
+mod compat_notification_service;
 mod connections;
 mod identity;
 mod kv;
@@ -35,6 +38,9 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use compat::{CompatConfig, ProfileMount};
+pub use compat_go_sse_broker::{BrokerJwt, BrokerSse, GoSseBrokerConfig};
+pub use compat_notification_service::NotificationServiceConfig;
 pub use identity::{
     ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, InboxConfig, JWT_ALGORITHMS,
     JwksConfig, MintConfig, TakeoverMode,
@@ -162,6 +168,49 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_WEBHOOK_MAX_BACKOFF", "presence.webhooks.maxBackoff"),
     ("SSER_WEBHOOK_QUEUE", "presence.webhooks.queue"),
     ("SSER_WEBHOOK_CONCURRENCY", "presence.webhooks.concurrency"),
+    // Compatibility profiles (`compat.*`): each profile's rows together.
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_ENABLED",
+        "compat.notificationService.enabled",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_PREFIX",
+        "compat.notificationService.prefix",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_ADDR",
+        "compat.notificationService.addr",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_ENABLED",
+        "compat.goSseBroker.enabled",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_PREFIX",
+        "compat.goSseBroker.prefix",
+    ),
+    ("SSER_COMPAT_GO_SSE_BROKER_ADDR", "compat.goSseBroker.addr"),
+    ("SSER_COMPAT_GO_SSE_BROKER_APP", "compat.goSseBroker.app"),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM",
+        "compat.goSseBroker.unauthenticatedFrom",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_INSTANCE_ADDRESS",
+        "compat.goSseBroker.instanceAddress",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_JWT_SECRET",
+        "compat.goSseBroker.jwt.secret",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_JWT_EXPIRE",
+        "compat.goSseBroker.jwt.expire",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_HEARTBEAT_INTERVAL",
+        "compat.goSseBroker.sse.heartbeat_interval",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +237,9 @@ pub struct Config {
     #[serde(default)]
     pub identity: IdentityConfig,
     pub presence: PresenceConfig,
+    /// The other seeds' APIs (`compat.*`), each off by default.
+    #[serde(default)]
+    pub compat: CompatConfig,
 }
 
 impl Default for Config {
@@ -202,6 +254,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             identity: IdentityConfig::default(),
             presence: PresenceConfig::default(),
+            compat: CompatConfig::default(),
         }
     }
 }
@@ -257,10 +310,16 @@ impl Config {
         self.kv.check()?;
         self.log.check()?;
         self.server.ssl.check()?;
+        // Profiles' terms for identity and pubsub keys, before those are
+        // checked.
+        self.compat
+            .go_sse_broker
+            .apply(&self.app_env, &mut self.identity, &mut self.pubsub)?;
         if let Some(generated) = self.identity.check(&self.app_env)? {
             self.generated_tokens.push(generated);
         }
         self.presence.check()?;
+        self.compat.check()?;
         Ok(())
     }
 }

@@ -51,6 +51,9 @@ async fn query_flow_in_headless_chromium() {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     server.stop().await;
-    assert!(out.status.success(), "the browser test failed: see its output above");
+    assert!(
+        out.status.success(),
+        "the browser test failed: see its output above"
+    );
     assert!(stdout.contains("[gsb-e2e] ok"), "{stdout}");
 }

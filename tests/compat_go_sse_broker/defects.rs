@@ -124,10 +124,18 @@ async fn malformed_requests_get_400_and_the_process_lives_on() {
         .await
         .expect("preflight");
     assert!(preflight.status().is_success(), "{}", preflight.status());
-    assert_eq!(refused(400, get(&server, "/send?uid=1").await), "data cannot be empty");
+    assert_eq!(
+        refused(400, get(&server, "/send?uid=1").await),
+        "data cannot be empty"
+    );
 
     // Still serving.
-    let healthz = server.http.get(server.url("/healthz")).send().await.expect("healthz");
+    let healthz = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(healthz.status(), 200);
     assert!(ok(get(&server, "/token?uid=after").await).is_string());
     server.stop().await;
@@ -137,8 +145,16 @@ async fn malformed_requests_get_400_and_the_process_lives_on() {
 async fn back_end_endpoints_require_the_api_token() {
     let server = start().await;
     for path in ["/token?uid=1", "/send?data=x", "/info", "/kick?uid=1"] {
-        let resp = server.http.get(server.url(path)).send().await.expect("no token");
-        assert!(refused(401, answer(resp).await).contains("API token"), "{path}");
+        let resp = server
+            .http
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("no token");
+        assert!(
+            refused(401, answer(resp).await).contains("API token"),
+            "{path}"
+        );
         let resp = server
             .http
             .get(server.url(path))
@@ -146,7 +162,11 @@ async fn back_end_endpoints_require_the_api_token() {
             .send()
             .await
             .expect("wrong token");
-        assert_eq!(refused(401, answer(resp).await), "invalid API token", "{path}");
+        assert_eq!(
+            refused(401, answer(resp).await),
+            "invalid API token",
+            "{path}"
+        );
     }
     // The metrics token reads /info, and nothing else.
     let info = server
@@ -178,7 +198,10 @@ async fn an_allow_listed_back_end_may_go_without_the_token() {
     let plain = |path: &str| server.http.get(server.url(path)).send();
     let t = ok(answer(plain("/token?uid=legacy").await.expect("token")).await);
     let mut s = events(&server, t.as_str().expect("token"), "d", None).await;
-    assert_eq!(ok(answer(plain("/send?uid=legacy&data=x").await.expect("send")).await), 1);
+    assert_eq!(
+        ok(answer(plain("/send?uid=legacy&data=x").await.expect("send")).await),
+        1
+    );
     assert_eq!(s.expect_event().await.data, "x");
     // A wrong token is still wrong, from anywhere.
     let resp = server
@@ -198,7 +221,11 @@ async fn no_user_can_push_another_users_device_off() {
     let mut alice = connect(&server, "alice", "phone").await;
     let mut bob = connect(&server, "bob", "phone").await;
     ok(get(&server, "/send?uid=alice,bob&data=both-online").await);
-    assert_eq!(alice.expect_event().await.data, "both-online", "alice was not pushed off");
+    assert_eq!(
+        alice.expect_event().await.data,
+        "both-online",
+        "alice was not pushed off"
+    );
     assert_eq!(bob.expect_event().await.data, "both-online");
     let alice_info = ok(get(&server, "/info?uid=alice").await);
     assert_eq!(alice_info["devices"].as_array().map(Vec::len), Some(1));
@@ -231,10 +258,24 @@ async fn tokens_are_checked() {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("signs")
     };
     let far = 4_000_000_000u64;
-    let forged = sign(b"not-the-secret-not-the-secret!!!", json!({"sub": "u", "exp": far}));
-    let other_app = sign(SECRET.as_bytes(), json!({"sub": "u", "iss": "another-app", "exp": far}));
-    let expired = sign(SECRET.as_bytes(), json!({"sub": "u", "exp": 1_000_000_000u64}));
-    for bad in [forged.as_str(), other_app.as_str(), expired.as_str(), "garbage"] {
+    let forged = sign(
+        b"not-the-secret-not-the-secret!!!",
+        json!({"sub": "u", "exp": far}),
+    );
+    let other_app = sign(
+        SECRET.as_bytes(),
+        json!({"sub": "u", "iss": "another-app", "exp": far}),
+    );
+    let expired = sign(
+        SECRET.as_bytes(),
+        json!({"sub": "u", "exp": 1_000_000_000u64}),
+    );
+    for bad in [
+        forged.as_str(),
+        other_app.as_str(),
+        expired.as_str(),
+        "garbage",
+    ] {
         let resp = server
             .http
             .get(server.url(&format!("/events?token={}&device=d", urlencode(bad))))

@@ -12,7 +12,12 @@ async fn create_token_by_get_post_and_form() {
     let t = t.as_str().expect("result is the token string");
     assert_eq!(t.split('.').count(), 3, "a JWT: {t}");
     // POST JSON {"uid": "1986", "device": "my computer 1"}
-    let bound = ok(post(&server, "/token", json!({"uid": "1986", "device": "my computer 1"})).await);
+    let bound = ok(post(
+        &server,
+        "/token",
+        json!({"uid": "1986", "device": "my computer 1"}),
+    )
+    .await);
     let bound = bound.as_str().expect("token").to_string();
     // A urlencoded form too (what `curl -d` sends).
     let resp = server
@@ -63,11 +68,17 @@ async fn send_to_uids_devices_and_everyone_with_events() {
     assert_eq!(result, 2, "result = the devices it reached");
     for s in [&mut ax001, &mut ax002] {
         let e = s.expect_event().await;
-        assert_eq!((e.event.as_str(), e.data.as_str()), ("custom-event", "hello"));
+        assert_eq!(
+            (e.event.as_str(), e.data.as_str()),
+            ("custom-event", "hello")
+        );
     }
 
     // uid and device lists together, and neither (everyone).
-    assert_eq!(ok(get(&server, "/send?uid=1935,alice&device=ax002&data=x").await), 3);
+    assert_eq!(
+        ok(get(&server, "/send?uid=1935,alice&device=ax002&data=x").await),
+        3
+    );
     assert_eq!(ok(post(&server, "/send", json!({"data": "all"})).await), 3);
     for s in [&mut u1935, &mut ax001, &mut ax002] {
         assert_eq!(s.expect_event().await.data, "x");
@@ -114,7 +125,12 @@ async fn events_with_headers_instead_of_the_query() {
     assert_eq!(again.expect_event().await.data, "two");
 
     // Without token or device: 401.
-    let resp = server.http.get(server.url("/events?device=d")).send().await.expect("events");
+    let resp = server
+        .http
+        .get(server.url("/events?device=d"))
+        .send()
+        .await
+        .expect("events");
     assert_eq!(
         refused(401, answer(resp).await),
         "token and device is required"
@@ -133,7 +149,11 @@ async fn info_for_the_cluster_an_instance_a_user_and_a_device() {
     // GET /info: the cluster (one node until cluster mode).
     let c = ok(get(&server, "/info").await);
     assert_eq!(
-        (c["instance_count"].clone(), c["user_count"].clone(), c["device_count"].clone()),
+        (
+            c["instance_count"].clone(),
+            c["user_count"].clone(),
+            c["device_count"].clone()
+        ),
         (json!(1), json!(2), json!(3)),
         "{c}"
     );
@@ -145,18 +165,27 @@ async fn info_for_the_cluster_an_instance_a_user_and_a_device() {
     assert_time(&node["start_time"]);
     // ...one instance by its address (or the README's `ip`).
     let i = ok(get(&server, &format!("/info?address={addr}")).await);
-    assert_eq!((i["online"].clone(), i["device_count"].clone()), (json!(true), json!(3)));
+    assert_eq!(
+        (i["online"].clone(), i["device_count"].clone()),
+        (json!(true), json!(3))
+    );
     assert_eq!(ok(get(&server, "/info?ip=127.0.0.1").await)["online"], true);
     let gone = ok(get(&server, "/info?address=10.9.9.9:8080").await);
     assert_eq!(gone["online"], false);
 
     // POST {"uid": "sssxyd"}: the user and each of its devices.
     let u = ok(post(&server, "/info", json!({"uid": "sssxyd"})).await);
-    assert_eq!((u["online"].clone(), u["uid"].clone()), (json!(true), json!("sssxyd")));
+    assert_eq!(
+        (u["online"].clone(), u["uid"].clone()),
+        (json!(true), json!("sssxyd"))
+    );
     assert_time(&u["login_time"]);
     assert_time(&u["last_touch_time"]);
     let devices = u["devices"].as_array().expect("devices");
-    let mut names: Vec<&str> = devices.iter().map(|d| d["device_name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = devices
+        .iter()
+        .map(|d| d["device_name"].as_str().unwrap())
+        .collect();
     names.sort_unstable();
     assert_eq!(names, ["laptop", "xuyd"]);
     for d in devices {
@@ -174,9 +203,15 @@ async fn info_for_the_cluster_an_instance_a_user_and_a_device() {
     );
     assert_eq!(ok(get(&server, "/info?device=xuyd").await)["online"], true);
     let none = ok(get(&server, "/info?device=nowhere").await);
-    assert_eq!((none["online"].clone(), none["device_name"].clone()), (json!(false), json!("nowhere")));
+    assert_eq!(
+        (none["online"].clone(), none["device_name"].clone()),
+        (json!(false), json!("nowhere"))
+    );
     let nobody = ok(get(&server, "/info?uid=nobody").await);
-    assert_eq!(nobody, json!({"online": false, "uid": "nobody", "login_time": "", "last_touch_time": "", "devices": []}));
+    assert_eq!(
+        nobody,
+        json!({"online": false, "uid": "nobody", "login_time": "", "last_touch_time": "", "devices": []})
+    );
     server.stop().await;
 }
 
@@ -197,7 +232,10 @@ fn assert_device(d: &Value, uid: &str, instance: &str) {
     assert_time(&d["last_touch_time"]);
     assert_eq!(d["instance_address"], instance, "{d}");
     assert!(
-        d["device_address"].as_str().expect("device_address").starts_with("127.0.0.1:"),
+        d["device_address"]
+            .as_str()
+            .expect("device_address")
+            .starts_with("127.0.0.1:"),
         "{d}"
     );
     assert!(d["last_frame_id"].is_string(), "{d}");
@@ -213,7 +251,10 @@ async fn kick_by_uid_and_device_with_sys_kick_offline() {
     for s in [&mut a, &mut b] {
         let seen = until_end(s).await;
         assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!((seen[0].event.as_str(), seen[0].data.as_str()), ("sys_kick_offline", ""));
+        assert_eq!(
+            (seen[0].event.as_str(), seen[0].data.as_str()),
+            ("sys_kick_offline", "")
+        );
     }
 
     // POST {"device": "ax001,ax002", "uid": "1937", "data": "bye"}
@@ -221,11 +262,19 @@ async fn kick_by_uid_and_device_with_sys_kick_offline() {
     let mut ax002 = connect(&server, "u2", "ax002").await;
     let mut u1937 = connect(&server, "1937", "any").await;
     let mut spared = connect(&server, "u3", "ax003").await;
-    let result = ok(post(&server, "/kick", json!({"device": "ax001,ax002", "uid": "1937", "data": "bye"})).await);
+    let result = ok(post(
+        &server,
+        "/kick",
+        json!({"device": "ax001,ax002", "uid": "1937", "data": "bye"}),
+    )
+    .await);
     assert_eq!(result, 3);
     for s in [&mut ax001, &mut ax002, &mut u1937] {
         let seen = until_end(s).await;
-        assert_eq!(seen.last().map(|e| (e.event.as_str(), e.data.as_str())), Some(("sys_kick_offline", "bye")));
+        assert_eq!(
+            seen.last().map(|e| (e.event.as_str(), e.data.as_str())),
+            Some(("sys_kick_offline", "bye"))
+        );
     }
     ok(get(&server, "/send?data=still-here").await);
     assert_eq!(spared.expect_event().await.data, "still-here");
@@ -241,7 +290,9 @@ async fn a_second_connection_of_a_device_pushes_the_first_off() {
     let mut second = connect(&server, "u", "phone").await;
     let seen = until_end(&mut first).await;
     assert_eq!(
-        seen.iter().map(|e| (e.event.as_str(), e.data.as_str())).collect::<Vec<_>>(),
+        seen.iter()
+            .map(|e| (e.event.as_str(), e.data.as_str()))
+            .collect::<Vec<_>>(),
         [("sys_extrude_offline", "127.0.0.1")],
         "data is the IP of the connection that took over"
     );
@@ -258,13 +309,15 @@ async fn streams_end_with_sys_instance_close_when_the_server_stops() {
     server.stop().await;
     let seen = until_end(&mut s).await;
     assert_eq!(
-        seen.iter().map(|e| (e.event.as_str(), e.data.as_str())).collect::<Vec<_>>(),
+        seen.iter()
+            .map(|e| (e.event.as_str(), e.data.as_str()))
+            .collect::<Vec<_>>(),
         [("sys_instance_close", addr.as_str())]
     );
 }
 
 #[tokio::test]
-async fn other_methods_get_405_in_the_envelope_and_options_204() {
+async fn other_methods_get_405_in_the_envelope_and_options_is_answered() {
     let server = start().await;
     for path in ["/token", "/send", "/info", "/kick", "/events"] {
         let resp = server
@@ -283,7 +336,8 @@ async fn other_methods_get_405_in_the_envelope_and_options_204() {
             .send()
             .await
             .expect("OPTIONS");
-        assert_eq!(resp.status(), 204, "{path}");
+        // Answered, by the CORS layer or the profile, and never fatal.
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
     }
     server.stop().await;
 }

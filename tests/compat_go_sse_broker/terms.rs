@@ -45,24 +45,43 @@ fn the_originals_terms_map_onto_ours() {
         "[jwt] secret is the identity secret"
     );
     assert!(c.identity.is_on(), "the profile turns identity tokens on");
-    assert_eq!(c.pubsub.tick_frequency.0, Duration::from_secs(1), "[sse] heartbeat_interval");
-    assert_eq!(c.compat.go_sse_broker.token_ttl(), Some(Duration::from_secs(45)));
+    assert_eq!(
+        c.pubsub.tick_frequency.0,
+        Duration::from_secs(1),
+        "[sse] heartbeat_interval"
+    );
+    assert_eq!(
+        c.compat.go_sse_broker.token_ttl(),
+        Some(Duration::from_secs(45))
+    );
 
     // The same through the environment.
     let c = load(
         "{}",
         &[
             ("SSER_COMPAT_GO_SSE_BROKER_ENABLED", "true"),
-            ("SSER_COMPAT_GO_SSE_BROKER_JWT_SECRET", "env-secret-env-secret-env-secret"),
+            (
+                "SSER_COMPAT_GO_SSE_BROKER_JWT_SECRET",
+                "env-secret-env-secret-env-secret",
+            ),
             ("SSER_COMPAT_GO_SSE_BROKER_JWT_EXPIRE", "60"),
             ("SSER_COMPAT_GO_SSE_BROKER_HEARTBEAT_INTERVAL", "20"),
-            ("SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM", "10.0.0.0/8, 192.168.1.7"),
+            (
+                "SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM",
+                "10.0.0.0/8, 192.168.1.7",
+            ),
         ],
     )
     .expect("loads from the environment");
-    assert_eq!(c.compat.go_sse_broker.token_ttl(), Some(Duration::from_secs(60)));
+    assert_eq!(
+        c.compat.go_sse_broker.token_ttl(),
+        Some(Duration::from_secs(60))
+    );
     assert_eq!(c.pubsub.tick_frequency.0, Duration::from_secs(20));
-    assert_eq!(c.compat.go_sse_broker.unauthenticated_from.0, ["10.0.0.0/8", "192.168.1.7"]);
+    assert_eq!(
+        c.compat.go_sse_broker.unauthenticated_from.0,
+        ["10.0.0.0/8", "192.168.1.7"]
+    );
 }
 
 #[test]

@@ -42,15 +42,24 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
-use super::Context;
+use super::{About, Context};
 use crate::http::{AppState, IdentityState};
-use auth::{AddrRange, Gate, Need};
+pub use auth::AddrRange;
+use auth::{Gate, Need};
 use devices::Devices;
 use envelope::{Envelope, Failure};
 use params::Params;
 use system::BrokerDialect;
 
-/// The paths this profile claims on its listener (for the conflict check).
+/// Who the profile is and what it routes.
+pub const ABOUT: About = About {
+    name: "go-sse-broker",
+    key: "compat.goSseBroker",
+    env: "SSER_COMPAT_GO_SSE_BROKER",
+    paths: PATHS,
+};
+
+/// Every path the profile routes (its README's).
 pub const PATHS: &[&str] = &["/token", "/send", "/events", "/info", "/kick"];
 
 /// The profile's settings (`compat.goSseBroker.*`; `lib.rs` converts).
