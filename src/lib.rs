@@ -187,15 +187,17 @@ impl Server {
             false => None,
         };
         let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
-        let http = http_settings(&config);
+        let mut http = http_settings(&config);
         let mut compat = compat::mount(
             &compat::Context {
                 state: state.clone(),
+                shutdown: shutdown.clone(),
             },
             compat_profiles(&config, local_addr(&listener, addr))?,
             &http::paths(&http),
             addr,
         )?;
+        http.cors_exempt = compat.main_cors_exempt();
         let app = http::layers(compat.nest_into(http::routes(state.clone(), &http)), &http);
         Ok(Server {
             config,
@@ -513,6 +515,8 @@ fn http_settings(config: &Config) -> http::HttpSettings {
         dashboard: config.server.dashboard.0,
         max_request_body_size: config.server.max_request_body_size.0 as usize,
         cors_allowed_origins: config.server.cors.allowed_origins.0.clone(),
+        // Filled in by `compat::Mounted` for each listener.
+        cors_exempt: Vec::new(),
     }
 }
 
@@ -577,6 +581,7 @@ fn compat_profiles(config: &Config, main_addr: SocketAddr) -> Result<compat::Pro
             compat::notification_service::NotificationServiceSettings {},
         ),
         go_sse_broker: compat_enabled(gsb.mount(), go_sse_broker_settings(config, main_addr)?),
+        gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
     })
 }
 
@@ -619,6 +624,39 @@ fn go_sse_broker_settings(
 /// The address `listener` is bound to (`configured` if it cannot say).
 fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(configured)
+}
+
+/// The goSSE profile's settings from `compat.gosse.*` (accounts already
+/// hashed and checked by `config`).
+fn gosse_settings(config: &Config) -> compat::gosse::GosseSettings {
+    use compat::gosse::{Account, Role, SameSite};
+    let g = &config.compat.gosse;
+    compat::gosse::GosseSettings {
+        app: g.app.clone(),
+        accounts: g
+            .accounts
+            .iter()
+            .map(|a| Account {
+                username: a.username.clone(),
+                password_hash: a.password_hash.clone(),
+                role: match a.role {
+                    config::GosseRole::Client => Role::Client,
+                    config::GosseRole::Broadcaster => Role::Broadcaster,
+                    config::GosseRole::Admin => Role::Admin,
+                },
+            })
+            .collect(),
+        allowed_origin: g.allowed_origin.clone(),
+        token_ttl: g.token_ttl.0,
+        cookie_secure: g.cookie_secure.0,
+        cookie_same_site: match g.cookie_same_site {
+            config::SameSite::Lax => SameSite::Lax,
+            config::SameSite::Strict => SameSite::Strict,
+            config::SameSite::None => SameSite::None,
+        },
+        type_topic_prefix: g.type_topic_prefix.clone(),
+        max_types: usize::try_from(g.max_types.0).unwrap_or(usize::MAX),
+    }
 }
 
 /// A profile with `settings`, placed by its `compat.<profile>` keys, when

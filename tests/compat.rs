@@ -153,6 +153,7 @@ async fn the_native_path_list_matches_the_router() {
         dashboard: true,
         max_request_body_size: 1 << 20,
         cors_allowed_origins: vec![],
+        cors_exempt: vec![],
     };
     for path in sser::http::paths(&settings) {
         let concrete: String = path

@@ -56,19 +56,33 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
 ];
 
-/// Every route of the compatibility profiles, as (profile, method, OpenAPI
-/// path). The spec shows each profile under the prefix `/<profile>`; the
-/// tests serve it there (`compat.<profile>.prefix`).
-const PROFILE_ROUTES: &[(&str, &str, &str)] = &[
-    ("go-sse-broker", "GET", "/go-sse-broker/token"),
-    ("go-sse-broker", "POST", "/go-sse-broker/token"),
-    ("go-sse-broker", "GET", "/go-sse-broker/send"),
-    ("go-sse-broker", "POST", "/go-sse-broker/send"),
-    ("go-sse-broker", "GET", "/go-sse-broker/events"),
-    ("go-sse-broker", "GET", "/go-sse-broker/info"),
-    ("go-sse-broker", "POST", "/go-sse-broker/info"),
-    ("go-sse-broker", "GET", "/go-sse-broker/kick"),
-    ("go-sse-broker", "POST", "/go-sse-broker/kick"),
+/// Tags of the compatibility profiles' operations: documented under a
+/// prefix and checked against the profile's own routes (see
+/// `gosse_operations_match_the_spec`), not against `ROUTES`.
+const PROFILE_TAGS: &[&str] = &["goSSE", "go-sse-broker"];
+
+/// The go-sse-broker profile's routes, as documented (under the prefix
+/// `/go-sse-broker`).
+const GO_SSE_BROKER_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/go-sse-broker/token"),
+    ("POST", "/go-sse-broker/token"),
+    ("GET", "/go-sse-broker/send"),
+    ("POST", "/go-sse-broker/send"),
+    ("GET", "/go-sse-broker/events"),
+    ("GET", "/go-sse-broker/info"),
+    ("POST", "/go-sse-broker/info"),
+    ("GET", "/go-sse-broker/kick"),
+    ("POST", "/go-sse-broker/kick"),
+];
+
+/// The goSSE profile's routes, as documented (under the prefix `/gosse`).
+const GOSSE_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/gosse/login"),
+    ("OPTIONS", "/gosse/login"),
+    ("POST", "/gosse/broadcast"),
+    ("GET", "/gosse/events"),
+    ("GET", "/gosse/admin/stop"),
+    ("POST", "/gosse/admin/stop"),
 ];
 
 const STATIC_ID: &str = "status";
@@ -132,24 +146,25 @@ impl Spec {
         self.deref(r)
     }
 
-    /// (method, path, planned) for every native operation.
+    /// The compatibility profile an operation belongs to (its tag in
+    /// [`PROFILE_TAGS`]), if any.
+    fn profile(&self, method: &str, path: &str) -> Option<&'static str> {
+        let tags = &self.operation(method, path)["tags"];
+        PROFILE_TAGS
+            .iter()
+            .find(|t| tags.as_array().is_some_and(|a| a.contains(&json!(t))))
+            .copied()
+    }
+
+    /// (method, path, planned) for every operation.
     fn operations(&self) -> Vec<(String, String, bool)> {
         self.typed
             .operations()
-            .filter(|(path, method, _)| self.profile(method.as_str(), path).is_none())
             .map(|(path, method, _)| {
                 let planned = self.operation(method.as_str(), &path)["x-sser-planned"] == true;
                 (method.as_str().to_string(), path, planned)
             })
             .collect()
-    }
-
-    /// The compatibility profile an operation belongs to
-    /// (`x-sser-profile`), if any.
-    fn profile(&self, method: &str, path: &str) -> Option<String> {
-        self.operation(method, path)["x-sser-profile"]
-            .as_str()
-            .map(str::to_string)
     }
 
     fn schema(&self, name: &str) -> &Value {
@@ -476,20 +491,15 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                 let schema = &spec
                     .deref(&spec.operation(method.as_str(), &path)["responses"][status])["content"]
                     ["application/json"]["schema"];
-                match spec.profile(method.as_str(), &path) {
-                    // A profile answers in its original's error shape,
-                    // which its own schema describes.
-                    Some(profile) => assert!(
-                        schema["$ref"]
-                            .as_str()
-                            .is_some_and(|r| r.starts_with("#/components/schemas/")),
-                        "{what} {status}: {profile}'s errors name their schema"
-                    ),
-                    None => assert_eq!(
-                        schema["$ref"], "#/components/schemas/ErrorResponse",
-                        "{what} {status}: errors use ErrorResponse"
-                    ),
-                }
+                // A profile keeps its original's error shape (goSSE's
+                // `{"error":"..."}`, `GosseError`).
+                let shape = match spec.profile(method.as_str(), &path) {
+                    Some("goSSE") => "#/components/schemas/GosseError",
+                    // go-sse-broker's envelope with `code` ≠ 1.
+                    Some("go-sse-broker") => "#/components/schemas/GsbError",
+                    _ => "#/components/schemas/ErrorResponse",
+                };
+                assert_eq!(schema["$ref"], shape, "{what} {status}: errors use {shape}");
             }
         }
         if !security.is_empty() {
@@ -641,7 +651,11 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
         "src/http/mod.rs and ROUTES in tests/openapi.rs disagree: update ROUTES and sser.yaml"
     );
 
-    let ops = spec.operations();
+    let ops: Vec<_> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p).is_none())
+        .collect();
     let documented: BTreeSet<_> = ops
         .iter()
         .filter(|(_, _, planned)| !planned)
@@ -654,29 +668,6 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
         "served but not in sser.yaml: {missing:?}"
     );
     assert!(extra.is_empty(), "in sser.yaml but not served: {extra:?}");
-
-    let profiles: BTreeSet<(String, String, String)> = spec
-        .typed
-        .operations()
-        .filter_map(|(path, method, _)| {
-            let profile = spec.profile(method.as_str(), &path)?;
-            Some((profile, method.as_str().to_string(), path))
-        })
-        .collect();
-    let listed: BTreeSet<(String, String, String)> = PROFILE_ROUTES
-        .iter()
-        .map(|(n, m, p)| (n.to_string(), m.to_string(), p.to_string()))
-        .collect();
-    assert_eq!(
-        profiles, listed,
-        "the profiles' operations in sser.yaml and PROFILE_ROUTES disagree"
-    );
-    for (profile, _, path) in &profiles {
-        assert!(
-            path.starts_with(&format!("/{profile}/")),
-            "{path}: a profile's paths are shown under /{profile}"
-        );
-    }
 
     for (m, p, planned) in &ops {
         if *planned {
@@ -1726,7 +1717,175 @@ async fn start_plain() -> TestServer {
 }
 
 // ---------------------------------------------------------------------------
-// Compatibility profiles against the spec
+// The goSSE profile (tag goSSE), served under the prefix /gosse
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gosse_operations_match_the_spec() {
+    use sser::config::{Flag, GosseAccount, GosseRole};
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("goSSE"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = GOSSE_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected, "goSSE operations in sser.yaml");
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::gosse::ABOUT
+        .paths
+        .iter()
+        .map(|p| format!("/gosse{p}"))
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.server.max_request_body_size = sser::config::Bytes(BODY_LIMIT);
+        let g = &mut c.compat.gosse;
+        g.enabled = Flag(true);
+        g.prefix = "/gosse".into();
+        g.allowed_origin = Some("https://app.example.com".into());
+        g.accounts = [("client", GosseRole::Client), ("admin", GosseRole::Admin)]
+            .into_iter()
+            .map(|(name, role)| GosseAccount {
+                username: name.into(),
+                password_hash: sser::compat::gosse::hash_password("pw").expect("hash"),
+                role,
+            })
+            .collect();
+    })
+    .await;
+    let http = &server.http;
+    let url = |p: &str| server.url(p);
+    const LOGIN: &str = "/gosse/login";
+    const BROADCAST: &str = "/gosse/broadcast";
+    const EVENTS: &str = "/gosse/events";
+    const STOP: &str = "/gosse/admin/stop";
+    let login = |username: &str, password: &str| {
+        http.post(url(LOGIN))
+            .json(&json!({"username": username, "password": password, "id": "u1"}))
+    };
+
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "pw").send().await.unwrap(),
+    )
+    .await;
+    let client = body["token"].as_str().expect("token").to_string();
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("admin", "pw").send().await.unwrap(),
+    )
+    .await;
+    let admin = body["token"].as_str().expect("token").to_string();
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "no").send().await.unwrap(),
+    )
+    .await;
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        http.post(url(LOGIN)).body("{").send().await.unwrap(),
+    )
+    .await;
+    let preflight = http
+        .request(Method::OPTIONS, url(LOGIN))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    check(&spec, "OPTIONS", LOGIN, preflight).await;
+
+    let broadcast = |token: &str, body: &str| {
+        http.post(url(BROADCAST))
+            .bearer_auth(token)
+            .body(body.to_string())
+    };
+    for (token, body, status) in [
+        (admin.as_str(), r#"{"content":"x"}"#, StatusCode::CREATED),
+        (client.as_str(), r#"{"content":"x"}"#, StatusCode::FORBIDDEN),
+        ("nope", r#"{"content":"x"}"#, StatusCode::UNAUTHORIZED),
+        (admin.as_str(), r#"{"content":1}"#, StatusCode::BAD_REQUEST),
+    ] {
+        let resp = broadcast(token, body).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{body}");
+        check(&spec, "POST", BROADCAST, resp).await;
+    }
+    let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(BODY_LIMIT as usize));
+    let resp = broadcast(&admin, &big).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    check(&spec, "POST", BROADCAST, resp).await;
+
+    let stream = http
+        .get(url(EVENTS))
+        .query(&[("type", "sse")])
+        .bearer_auth(&client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
+    drop(stream);
+    for (query, status) in [
+        ("?token=!!", StatusCode::BAD_REQUEST),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
+        let resp = http
+            .get(url(&format!("{EVENTS}{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{query}");
+        check(&spec, "GET", EVENTS, resp).await;
+    }
+
+    for method in [Method::GET, Method::POST] {
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .send()
+            .await
+            .unwrap();
+        check(&spec, method.as_str(), STOP, resp).await;
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .bearer_auth(&client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        check(&spec, method.as_str(), STOP, resp).await;
+    }
+    let resp = http
+        .post(url(STOP))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    check(&spec, "POST", STOP, resp).await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The go-sse-broker profile (tag go-sse-broker), served under /go-sse-broker
 // ---------------------------------------------------------------------------
 
 /// The go-sse-broker profile, served where the spec shows it
@@ -1735,6 +1894,30 @@ async fn start_plain() -> TestServer {
 #[tokio::test]
 async fn go_sse_broker_matches_the_spec() {
     let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("go-sse-broker"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = GO_SSE_BROKER_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "go-sse-broker operations in sser.yaml"
+    );
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::go_sse_broker::ABOUT
+        .paths
+        .iter()
+        .map(|p| format!("/go-sse-broker{p}"))
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
     let server = TestServer::start_with(|c| {
         c.identity.secret = Some(Secret::new(JWT_SECRET));
         c.compat.go_sse_broker.enabled = sser::config::Flag(true);
@@ -1743,7 +1926,7 @@ async fn go_sse_broker_matches_the_spec() {
     .await;
     let http = &server.http;
     // Without a token, every route says so in the documented shape.
-    for (_, method, path) in PROFILE_ROUTES {
+    for (method, path) in GO_SSE_BROKER_ROUTES {
         let m = Method::from_bytes(method.as_bytes()).expect("method");
         let resp = http
             .request(m, server.url(path))

@@ -176,18 +176,21 @@ mod tests {
         key: "compat.a",
         env: "SSER_COMPAT_A",
         paths: &["/", "/health", "/events/{id}"],
+        own_cors: false,
     };
     const B: About = About {
         name: "b-seed",
         key: "compat.b",
         env: "SSER_COMPAT_B",
         paths: &["/events/{topic}", "/send"],
+        own_cors: false,
     };
     const C: About = About {
         name: "c-seed",
         key: "compat.c",
         env: "SSER_COMPAT_C",
         paths: &["/pubsubs/{x}"],
+        own_cors: false,
     };
     const NATIVE: &[&str] = &["/", "/healthz", "/api/v1/pubsubs/{id}"];
 

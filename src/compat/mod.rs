@@ -35,6 +35,7 @@
 
 mod conflicts;
 pub mod go_sse_broker;
+pub mod gosse;
 pub mod notification_service;
 
 use std::future::Future;
@@ -53,6 +54,9 @@ use crate::serve;
 #[derive(Clone)]
 pub struct Context {
     pub state: Arc<AppState>,
+    /// The server's shutdown: cancelling it stops the server gracefully
+    /// (goSSE's `/admin/stop`).
+    pub shutdown: CancellationToken,
 }
 
 /// Who a profile is, for the conflict check and start-up messages.
@@ -66,6 +70,10 @@ pub struct About {
     pub env: &'static str,
     /// Every path its router routes, in axum syntax (`/connections/{app}`).
     pub paths: &'static [&'static str],
+    /// Its router answers CORS itself (with the original's rules), so the
+    /// listener's CORS layer leaves its paths alone
+    /// (`http::HttpSettings::cors_exempt`). Only for paths without `{…}`.
+    pub own_cors: bool,
 }
 
 /// Where an enabled profile is served.
@@ -90,6 +98,7 @@ pub struct Enabled<S> {
 pub struct Profiles {
     pub notification_service: Option<Enabled<notification_service::NotificationServiceSettings>>,
     pub go_sse_broker: Option<Enabled<go_sse_broker::GoSseBrokerSettings>>,
+    pub gosse: Option<Enabled<gosse::GosseSettings>>,
 }
 
 /// Why the profiles could not be mounted (a start-up error).
@@ -121,6 +130,8 @@ struct Planned {
 #[derive(Default)]
 pub struct Mounted {
     main: Vec<(String, Router)>,
+    /// Request paths on the main listener whose profile answers CORS.
+    main_cors_exempt: Vec<String>,
     own: Vec<OwnListener>,
 }
 
@@ -128,6 +139,16 @@ struct OwnListener {
     names: Vec<&'static str>,
     listener: TcpListener,
     router: Router,
+    /// Its paths whose profile answers CORS.
+    cors_exempt: Vec<String>,
+}
+
+/// The request paths of `about` under `prefix`, when it answers CORS itself.
+fn cors_exempt(about: &About, prefix: &str) -> Vec<String> {
+    match about.own_cors {
+        true => about.paths.iter().map(|p| format!("{prefix}{p}")).collect(),
+        false => Vec::new(),
+    }
 }
 
 /// Builds every enabled profile, checks that no two claimants share a path
@@ -157,6 +178,14 @@ pub fn mount(
             router,
         });
     }
+    if let Some(p) = profiles.gosse {
+        let router = gosse::router(ctx.clone(), p.settings);
+        plan.push(Planned {
+            about: gosse::ABOUT,
+            placement: p.placement,
+            router,
+        });
+    }
     let placed: Vec<(About, &Placement)> = plan.iter().map(|p| (p.about, &p.placement)).collect();
     conflicts::check(&placed, native, main_addr)?;
 
@@ -164,7 +193,12 @@ pub fn mount(
     for p in plan {
         tracing::info!(profile = p.about.name, placement = ?p.placement, "compatibility profile");
         match p.placement {
-            Placement::Main { prefix } => mounted.main.push((prefix, p.router)),
+            Placement::Main { prefix } => {
+                mounted
+                    .main_cors_exempt
+                    .extend(cors_exempt(&p.about, &prefix));
+                mounted.main.push((prefix, p.router));
+            }
             Placement::Own { addr } => {
                 // One listener per address; port 0 (tests) is always new.
                 let shared = (addr.port() != 0)
@@ -178,6 +212,7 @@ pub fn mount(
                 match shared {
                     Some(own) => {
                         own.names.push(p.about.name);
+                        own.cors_exempt.extend(cors_exempt(&p.about, ""));
                         own.router = std::mem::take(&mut own.router).merge(p.router);
                     }
                     None => {
@@ -191,6 +226,7 @@ pub fn mount(
                             names: vec![p.about.name],
                             listener,
                             router: p.router,
+                            cors_exempt: cors_exempt(&p.about, ""),
                         });
                     }
                 }
@@ -201,6 +237,12 @@ pub fn mount(
 }
 
 impl Mounted {
+    /// The main listener's request paths whose profile answers CORS itself
+    /// (for `http::HttpSettings::cors_exempt`).
+    pub fn main_cors_exempt(&self) -> Vec<String> {
+        self.main_cors_exempt.clone()
+    }
+
     /// `routes` (the main listener's, before its middleware) with the
     /// profiles placed on the main listener added under their prefixes.
     pub fn nest_into(&mut self, mut routes: Router) -> Router {
@@ -237,7 +279,11 @@ impl Mounted {
             .own
             .into_iter()
             .map(|own| {
-                let app = http::layers(own.router.fallback(http::error::not_found), settings);
+                let settings = HttpSettings {
+                    cors_exempt: own.cors_exempt,
+                    ..settings.clone()
+                };
+                let app = http::layers(own.router.fallback(http::error::not_found), &settings);
                 serve::serve(
                     own.listener,
                     app,

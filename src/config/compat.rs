@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::compat_go_sse_broker::GoSseBrokerConfig;
+use super::compat_gosse::GosseConfig;
 use super::compat_notification_service::NotificationServiceConfig;
 use super::load::ConfigError;
 use super::values::{Flag, ListenAddr};
@@ -23,6 +24,8 @@ pub struct CompatConfig {
     pub notification_service: NotificationServiceConfig,
     /// go-sse-broker (`compat.goSseBroker.*`).
     pub go_sse_broker: GoSseBrokerConfig,
+    /// goSSE (`compat.gosse.*`).
+    pub gosse: GosseConfig,
 }
 
 /// Where a profile is served, read from the three keys every
@@ -78,6 +81,7 @@ impl CompatConfig {
     pub(super) fn check(&mut self) -> Result<(), ConfigError> {
         self.notification_service.check()?;
         self.go_sse_broker.check()?;
+        self.gosse.check()?;
         Ok(())
     }
 }

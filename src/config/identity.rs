@@ -384,7 +384,7 @@ impl IdentityConfig {
 }
 
 impl JwksConfig {
-    fn source_count(&self) -> usize {
+    pub(super) fn source_count(&self) -> usize {
         usize::from(self.file.is_some()) + usize::from(self.url.is_some())
     }
 

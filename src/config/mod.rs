@@ -18,6 +18,7 @@
 
 mod compat;
 mod compat_go_sse_broker;
+mod compat_gosse;
 mod compat_notification_service;
 mod connections;
 mod identity;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 pub use compat::{CompatConfig, ProfileMount};
 pub use compat_go_sse_broker::{BrokerJwt, BrokerSse, GoSseBrokerConfig};
+pub use compat_gosse::{GosseAccount, GosseConfig, GosseRole, SameSite};
 pub use compat_notification_service::NotificationServiceConfig;
 pub use identity::{
     ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, InboxConfig, JWT_ALGORITHMS,
@@ -211,6 +213,24 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "SSER_COMPAT_GO_SSE_BROKER_HEARTBEAT_INTERVAL",
         "compat.goSseBroker.sse.heartbeat_interval",
     ),
+    ("SSER_COMPAT_GOSSE_ENABLED", "compat.gosse.enabled"),
+    ("SSER_COMPAT_GOSSE_PREFIX", "compat.gosse.prefix"),
+    ("SSER_COMPAT_GOSSE_ADDR", "compat.gosse.addr"),
+    ("SSER_COMPAT_GOSSE_APP", "compat.gosse.app"),
+    (
+        "SSER_COMPAT_GOSSE_ALLOWED_ORIGIN",
+        "compat.gosse.allowedOrigin",
+    ),
+    ("SSER_COMPAT_GOSSE_TOKEN_TTL", "compat.gosse.tokenTtl"),
+    (
+        "SSER_COMPAT_GOSSE_COOKIE_SECURE",
+        "compat.gosse.cookieSecure",
+    ),
+    (
+        "SSER_COMPAT_GOSSE_COOKIE_SAME_SITE",
+        "compat.gosse.cookieSameSite",
+    ),
+    ("SSER_COMPAT_GOSSE_MAX_TYPES", "compat.gosse.maxTypes"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,6 +308,9 @@ impl Config {
             .extract()
             .map_err(|e| load::describe(&e, ENV_VARS))?;
         config.app_env = app_env;
+        // goSSE's own variables (SSE_APP_KEY, SSE_*_USERNAME, …), read in
+        // its terms when that profile is on, before the sections are checked.
+        compat_gosse::apply_original_terms(&mut config, env)?;
         config.finish()?;
         Ok(config)
     }

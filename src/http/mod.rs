@@ -73,6 +73,9 @@ pub struct HttpSettings {
     pub max_request_body_size: usize,
     /// Origins allowed from browsers; `*` reflects any origin.
     pub cors_allowed_origins: Vec<String>,
+    /// Request paths whose routes answer CORS themselves (a compatibility
+    /// profile's, with its prefix): the API's CORS leaves them alone.
+    pub cors_exempt: Vec<String>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -29,7 +29,7 @@ use super::error::ApiError;
 use super::principal::Principal;
 use super::remote::Remote;
 use super::subscribe::{StreamQuery, cursor_from, stream_response};
-use crate::hub::{ConnectSpec, Owner};
+use crate::hub::{ConnectSpec, Naming, Owner};
 use crate::model::TopicId;
 
 /// `GET /api/v1/stream[?topic=…][&last_event_id=…][&access_token=…]`
@@ -82,6 +82,7 @@ pub async fn stream(
             last_event_id: cursor_from(&headers, query_last_event_id),
             expires_at,
             remote,
+            naming: Naming::ByStream,
             dialect: None,
         })
         .await?;

@@ -219,11 +219,6 @@ impl Connection {
             .unwrap_or_else(sse::heartbeat_frame)
     }
 
-    /// Whether its events are named by their own type alone.
-    pub(crate) fn plain_event_names(&self) -> bool {
-        self.dialect.as_ref().is_some_and(|d| d.plain_event_names())
-    }
-
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
     }

@@ -3,17 +3,17 @@
 //!
 //! The compatibility profiles (`crate::compat`) serve clients written for
 //! other SSE servers through the same hub, inboxes and registry as native
-//! clients. What those clients parse differs only in spelling: the event
-//! name of a sent event (`custom-event`, not `@user:custom-event`), the
-//! keep-alive, and the last words of a connection the server ends
-//! (go-sse-broker's `sys_kick_offline` for `sser.kicked`, …). A [`Dialect`]
-//! says that spelling; the hub asks it at those few points and knows nothing
-//! of any profile. Every method defaults to the native spelling, so a
-//! connection without a dialect (every native one) is unchanged.
+//! clients. What those clients parse differs only in spelling: the name of
+//! a sent event (`custom-event`, not `@user:custom-event`: that one is
+//! [`Naming`](super::Naming), chosen per connection), the keep-alive, and
+//! the last words of a connection the server ends (go-sse-broker's
+//! `sys_kick_offline` for `sser.kicked`, …). A [`Dialect`] says the last
+//! two; the hub asks it at those few points and knows nothing of any
+//! profile. Every method defaults to the native spelling, so a connection
+//! without a dialect (every native one) is unchanged.
 //!
-//! Event payloads are still encoded once and shared: a dialect only changes
-//! the per-connection head of an event (see `super::framing`) and the
-//! server's own frames, which are per connection anyway.
+//! Event payloads are still encoded once and shared: these frames are the
+//! server's own, written per connection anyway.
 
 use bytes::Bytes;
 
@@ -23,13 +23,6 @@ use super::connection::EndReason;
 /// Called on the connection's own task or under the registry's lock: it must
 /// only build bytes, never block.
 pub trait Dialect: Send + Sync + 'static {
-    /// Whether an event's SSE name is its own type alone (`event: <type>`,
-    /// or no `event:` line for an untyped event) instead of being labelled
-    /// with its stream (`@user:<type>`). Ids stay resume cursors either way.
-    fn plain_event_names(&self) -> bool {
-        false
-    }
-
     /// The keep-alive frame; `None`: the native comment.
     fn heartbeat(&self) -> Option<Bytes> {
         None

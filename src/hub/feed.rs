@@ -30,7 +30,7 @@ use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
 use super::dialect::Dialect;
-use super::framing::{Frames, Framing};
+use super::framing::{Frames, Framing, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
@@ -94,6 +94,8 @@ pub(crate) struct Opening {
     pub expires_at: Option<SystemTime>,
     /// The client's address, when the listener knew it.
     pub remote: Option<SocketAddr>,
+    /// How its events are named, when its ids are cursors.
+    pub naming: Naming,
     /// How the server's own frames are spelt on it; `None`: natively.
     pub dialect: Option<Arc<dyn Dialect>>,
 }
@@ -108,6 +110,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         owner,
         expires_at,
         remote,
+        naming,
         dialect,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
@@ -147,11 +150,13 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         });
     }
 
-    let framing = match &ask {
-        Ask::One(_) => Framing::Shared,
-        Ask::Cursor(_) => Framing::Labelled {
+    let framing = match (&ask, naming) {
+        (Ask::One(_), _) => Framing::Shared,
+        (Ask::Cursor(_), Naming::ByStream) => Framing::Labelled {
             set: StreamSet::of(&keys),
-            plain: life.conn.plain_event_names(),
+        },
+        (Ask::Cursor(_), Naming::AsPublished) => Framing::Unlabelled {
+            set: StreamSet::of(&keys),
         },
     };
     let mut feed = Feed {
@@ -163,11 +168,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         life,
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
-    let set = match &feed.framing {
-        Framing::Labelled { set, .. } => Some(set),
-        Framing::Shared => None,
-    };
-    let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
+    let starts = resume::plan(&*hub.broker, &keys, &heads, feed.framing.set(), ask).await?;
     for (stream, start) in feed.streams.iter_mut().zip(starts) {
         stream.cursor = start.cursor;
         stream.start = start.replay;

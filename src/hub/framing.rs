@@ -20,6 +20,13 @@
 //! label their inboxes `@app` (sent to the whole application), `@user` (to
 //! the user) and `@device` (to this device): `@user` or `@user:<type>`.
 //! Topic ids never contain `@`, so no topic can pass for an inbox.
+//!
+//! - [`Framing::Unlabelled`] ([`Naming::AsPublished`]): ids are cursors as
+//!   above, but each event keeps the name it was published with (its type,
+//!   or none: `message`). For clients written against another server's API
+//!   (the compatibility profiles) that listen by type or with `onmessage`
+//!   and know nothing of streams. Only the `id:` line is the connection's
+//!   own; the rest is the shared frame.
 
 use bytes::Bytes;
 
@@ -30,14 +37,27 @@ use crate::sse;
 pub(crate) enum Framing {
     Shared,
     /// Every event named by its stream ([`label`]), ids being cursors over
-    /// the connection's streams (whose keys the connection holds). With
-    /// `plain` (a compatibility profile's dialect, `super::dialect`), the
-    /// event keeps its own name (its type, or none) and only the id is the
-    /// connection's.
+    /// the connection's streams (whose keys the connection holds).
     Labelled {
         set: StreamSet,
-        plain: bool,
     },
+    /// Ids are cursors, as for `Labelled`; events keep their own names.
+    Unlabelled {
+        set: StreamSet,
+    },
+}
+
+/// How a connection over several streams names its events: the choice a
+/// caller of [`Hub::connect`](super::Hub::connect) makes
+/// ([`ConnectSpec::naming`](super::ConnectSpec::naming)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// `event: <stream>` or `<stream>:<type>` ([`label`]): the native API.
+    #[default]
+    ByStream,
+    /// `event: <type>` as published, or no `event:` line for an untyped
+    /// event; notices do not name a stream either.
+    AsPublished,
 }
 
 /// The event name of events from `key` on a labelled connection: the topic
@@ -84,22 +104,26 @@ impl Framing {
         frame: &Bytes,
         cursors: impl ExactSizeIterator<Item = Position>,
     ) -> Frames {
-        let Framing::Labelled { set, plain } = self else {
-            return Frames::One(frame.clone());
+        let (set, labelled) = match self {
+            Framing::Shared => return Frames::One(frame.clone()),
+            Framing::Labelled { set } => (set, true),
+            Framing::Unlabelled { set } => (set, false),
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
+        if !labelled {
+            let mut head = Vec::with_capacity(8 + cursors.len() * 12);
+            head.extend_from_slice(b"id: ");
+            set.encode_into(cursors, &mut head);
+            head.push(b'\n');
+            return Frames::Two(Bytes::from(head), frame.slice(start..));
+        }
         let topic = label(key);
         let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
         head.extend_from_slice(b"id: ");
         set.encode_into(cursors, &mut head);
-        if *plain {
-            // `id: <cursor>\n`, then the frame's own `event:` and `data:`.
-            head.push(b'\n');
-            return Frames::Two(Bytes::from(head), frame.slice(start..));
-        }
         head.extend_from_slice(b"\nevent: ");
         head.extend_from_slice(topic.as_bytes());
         let rest = if typed {
@@ -116,6 +140,14 @@ impl Framing {
     /// Whether events (and notices) name their stream.
     pub fn labelled(&self) -> bool {
         matches!(self, Framing::Labelled { .. })
+    }
+
+    /// The connection's streams, when its ids are cursors over them.
+    pub fn set(&self) -> Option<&StreamSet> {
+        match self {
+            Framing::Shared => None,
+            Framing::Labelled { set } | Framing::Unlabelled { set } => Some(set),
+        }
     }
 }
 
@@ -143,7 +175,7 @@ mod tests {
             .collect();
         let keys: Vec<StreamKey> = names.iter().cloned().map(StreamKey::Topic).collect();
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set, plain: false };
+        let framing = Framing::Labelled { set };
         let cursors = [Position::from_seq(3), Position::from_seq(9)];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("9", Some("shipped"), "a\nb");
@@ -170,7 +202,7 @@ mod tests {
             StreamKey::device("shop", "u1", "phone"),
         ];
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set, plain: false };
+        let framing = Framing::Labelled { set };
         let cursors = [Position::from_seq(1), Position::from_seq(2), Position::ZERO];
         let check = &set.encode(&cursors);
         let typed = sse::encode_event("2", Some("order"), "{}");
@@ -187,21 +219,22 @@ mod tests {
     }
 
     #[test]
-    fn plain_names_keep_the_events_own_name_and_the_cursor_id() {
+    fn unlabelled_framing_keeps_the_published_name_and_the_cursor() {
         let keys = [StreamKey::app("shop"), StreamKey::user("shop", "u1")];
         let set = StreamSet::of(&keys);
-        let framing = Framing::Labelled { set, plain: true };
+        let framing = Framing::Unlabelled { set };
         let cursors = [Position::from_seq(4), Position::from_seq(2)];
         let check = &set.encode(&cursors);
-        let typed = sse::encode_event("2", Some("custom-event"), "a\nb");
+        let typed = sse::encode_event("2", Some("order"), "a\nb");
         assert_eq!(
             text(framing.event(&keys[1], &typed, cursors.into_iter())),
-            format!("id: {check}\nevent: custom-event\ndata: a\ndata: b\n\n")
+            format!("id: {check}\nevent: order\ndata: a\ndata: b\n\n")
         );
         let plain = sse::encode_event("4", None, "hi");
         assert_eq!(
             text(framing.event(&keys[0], &plain, cursors.into_iter())),
             format!("id: {check}\ndata: hi\n\n")
         );
+        assert!(!framing.labelled());
     }
 }

@@ -23,6 +23,7 @@ use futures_util::future::join_all;
 use super::connection::Owner;
 use super::dialect::Dialect;
 use super::feed::{self, Opening};
+use super::framing::Naming;
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
@@ -47,8 +48,11 @@ pub struct ConnectSpec {
     /// The client's address, when the listener knew it (listed by the
     /// registry, counted by `identity.limits.maxConnectionsPerIp`).
     pub remote: Option<SocketAddr>,
-    /// How the server's own frames are spelt on it (a compatibility
-    /// profile's client); `None`: natively.
+    /// How its events are named: by stream (the native API), or as
+    /// published (a compatibility profile's clients).
+    pub naming: Naming,
+    /// How the server's own frames (keep-alive, last words) are spelt on
+    /// it: a compatibility profile's; `None`: natively.
     pub dialect: Option<Arc<dyn Dialect>>,
 }
 
@@ -76,6 +80,7 @@ impl Hub {
             last_event_id,
             expires_at,
             remote,
+            naming,
             dialect,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
@@ -88,6 +93,7 @@ impl Hub {
             owner,
             expires_at,
             remote,
+            naming,
             dialect,
         };
         feed::open(self, opening).await

@@ -149,6 +149,10 @@ async fn a_server_from_the_originals_terms_keeps_them() {
     .expect("claims");
     let life = claims["exp"].as_u64().unwrap_or(0) - claims["iat"].as_u64().unwrap_or(0);
     assert_eq!(life, 45, "{claims}");
+    assert_eq!(
+        claims["uid"], "u",
+        "go-sse-broker's own claim too: {claims}"
+    );
 
     // The stream's heartbeat is go-sse-broker's comment, every second.
     let resp = http

@@ -32,7 +32,7 @@ use super::{Broker, method_check, system};
 use crate::http::error::ApiError;
 use crate::http::remote::Remote;
 use crate::http::subscribe::connection_response;
-use crate::hub::{ConnectSpec, Dialect, Owner};
+use crate::hub::{ConnectSpec, Dialect, Naming, Owner};
 use crate::identity::claims::check_name;
 
 const GET: &[Method] = &[Method::GET];
@@ -115,6 +115,7 @@ impl Broker {
                 // Checked at the door only, as there (see the module doc).
                 expires_at: None,
                 remote: peer,
+                naming: Naming::AsPublished,
                 dialect: Some(dialect),
             })
             .await

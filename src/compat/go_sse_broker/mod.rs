@@ -57,6 +57,7 @@ pub const ABOUT: About = About {
     key: "compat.goSseBroker",
     env: "SSER_COMPAT_GO_SSE_BROKER",
     paths: PATHS,
+    own_cors: false,
 };
 
 /// Every path the profile routes (its README's).

@@ -10,8 +10,9 @@
 //!
 //! The last three end the stream, as they did there. They are spelt by the
 //! hub's per-connection [`Dialect`] hook; events sent with `/send` keep their
-//! own `event:` name (none, or `custom-event`), as the original wrote them,
-//! and the heartbeat is its `:heartbeat` comment.
+//! own `event:` name (none, or `custom-event`: `hub::Naming::AsPublished`),
+//! as the original wrote them, and the heartbeat is its `:heartbeat`
+//! comment.
 
 use std::net::SocketAddr;
 
@@ -32,10 +33,6 @@ pub struct BrokerDialect {
 }
 
 impl Dialect for BrokerDialect {
-    fn plain_event_names(&self) -> bool {
-        true
-    }
-
     fn heartbeat(&self) -> Option<Bytes> {
         Some(Bytes::from_static(b":heartbeat\n\n"))
     }
@@ -98,6 +95,5 @@ mod tests {
             String::from_utf8_lossy(&connected(by)),
             "event: sys_connected\ndata: 192.168.2.22\n\n"
         );
-        assert!(d.plain_event_names());
     }
 }

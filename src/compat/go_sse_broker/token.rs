@@ -5,9 +5,9 @@
 //! `identity.mint.defaultTtl`; at most `identity.mint.maxTtl`).
 //!
 //! The token is a native identity token, so it also opens
-//! `GET /api/v1/stream`. Its claims are sser's, not the original's
-//! `{uid, device_name}`: clients only pass it back, and back-ends that
-//! decoded it can read `sub` (or what `identity.claims.*` names).
+//! `GET /api/v1/stream`: sser's claims (`sub`, `iss`, `device`, per
+//! `identity.claims.*`), plus go-sse-broker's own `uid` and `device_name`
+//! for back-ends that decoded its tokens.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,12 +65,19 @@ impl Broker {
                 }
             },
         };
+        // go-sse-broker's own claims too, for back-ends that read them.
+        let mut extra = serde_json::Map::new();
+        extra.insert("uid".into(), json!(uid));
+        if let Some(device) = params.get("device") {
+            extra.insert("device_name".into(), json!(device));
+        }
         let request = MintRequest {
             user: uid.to_string(),
             app: Some(self.app.clone()),
             device: params.get("device").map(str::to_string),
             topics: None,
             ttl: ttl.or(self.settings.token_ttl),
+            extra,
         };
         let minted = identity.tokens.mint(request).map_err(|e| match e {
             MintError::NoSigningKey => Failure::new(

@@ -16,6 +16,7 @@ pub const ABOUT: About = About {
     key: "compat.notificationService",
     env: "SSER_COMPAT_NOTIFICATION_SERVICE",
     paths: PATHS,
+    own_cors: false,
 };
 
 /// Every path the profile routes (its README's).
