@@ -153,7 +153,11 @@ impl Server {
             ),
             false => None,
         };
-        let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
+        let stats = http::stats::StatsFeed::start(
+            hub.clone(),
+            identity.is_some().then(|| presence.clone()),
+            shutdown.child_token(),
+        );
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
             // `Config::finish` guarantees both tokens exist.
@@ -578,15 +582,17 @@ fn compat_profiles(config: &Config, main_addr: SocketAddr) -> Result<compat::Pro
     Ok(compat::Profiles {
         notification_service: compat_enabled(
             ns.mount(),
-            compat::notification_service::NotificationServiceSettings {},
+            compat::notification_service::NotificationServiceSettings {
+                ping_interval: ns.ping_interval.0,
+            },
         ),
         go_sse_broker: compat_enabled(gsb.mount(), go_sse_broker_settings(config, main_addr)?),
         gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
     })
 }
 
-/// `compat.goSseBroker.*` (its `jwt`/`sse` terms were mapped onto
-/// `identity.*` and `pubsub.*` when the configuration was loaded).
+/// `compat.goSseBroker.*` (its `jwt.secret` was mapped onto
+/// `identity.secret` when the configuration was loaded).
 fn go_sse_broker_settings(
     config: &Config,
     main_addr: SocketAddr,
@@ -614,6 +620,9 @@ fn go_sse_broker_settings(
             .instance_address
             .clone()
             .unwrap_or_else(|| listens_on.to_string()),
+        heartbeat_interval: gsb
+            .heartbeat_interval()
+            .unwrap_or(config.pubsub.tick_frequency.0),
         device_memory: match config.identity.inbox.max_age.0 {
             d if d.is_zero() => std::time::Duration::from_secs(7 * 24 * 3600),
             d => d,

@@ -59,7 +59,7 @@ const ROUTES: &[(&str, &str)] = &[
 /// Tags of the compatibility profiles' operations: documented under a
 /// prefix and checked against the profile's own routes (see
 /// `gosse_operations_match_the_spec`), not against `ROUTES`.
-const PROFILE_TAGS: &[&str] = &["goSSE", "go-sse-broker"];
+const PROFILE_TAGS: &[&str] = &["goSSE", "sse-notification-service", "go-sse-broker"];
 
 /// The go-sse-broker profile's routes, as documented (under the prefix
 /// `/go-sse-broker`).
@@ -83,6 +83,16 @@ const GOSSE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/gosse/events"),
     ("GET", "/gosse/admin/stop"),
     ("POST", "/gosse/admin/stop"),
+];
+
+/// The sse-notification-service profile's routes, as documented (under the
+/// prefix `/ns`; its `/` is `/ns` itself).
+const NS_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ns"),
+    ("GET", "/ns/health"),
+    ("GET", "/ns/sse"),
+    ("GET", "/ns/connections/{app}"),
+    ("GET", "/ns/connections/{app}/{user}"),
 ];
 
 const STATIC_ID: &str = "status";
@@ -1881,6 +1891,166 @@ async fn gosse_operations_match_the_spec() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     check(&spec, "POST", STOP, resp).await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The sse-notification-service profile (tag sse-notification-service), under /ns
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn notification_service_profile_matches_the_spec() {
+    const APP: &str = "app-id-1";
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("sse-notification-service"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = NS_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "sse-notification-service operations in sser.yaml"
+    );
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::notification_service::ABOUT
+        .paths
+        .iter()
+        .map(|p| match *p {
+            "/" => "/ns".to_string(),
+            p => format!("/ns{p}"),
+        })
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.compat.notification_service.enabled = sser::config::Flag(true);
+        c.compat.notification_service.prefix = "/ns".into();
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let token_for = |app: &'static str, user: &'static str| {
+        let server = &server;
+        async move {
+            let minted: Value = mint(server, json!({"user": user, "app": app}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            minted["token"].as_str().expect("token").to_string()
+        }
+    };
+    let token = token_for(APP, "user-id-1").await;
+    let other_app = token_for("app-id-2", "v").await;
+
+    let resp = http.get(server.url("/ns")).send().await.unwrap();
+    check(&spec, "GET", "/ns", resp).await;
+    let health = check(
+        &spec,
+        "GET",
+        "/ns/health",
+        http.get(server.url("/ns/health")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(health, json!({"status": "ok"}));
+
+    // Nobody connected yet: 204.
+    let by_app = format!("/ns/connections/{APP}");
+    let by_user = format!("/ns/connections/{APP}/user-id-1");
+    for (path, documented) in [
+        (&by_app, "/ns/connections/{app}"),
+        (&by_user, "/ns/connections/{app}/{user}"),
+    ] {
+        let resp = http
+            .get(server.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        check(&spec, "GET", documented, resp).await;
+    }
+
+    // The stream, with the query token.
+    let mut stream = http
+        .get(server.url(&format!("/ns/sse?Authorization={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", "/ns/sse", stream.status(), stream.headers());
+    let conn_id = stream.headers()["x-connection-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let resp = http
+        .post(server.url("/api/v1/send"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"app": APP, "users": ["user-id-1"], "type": "event", "message": {"hello": "world"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let text = read_until(&mut stream, "data: {\"hello\":\"world\"}").await;
+    assert!(text.contains("\nevent: event\n"), "{text:?}");
+
+    let all = check(
+        &spec,
+        "GET",
+        "/ns/connections/{app}",
+        http.get(server.url(&by_app))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(all["user-id-1"][&conn_id]["id"], conn_id);
+    let one = check(
+        &spec,
+        "GET",
+        "/ns/connections/{app}/{user}",
+        http.get(server.url(&by_user))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(one[&conn_id]["user"], json!({"id": "user-id-1"}));
+
+    // Errors: no token, another application's token.
+    check(
+        &spec,
+        "GET",
+        "/ns/sse",
+        http.get(server.url("/ns/sse"))
+            .header("Authorization", "Bearer")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let resp = http
+        .get(server.url(&by_app))
+        .bearer_auth(&other_app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    check(&spec, "GET", "/ns/connections/{app}", resp).await;
+    drop(stream);
     server.stop().await;
 }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::compat_go_sse_broker::GoSseBrokerConfig;
 use super::compat_gosse::GosseConfig;
 use super::compat_notification_service::NotificationServiceConfig;
+use super::identity::IdentityConfig;
 use super::load::ConfigError;
 use super::values::{Flag, ListenAddr};
 
@@ -77,10 +78,16 @@ pub(super) fn check_prefix(key: &str, prefix: &mut String) -> Result<(), ConfigE
 }
 
 impl CompatConfig {
-    /// Checks every profile's keys.
-    pub(super) fn check(&mut self) -> Result<(), ConfigError> {
-        self.notification_service.check()?;
+    /// Checks every profile's keys; a profile whose original had its own
+    /// token key may fill in the identity key (before `identity` checks).
+    pub(super) fn check(
+        &mut self,
+        identity: &mut IdentityConfig,
+        app_env: &str,
+    ) -> Result<(), ConfigError> {
+        self.notification_service.check(identity, app_env)?;
         self.go_sse_broker.check()?;
+        self.go_sse_broker.apply(app_env, identity)?;
         self.gosse.check()?;
         Ok(())
     }

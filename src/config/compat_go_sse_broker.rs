@@ -6,18 +6,17 @@
 //! |---|---|---|
 //! | `[jwt] secret` | `compat.goSseBroker.jwt.secret` | `identity.secret` |
 //! | `[jwt] expire` | `compat.goSseBroker.jwt.expire` | the profile's `/token` lifetime |
-//! | `[sse] heartbeat_interval` | `compat.goSseBroker.sse.heartbeat_interval` | `pubsub.tickFrequency` |
+//! | `[sse] heartbeat_interval` | `compat.goSseBroker.sse.heartbeat_interval` | its streams' `:heartbeat` period (unset: `pubsub.tickFrequency`) |
 //!
-//! The mapping happens here, before `identity.*` and `pubsub.*` are
-//! checked, so a mapped value is held to the same rules as one written
-//! natively, and a clash between the two spellings stops start-up naming
-//! both keys.
+//! The secret is mapped here, before `identity.*` is checked, so it is held
+//! to the same rules as one written natively, and a clash between the two
+//! spellings stops start-up naming both keys.
 
 use serde::{Deserialize, Serialize};
 
 use super::compat::{ProfileMount, check_prefix};
 use super::values::{Flag, ListenAddr};
-use super::{ConfigError, IdentityConfig, PubSubConfig, Span, StringList};
+use super::{ConfigError, IdentityConfig, Span, StringList};
 use crate::secret::Secret;
 
 const KEY: &str = "compat.goSseBroker";
@@ -62,8 +61,8 @@ pub struct BrokerJwt {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerSse {
-    /// `[sse] heartbeat_interval`: the heartbeat period (a number is
-    /// seconds); the server has one, `pubsub.tickFrequency`.
+    /// `[sse] heartbeat_interval`: how often its streams get `:heartbeat`
+    /// (a number is seconds); `0` or unset: `pubsub.tickFrequency`.
     pub heartbeat_interval: Option<Span>,
 }
 
@@ -77,14 +76,13 @@ impl GoSseBrokerConfig {
         check_prefix(KEY, &mut self.prefix)
     }
 
-    /// Maps the original's terms onto `identity.*` and `pubsub.*` and, when
-    /// the profile is enabled, turns identity tokens on (it needs them).
-    /// Runs before those sections are checked.
+    /// Maps the original's terms onto `identity.*` and, when the profile is
+    /// enabled, turns identity tokens on (it needs them). Runs before that
+    /// section is checked.
     pub(super) fn apply(
         &self,
         app_env: &str,
         identity: &mut IdentityConfig,
-        pubsub: &mut PubSubConfig,
     ) -> Result<(), ConfigError> {
         if let Some(secret) = self.jwt.secret.as_ref().filter(|s| !s.is_empty()) {
             if secret.expose() == SAMPLE_SECRET {
@@ -110,11 +108,6 @@ impl GoSseBrokerConfig {
                 humantime::format_duration(identity.mint.max_ttl.0)
             )));
         }
-        if let Some(Span(interval)) = self.sse.heartbeat_interval
-            && !interval.is_zero()
-        {
-            pubsub.tick_frequency = Span(interval);
-        }
         if let Some(app) = &self.app
             && (app.is_empty() || app.len() > 256 || app.chars().any(char::is_control))
         {
@@ -137,5 +130,14 @@ impl GoSseBrokerConfig {
     /// the identity default).
     pub fn token_ttl(&self) -> Option<std::time::Duration> {
         self.jwt.expire.map(|s| s.0).filter(|d| !d.is_zero())
+    }
+
+    /// The `:heartbeat` period when one is set (`sse.heartbeat_interval`;
+    /// `0`: none, `pubsub.tickFrequency` applies).
+    pub fn heartbeat_interval(&self) -> Option<std::time::Duration> {
+        self.sse
+            .heartbeat_interval
+            .map(|s| s.0)
+            .filter(|d| !d.is_zero())
     }
 }

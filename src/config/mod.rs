@@ -184,6 +184,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "compat.notificationService.addr",
     ),
     (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_PING_INTERVAL",
+        "compat.notificationService.pingInterval",
+    ),
+    // sse-notification-service's own name for its token key.
+    ("JWT_SECRET", "compat.notificationService.jwtSecret"),
+    (
         "SSER_COMPAT_GO_SSE_BROKER_ENABLED",
         "compat.goSseBroker.enabled",
     ),
@@ -333,16 +339,12 @@ impl Config {
         self.kv.check()?;
         self.log.check()?;
         self.server.ssl.check()?;
-        // Profiles' terms for identity and pubsub keys, before those are
-        // checked.
-        self.compat
-            .go_sse_broker
-            .apply(&self.app_env, &mut self.identity, &mut self.pubsub)?;
+        // Before identity: a profile may bring the identity key.
+        self.compat.check(&mut self.identity, &self.app_env)?;
         if let Some(generated) = self.identity.check(&self.app_env)? {
             self.generated_tokens.push(generated);
         }
         self.presence.check()?;
-        self.compat.check()?;
         Ok(())
     }
 }

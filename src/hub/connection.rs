@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::dialect::Dialect;
+use super::farewell::Farewell;
 use super::notice;
 use crate::broker::Outbox;
 use crate::model::StreamKey;
@@ -109,9 +109,9 @@ pub struct Connection {
     /// Kept as written (a shared `Bytes`, no copy) and read only when
     /// someone lists the connection.
     last_sent: Mutex<Option<Bytes>>,
-    /// How the server's own frames are spelt on it (a compatibility
-    /// profile's connection); `None`: natively.
-    dialect: Option<Arc<dyn Dialect>>,
+    /// How its last words are spelt when the server ends it (a
+    /// compatibility profile's connection); `None`: natively.
+    farewell: Option<Arc<dyn Farewell>>,
 }
 
 impl Connection {
@@ -121,7 +121,7 @@ impl Connection {
         streams: Box<[StreamKey]>,
         owner: Option<Owner>,
         remote: Option<SocketAddr>,
-        dialect: Option<Arc<dyn Dialect>>,
+        farewell: Option<Arc<dyn Farewell>>,
     ) -> Self {
         Connection {
             id,
@@ -131,7 +131,7 @@ impl Connection {
             opened_at_ms: crate::model::now_ms(),
             remote,
             last_sent: Mutex::new(None),
-            dialect,
+            farewell,
         }
     }
 
@@ -203,20 +203,12 @@ impl Connection {
     }
 
     /// The last frame of this connection when the server ends it for
-    /// `why`, in its dialect.
+    /// `why`: its profile's spelling, else the native notice.
     pub(crate) fn farewell(&self, why: &EndReason) -> Bytes {
-        self.dialect
+        self.farewell
             .as_ref()
-            .and_then(|d| d.farewell(why))
+            .and_then(|f| f.frame(why))
             .unwrap_or_else(|| why.farewell())
-    }
-
-    /// Its keep-alive frame, in its dialect.
-    pub(crate) fn heartbeat_frame(&self) -> Bytes {
-        self.dialect
-            .as_ref()
-            .and_then(|d| d.heartbeat())
-            .unwrap_or_else(sse::heartbeat_frame)
     }
 
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {

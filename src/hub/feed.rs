@@ -29,8 +29,8 @@ use futures_util::Stream;
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
-use super::dialect::Dialect;
-use super::framing::{Frames, Framing, Naming};
+use super::farewell::Farewell;
+use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
@@ -62,6 +62,8 @@ struct Feed {
     streams: Box<[Followed]>,
     /// When the connection must end (its token's expiry).
     deadline: Option<tokio::time::Instant>,
+    /// Its own heartbeat, when it has one.
+    heartbeat: Option<Heartbeat>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
 }
@@ -96,8 +98,10 @@ pub(crate) struct Opening {
     pub remote: Option<SocketAddr>,
     /// How its events are named, when its ids are cursors.
     pub naming: Naming,
-    /// How the server's own frames are spelt on it; `None`: natively.
-    pub dialect: Option<Arc<dyn Dialect>>,
+    /// Its own heartbeat, instead of the hub's comment.
+    pub heartbeat: Option<Heartbeat>,
+    /// Its last words in its profile's spelling; `None`: natively.
+    pub farewell: Option<Arc<dyn Farewell>>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -111,7 +115,8 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         expires_at,
         remote,
         naming,
-        dialect,
+        heartbeat,
+        farewell,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -122,7 +127,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         keys.clone(),
         owner,
         remote,
-        dialect,
+        farewell,
     ));
     let registration = hub
         .connections
@@ -165,6 +170,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         framing,
         streams: streams.into_boxed_slice(),
         deadline: expires_at.map(deadline_of),
+        heartbeat,
         life,
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
@@ -307,6 +313,14 @@ impl Subscription {
             }
             // Boxed once, and only on connections with a deadline.
             let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            // A heartbeat of its own replaces the hub's (boxed, and only on
+            // connections that have one).
+            let mut own_heartbeat = feed.heartbeat.take().map(|h| {
+                let start = tokio::time::Instant::now() + h.every;
+                let mut every = tokio::time::interval_at(start, h.every);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                (Box::new(every), h.frame)
+            });
             let mut replays: Vec<(usize, Replay)> = feed
                 .streams
                 .iter_mut()
@@ -345,11 +359,23 @@ impl Subscription {
                         // `expired`; the notice is written below.
                         registration.end(&EndReason::Expired);
                         let farewell = feed.life.conn.farewell(&EndReason::Expired);
-                        return Poll::Ready(Item::End(Some(Box::new(farewell))));
+                        return Poll::Ready(Some(Item::End(Some(Box::new(farewell)))));
                     }
-                    outbox.poll_next(cx)
+                    // `None`: the connection's own heartbeat is due.
+                    if let Some((every, _)) = own_heartbeat.as_mut()
+                        && every.poll_tick(cx).is_ready()
+                    {
+                        return Poll::Ready(None);
+                    }
+                    outbox.poll_next(cx).map(Some)
                 })
                 .await;
+                let Some(item) = item else {
+                    if let Some((_, frame)) = &own_heartbeat {
+                        yield Ok(frame.clone());
+                    }
+                    continue;
+                };
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
                         Some(Frames::One(frame)) => yield Ok(frame),
@@ -369,7 +395,10 @@ impl Subscription {
                             .map(|(slot, _)| (slot, Replay::Lagged))
                             .collect();
                     }
-                    Item::Heartbeat => yield Ok(feed.life.conn.heartbeat_frame()),
+                    // The hub's tick is not the beat of a connection with
+                    // its own.
+                    Item::Heartbeat if own_heartbeat.is_some() => {}
+                    Item::Heartbeat => yield Ok(sse::heartbeat_frame()),
                     Item::Closed { slot } => {
                         let (frame, end) = feed.closed(slot as usize);
                         yield Ok(frame);

@@ -28,6 +28,8 @@
 //!   and know nothing of streams. Only the `id:` line is the connection's
 //!   own; the rest is the shared frame.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::model::cursor::StreamSet;
@@ -58,6 +60,18 @@ pub enum Naming {
     /// `event: <type>` as published, or no `event:` line for an untyped
     /// event; notices do not name a stream either.
     AsPublished,
+}
+
+/// A connection's own heartbeat ([`ConnectSpec::heartbeat`](super::ConnectSpec::heartbeat)):
+/// `frame` every `every`, instead of the hub's comment every
+/// `pubsub.tickFrequency`, for clients that expect their server's own
+/// keep-alive event (sse-notification-service's `ping`).
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub every: Duration,
+    /// A whole SSE frame. Without an `id:` line, so that it never moves the
+    /// client's `Last-Event-ID`.
+    pub frame: Bytes,
 }
 
 /// The event name of events from `key` on a labelled connection: the topic

@@ -21,9 +21,9 @@ use std::time::SystemTime;
 use futures_util::future::join_all;
 
 use super::connection::Owner;
-use super::dialect::Dialect;
+use super::farewell::Farewell;
 use super::feed::{self, Opening};
-use super::framing::Naming;
+use super::framing::{Heartbeat, Naming};
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
@@ -51,9 +51,11 @@ pub struct ConnectSpec {
     /// How its events are named: by stream (the native API), or as
     /// published (a compatibility profile's clients).
     pub naming: Naming,
-    /// How the server's own frames (keep-alive, last words) are spelt on
-    /// it: a compatibility profile's; `None`: natively.
-    pub dialect: Option<Arc<dyn Dialect>>,
+    /// Its own heartbeat, instead of the hub's comment (`None`: the hub's).
+    pub heartbeat: Option<Heartbeat>,
+    /// Its last words when the server ends it, in a compatibility
+    /// profile's spelling (`None`: the native notices).
+    pub farewell: Option<Arc<dyn Farewell>>,
 }
 
 /// One inbox a send published to.
@@ -81,7 +83,8 @@ impl Hub {
             expires_at,
             remote,
             naming,
-            dialect,
+            heartbeat,
+            farewell,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -94,7 +97,8 @@ impl Hub {
             expires_at,
             remote,
             naming,
-            dialect,
+            heartbeat,
+            farewell,
         };
         feed::open(self, opening).await
     }

@@ -10,8 +10,7 @@
 //! identity connections, [`owners`]), admits identity connections
 //! ([`admission`]: blocks, limits, device take-over) and tells presence
 //! about them; each connection's HTTP body is a [`Subscription`] stream
-//! ([`feed`]), spelt natively or in a compatibility profile's
-//! [`Dialect`]. Identities' inboxes are streams too ([`inboxes`]): a
+//! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
 //! publish on them. No lock is held across an await (except the one that
 //! serialises on-demand topic openings, which guards no data).
@@ -19,7 +18,7 @@
 pub mod admission;
 pub mod connection;
 pub mod connections;
-pub mod dialect;
+pub mod farewell;
 pub mod feed;
 mod framing;
 pub mod inboxes;
@@ -43,9 +42,9 @@ pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
-pub use dialect::Dialect;
+pub use farewell::Farewell;
 pub use feed::Subscription;
-pub use framing::{Naming, label};
+pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
 pub use resume::Resume;
@@ -421,7 +420,8 @@ impl Hub {
             expires_at: None,
             remote,
             naming: Naming::ByStream,
-            dialect: None,
+            heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -445,7 +445,8 @@ impl Hub {
             expires_at: None,
             remote,
             naming: Naming::ByStream,
-            dialect: None,
+            heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -492,7 +493,8 @@ impl Hub {
             remote,
             expires_at: None,
             naming: Naming::ByStream,
-            dialect: None,
+            heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }

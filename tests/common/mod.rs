@@ -4,6 +4,7 @@
 //! blindly.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,8 @@
 //! go-sse-broker's own config terms (`[jwt] secret`, `[jwt] expire`,
 //! `[sse] heartbeat_interval`) given under `compat.goSseBroker`, mapped
 //! onto ours, and served: the token lives `expire`, the stream's
-//! `:heartbeat` comes every `heartbeat_interval`.
+//! `:heartbeat` comes every `heartbeat_interval` (a native stream keeps
+//! its own beat).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,9 +47,14 @@ fn the_originals_terms_map_onto_ours() {
     );
     assert!(c.identity.is_on(), "the profile turns identity tokens on");
     assert_eq!(
-        c.pubsub.tick_frequency.0,
-        Duration::from_secs(1),
+        c.compat.go_sse_broker.heartbeat_interval(),
+        Some(Duration::from_secs(1)),
         "[sse] heartbeat_interval"
+    );
+    assert_eq!(
+        c.pubsub.tick_frequency.0,
+        Duration::from_secs(15),
+        "the native heartbeat is left alone"
     );
     assert_eq!(
         c.compat.go_sse_broker.token_ttl(),
@@ -77,7 +83,10 @@ fn the_originals_terms_map_onto_ours() {
         c.compat.go_sse_broker.token_ttl(),
         Some(Duration::from_secs(60))
     );
-    assert_eq!(c.pubsub.tick_frequency.0, Duration::from_secs(20));
+    assert_eq!(
+        c.compat.go_sse_broker.heartbeat_interval(),
+        Some(Duration::from_secs(20))
+    );
     assert_eq!(
         c.compat.go_sse_broker.unauthenticated_from.0,
         ["10.0.0.0/8", "192.168.1.7"]

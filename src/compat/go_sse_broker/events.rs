@@ -32,7 +32,7 @@ use super::{Broker, method_check, system};
 use crate::http::error::ApiError;
 use crate::http::remote::Remote;
 use crate::http::subscribe::connection_response;
-use crate::hub::{ConnectSpec, Dialect, Naming, Owner};
+use crate::hub::{ConnectSpec, Farewell, Heartbeat, Naming, Owner};
 use crate::identity::claims::check_name;
 
 const GET: &[Method] = &[Method::GET];
@@ -104,7 +104,7 @@ impl Broker {
             return Err(Failure::unauthorized("Invalid device"));
         }
         let last_event_id = last_event_id(query, headers);
-        let dialect: Arc<dyn Dialect> = self.dialect.clone();
+        let farewell: Arc<dyn Farewell> = self.farewell.clone();
         let subscription = self
             .state
             .hub
@@ -116,7 +116,11 @@ impl Broker {
                 expires_at: None,
                 remote: peer,
                 naming: Naming::AsPublished,
-                dialect: Some(dialect),
+                heartbeat: Some(Heartbeat {
+                    every: self.settings.heartbeat_interval,
+                    frame: system::heartbeat(),
+                }),
+                farewell: Some(farewell),
             })
             .await
             .map_err(|e| Failure::from(ApiError::from(e)))?;

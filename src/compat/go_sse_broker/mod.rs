@@ -49,7 +49,7 @@ use auth::{Gate, Need};
 use devices::Devices;
 use envelope::{Envelope, Failure};
 use params::Params;
-use system::BrokerDialect;
+use system::BrokerFarewell;
 
 /// Who the profile is and what it routes.
 pub const ABOUT: About = About {
@@ -76,6 +76,8 @@ pub struct GoSseBrokerSettings {
     pub unauthenticated_from: Vec<AddrRange>,
     /// This node's address, as `/info` and `sys_instance_close` name it.
     pub instance_address: String,
+    /// The `:heartbeat` period (go-sse-broker's `[sse] heartbeat_interval`).
+    pub heartbeat_interval: Duration,
     /// How long a device name is remembered after its stream ended
     /// (`identity.inbox.maxAge`: as long as its inbox keeps what it missed).
     pub device_memory: Duration,
@@ -88,7 +90,7 @@ struct Broker {
     settings: GoSseBrokerSettings,
     gate: Gate,
     devices: Arc<Devices>,
-    dialect: Arc<BrokerDialect>,
+    farewell: Arc<BrokerFarewell>,
     /// When this node started serving the profile (`/info`), Unix ms.
     started_ms: u64,
 }
@@ -122,7 +124,7 @@ pub fn router(ctx: Context, settings: GoSseBrokerSettings) -> Router {
             unauthenticated_from: settings.unauthenticated_from.clone(),
         },
         devices: Devices::new(settings.device_memory),
-        dialect: Arc::new(BrokerDialect {
+        farewell: Arc::new(BrokerFarewell {
             instance_address: settings.instance_address.clone(),
         }),
         started_ms: crate::model::now_ms(),

@@ -8,17 +8,18 @@
 //! - `sys_instance_close` (data: this node's address), when the server
 //!   stops (natively a comment).
 //!
-//! The last three end the stream, as they did there. They are spelt by the
-//! hub's per-connection [`Dialect`] hook; events sent with `/send` keep their
-//! own `event:` name (none, or `custom-event`: `hub::Naming::AsPublished`),
-//! as the original wrote them, and the heartbeat is its `:heartbeat`
-//! comment.
+//! The last three end the stream, as they did there: the hub asks the
+//! connection's [`Farewell`] for its last words. Events sent with `/send`
+//! keep their own `event:` name (none, or `custom-event`:
+//! `hub::Naming::AsPublished`), as the original wrote them, and the
+//! keep-alive is its `:heartbeat` comment every `[sse] heartbeat_interval`
+//! (a `hub::Heartbeat` of the connection's own).
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::hub::{Dialect, EndReason};
+use crate::hub::{EndReason, Farewell};
 use crate::sse;
 
 pub const CONNECTED: &str = "sys_connected";
@@ -26,18 +27,14 @@ pub const KICK_OFFLINE: &str = "sys_kick_offline";
 pub const EXTRUDE_OFFLINE: &str = "sys_extrude_offline";
 pub const INSTANCE_CLOSE: &str = "sys_instance_close";
 
-/// The spelling of every connection opened through `/events`.
-pub struct BrokerDialect {
+/// The last words of every connection opened through `/events`.
+pub struct BrokerFarewell {
     /// What `sys_instance_close` says (this node's address).
     pub instance_address: String,
 }
 
-impl Dialect for BrokerDialect {
-    fn heartbeat(&self) -> Option<Bytes> {
-        Some(Bytes::from_static(b":heartbeat\n\n"))
-    }
-
-    fn farewell(&self, why: &EndReason) -> Option<Bytes> {
+impl Farewell for BrokerFarewell {
+    fn frame(&self, why: &EndReason) -> Option<Bytes> {
         match why {
             EndReason::Kicked { reason } => Some(sse::encode_notice(
                 KICK_OFFLINE,
@@ -49,6 +46,11 @@ impl Dialect for BrokerDialect {
             EndReason::Expired => None,
         }
     }
+}
+
+/// go-sse-broker's keep-alive, a comment.
+pub fn heartbeat() -> Bytes {
+    Bytes::from_static(b":heartbeat\n\n")
 }
 
 /// The first frame of a stream: `sys_connected` with the client's IP.
@@ -71,26 +73,26 @@ mod tests {
 
     #[test]
     fn native_endings_get_the_originals_names() {
-        let d = BrokerDialect {
+        let d = BrokerFarewell {
             instance_address: "10.0.0.5:8080".into(),
         };
         let kicked = EndReason::Kicked {
             reason: Some("bye".into()),
         };
         assert_eq!(
-            text(d.farewell(&kicked)),
+            text(d.frame(&kicked)),
             "event: sys_kick_offline\ndata: bye\n\n"
         );
         let by = Some("192.168.2.22:64321".parse().expect("addr"));
         assert_eq!(
-            text(d.farewell(&EndReason::TakenOver { by })),
+            text(d.frame(&EndReason::TakenOver { by })),
             "event: sys_extrude_offline\ndata: 192.168.2.22\n\n"
         );
         assert_eq!(
-            text(d.farewell(&EndReason::Shutdown)),
+            text(d.frame(&EndReason::Shutdown)),
             "event: sys_instance_close\ndata: 10.0.0.5:8080\n\n"
         );
-        assert_eq!(text(d.heartbeat()), ":heartbeat\n\n");
+        assert_eq!(heartbeat(), ":heartbeat\n\n");
         assert_eq!(
             String::from_utf8_lossy(&connected(by)),
             "event: sys_connected\ndata: 192.168.2.22\n\n"

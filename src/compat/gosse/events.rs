@@ -84,7 +84,8 @@ pub async fn events(
             expires_at: None,
             remote,
             naming: Naming::AsPublished,
-            dialect: None,
+            heartbeat: None,
+            farewell: None,
         })
         .await?;
     tracing::debug!(
