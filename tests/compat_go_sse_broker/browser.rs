@@ -5,35 +5,14 @@
 //! by `playwright-core`; `scripts/test-deps.sh` installs both). Fails,
 //! saying what to install, when Chromium or the driver is missing.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
-
-fn browser_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "tests/browser/node_modules is missing: run `npm ci` in tests/browser (scripts/test-deps.sh does)"
-    );
-    dir
-}
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.exists(),
-        "Chromium not found at {}: install it (`apt-get install chromium`, as scripts/test-deps.sh does) or set CHROMIUM",
-        path.display()
-    );
-    path
-}
+use common::browser::{chromium, driver_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_flow_in_headless_chromium() {
-    let (dir, chromium) = (browser_dir(), chromium());
+    let (dir, chromium) = (driver_dir(), chromium());
     let server = start().await;
     let run = tokio::process::Command::new("node")
         .arg("compat_go_sse_broker.e2e.mjs")
