@@ -5,7 +5,7 @@
 # Usage: bench/compare.sh SCENARIO [extra sser-bench args...]
 #   SCENARIO: fanout-10k | fanout-topics | fanout-multi | fanout-multi-split |
 #             idle | connect | durable | fanout-small
-# Needs: cargo build --release --bins; apt-get install nginx-light libnginx-mod-nchan.
+# Needs: cargo build --release --workspace (the server and bench/sser-bench); apt-get install nginx-light libnginx-mod-nchan.
 # Reports land in bench/results/<scenario>-{sser,nchan}.json (not committed).
 # Set ONLY=sser or ONLY=nchan to run one side; PERF=1 records a cpu-clock
 # profile of sser during its run into bench/results/<scenario>-sser.perf.
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 scenario="${1:?scenario: fanout-10k | fanout-topics | fanout-multi | fanout-multi-split | idle | connect | durable | fanout-small}"
 shift || true
 bin=target/release/sser-bench
-[ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --bins" >&2; exit 1; }
+[ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --workspace" >&2; exit 1; }
 mkdir -p bench/results
 SSER_PORT="${SSER_PORT:-18889}"
 NCHAN_PORT="${NCHAN_PORT:-18890}"

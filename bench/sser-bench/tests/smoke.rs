@@ -2,11 +2,69 @@
 //! connect, flood and soak run against our server started in-process,
 //! asserting zero loss and no errors. Never a timing assertion: the numbers
 //! are not checked.
+//!
+//! The server comes from the `sser` library (a dev-dependency only): the
+//! bench itself links nothing of the server's and drives it over sockets.
 
-mod common;
+use std::sync::Arc;
+use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use sser::Server;
+use sser::config::Config;
+use sser::hub::Hub;
+use sser::secret::Secret;
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait in a test may take before it fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+const API_TOKEN: &str = "test-api-token";
+
+/// The server on a loopback port, with fixed tokens.
+struct TestServer {
+    base: String,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), sser::StartError>>,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::default();
+        config.server.addr = "127.0.0.1:0".parse().expect("literal");
+        config.pubsub.api_access_token = Some(Secret::new(API_TOKEN));
+        config.server.shutdown_timeout = sser::config::Span(Duration::from_secs(5));
+        tweak(&mut config);
+        let server = Server::bind(config).await.expect("server binds");
+        TestServer {
+            base: format!("http://{}", server.local_addr()),
+            hub: server.hub().clone(),
+            shutdown: server.shutdown_token(),
+            task: tokio::spawn(server.run()),
+        }
+    }
+
+    /// Polls `check` until it holds or the deadline passes.
+    async fn wait_until(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(DEADLINE, self.task).await;
+    }
+}
 
 /// Runs the built bench binary with `args` against `server` and returns its
 /// JSON report, failing the test if it exits non-zero.
@@ -15,7 +73,7 @@ async fn bench(server: &TestServer, args: &[&str]) -> Value {
     cmd.args(args)
         .args(["--url", &server.base, "--api-token", API_TOKEN, "--json"])
         .kill_on_drop(true);
-    let out = tokio::time::timeout(DEADLINE * 3, cmd.output())
+    let out = tokio::time::timeout(DEADLINE, cmd.output())
         .await
         .expect("sser-bench finished in time")
         .expect("sser-bench runs");
@@ -62,9 +120,7 @@ async fn fanout_delivers_everything_in_order() {
     assert_eq!(r["latency"]["count"], 120);
     // The run cleans up after itself.
     server
-        .wait_until("bench topics deleted", || async {
-            server.hub.topics().is_empty()
-        })
+        .wait_until("bench topics deleted", || server.hub.topics().is_empty())
         .await;
     server.stop().await;
 }
