@@ -1,5 +1,6 @@
-//! Smoke test of the `sser-bench` load generator: a tiny fan-out, idle,
-//! connect, flood and soak run against our server started in-process,
+//! Smoke test of the `sser-bench` load generator: a tiny fan-out (to topics,
+//! to single users, to a whole application), idle (topic and identity
+//! connections), connect, flood and soak run against our server started in-process,
 //! asserting zero loss and no errors. Never a timing assertion: the numbers
 //! are not checked.
 //!
@@ -122,6 +123,105 @@ async fn fanout_delivers_everything_in_order() {
     server
         .wait_until("bench topics deleted", || server.hub.topics().is_empty())
         .await;
+    server.stop().await;
+}
+
+/// A server with identity tokens on (the bench mints through it).
+async fn identity_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new("smoke-test-jwt-secret-of-32-bytes"));
+    })
+    .await
+}
+
+/// `--to users`: each of 8 identities on its own stream, every send to one
+/// random user reaches exactly that user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_sends_reach_their_user_only() {
+    let server = identity_server().await;
+    let r = bench(
+        &server,
+        &[
+            "fanout",
+            "--to",
+            "users",
+            "--random-topic",
+            "--subscribers",
+            "8",
+            "--publishers",
+            "2",
+            "--events",
+            "60",
+        ],
+    )
+    .await;
+    assert_eq!(r["params"]["topics"], 8, "{r}");
+    assert_eq!(r["subscribed"], 8, "{r}");
+    assert_eq!(r["published"], 60, "{r}");
+    // One follower per send: a user that got another's event would show as
+    // received above expected.
+    assert_eq!(r["expected"], 60, "{r}");
+    assert_eq!(r["received"], 60, "{r}");
+    assert_eq!(r["out_of_order"], 0, "{r}");
+    server.stop().await;
+}
+
+/// `--to app`: every send to the application reaches every identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_broadcast_reaches_every_identity() {
+    let server = identity_server().await;
+    let r = bench(
+        &server,
+        &[
+            "fanout",
+            "--to",
+            "app",
+            "--subscribers",
+            "5",
+            "--events",
+            "20",
+        ],
+    )
+    .await;
+    assert_eq!(r["params"]["topics"], 1, "{r}");
+    assert_eq!(r["expected"], 100, "{r}");
+    assert_eq!(r["received"], 100, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+
+    // Idle identity connections: each its own user, all open.
+    let pid = std::process::id().to_string();
+    let r = bench(
+        &server,
+        &[
+            "idle",
+            "--identities",
+            "--connections",
+            "12",
+            "--hold",
+            "100ms",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(r["open"], 12, "{r}");
+    assert_eq!(r["connect_errors"], 0, "{r}");
+    server.stop().await;
+}
+
+/// Without an identity key the bench says why it cannot mint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_need_a_key_on_the_server() {
+    let server = TestServer::start().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sser-bench"))
+        .args(["fanout", "--to", "users", "--subscribers", "2"])
+        .args(["--url", &server.base, "--api-token", API_TOKEN])
+        .output()
+        .await
+        .expect("sser-bench runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SSER_JWT_SECRET"), "{stderr}");
     server.stop().await;
 }
 
