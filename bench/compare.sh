@@ -6,8 +6,8 @@
 #   SCENARIO: fanout-10k | fanout-topics | fanout-multi | fanout-multi-split |
 #             idle | connect | durable | fanout-small |
 #             targeted | app-broadcast | idle-identity (sser only, issue 11) |
-#             identity (targeted, app-broadcast and fanout-10k back to back,
-#             one table; extra args are not passed on)
+#             identity (targeted, fanout-single, app-broadcast and
+#             fanout-10k back to back, one table; extra args are not passed on)
 # Needs: cargo build --release --workspace (the server and bench/sser-bench); apt-get install nginx-light libnginx-mod-nchan.
 # Reports land in bench/results/<scenario>-{sser,nchan}.json (not committed).
 # Set ONLY=sser or ONLY=nchan to run one side; PERF=1 records a cpu-clock
@@ -28,18 +28,19 @@ sser_bin="${SSER_BIN:-target/release/sser}"
 # The identity comparison: three runs on fresh servers with the same
 # settings (identity on, in memory), one table.
 if [ "$scenario" = identity ]; then
-  for s in targeted app-broadcast fanout-10k; do
-    extra=(); [ "$s" = targeted ] || extra=(--events 300)
+  for s in targeted fanout-single app-broadcast fanout-10k; do
+    extra=(); case "$s" in app-broadcast|fanout-10k) extra=(--events 300) ;; esac
     ONLY=sser IDENTITY=1 KV="${KV:-off}" "$self" "$s" "${extra[@]}" > /dev/null
   done
   python3 - <<'PY'
 import json
-names = ["targeted", "app-broadcast", "fanout-10k"]
+names = ["targeted", "fanout-single", "app-broadcast", "fanout-10k"]
 runs = [json.load(open(f"bench/results/{n}-sser.json")) for n in names]
 keys = ["params.subscribers", "params.publishers", "params.events", "params.rate", "mint_secs",
         "connect_secs", "publishes_per_sec", "publish_rtt.p50_ms", "publish_rtt.p99_ms",
         "deliveries_per_sec", "latency.p50_ms", "latency.p99_ms", "latency.max_ms", "expected",
         "received", "lost", "lagged_disconnects", "out_of_order", "server_cpu_secs",
+        "server_deliver_cpu_secs", "server_cpu_us_per_publish", "server_cpu_us_per_delivery",
         "bench_cpu_percent_of_one_core", "loadavg_1m_start", "loadavg_1m_end"]
 def get(r, k):
     for part in k.split("."):
@@ -47,9 +48,9 @@ def get(r, k):
         r = r[part]
     return r
 fmt = lambda v: "-" if v is None else (f"{v:,.3f}" if isinstance(v, float) else f"{v:,}")
-print(f"{'metric':32}" + "".join(f"{n:>16}" for n in names))
+print(f"{'metric':32}" + "".join(f"{n:>15}" for n in names))
 for k in keys:
-    print(f"{k:32}" + "".join(f"{fmt(get(r, k)):>16}" for r in runs))
+    print(f"{k:32}" + "".join(f"{fmt(get(r, k)):>15}" for r in runs))
 PY
   exit 0
 fi
@@ -70,8 +71,10 @@ case "$scenario" in
   fanout-multi) args=(fanout --topics 100 --subscribers 1000 --topics-per-subscriber 10 --publishers 4 --events 20000 --drain-timeout 10s); ONLY=sser ;;
   # The same deliveries (100 followers per topic) over 10,000 one-topic connections.
   fanout-multi-split) args=(fanout --topics 100 --subscribers 10000 --publishers 4 --events 20000 --drain-timeout 10s) ;;
-  # As many held connections as the box's fixed 20,000-fd limit allows both sides.
-  idle) args=(idle --connections 19000 --topics 100 --hold 5s --connect-concurrency 512) ;;
+  # Held connections near the box's fixed 20,000-fd limit: sser's automatic
+  # server.maxConnections is that limit less 1,024 (18,976), so 19,000 (the
+  # figure in older reports) now has 24 refused.
+  idle) args=(idle --connections 18000 --topics 100 --hold 5s --connect-concurrency 512) ;;
   connect) args=(connect --concurrency 64 --duration 10s --topics 1 --publishers 4) ;;
   # Durable publishes (kv.durability sync: a 201 means fsynced) through HTTP.
   # sser only: nchan keeps messages in memory (or Redis), it has no equivalent.
@@ -81,6 +84,9 @@ case "$scenario" in
   # Each send to one random user, 4 publishers as fast as they go:
   targeted) args=(fanout --to users --random-topic --subscribers 10000 --publishers 4 --events 40000 --drain-timeout 10s)
     ONLY=sser; identity=1; kv="${KV:-off}" ;;
+  # targeted's topic twin: 10,000 topics x 1 subscriber, each publish to a
+  # random topic.
+  fanout-single) args=(fanout --topics 10000 --subscribers 10000 --publishers 4 --events 40000 --random-topic --drain-timeout 10s) ;;
   # Each send to the whole application: fanout-10k's shape on identities.
   app-broadcast) args=(fanout --to app --subscribers 10000 --publishers 1 --events 2000 --rate 100 --drain-timeout 10s)
     ONLY=sser; identity=1; kv="${KV:-off}" ;;
@@ -115,7 +121,7 @@ if [ "${ONLY:-sser}" != nchan ]; then
     perf record -e cpu-clock -F 499 -p "$sser_pid" -o "bench/results/$scenario-sser.perf" \
       > /dev/null 2>&1 & perf_pid=$!
   fi
-  extra=(); [ "${args[0]}" = idle ] && extra=(--server-pid "$sser_pid")
+  extra=(); case "${args[0]}" in idle|fanout) extra=(--server-pid "$sser_pid") ;; esac
   "$bin" "${args[@]}" "${extra[@]}" --url "http://127.0.0.1:$SSER_PORT" --api-token bench \
     --label sser --json --allow-loss > "bench/results/$scenario-sser.json"
   # The server's own CPU time (user + system, whole run including connects):
@@ -136,7 +142,7 @@ if [ "${ONLY:-nchan}" != sser ]; then
   bench/peers/run-nchan.sh "$NCHAN_PORT" > bench/results/nchan.log 2>&1 &
   nchan_pid=$!; pids+=("$nchan_pid")
   wait_port "$NCHAN_PORT"
-  extra=(); [ "${args[0]}" = idle ] && extra=(--server-pid "$nchan_pid")
+  extra=(); case "${args[0]}" in idle|fanout) extra=(--server-pid "$nchan_pid") ;; esac
   "$bin" "${args[@]}" "${extra[@]}" \
     --subscribe-url "http://127.0.0.1:$NCHAN_PORT/sub/{topic}" \
     --publish-url "http://127.0.0.1:$NCHAN_PORT/pub/{topic}" \
@@ -158,6 +164,7 @@ keys = ["deliveries_per_sec", "publishes_per_sec", "publish_rtt.p50_ms", "publis
         "server_pss_bytes_per_conn", "cycles_per_sec", "cycle_latency.p50_ms",
         "cycle_latency.p99_ms", "errors", "bench_cpu_percent_of_one_core",
         "bench_connect_cpu_secs", "bench_rss_kib", "mint_secs", "server_cpu_secs",
+        "server_deliver_cpu_secs", "server_cpu_us_per_publish", "server_cpu_us_per_delivery",
         "loadavg_1m_start", "loadavg_1m_end"]
 def get(r, k):
     for part in k.split("."):

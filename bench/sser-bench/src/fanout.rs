@@ -72,6 +72,10 @@ pub struct FanoutArgs {
     /// Send each event to a random topic (or user) instead of k mod T.
     #[arg(long)]
     pub random_topic: bool,
+    /// The server's pid: its CPU time (and its children's) while events
+    /// are published and delivered, apart from set-up and connects.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
@@ -162,6 +166,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
 
     // 2. Publish.
     let cpu0 = stats::cpu_seconds();
+    let server_cpu0 = a.server_pid.and_then(stats::process_cpu_secs);
     let ok_per_topic: Arc<Vec<AtomicU64>> =
         Arc::new((0..topics).map(|_| AtomicU64::new(0)).collect());
     let pub_errors = Arc::new(AtomicU64::new(0));
@@ -260,6 +265,10 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     }
     let deliver_secs = t_pub.elapsed().as_secs_f64();
     let cpu = stats::cpu_seconds() - cpu0;
+    let server_cpu = match (server_cpu0, a.server_pid.and_then(stats::process_cpu_secs)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
     let _ = stop_tx.send(true);
     let mut received = 0u64;
     let mut out_of_order = 0u64;
@@ -311,6 +320,11 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         "deliveries_per_sec": deliveries_per_sec,
         "latency": stats::latency_json(&hist),
         "bench_cpu_secs": cpu,
+        "server_deliver_cpu_secs": server_cpu,
+        "server_cpu_us_per_publish": server_cpu.filter(|_| published > 0)
+            .map(|s| s * 1e6 / published as f64),
+        "server_cpu_us_per_delivery": server_cpu.filter(|_| received > 0)
+            .map(|s| s * 1e6 / received as f64),
         "bench_cpu_percent_of_one_core": 100.0 * cpu / deliver_secs,
         "bench_rss_kib": stats::self_rss_kib(),
     });

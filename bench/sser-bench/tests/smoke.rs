@@ -139,10 +139,13 @@ async fn identity_server() -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targeted_sends_reach_their_user_only() {
     let server = identity_server().await;
+    let pid = std::process::id().to_string();
     let r = bench(
         &server,
         &[
             "fanout",
+            "--server-pid",
+            &pid,
             "--to",
             "users",
             "--random-topic",
@@ -163,6 +166,7 @@ async fn targeted_sends_reach_their_user_only() {
     assert_eq!(r["expected"], 60, "{r}");
     assert_eq!(r["received"], 60, "{r}");
     assert_eq!(r["out_of_order"], 0, "{r}");
+    assert!(r["server_deliver_cpu_secs"].as_f64().is_some(), "{r}");
     server.stop().await;
 }
 
