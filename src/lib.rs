@@ -153,7 +153,11 @@ impl Server {
             ),
             false => None,
         };
-        let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
+        let stats = http::stats::StatsFeed::start(
+            hub.clone(),
+            identity.is_some().then(|| presence.clone()),
+            shutdown.child_token(),
+        );
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
             // `Config::finish` guarantees both tokens exist.
