@@ -4,14 +4,14 @@
 # and C, same sser-bench arguments, one after the other in the same session.
 #
 # Usage: bench/cluster.sh [extra sser-bench fanout args...]
-# Needs: cargo build --release --bins; redis-server (scripts/test-deps.sh).
+# Needs: cargo build --release --workspace (the server and bench/sser-bench); redis-server (scripts/test-deps.sh).
 # Redis runs as the README asks for "201 means stored": appendonly yes,
 # appendfsync always (in a temporary directory).
 # Reports land in bench/results/cluster-{single,3nodes}.txt (not committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/sser-bench
-[ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --bins" >&2; exit 1; }
+[ -x "$bin" ] && [ -x target/release/sser ] || { echo "run: cargo build --release --workspace" >&2; exit 1; }
 mkdir -p bench/results
 work="$(mktemp -d)"
 pids=()

@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod connection;
 pub mod connections;
+pub mod farewell;
 pub mod feed;
 mod framing;
 pub mod inboxes;
@@ -41,6 +42,7 @@ pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
+pub use farewell::Farewell;
 pub use feed::Subscription;
 pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
@@ -484,6 +486,7 @@ impl Hub {
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -508,6 +511,7 @@ impl Hub {
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -555,6 +559,7 @@ impl Hub {
             expires_at: None,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
