@@ -124,6 +124,9 @@ pub struct Server {
     app: axum::Router,
     /// The compatibility profiles' own listeners.
     compat: compat::Mounted,
+    /// The cluster's broker, when `cluster.redis.url` makes this node a
+    /// member: told at shutdown that the node leaves.
+    cluster: Option<Arc<broker::RedisBroker>>,
     shutdown: CancellationToken,
 }
 
@@ -140,7 +143,9 @@ impl Server {
         let local = broker::LocalBroker::open(disk)
             .await
             .map_err(|source| StartError::Store { path, source })?;
-        let broker: Arc<dyn broker::Broker> = match redis_settings(&config) {
+        let mut cluster = None;
+        let advertised = local_addr(&listener, addr).to_string();
+        let broker: Arc<dyn broker::Broker> = match redis_settings(&config, advertised) {
             None => local,
             Some(settings) => {
                 let url = config::redacted_url(&settings.url);
@@ -153,6 +158,7 @@ impl Server {
                 .await
                 .map_err(|source| StartError::Cluster { url, source })?;
                 spawn_redis_readiness(redis.clone(), readiness.clone(), shutdown.child_token());
+                cluster = Some(redis.clone());
                 redis
             }
         };
@@ -238,6 +244,7 @@ impl Server {
             state,
             app,
             compat,
+            cluster,
             shutdown,
         })
     }
@@ -335,6 +342,10 @@ impl Server {
             self.config.server.shutdown_timeout.0,
         )
         .await;
+        // The other nodes stop counting this one now, not after its TTL.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         // The streams have ended: offlines still in their grace go out now
         // (reason `shutdown`), and the webhooks get the same bound to
         // deliver what is queued.
@@ -753,7 +764,7 @@ fn tls_settings(config: &Config) -> tls::TlsSettings {
 }
 
 /// `cluster.redis.*`, when the node is a cluster member.
-fn redis_settings(config: &Config) -> Option<broker::RedisSettings> {
+fn redis_settings(config: &Config, advertised_addr: String) -> Option<broker::RedisSettings> {
     let redis = &config.cluster.redis;
     redis.url.as_ref().map(|url| broker::RedisSettings {
         url: url.expose().to_string(),
@@ -761,6 +772,8 @@ fn redis_settings(config: &Config) -> Option<broker::RedisSettings> {
         wait_replicas: redis.wait_replicas.0,
         max_stream_length: redis.max_stream_length.0,
         timeout: redis.timeout.0,
+        node_ttl: config.cluster.node_ttl.0,
+        advertised_addr,
     })
 }
 

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod cluster;
+pub use cluster::{ClusterMetrics, NodeSeen};
+
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
@@ -35,6 +38,8 @@ pub struct Metrics {
     pub publish_latency: LatencyHistogram,
     /// Connections: open, refused at accept, closed by a limit.
     pub connections: ConnectionMetrics,
+    /// The cluster as this node sees it (off on a single node).
+    pub cluster: ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -56,6 +61,7 @@ impl Default for Metrics {
             cluster_rejected: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
             connections: ConnectionMetrics::default(),
+            cluster: ClusterMetrics::default(),
         }
     }
 }

@@ -10,10 +10,23 @@ use super::load::ConfigError;
 use super::values::{Count, Span};
 use crate::secret::Secret;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ClusterConfig {
     pub redis: RedisConfig,
+    /// How long a node's heartbeat outlives it (`SSER_CLUSTER_NODE_TTL`):
+    /// the others stop counting a node that died within about this long.
+    /// Refreshed every third of it.
+    pub node_ttl: Span,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: RedisConfig::default(),
+            node_ttl: Span(std::time::Duration::from_secs(15)),
+        }
+    }
 }
 
 /// `cluster.redis.*`.
@@ -105,6 +118,11 @@ impl ClusterConfig {
                 "cluster.redis.timeout (SSER_CLUSTER_REDIS_TIMEOUT) must be above zero".into(),
             ));
         }
+        if self.node_ttl.0 < std::time::Duration::from_secs(1) {
+            return Err(ConfigError(
+                "cluster.nodeTtl (SSER_CLUSTER_NODE_TTL) must be at least 1s".into(),
+            ));
+        }
         if redis.wait_replicas.0 > 100 {
             return Err(ConfigError(
                 "cluster.redis.waitReplicas (SSER_CLUSTER_REDIS_WAIT_REPLICAS) must be at most 100"
@@ -154,6 +172,7 @@ mod tests {
             ("SSER_CLUSTER_REDIS_PREFIX", "app1:"),
             ("SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH", "500"),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "500ms"),
+            ("SSER_CLUSTER_NODE_TTL", "3s"),
         ])
         .unwrap();
         let r = &c.cluster.redis;
@@ -161,6 +180,7 @@ mod tests {
         assert_eq!((r.wait_replicas.0, r.max_stream_length.0), (1, 500));
         assert_eq!(r.prefix, "app1:");
         assert_eq!(r.timeout.0.as_millis(), 500);
+        assert_eq!(c.cluster.node_ttl.0.as_secs(), 3);
     }
 
     #[test]
@@ -179,6 +199,7 @@ mod tests {
                 "cluster.redis.maxStreamLength",
             ),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "0s", "cluster.redis.timeout"),
+            ("SSER_CLUSTER_NODE_TTL", "500ms", "cluster.nodeTtl"),
         ] {
             let mut pairs = vec![(var, value)];
             if var != "SSER_CLUSTER_REDIS_URL" {

@@ -131,6 +131,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "cluster.redis.maxStreamLength",
     ),
     ("SSER_CLUSTER_REDIS_TIMEOUT", "cluster.redis.timeout"),
+    ("SSER_CLUSTER_NODE_TTL", "cluster.nodeTtl"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),

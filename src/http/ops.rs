@@ -35,12 +35,18 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
 }
 
 /// `GET /api/v1/metrics`: `{"metrics":[{"name","value"}...]}`, SSER's seven
-/// names first, always in the same order.
+/// names first, always in the same order; in a cluster also `cluster`
+/// (`stats::cluster_json`), absent on a single node so SSER's shape stays.
 pub async fn metrics(
     principal: Principal,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     principal.monitor()?;
-    let samples = state.hub.metrics().samples(state.hub.topic_counts());
-    Ok(Json(json!({ "metrics": samples })))
+    let metrics = state.hub.metrics();
+    let samples = metrics.samples(state.hub.topic_counts());
+    if !metrics.cluster.is_on() {
+        return Ok(Json(json!({ "metrics": samples })));
+    }
+    let cluster = super::stats::cluster_json(&metrics.cluster);
+    Ok(Json(json!({ "metrics": samples, "cluster": cluster })))
 }

@@ -155,6 +155,7 @@ pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
         );
     }
     connection_series(&metrics.connections, &mut out);
+    cluster_series(&metrics.cluster, &mut out);
     identity_series(hub, presence, &mut out);
     let _ = writeln!(out, "# HELP sser_build_info The running version.");
     let _ = writeln!(out, "# TYPE sser_build_info gauge");
@@ -182,6 +183,54 @@ pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
         per_topic_series(hub, &mut out);
     }
     out
+}
+
+/// The cluster as this node sees it; nothing on a single node. Node ids
+/// are checked to be sser's own (`broker::redis::nodes`) before they become
+/// label values, and a cluster holds a handful of nodes, not an unbounded
+/// number.
+fn cluster_series(c: &crate::metrics::ClusterMetrics, out: &mut String) {
+    if !c.is_on() {
+        return;
+    }
+    let nodes = c.nodes();
+    let _ = writeln!(
+        out,
+        "# HELP sser_cluster_nodes Live cluster nodes this node sees (heartbeats within cluster.nodeTtl), itself included."
+    );
+    let _ = writeln!(out, "# TYPE sser_cluster_nodes gauge");
+    let _ = writeln!(out, "sser_cluster_nodes {}", nodes.len());
+    let _ = writeln!(
+        out,
+        "# HELP sser_cluster_node_connections Subscriber streams each live node served at its last heartbeat."
+    );
+    let _ = writeln!(out, "# TYPE sser_cluster_node_connections gauge");
+    for node in &nodes {
+        let _ = writeln!(
+            out,
+            "sser_cluster_node_connections{{node=\"{}\"}} {}",
+            node.id, node.connections
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sser_cluster_redis_errors_total Cluster heartbeats and leave requests Redis failed or did not answer in time."
+    );
+    let _ = writeln!(out, "# TYPE sser_cluster_redis_errors_total counter");
+    let _ = writeln!(out, "sser_cluster_redis_errors_total {}", c.redis_errors());
+    let h = c.roundtrip.snapshot();
+    let name = "sser_cluster_redis_roundtrip_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Round trip of one cluster heartbeat to Redis (write this node's record, read every live node's)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in &h.buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", number(*bound));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", number(h.sum_seconds));
+    let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
 /// The accept loop's limits at work (README, "Operations"). Every label value

@@ -212,10 +212,32 @@ pub fn stats_json(
             "identity": streams.identity,
             "presence": streams.presence,
         },
+        "cluster": cluster_json(&metrics.cluster),
         "identity": presence.map(|p| json!({
             "users_online": p.users,
             "devices_online": p.devices,
         })),
+    })
+}
+
+/// The cluster as this node sees it (`null` on a single node): this node's
+/// id, the live nodes with their connections, the heartbeat's Redis round
+/// trip and the Redis failures. Shared by `/api/v1/metrics` and the
+/// dashboard's `stats` events.
+pub fn cluster_json(cluster: &crate::metrics::ClusterMetrics) -> Value {
+    if !cluster.is_on() {
+        return Value::Null;
+    }
+    let roundtrip = cluster.roundtrip.snapshot();
+    json!({
+        "node": cluster.this_node(),
+        "nodes": cluster.nodes(),
+        "redis_roundtrip": {
+            "count": roundtrip.count,
+            "p50_seconds": roundtrip.quantile(0.5),
+            "p99_seconds": roundtrip.quantile(0.99),
+        },
+        "redis_errors": cluster.redis_errors(),
     })
 }
 

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod nodes;
 mod outage;
 mod redis_server;
 mod topics;
@@ -24,15 +25,21 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(3, &[])
+    }
+
+    /// `count` nodes, with `extra` settings on top of the tests' own.
+    pub fn start_with(count: usize, extra: &[(&str, &str)]) -> Cluster {
         let redis = RedisServer::start();
         let dir = tempfile::tempdir().expect("temp dir");
         let url = redis.url();
-        let env = [
+        let mut env = vec![
             ("SSER_CLUSTER_REDIS_URL", url.as_str()),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "1s"),
             ("SSER_TICK_FREQUENCY", "1s"),
         ];
-        let nodes = (0..3)
+        env.extend_from_slice(extra);
+        let nodes = (0..count)
             .map(|_| ServerProcess::start(dir.path(), &env))
             .collect();
         Cluster {
@@ -73,8 +80,16 @@ pub async fn readyz(node: &Api) -> (u16, Value) {
 
 /// One Prometheus sample from `/metrics`.
 pub async fn prometheus(node: &Api, name: &str) -> f64 {
-    let text = node
-        .http
+    let text = prometheus_text(node).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// The whole `/metrics` exposition.
+pub async fn prometheus_text(node: &Api) -> String {
+    node.http
         .get(node.url("/metrics"))
         .bearer_auth(METRICS_TOKEN)
         .send()
@@ -82,9 +97,5 @@ pub async fn prometheus(node: &Api, name: &str) -> f64 {
         .expect("metrics request")
         .text()
         .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        .expect("metrics body")
 }

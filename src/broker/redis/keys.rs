@@ -6,7 +6,9 @@
 //! entries `<seq>-0`), `<p>seq:<id>` (the counter positions come from) and
 //! `<p>live:<id>` (the pub/sub channel new events go out on). One hash
 //! `<p>topics` holds the topic records, and `<p>topics:changes` carries
-//! create/delete notices.
+//! create/delete notices. Node liveness ([`super::nodes`]): `<p>node:<id>`
+//! (a node's heartbeat record, with a TTL), the sorted set `<p>nodes` and
+//! the channel `<p>nodes:changes`.
 
 use crate::model::TopicId;
 
@@ -28,6 +30,19 @@ impl Keys {
 
     pub(super) fn registry_channel(&self) -> String {
         format!("{}topics:changes", self.prefix)
+    }
+
+    pub(super) fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    pub(super) fn nodes_channel(&self) -> String {
+        format!("{}nodes:changes", self.prefix)
+    }
+
+    /// A node's heartbeat record (`node("")` is the prefix of them all).
+    pub(super) fn node(&self, id: &str) -> String {
+        format!("{}node:{id}", self.prefix)
     }
 
     pub(super) fn stream(&self, topic: &TopicId) -> String {

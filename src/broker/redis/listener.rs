@@ -1,4 +1,5 @@
-//! The node's one pub/sub connection: registry notices, and the live
+//! The node's one pub/sub connection: registry notices, node join/leave
+//! notices (which wake the heartbeat, [`super::nodes`]), and the live
 //! channels of the topics this node has followers for (subscribed at a
 //! topic's first follow, unsubscribed by the periodic sweep once it has
 //! none, [`unsubscribe_if_idle`]).
@@ -56,7 +57,7 @@ async fn session(shared: &Arc<Shared>) {
     {
         let mut slot = shared.sink.lock().await;
         let mut sink = sink;
-        let mut channels = vec![shared.keys.registry_channel()];
+        let mut channels = vec![shared.keys.registry_channel(), shared.keys.nodes_channel()];
         channels.extend(
             shared
                 .streams
@@ -80,6 +81,9 @@ async fn session(shared: &Arc<Shared>) {
         let channel = message.get_channel_name();
         if channel == shared.keys.registry_channel() {
             on_notice(shared, message.get_payload_bytes()).await;
+        } else if channel == shared.keys.nodes_channel() {
+            // A node joined or left: look at the live nodes now.
+            shared.heartbeat.changed.notify_one();
         } else if let Some(topic) = shared.keys.topic_of_channel(channel) {
             let live = shared.streams.read().get(topic).cloned();
             if let Some(live) = live {

@@ -16,7 +16,8 @@
 //!
 //! When Redis cannot take a publish, it fails with
 //! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
-//! alone. Identity inboxes and the presence feed stay on this node (the
+//! alone. Node liveness: each node's heartbeat record with a TTL, and the
+//! set of live nodes every node reads ([`nodes`]). Identity inboxes and the presence feed stay on this node (the
 //! wrapped [`LocalBroker`]) in this first version.
 
 mod entry;
@@ -24,6 +25,7 @@ mod history;
 mod keys;
 mod listener;
 mod live;
+mod nodes;
 mod publish;
 mod registry;
 
@@ -61,6 +63,10 @@ pub struct RedisSettings {
     pub wait_replicas: u64,
     pub max_stream_length: u64,
     pub timeout: Duration,
+    /// How long a node's heartbeat outlives it (`cluster.nodeTtl`).
+    pub node_ttl: Duration,
+    /// The address this node tells the others it serves on.
+    pub advertised_addr: String,
 }
 
 /// Why a node could not join its cluster.
@@ -96,6 +102,7 @@ pub(super) struct Shared {
     listening: AtomicBool,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<TopicChange>,
+    heartbeat: Arc<nodes::Heartbeat>,
 }
 
 /// A Redis failure as clients see it (the details go to the log only).
@@ -128,11 +135,21 @@ impl RedisBroker {
         .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let node = crate::secret::new_id();
+        let heartbeat = Arc::new(nodes::Heartbeat::new(
+            conn.clone(),
+            Keys::new(&settings.prefix),
+            node.clone(),
+            settings.advertised_addr.clone(),
+            settings.node_ttl,
+            settings.timeout,
+            metrics.clone(),
+        ));
         let shared = Arc::new(Shared {
             client,
             conn,
             keys: Keys::new(&settings.prefix),
-            node: crate::secret::new_id(),
+            node,
             wait_replicas: settings.wait_replicas,
             max_stream_length: settings.max_stream_length,
             timeout: settings.timeout,
@@ -142,8 +159,9 @@ impl RedisBroker {
             listening: AtomicBool::new(false),
             metrics,
             changes: tx,
+            heartbeat: heartbeat.clone(),
         });
-        tokio::spawn(listener::run(shared.clone(), shutdown));
+        tokio::spawn(listener::run(shared.clone(), shutdown.clone()));
         // Followers need the listener: give it the same time to connect.
         let deadline = tokio::time::Instant::now() + settings.timeout;
         while !shared.listening.load(Ordering::Relaxed) {
@@ -154,6 +172,9 @@ impl RedisBroker {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Seen by the others from the start; a failed first beat is retried.
+        heartbeat.beat().await;
+        tokio::spawn(heartbeat.run(shutdown));
         Ok(Arc::new(RedisBroker {
             shared,
             local,
@@ -172,6 +193,12 @@ impl RedisBroker {
             Ok(Err(e)) => Err(format!("Redis does not answer: {:?}", e.kind())),
             Err(_) => Err("Redis does not answer in time".into()),
         }
+    }
+
+    /// A graceful stop: this node's heartbeat goes now, so the others stop
+    /// counting it at once rather than after `cluster.nodeTtl`.
+    pub async fn leave(&self) {
+        self.shared.heartbeat.leave().await;
     }
 
     fn live(&self, stream: &StreamKey) -> Result<Arc<LiveStream>, BrokerError> {

@@ -1,0 +1,71 @@
+//! What this node knows of its cluster, for `/metrics`, `/api/v1/metrics`
+//! and the dashboard: the live nodes (from the Redis heartbeat,
+//! `broker::redis::nodes`), the heartbeat's Redis round trip and the Redis
+//! requests that failed.
+//!
+//! It lives here, below every layer, so that the broker can write it and
+//! the HTTP layer read it without either knowing the other. It stays off
+//! (and nothing shows it) on a node that is not a cluster member.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use super::LatencyHistogram;
+
+/// One node as its heartbeat describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeSeen {
+    pub id: String,
+    /// The address it advertises (its listener's address).
+    pub addr: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// Subscriber streams it served at its last heartbeat.
+    pub connections: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    on: AtomicBool,
+    this_node: RwLock<String>,
+    nodes: RwLock<Vec<NodeSeen>>,
+    /// One heartbeat: write this node's record, read every live one.
+    pub roundtrip: LatencyHistogram,
+    errors: AtomicU64,
+}
+
+impl ClusterMetrics {
+    /// Called once when the node joins its cluster.
+    pub fn joined(&self, node: &str) {
+        *self.this_node.write() = node.to_string();
+        self.on.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    pub fn this_node(&self) -> String {
+        self.this_node.read().clone()
+    }
+
+    /// The live nodes as of the latest heartbeat, sorted by id.
+    pub fn seen(&self, mut nodes: Vec<NodeSeen>) {
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        *self.nodes.write() = nodes;
+    }
+
+    pub fn nodes(&self) -> Vec<NodeSeen> {
+        self.nodes.read().clone()
+    }
+
+    pub fn redis_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn redis_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
