@@ -348,7 +348,37 @@
     }
     if (s.rates) chart.push([s.t, s.rates.events_in, s.rates.events_out, s.rates.bytes_out, s.connections]);
     connections.onStats(s);
+    cluster.onStats(s);
   }
+
+  // ---------- cluster: the live nodes (only on a cluster member) ----------
+  // `cluster` in the stats event is null on a single node: the card stays
+  // hidden. Otherwise it lists the nodes the Redis heartbeat sees, this one
+  // marked, with the heartbeat's round trip and the Redis errors.
+  const cluster = (() => {
+    let shownKey = null;
+    function onStats(s) {
+      const c = s.cluster;
+      $('cluster-card').hidden = c == null;
+      if (c == null) return;
+      const nodes = c.nodes || [];
+      $('cluster-count').textContent = `${fmtInt(nodes.length)} node${nodes.length === 1 ? '' : 's'}`;
+      const rt = c.redis_roundtrip || {};
+      $('cluster-redis').textContent =
+        `Redis round trip p50 ${fmtSeconds(rt.p50_seconds)}, p99 ${fmtSeconds(rt.p99_seconds)} · errors ${fmtInt(c.redis_errors)}`;
+      $('cluster-redis').classList.toggle('bad', c.redis_errors > 0);
+      const key = JSON.stringify(nodes.map((n) => [n.id, n.addr, n.connections])) + c.node;
+      if (key === shownKey) return;
+      shownKey = key;
+      const now = Date.now();
+      $('cluster-rows').replaceChildren(...nodes.map((n) => el('tr', { 'data-node': n.id },
+        el('td', {}, el('code', { text: n.id }), n.id === c.node ? el('span', { class: 'muted', text: ' (this node)' }) : ''),
+        el('td', { text: n.addr }),
+        el('td', { text: fmtDuration(Math.max(0, (now - n.started_ms) / 1000)) }),
+        el('td', { class: 'num', text: fmtInt(n.connections) }))));
+    }
+    return { onStats };
+  })();
 
   // ---------- chart (canvas, no library) ----------
   const chart = (() => {
