@@ -88,7 +88,6 @@ pub(super) struct Heartbeat {
 }
 
 impl Heartbeat {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         conn: redis::aio::ConnectionManager,
         keys: Keys,
