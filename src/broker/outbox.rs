@@ -16,6 +16,14 @@
 //!
 //! An idle connection's queue allocates nothing: the ring is created by the
 //! first push and given back when a burst has drained.
+//!
+//! The fan-out path touches as little memory per follower as it can, since
+//! a publish to 10,000 connections walks 10,000 of these: the oldest item
+//! sits inline beside the lock (a connection that keeps up never has more
+//! than one queued, so the ring is not touched), the waker is handed back
+//! to the caller to be woken once every follower has its item (see
+//! `super::followers`), and the `id:` the reader last wrote is kept here,
+//! beside the queue it reads, rather than in another object.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -54,13 +62,20 @@ const KEEP_CAPACITY: usize = 64;
 
 pub struct Outbox {
     state: Mutex<State>,
+    /// The `id:` value of the last event the reader wrote (empty before
+    /// the first): what its client would send as `Last-Event-ID`. Only the
+    /// reader writes it; listing the connection reads it.
+    sent_id: Mutex<Vec<u8>>,
 }
 
 struct State {
-    items: VecDeque<Item>,
+    /// The oldest item queued, inline; `None` when the queue is empty.
+    front: Option<Item>,
+    /// The items behind `front`, oldest first.
+    rest: VecDeque<Item>,
     /// `Item::Event`s queued (the bound applies to these only).
-    events: usize,
-    capacity: usize,
+    events: u32,
+    capacity: u32,
     /// A `Lagged` marker is queued: events are left out until it is taken.
     lagged: bool,
     /// A heartbeat is queued and not yet taken.
@@ -75,36 +90,40 @@ impl Outbox {
     pub fn new(capacity: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State {
-                items: VecDeque::new(),
+                front: None,
+                rest: VecDeque::new(),
                 events: 0,
-                capacity: capacity.max(1),
+                capacity: u32::try_from(capacity.max(1)).unwrap_or(u32::MAX),
                 lagged: false,
                 heartbeat: false,
                 finished: false,
                 waker: None,
             }),
+            sent_id: Mutex::new(Vec::new()),
         }
     }
 
     /// Queues an event, or marks the connection lagged. Never waits.
-    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) {
-        let waker = {
-            let mut s = self.state.lock();
-            if s.lagged || s.finished {
-                return;
-            }
-            if s.events >= s.capacity {
-                s.lagged = true;
-                s.items.push_back(Item::Lagged);
-            } else {
-                s.events += 1;
-                s.items.push_back(Item::Event { slot, delivery });
-            }
-            s.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+    ///
+    /// Returns the reader's waker when it is waiting: the caller MUST wake
+    /// it (after releasing its own locks, once it has queued the event for
+    /// every follower). The item is queued before the waker is taken, under
+    /// the same lock, so a reader either finds the item or has left its
+    /// waker here to be taken: no wakeup is lost, however late it is woken.
+    #[must_use = "the reader sleeps until this waker is woken"]
+    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) -> Option<Waker> {
+        let mut s = self.state.lock();
+        if s.lagged || s.finished {
+            return None;
         }
+        if s.events >= s.capacity {
+            s.lagged = true;
+            s.push(Item::Lagged);
+        } else {
+            s.events += 1;
+            s.push(Item::Event { slot, delivery });
+        }
+        s.waker.take()
     }
 
     /// The stream in `slot` is gone.
@@ -146,7 +165,7 @@ impl Outbox {
                 Item::Shutdown | Item::End(_) => s.finished = true,
                 _ => {}
             }
-            s.items.push_back(item);
+            s.push(item);
             s.waker.take()
         };
         if let Some(waker) = waker {
@@ -157,16 +176,13 @@ impl Outbox {
     /// The next item, when there is one.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Item> {
         let mut s = self.state.lock();
-        match s.items.pop_front() {
+        match s.pop() {
             Some(item) => {
                 match &item {
                     Item::Event { .. } => s.events -= 1,
                     Item::Lagged => s.lagged = false,
                     Item::Heartbeat => s.heartbeat = false,
                     _ => {}
-                }
-                if s.items.is_empty() && s.items.capacity() > KEEP_CAPACITY {
-                    s.items = VecDeque::new();
                 }
                 Poll::Ready(item)
             }
@@ -182,6 +198,41 @@ impl Outbox {
     pub async fn next(&self) -> Item {
         poll_fn(|cx| self.poll_next(cx)).await
     }
+
+    /// Remembers the `id:` value of the event the reader just wrote. A copy
+    /// of a few bytes into a buffer this connection keeps: no reference to
+    /// the shared frame (whose counter every follower would bump), and no
+    /// large event kept alive by an idle connection.
+    pub fn record_sent_id(&self, id: &[u8]) {
+        let mut sent = self.sent_id.lock();
+        sent.clear();
+        sent.extend_from_slice(id);
+    }
+
+    /// The `id:` of the last event written, if any was.
+    pub fn sent_id(&self) -> Option<String> {
+        let sent = self.sent_id.lock();
+        (!sent.is_empty()).then(|| String::from_utf8_lossy(&sent).into_owned())
+    }
+}
+
+impl State {
+    fn push(&mut self, item: Item) {
+        if self.front.is_none() {
+            self.front = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let item = self.front.take()?;
+        self.front = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > KEEP_CAPACITY {
+            self.rest = VecDeque::new();
+        }
+        Some(item)
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +245,12 @@ mod tests {
             position: Position::from_seq(seq),
             frame: bytes::Bytes::from_static(b"data: x\n\n"),
         })
+    }
+
+    fn push(outbox: &Outbox, slot: u32, seq: u64) {
+        if let Some(waker) = outbox.push_event(slot, delivery(seq)) {
+            waker.wake();
+        }
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
@@ -213,7 +270,7 @@ mod tests {
     fn a_full_queue_marks_lagged_and_leaves_out_events_until_read() {
         let outbox = Outbox::new(2);
         for seq in 1..=5 {
-            outbox.push_event(0, delivery(seq));
+            push(&outbox, 0, seq);
         }
         outbox.heartbeat();
         outbox.heartbeat();
@@ -223,16 +280,16 @@ mod tests {
             ["0:1", "0:2", "Lagged", "Heartbeat", "Closed { slot: 1 }"]
         );
         // Once the marker is taken, events are queued again.
-        outbox.push_event(0, delivery(6));
+        push(&outbox, 0, 6);
         assert_eq!(drain(&outbox), ["0:6"]);
     }
 
     #[test]
     fn shutdown_comes_after_what_is_queued_and_ends_the_queue() {
         let outbox = Outbox::new(8);
-        outbox.push_event(3, delivery(1));
+        push(&outbox, 3, 1);
         outbox.shutdown();
-        outbox.push_event(3, delivery(2));
+        push(&outbox, 3, 2);
         outbox.end();
         assert_eq!(drain(&outbox), ["3:1", "Shutdown"]);
     }
@@ -247,9 +304,9 @@ mod tests {
     fn a_drained_burst_gives_its_memory_back() {
         let outbox = Outbox::new(1000);
         for seq in 1..=500 {
-            outbox.push_event(0, delivery(seq));
+            push(&outbox, 0, seq);
         }
         assert_eq!(drain(&outbox).len(), 500);
-        assert_eq!(outbox.state.lock().items.capacity(), 0);
+        assert_eq!(outbox.state.lock().rest.capacity(), 0);
     }
 }

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use super::notice;
 use crate::broker::Outbox;
@@ -103,10 +102,6 @@ pub struct Connection {
     opened_at_ms: u64,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
-    /// The chunk that carried the `id:` line of the last event written.
-    /// Kept as written (a shared `Bytes`, no copy) and read only when
-    /// someone lists the connection.
-    last_sent: Mutex<Option<Bytes>>,
 }
 
 impl Connection {
@@ -124,7 +119,6 @@ impl Connection {
             owner: owner.map(Arc::new),
             opened_at_ms: crate::model::now_ms(),
             remote,
-            last_sent: Mutex::new(None),
         }
     }
 
@@ -157,18 +151,10 @@ impl Connection {
     }
 
     /// The `id:` of the last event written to it (what its client would
-    /// send as `Last-Event-ID`), if any was.
+    /// send as `Last-Event-ID`), if any was. Kept in its outbox, which its
+    /// body touches for every event anyway.
     pub fn last_event_id(&self) -> Option<String> {
-        let chunk = self.last_sent.lock().clone()?;
-        let line = chunk.strip_prefix(b"id: ")?;
-        let end = line.iter().position(|&b| b == b'\n')?;
-        Some(String::from_utf8_lossy(&line[..end]).into_owned())
-    }
-
-    /// Remembers `chunk`, which starts with the `id:` line of the event just
-    /// written.
-    pub(crate) fn record_sent(&self, chunk: &Bytes) {
-        *self.last_sent.lock() = Some(chunk.clone());
+        self.outbox.sent_id()
     }
 
     /// Ends the connection once what is queued has been sent.

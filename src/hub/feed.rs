@@ -55,6 +55,10 @@ pub struct Subscription {
 
 struct Feed {
     broker: Arc<dyn Broker>,
+    /// The connection's queue (also reachable through `life.conn`; held
+    /// here so that reading an event touches no other per-connection
+    /// object).
+    outbox: Arc<Outbox>,
     retry_ms: u64,
     framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
@@ -150,6 +154,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     };
     let mut feed = Feed {
         broker: hub.broker.clone(),
+        outbox,
         retry_ms: hub.settings.retry.as_millis() as u64,
         framing,
         streams: streams.into_boxed_slice(),
@@ -202,10 +207,18 @@ impl Feed {
             return None;
         }
         stream.cursor = delivery.position;
-        let cursors = self.streams.iter().map(|s| s.cursor);
-        let key = &self.life.conn.streams()[slot];
-        let frames = self.framing.event(key, &delivery.frame, cursors);
-        self.life.conn.record_sent(frames.first());
+        let frames = match &self.framing {
+            // The hot path of a one-topic stream: the shared frame as it is.
+            Framing::Shared => Frames::One(delivery.frame.clone()),
+            Framing::Labelled { .. } => {
+                let cursors = self.streams.iter().map(|s| s.cursor);
+                let key = &self.life.conn.streams()[slot];
+                self.framing.event(key, &delivery.frame, cursors)
+            }
+        };
+        if let Some(id) = sse::id_of(frames.first()) {
+            self.outbox.record_sent_id(id);
+        }
         self.life.metrics.event_sent(frames.len());
         Some(frames)
     }
@@ -326,7 +339,7 @@ impl Subscription {
                         }
                     }
                 }
-                let outbox = feed.life.conn.outbox();
+                let outbox = &feed.outbox;
                 let registration = &feed.life.registration;
                 let item = poll_fn(|cx| {
                     // The deadline first: a busy queue must not keep an

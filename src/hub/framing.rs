@@ -27,6 +27,14 @@ use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
+thread_local! {
+    /// Where a labelled head is written before it is copied out: the copy
+    /// is one allocation of exactly its size, where building the head in a
+    /// `Vec` of a guessed capacity costs two (`Bytes` wraps a `Vec` with
+    /// spare room in a second allocation).
+    static HEAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub(crate) enum Framing {
     Shared,
     /// Every event named by its stream ([`label`]), ids being cursors over
@@ -88,20 +96,22 @@ impl Framing {
             return Frames::One(frame.clone());
         };
         let topic = label(key);
-        let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
-        head.extend_from_slice(b"id: ");
-        set.encode_into(cursors, &mut head);
-        head.extend_from_slice(b"\nevent: ");
-        head.extend_from_slice(topic.as_bytes());
-        let rest = if typed {
-            // `event: <type>\n…` → `event: <topic>:<type>\n…`
-            head.push(b':');
-            frame.slice(start + "event: ".len()..)
-        } else {
-            head.push(b'\n');
-            frame.slice(start..)
-        };
-        Frames::Two(Bytes::from(head), rest)
+        HEAD.with_borrow_mut(|head| {
+            head.clear();
+            head.extend_from_slice(b"id: ");
+            set.encode_into(cursors, head);
+            head.extend_from_slice(b"\nevent: ");
+            head.extend_from_slice(topic.as_bytes());
+            let rest = if typed {
+                // `event: <type>\n…` → `event: <topic>:<type>\n…`
+                head.push(b':');
+                frame.slice(start + "event: ".len()..)
+            } else {
+                head.push(b'\n');
+                frame.slice(start..)
+            };
+            Frames::Two(Bytes::copy_from_slice(head), rest)
+        })
     }
 
     /// Whether events (and notices) name their stream.
