@@ -29,11 +29,12 @@ use futures_util::Stream;
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
+use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
-use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
+use crate::broker::{Broker, BrokerError, Delivery, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
@@ -62,22 +63,11 @@ struct Feed {
     retry_ms: u64,
     framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
-    streams: Box<[Followed]>,
+    streams: Streams,
     /// When the connection must end (its token's expiry).
     deadline: Option<tokio::time::Instant>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
-}
-
-struct Followed {
-    /// The position of the last event sent.
-    cursor: Position,
-    /// Leaves the stream's fan-out when dropped; `None` once it closed.
-    ticket: Option<FollowTicket>,
-    /// How to replay before going live, if at all.
-    start: Option<Replay>,
-    /// Starts with a truncation notice.
-    truncated: bool,
 }
 
 /// One replay step.
@@ -157,7 +147,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         outbox,
         retry_ms: hub.settings.retry.as_millis() as u64,
         framing,
-        streams: streams.into_boxed_slice(),
+        streams: Streams::from(streams),
         deadline: expires_at.map(deadline_of),
         life,
     };

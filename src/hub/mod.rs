@@ -18,6 +18,7 @@ pub mod admission;
 pub mod connection;
 pub mod connections;
 pub mod feed;
+mod followed;
 mod framing;
 pub mod inboxes;
 pub mod notice;
