@@ -18,12 +18,12 @@
 //! first push and given back when a burst has drained.
 //!
 //! The fan-out path touches as little memory per follower as it can, since
-//! a publish to 10,000 connections walks 10,000 of these: the oldest item
-//! sits inline beside the lock (a connection that keeps up never has more
-//! than one queued, so the ring is not touched), the waker is handed back
-//! to the caller to be woken once every follower has its item (see
-//! `super::followers`), and the `id:` the reader last wrote is kept here,
-//! beside the queue it reads, rather than in another object.
+//! a publish to 10,000 connections walks 10,000 of these: everything a
+//! publisher or the reader touches per event sits in one cache line (the
+//! lock, the bound, the waker, the oldest item inline, since a connection
+//! that keeps up never has more than one queued, and the last event
+//! written). The waker is handed back to the caller to be woken once every
+//! follower has its item (see `super::followers`).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -60,46 +60,79 @@ pub enum Item {
 /// leave its memory with an idle connection.
 const KEEP_CAPACITY: usize = 64;
 
+/// One cache line: the lock, the bound and flags, the reader's waker, the
+/// oldest item and the last event written are all a publisher or the reader
+/// touches per event (a unit test holds it to 64 bytes).
+#[repr(align(64))]
 pub struct Outbox {
     state: Mutex<State>,
-    /// The `id:` value of the last event the reader wrote (empty before
-    /// the first): what its client would send as `Last-Event-ID`. Only the
-    /// reader writes it; listing the connection reads it.
-    sent_id: Mutex<Vec<u8>>,
 }
 
 struct State {
     /// The oldest item queued, inline; `None` when the queue is empty.
     front: Option<Item>,
-    /// The items behind `front`, oldest first.
-    rest: VecDeque<Item>,
+    /// The items behind `front`, oldest first; allocated when more than one
+    /// item waits.
+    #[expect(
+        clippy::box_collection,
+        reason = "one word instead of four keeps the state in its cache line"
+    )]
+    rest: Option<Box<VecDeque<Item>>>,
+    waker: Option<Waker>,
+    /// The last event the reader wrote as it was encoded (a one-topic
+    /// stream's), kept for the registry's listing: the reader hands over the
+    /// reference it holds anyway, so recording costs no shared counter.
+    last: Option<Arc<Delivery>>,
     /// `Item::Event`s queued (the bound applies to these only).
     events: u32,
-    capacity: u32,
+    bound: Bound,
+}
+
+/// The most events queued, and three flags, in one word (so that the state
+/// fits its cache line).
+#[derive(Clone, Copy)]
+struct Bound(u32);
+
+impl Bound {
     /// A `Lagged` marker is queued: events are left out until it is taken.
-    lagged: bool,
+    const LAGGED: u32 = 1 << 31;
     /// A heartbeat is queued and not yet taken.
-    heartbeat: bool,
+    const HEARTBEAT: u32 = 1 << 30;
     /// `Shutdown` or `End` is queued: nothing after it would be read.
-    finished: bool,
-    waker: Option<Waker>,
+    const FINISHED: u32 = 1 << 29;
+    const CAPACITY: u32 = Self::FINISHED - 1;
+
+    fn capacity(self) -> u32 {
+        self.0 & Self::CAPACITY
+    }
+
+    fn has(self, flag: u32) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set(&mut self, flag: u32, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
 }
 
 impl Outbox {
-    /// A queue holding at most `capacity` events.
+    /// A queue holding at most `capacity` events (at least one; the
+    /// configuration allows at most 2^20).
     pub fn new(capacity: usize) -> Outbox {
+        let capacity = u32::try_from(capacity).map_or(Bound::CAPACITY, |c| c.min(Bound::CAPACITY));
         Outbox {
             state: Mutex::new(State {
                 front: None,
-                rest: VecDeque::new(),
-                events: 0,
-                capacity: u32::try_from(capacity.max(1)).unwrap_or(u32::MAX),
-                lagged: false,
-                heartbeat: false,
-                finished: false,
+                rest: None,
                 waker: None,
+                last: None,
+                events: 0,
+                bound: Bound(capacity.max(1)),
             }),
-            sent_id: Mutex::new(Vec::new()),
         }
     }
 
@@ -113,11 +146,11 @@ impl Outbox {
     #[must_use = "the reader sleeps until this waker is woken"]
     pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) -> Option<Waker> {
         let mut s = self.state.lock();
-        if s.lagged || s.finished {
+        if s.bound.has(Bound::LAGGED | Bound::FINISHED) {
             return None;
         }
-        if s.events >= s.capacity {
-            s.lagged = true;
+        if s.events >= s.bound.capacity() {
+            s.bound.set(Bound::LAGGED, true);
             s.push(Item::Lagged);
         } else {
             s.events += 1;
@@ -156,13 +189,13 @@ impl Outbox {
     fn push_control(&self, item: Item) {
         let waker = {
             let mut s = self.state.lock();
-            if s.finished {
+            if s.bound.has(Bound::FINISHED) {
                 return;
             }
             match item {
-                Item::Heartbeat if s.heartbeat => return,
-                Item::Heartbeat => s.heartbeat = true,
-                Item::Shutdown | Item::End(_) => s.finished = true,
+                Item::Heartbeat if s.bound.has(Bound::HEARTBEAT) => return,
+                Item::Heartbeat => s.bound.set(Bound::HEARTBEAT, true),
+                Item::Shutdown | Item::End(_) => s.bound.set(Bound::FINISHED, true),
                 _ => {}
             }
             s.push(item);
@@ -180,8 +213,8 @@ impl Outbox {
             Some(item) => {
                 match &item {
                     Item::Event { .. } => s.events -= 1,
-                    Item::Lagged => s.lagged = false,
-                    Item::Heartbeat => s.heartbeat = false,
+                    Item::Lagged => s.bound.set(Bound::LAGGED, false),
+                    Item::Heartbeat => s.bound.set(Bound::HEARTBEAT, false),
                     _ => {}
                 }
                 Poll::Ready(item)
@@ -199,20 +232,17 @@ impl Outbox {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// Remembers the `id:` value of the event the reader just wrote. A copy
-    /// of a few bytes into a buffer this connection keeps: no reference to
-    /// the shared frame (whose counter every follower would bump), and no
-    /// large event kept alive by an idle connection.
-    pub fn record_sent_id(&self, id: &[u8]) {
-        let mut sent = self.sent_id.lock();
-        sent.clear();
-        sent.extend_from_slice(id);
+    /// Remembers `delivery` as the last event the reader wrote (on a
+    /// connection that writes events as they were encoded). The one it
+    /// replaces is released after the lock.
+    pub fn record_sent(&self, delivery: Arc<Delivery>) {
+        let previous = self.state.lock().last.replace(delivery);
+        drop(previous);
     }
 
-    /// The `id:` of the last event written, if any was.
-    pub fn sent_id(&self) -> Option<String> {
-        let sent = self.sent_id.lock();
-        (!sent.is_empty()).then(|| String::from_utf8_lossy(&sent).into_owned())
+    /// The last event recorded by [`Outbox::record_sent`], if any.
+    pub fn last_sent(&self) -> Option<Arc<Delivery>> {
+        self.state.lock().last.clone()
     }
 }
 
@@ -221,15 +251,17 @@ impl State {
         if self.front.is_none() {
             self.front = Some(item);
         } else {
-            self.rest.push_back(item);
+            self.rest.get_or_insert_default().push_back(item);
         }
     }
 
     fn pop(&mut self) -> Option<Item> {
         let item = self.front.take()?;
-        self.front = self.rest.pop_front();
-        if self.rest.is_empty() && self.rest.capacity() > KEEP_CAPACITY {
-            self.rest = VecDeque::new();
+        if let Some(rest) = self.rest.as_mut() {
+            self.front = rest.pop_front();
+            if rest.is_empty() && rest.capacity() > KEEP_CAPACITY {
+                self.rest = None;
+            }
         }
         Some(item)
     }
@@ -295,6 +327,26 @@ mod tests {
     }
 
     #[test]
+    fn the_state_fits_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Outbox>(), 64);
+        assert_eq!(std::mem::align_of::<Outbox>(), 64);
+    }
+
+    #[test]
+    fn the_bound_and_flags_share_a_word() {
+        let outbox = Outbox::new(usize::MAX);
+        assert_eq!(outbox.state.lock().bound.capacity(), Bound::CAPACITY);
+        let outbox = Outbox::new(0);
+        push(&outbox, 0, 1);
+        push(&outbox, 0, 2);
+        outbox.heartbeat();
+        outbox.heartbeat();
+        outbox.shutdown();
+        outbox.end();
+        assert_eq!(drain(&outbox), ["0:1", "Lagged", "Heartbeat", "Shutdown"]);
+    }
+
+    #[test]
     fn a_queued_event_costs_sixteen_bytes() {
         // What a lagging connection holds per event, times subscriberBuffer.
         assert!(std::mem::size_of::<Item>() <= 16);
@@ -307,6 +359,6 @@ mod tests {
             push(&outbox, 0, seq);
         }
         assert_eq!(drain(&outbox).len(), 500);
-        assert_eq!(outbox.state.lock().rest.capacity(), 0);
+        assert!(outbox.state.lock().rest.is_none());
     }
 }

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use super::notice;
 use crate::broker::Outbox;
@@ -102,6 +103,11 @@ pub struct Connection {
     opened_at_ms: u64,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
+    /// The `id:` of the last event written, on a connection whose ids are
+    /// its own (a labelled one: the cursor over its streams), copied. A
+    /// one-topic connection's last event is in its outbox instead (see
+    /// [`Outbox::record_sent`]).
+    sent_id: Mutex<Vec<u8>>,
 }
 
 impl Connection {
@@ -119,6 +125,7 @@ impl Connection {
             owner: owner.map(Arc::new),
             opened_at_ms: crate::model::now_ms(),
             remote,
+            sent_id: Mutex::new(Vec::new()),
         }
     }
 
@@ -151,10 +158,25 @@ impl Connection {
     }
 
     /// The `id:` of the last event written to it (what its client would
-    /// send as `Last-Event-ID`), if any was. Kept in its outbox, which its
-    /// body touches for every event anyway.
+    /// send as `Last-Event-ID`), if any was.
     pub fn last_event_id(&self) -> Option<String> {
-        self.outbox.sent_id()
+        {
+            let copied = self.sent_id.lock();
+            if !copied.is_empty() {
+                return Some(String::from_utf8_lossy(&copied).into_owned());
+            }
+        }
+        let last = self.outbox.last_sent()?;
+        let id = sse::id_of(&last.frame)?;
+        Some(String::from_utf8_lossy(id).into_owned())
+    }
+
+    /// Remembers `id`, the `id:` of the event just written on a labelled
+    /// connection.
+    pub(crate) fn record_sent_id(&self, id: &[u8]) {
+        let mut copied = self.sent_id.lock();
+        copied.clear();
+        copied.extend_from_slice(id);
     }
 
     /// Ends the connection once what is queued has been sent.

@@ -190,7 +190,9 @@ impl Feed {
     }
 
     /// `delivery` from stream `slot` as this connection writes it, unless it
-    /// was sent already (or its stream closed).
+    /// was sent already (or its stream closed). A labelled connection's id
+    /// is recorded here; the caller records a one-topic stream's event
+    /// ([`Outbox::record_sent`]), since it may hand over its reference.
     fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
         let stream = self.streams.get_mut(slot)?;
         if stream.ticket.is_none() || delivery.position <= stream.cursor {
@@ -203,12 +205,13 @@ impl Feed {
             Framing::Labelled { .. } => {
                 let cursors = self.streams.iter().map(|s| s.cursor);
                 let key = &self.life.conn.streams()[slot];
-                self.framing.event(key, &delivery.frame, cursors)
+                let frames = self.framing.event(key, &delivery.frame, cursors);
+                if let Some(id) = sse::id_of(frames.first()) {
+                    self.life.conn.record_sent_id(id);
+                }
+                frames
             }
         };
-        if let Some(id) = sse::id_of(frames.first()) {
-            self.outbox.record_sent_id(id);
-        }
         self.life.metrics.event_sent(frames.len());
         Some(frames)
     }
@@ -243,12 +246,19 @@ impl Feed {
             }
         }
         let done = batch.events.len() < REPLAY_BATCH;
+        let mut last = None;
         for delivery in &batch.events {
             match self.deliver(slot, delivery) {
-                Some(Frames::One(a)) => frames.push(a),
+                Some(Frames::One(a)) => {
+                    frames.push(a);
+                    last = Some(delivery);
+                }
                 Some(Frames::Two(a, b)) => frames.extend([a, b]),
                 None => {}
             }
+        }
+        if let Some(last) = last {
+            self.outbox.record_sent(Arc::new(last.clone()));
         }
         Step::Frames(frames, done)
     }
@@ -347,7 +357,10 @@ impl Subscription {
                 .await;
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
-                        Some(Frames::One(frame)) => yield Ok(frame),
+                        Some(Frames::One(frame)) => {
+                            feed.outbox.record_sent(delivery);
+                            yield Ok(frame);
+                        }
                         Some(Frames::Two(head, rest)) => {
                             yield Ok(head);
                             yield Ok(rest);
