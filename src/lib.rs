@@ -9,6 +9,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | figment: defaults → `_config/base.yaml` → `_config/$APP_ENV.yaml` → `.env` → environment, checked section by section |
+//! | [`compat`] | the other seeds' APIs (sse-notification-service, …) as profiles over the native model, on the main listener under a prefix or on their own address |
 //! | [`http`] | axum router, the one [`http::principal::Principal`] extractor, handlers, the JSON error type, CORS, the embedded dashboard (`dashboard/`), Prometheus `/metrics` and the dashboard's stats stream |
 //! | [`tls`], [`serve`] | HTTPS (ACME or file certificates, HTTP/2, redirects); the accept loop behind both listeners: socket options, HTTP/1.1 + HTTP/2, connection caps and timeouts, graceful shutdown |
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
@@ -38,6 +39,7 @@
 //! [`Server`] binds and runs all of it; `main.rs` only parses the command line.
 
 pub mod broker;
+pub mod compat;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -87,6 +89,8 @@ pub enum StartError {
     Identity(#[from] identity::SetupError),
     #[error("presence webhooks (presence.webhooks.*): {0}")]
     Webhooks(#[from] presence::WebhookError),
+    #[error("compatibility profiles (compat.*): {0}")]
+    Compat(#[from] compat::CompatError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -108,6 +112,11 @@ pub struct Server {
     /// shutdown.
     webhooks: Option<Arc<presence::Webhooks>>,
     state: Arc<http::AppState>,
+    /// The main listener's router: the API, with the compatibility
+    /// profiles placed on it.
+    app: axum::Router,
+    /// The compatibility profiles' own listeners.
+    compat: compat::Mounted,
     shutdown: CancellationToken,
 }
 
@@ -178,6 +187,18 @@ impl Server {
             false => None,
         };
         let tls_addr = tls.as_ref().and_then(|t| t.local_addr().ok());
+        let mut http = http_settings(&config);
+        let mut compat = compat::mount(
+            &compat::Context {
+                state: state.clone(),
+                shutdown: shutdown.clone(),
+            },
+            compat_profiles(&config),
+            &http::paths(&http),
+            addr,
+        )?;
+        http.cors_exempt = compat.main_cors_exempt();
+        let app = http::layers(compat.nest_into(http::routes(state.clone(), &http)), &http);
         Ok(Server {
             config,
             listener,
@@ -188,6 +209,8 @@ impl Server {
             presence,
             webhooks,
             state,
+            app,
+            compat,
             shutdown,
         })
     }
@@ -212,6 +235,13 @@ impl Server {
         &self.hub
     }
 
+    /// The compatibility profiles served on listeners of their own
+    /// (`compat.<profile>.addr`), by name (`compat::About::name`, e.g.
+    /// `sse-notification-service`), with each listener's bound address.
+    pub fn compat_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.compat.addrs()
+    }
+
     /// Identity tokens, when configured (`identity.*`).
     pub fn identity(&self) -> Option<&Arc<identity::Tokens>> {
         self.identity.as_ref()
@@ -222,7 +252,7 @@ impl Server {
     /// open connections get `server.shutdownTimeout` to finish, and the store
     /// is flushed.
     pub async fn run(mut self) -> Result<(), StartError> {
-        let app = http::router(self.state.clone(), &http_settings(&self.config));
+        let app = self.app.clone();
         let settings = conn_settings(&self.config);
         tracing::info!(
             max_connections = settings.caps.total,
@@ -231,6 +261,11 @@ impl Server {
         );
         let conns = serve::Connections::new(settings, self.hub.metrics().clone());
         let shutdown = self.shutdown.clone();
+        let compat = std::mem::take(&mut self.compat).serve(
+            &http_settings(&self.config),
+            shutdown.clone(),
+            conns.clone(),
+        );
         memory::spawn_trimmer(shutdown.child_token());
         // With TLS on, the API moves to the TLS listener and the plain one
         // serves what `tls::redirect` describes.
@@ -257,10 +292,10 @@ impl Server {
         );
         let serve = tokio::spawn(async move {
             match tls_task {
-                None => plain.await,
+                None => tokio::try_join!(plain, compat).map(|_| ()),
                 Some(tls) => {
                     let tls = async { tls.await.map_err(std::io::Error::other)? };
-                    tokio::try_join!(plain, tls).map(|_| ())
+                    tokio::try_join!(plain, tls, compat).map(|_| ())
                 }
             }
         });
@@ -480,6 +515,8 @@ fn http_settings(config: &Config) -> http::HttpSettings {
         dashboard: config.server.dashboard.0,
         max_request_body_size: config.server.max_request_body_size.0 as usize,
         cors_allowed_origins: config.server.cors.allowed_origins.0.clone(),
+        // Filled in by `compat::Mounted` for each listener.
+        cors_exempt: Vec::new(),
     }
 }
 
@@ -531,6 +568,68 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
         max_ttl: c.mint.max_ttl.0,
         mint_algorithm: c.mint.algorithm.as_deref().and_then(alg),
     }
+}
+
+/// The compatibility profiles from `compat.*` (each `None` when off).
+fn compat_profiles(config: &Config) -> compat::Profiles {
+    let ns = &config.compat.notification_service;
+    compat::Profiles {
+        notification_service: compat_enabled(
+            ns.mount(),
+            compat::notification_service::NotificationServiceSettings {
+                ping_interval: ns.ping_interval.0,
+            },
+        ),
+        gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
+    }
+}
+
+/// The goSSE profile's settings from `compat.gosse.*` (accounts already
+/// hashed and checked by `config`).
+fn gosse_settings(config: &Config) -> compat::gosse::GosseSettings {
+    use compat::gosse::{Account, Role, SameSite};
+    let g = &config.compat.gosse;
+    compat::gosse::GosseSettings {
+        app: g.app.clone(),
+        accounts: g
+            .accounts
+            .iter()
+            .map(|a| Account {
+                username: a.username.clone(),
+                password_hash: a.password_hash.clone(),
+                role: match a.role {
+                    config::GosseRole::Client => Role::Client,
+                    config::GosseRole::Broadcaster => Role::Broadcaster,
+                    config::GosseRole::Admin => Role::Admin,
+                },
+            })
+            .collect(),
+        allowed_origin: g.allowed_origin.clone(),
+        token_ttl: g.token_ttl.0,
+        cookie_secure: g.cookie_secure.0,
+        cookie_same_site: match g.cookie_same_site {
+            config::SameSite::Lax => SameSite::Lax,
+            config::SameSite::Strict => SameSite::Strict,
+            config::SameSite::None => SameSite::None,
+        },
+        type_topic_prefix: g.type_topic_prefix.clone(),
+        max_types: usize::try_from(g.max_types.0).unwrap_or(usize::MAX),
+    }
+}
+
+/// A profile with `settings`, placed by its `compat.<profile>` keys, when
+/// they turn it on.
+fn compat_enabled<S>(mount: config::ProfileMount, settings: S) -> Option<compat::Enabled<S>> {
+    let placement = match mount.addr {
+        Some(addr) => compat::Placement::Own { addr },
+        None => compat::Placement::Main {
+            prefix: mount.prefix,
+        },
+    };
+    mount.enabled.then_some(compat::Enabled {
+        placement,
+        settings,
+    })
 }
 
 /// The accept loop's settings from `server.*` (README, "Operations").

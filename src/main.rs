@@ -22,10 +22,18 @@ struct Cli {
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Read a password from standard input (one line), print its argon2id
+    /// hash for `compat.gosse.accounts[].passwordHash`, and exit. Never as an
+    /// argument: those show in `ps` and shell history.
+    #[arg(long)]
+    hash_password: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.hash_password {
+        return hash_password();
+    }
     let config = match Config::load(&cli.config_dir) {
         Ok(config) => config,
         Err(e) => {
@@ -118,6 +126,33 @@ async fn serve(config: Config) -> Result<(), sser::StartError> {
     );
     sser::cancel_on_signals(server.shutdown_token());
     server.run().await
+}
+
+/// `--hash-password`: standard input's first line (without its line end)
+/// → an argon2id PHC string on standard output.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("sser: cannot read the password from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!(
+            "sser: no password on standard input (e.g. `sser --hash-password <<< 'my password'`)"
+        );
+        return ExitCode::from(2);
+    }
+    match sser::compat::gosse::hash_password(password) {
+        Ok(hash) => {
+            println!("{}", hash.expose());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sser: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Every subscriber holds a socket. The usual soft limit of 1,024 open files

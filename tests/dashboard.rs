@@ -11,40 +11,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.exists(),
-        "Chromium not found at {}: the dashboard test needs a real browser. \
-         Install it with `apt-get install chromium` (scripts/test-deps.sh does), \
-         or set CHROMIUM to its path.",
-        path.display()
-    );
-    path
-}
-
-fn driver_dir() -> PathBuf {
-    let dir = repo().join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "tests/browser/node_modules is missing: run `npm ci` in tests/browser \
-         (scripts/test-deps.sh does)"
-    );
-    dir
-}
+use common::browser::{chromium, driver_dir, repo};
 
 #[tokio::test]
 async fn serves_the_embedded_dashboard() {

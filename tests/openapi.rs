@@ -56,6 +56,31 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
 ];
 
+/// Tags of the compatibility profiles' operations: documented under a
+/// prefix and checked against the profile's own routes (see
+/// `gosse_operations_match_the_spec`), not against `ROUTES`.
+const PROFILE_TAGS: &[&str] = &["goSSE", "sse-notification-service"];
+
+/// The goSSE profile's routes, as documented (under the prefix `/gosse`).
+const GOSSE_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/gosse/login"),
+    ("OPTIONS", "/gosse/login"),
+    ("POST", "/gosse/broadcast"),
+    ("GET", "/gosse/events"),
+    ("GET", "/gosse/admin/stop"),
+    ("POST", "/gosse/admin/stop"),
+];
+
+/// The sse-notification-service profile's routes, as documented (under the
+/// prefix `/ns`; its `/` is `/ns` itself).
+const NS_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ns"),
+    ("GET", "/ns/health"),
+    ("GET", "/ns/sse"),
+    ("GET", "/ns/connections/{app}"),
+    ("GET", "/ns/connections/{app}/{user}"),
+];
+
 const STATIC_ID: &str = "status";
 const JWT_SECRET: &str = "openapi-test-identity-secret-32-bytes!";
 const STATIC_TOKEN: &str = "static-topic-token";
@@ -115,6 +140,16 @@ impl Spec {
                 )
             });
         self.deref(r)
+    }
+
+    /// The compatibility profile an operation belongs to (its tag in
+    /// [`PROFILE_TAGS`]), if any.
+    fn profile(&self, method: &str, path: &str) -> Option<&'static str> {
+        let tags = &self.operation(method, path)["tags"];
+        PROFILE_TAGS
+            .iter()
+            .find(|t| tags.as_array().is_some_and(|a| a.contains(&json!(t))))
+            .copied()
     }
 
     /// (method, path, planned) for every operation.
@@ -452,10 +487,13 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                 let schema = &spec
                     .deref(&spec.operation(method.as_str(), &path)["responses"][status])["content"]
                     ["application/json"]["schema"];
-                assert_eq!(
-                    schema["$ref"], "#/components/schemas/ErrorResponse",
-                    "{what} {status}: errors use ErrorResponse"
-                );
+                // A profile keeps its original's error shape (goSSE's
+                // `{"error":"..."}`, `GosseError`).
+                let shape = match spec.profile(method.as_str(), &path) {
+                    Some("goSSE") => "#/components/schemas/GosseError",
+                    _ => "#/components/schemas/ErrorResponse",
+                };
+                assert_eq!(schema["$ref"], shape, "{what} {status}: errors use {shape}");
             }
         }
         if !security.is_empty() {
@@ -607,7 +645,11 @@ fn spec_documents_exactly_the_routes_the_router_serves() {
         "src/http/mod.rs and ROUTES in tests/openapi.rs disagree: update ROUTES and sser.yaml"
     );
 
-    let ops = spec.operations();
+    let ops: Vec<_> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p).is_none())
+        .collect();
     let documented: BTreeSet<_> = ops
         .iter()
         .filter(|(_, _, planned)| !planned)
@@ -1666,4 +1708,332 @@ async fn registry_endpoints_match_the_spec() {
 /// A server without identity tokens.
 async fn start_plain() -> TestServer {
     TestServer::start().await
+}
+
+// ---------------------------------------------------------------------------
+// The goSSE profile (tag goSSE), served under the prefix /gosse
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn gosse_operations_match_the_spec() {
+    use sser::config::{Flag, GosseAccount, GosseRole};
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("goSSE"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = GOSSE_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected, "goSSE operations in sser.yaml");
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::gosse::ABOUT
+        .paths
+        .iter()
+        .map(|p| format!("/gosse{p}"))
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.server.max_request_body_size = sser::config::Bytes(BODY_LIMIT);
+        let g = &mut c.compat.gosse;
+        g.enabled = Flag(true);
+        g.prefix = "/gosse".into();
+        g.allowed_origin = Some("https://app.example.com".into());
+        g.accounts = [("client", GosseRole::Client), ("admin", GosseRole::Admin)]
+            .into_iter()
+            .map(|(name, role)| GosseAccount {
+                username: name.into(),
+                password_hash: sser::compat::gosse::hash_password("pw").expect("hash"),
+                role,
+            })
+            .collect();
+    })
+    .await;
+    let http = &server.http;
+    let url = |p: &str| server.url(p);
+    const LOGIN: &str = "/gosse/login";
+    const BROADCAST: &str = "/gosse/broadcast";
+    const EVENTS: &str = "/gosse/events";
+    const STOP: &str = "/gosse/admin/stop";
+    let login = |username: &str, password: &str| {
+        http.post(url(LOGIN))
+            .json(&json!({"username": username, "password": password, "id": "u1"}))
+    };
+
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "pw").send().await.unwrap(),
+    )
+    .await;
+    let client = body["token"].as_str().expect("token").to_string();
+    let body = check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("admin", "pw").send().await.unwrap(),
+    )
+    .await;
+    let admin = body["token"].as_str().expect("token").to_string();
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        login("client", "no").send().await.unwrap(),
+    )
+    .await;
+    check(
+        &spec,
+        "POST",
+        LOGIN,
+        http.post(url(LOGIN)).body("{").send().await.unwrap(),
+    )
+    .await;
+    let preflight = http
+        .request(Method::OPTIONS, url(LOGIN))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    check(&spec, "OPTIONS", LOGIN, preflight).await;
+
+    let broadcast = |token: &str, body: &str| {
+        http.post(url(BROADCAST))
+            .bearer_auth(token)
+            .body(body.to_string())
+    };
+    for (token, body, status) in [
+        (admin.as_str(), r#"{"content":"x"}"#, StatusCode::CREATED),
+        (client.as_str(), r#"{"content":"x"}"#, StatusCode::FORBIDDEN),
+        ("nope", r#"{"content":"x"}"#, StatusCode::UNAUTHORIZED),
+        (admin.as_str(), r#"{"content":1}"#, StatusCode::BAD_REQUEST),
+    ] {
+        let resp = broadcast(token, body).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{body}");
+        check(&spec, "POST", BROADCAST, resp).await;
+    }
+    let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(BODY_LIMIT as usize));
+    let resp = broadcast(&admin, &big).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    check(&spec, "POST", BROADCAST, resp).await;
+
+    let stream = http
+        .get(url(EVENTS))
+        .query(&[("type", "sse")])
+        .bearer_auth(&client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
+    drop(stream);
+    for (query, status) in [
+        ("?token=!!", StatusCode::BAD_REQUEST),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
+        let resp = http
+            .get(url(&format!("{EVENTS}{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{query}");
+        check(&spec, "GET", EVENTS, resp).await;
+    }
+
+    for method in [Method::GET, Method::POST] {
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .send()
+            .await
+            .unwrap();
+        check(&spec, method.as_str(), STOP, resp).await;
+        let resp = http
+            .request(method.clone(), url(STOP))
+            .bearer_auth(&client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        check(&spec, method.as_str(), STOP, resp).await;
+    }
+    let resp = http
+        .post(url(STOP))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    check(&spec, "POST", STOP, resp).await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The sse-notification-service profile (tag sse-notification-service), under /ns
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn notification_service_profile_matches_the_spec() {
+    const APP: &str = "app-id-1";
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("sse-notification-service"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = NS_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "sse-notification-service operations in sser.yaml"
+    );
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::notification_service::ABOUT
+        .paths
+        .iter()
+        .map(|p| match *p {
+            "/" => "/ns".to_string(),
+            p => format!("/ns{p}"),
+        })
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.compat.notification_service.enabled = sser::config::Flag(true);
+        c.compat.notification_service.prefix = "/ns".into();
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let token_for = |app: &'static str, user: &'static str| {
+        let server = &server;
+        async move {
+            let minted: Value = mint(server, json!({"user": user, "app": app}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            minted["token"].as_str().expect("token").to_string()
+        }
+    };
+    let token = token_for(APP, "user-id-1").await;
+    let other_app = token_for("app-id-2", "v").await;
+
+    let resp = http.get(server.url("/ns")).send().await.unwrap();
+    check(&spec, "GET", "/ns", resp).await;
+    let health = check(
+        &spec,
+        "GET",
+        "/ns/health",
+        http.get(server.url("/ns/health")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(health, json!({"status": "ok"}));
+
+    // Nobody connected yet: 204.
+    let by_app = format!("/ns/connections/{APP}");
+    let by_user = format!("/ns/connections/{APP}/user-id-1");
+    for (path, documented) in [
+        (&by_app, "/ns/connections/{app}"),
+        (&by_user, "/ns/connections/{app}/{user}"),
+    ] {
+        let resp = http
+            .get(server.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        check(&spec, "GET", documented, resp).await;
+    }
+
+    // The stream, with the query token.
+    let mut stream = http
+        .get(server.url(&format!("/ns/sse?Authorization={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    check_head(&spec, "GET", "/ns/sse", stream.status(), stream.headers());
+    let conn_id = stream.headers()["x-connection-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let resp = http
+        .post(server.url("/api/v1/send"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"app": APP, "users": ["user-id-1"], "type": "event", "message": {"hello": "world"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let text = read_until(&mut stream, "data: {\"hello\":\"world\"}").await;
+    assert!(text.contains("\nevent: event\n"), "{text:?}");
+
+    let all = check(
+        &spec,
+        "GET",
+        "/ns/connections/{app}",
+        http.get(server.url(&by_app))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(all["user-id-1"][&conn_id]["id"], conn_id);
+    let one = check(
+        &spec,
+        "GET",
+        "/ns/connections/{app}/{user}",
+        http.get(server.url(&by_user))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(one[&conn_id]["user"], json!({"id": "user-id-1"}));
+
+    // Errors: no token, another application's token.
+    check(
+        &spec,
+        "GET",
+        "/ns/sse",
+        http.get(server.url("/ns/sse"))
+            .header("Authorization", "Bearer")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let resp = http
+        .get(server.url(&by_app))
+        .bearer_auth(&other_app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    check(&spec, "GET", "/ns/connections/{app}", resp).await;
+    drop(stream);
+    server.stop().await;
 }

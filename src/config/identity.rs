@@ -222,7 +222,7 @@ impl IdentityConfig {
         self.enabled.0 || self.has_key()
     }
 
-    fn has_key(&self) -> bool {
+    pub(super) fn has_key(&self) -> bool {
         self.secret.is_some() || !self.keys.is_empty() || self.jwks.source_count() > 0
     }
 
@@ -384,7 +384,7 @@ impl IdentityConfig {
 }
 
 impl JwksConfig {
-    fn source_count(&self) -> usize {
+    pub(super) fn source_count(&self) -> usize {
         usize::from(self.file.is_some()) + usize::from(self.url.is_some())
     }
 

@@ -9,13 +9,16 @@
 //! configuration table mirrors it.
 //!
 //! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
-//! `presence`) lives in its own file with its defaults and its checks
+//! `presence`, `compat`) lives in its own file with its defaults and its checks
 //! (`server`'s connection limits in `connections`);
 //! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
 //! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod compat;
+mod compat_gosse;
+mod compat_notification_service;
 mod connections;
 mod identity;
 mod kv;
@@ -35,6 +38,9 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use compat::{CompatConfig, ProfileMount};
+pub use compat_gosse::{GosseAccount, GosseConfig, GosseRole, SameSite};
+pub use compat_notification_service::NotificationServiceConfig;
 pub use identity::{
     ClaimsConfig, IdentityConfig, IdentityKeyConfig, IdentityLimits, InboxConfig, JWT_ALGORITHMS,
     JwksConfig, MintConfig, TakeoverMode,
@@ -162,6 +168,43 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_WEBHOOK_MAX_BACKOFF", "presence.webhooks.maxBackoff"),
     ("SSER_WEBHOOK_QUEUE", "presence.webhooks.queue"),
     ("SSER_WEBHOOK_CONCURRENCY", "presence.webhooks.concurrency"),
+    // Compatibility profiles (`compat.*`): each profile's rows together.
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_ENABLED",
+        "compat.notificationService.enabled",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_PREFIX",
+        "compat.notificationService.prefix",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_ADDR",
+        "compat.notificationService.addr",
+    ),
+    (
+        "SSER_COMPAT_NOTIFICATION_SERVICE_PING_INTERVAL",
+        "compat.notificationService.pingInterval",
+    ),
+    // sse-notification-service's own name for its token key.
+    ("JWT_SECRET", "compat.notificationService.jwtSecret"),
+    ("SSER_COMPAT_GOSSE_ENABLED", "compat.gosse.enabled"),
+    ("SSER_COMPAT_GOSSE_PREFIX", "compat.gosse.prefix"),
+    ("SSER_COMPAT_GOSSE_ADDR", "compat.gosse.addr"),
+    ("SSER_COMPAT_GOSSE_APP", "compat.gosse.app"),
+    (
+        "SSER_COMPAT_GOSSE_ALLOWED_ORIGIN",
+        "compat.gosse.allowedOrigin",
+    ),
+    ("SSER_COMPAT_GOSSE_TOKEN_TTL", "compat.gosse.tokenTtl"),
+    (
+        "SSER_COMPAT_GOSSE_COOKIE_SECURE",
+        "compat.gosse.cookieSecure",
+    ),
+    (
+        "SSER_COMPAT_GOSSE_COOKIE_SAME_SITE",
+        "compat.gosse.cookieSameSite",
+    ),
+    ("SSER_COMPAT_GOSSE_MAX_TYPES", "compat.gosse.maxTypes"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +231,9 @@ pub struct Config {
     #[serde(default)]
     pub identity: IdentityConfig,
     pub presence: PresenceConfig,
+    /// The other seeds' APIs (`compat.*`), each off by default.
+    #[serde(default)]
+    pub compat: CompatConfig,
 }
 
 impl Default for Config {
@@ -202,6 +248,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             identity: IdentityConfig::default(),
             presence: PresenceConfig::default(),
+            compat: CompatConfig::default(),
         }
     }
 }
@@ -235,6 +282,9 @@ impl Config {
             .extract()
             .map_err(|e| load::describe(&e, ENV_VARS))?;
         config.app_env = app_env;
+        // goSSE's own variables (SSE_APP_KEY, SSE_*_USERNAME, …), read in
+        // its terms when that profile is on, before the sections are checked.
+        compat_gosse::apply_original_terms(&mut config, env)?;
         config.finish()?;
         Ok(config)
     }
@@ -257,6 +307,8 @@ impl Config {
         self.kv.check()?;
         self.log.check()?;
         self.server.ssl.check()?;
+        // Before identity: a profile may bring the identity key.
+        self.compat.check(&mut self.identity, &self.app_env)?;
         if let Some(generated) = self.identity.check(&self.app_env)? {
             self.generated_tokens.push(generated);
         }

@@ -13,6 +13,12 @@
 //!
 //! Both are one layer, so axum wraps (and clones, per request) one service
 //! rather than two.
+//!
+//! A compatibility profile with CORS rules of its own (goSSE: one origin,
+//! with credentials, its own preflight answers) names its paths in
+//! [`HttpSettings::cors_exempt`]: requests to them pass this layer
+//! untouched. (`CorsLayer` answers every `OPTIONS` itself, so the profile's
+//! own rules could not otherwise be reached.)
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,13 +36,72 @@ use super::HttpSettings;
 #[derive(Debug, Clone, Copy)]
 pub struct LongLived;
 
-/// CORS for the whole API, with the stream rule above; `expose` are the
-/// response headers scripts on other origins may read.
-pub fn layer(
-    settings: &HttpSettings,
-    expose: [HeaderName; 4],
-) -> Stack<CorsLayer, ExposeOnlyForCorsLayer> {
-    Stack::new(cors(settings, expose), ExposeOnlyForCorsLayer)
+/// CORS for the whole API, with the stream rule above, except on the
+/// exempt paths; `expose` are the response headers scripts on other origins
+/// may read.
+pub fn layer(settings: &HttpSettings, expose: [HeaderName; 4]) -> ExemptLayer {
+    ExemptLayer {
+        cors: Stack::new(cors(settings, expose), ExposeOnlyForCorsLayer),
+        exempt: settings.cors_exempt.iter().cloned().collect(),
+    }
+}
+
+/// [`layer`]'s layer.
+#[derive(Clone)]
+pub struct ExemptLayer {
+    cors: Stack<CorsLayer, ExposeOnlyForCorsLayer>,
+    exempt: std::sync::Arc<[String]>,
+}
+
+impl<S: Clone> Layer<S> for ExemptLayer {
+    type Service = Exempt<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Exempt {
+            with: self.cors.layer(inner.clone()),
+            without: inner,
+            exempt: self.exempt.clone(),
+        }
+    }
+}
+
+/// The inner service with CORS, or (on an exempt path) without.
+#[derive(Clone)]
+pub struct Exempt<S> {
+    with: <Stack<CorsLayer, ExposeOnlyForCorsLayer> as Layer<S>>::Service,
+    without: S,
+    exempt: std::sync::Arc<[String]>,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Exempt<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    ResB: Default,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = Either<
+        <<Stack<CorsLayer, ExposeOnlyForCorsLayer> as Layer<S>>::Service as Service<
+            Request<ReqB>,
+        >>::Future,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.with.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.without.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let path = req.uri().path();
+        if !self.exempt.is_empty() && self.exempt.iter().any(|p| p == path) {
+            Either::Right(self.without.call(req))
+        } else {
+            Either::Left(self.with.call(req))
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

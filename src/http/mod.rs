@@ -73,11 +73,51 @@ pub struct HttpSettings {
     pub max_request_body_size: usize,
     /// Origins allowed from browsers; `*` reflects any origin.
     pub cors_allowed_origins: Vec<String>,
+    /// Request paths whose routes answer CORS themselves (a compatibility
+    /// profile's, with its prefix): the API's CORS leaves them alone.
+    pub cors_exempt: Vec<String>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The whole API: [`routes`] wrapped in [`layers`].
 pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
+    layers(routes(state, settings), settings)
+}
+
+/// The paths [`routes`] serves (axum syntax), for `compat`'s check that
+/// no compatibility profile claims one of them on the main listener. Keep
+/// in step with [`routes`]; a test checks that each one is really routed.
+pub fn paths(settings: &HttpSettings) -> Vec<&'static str> {
+    let mut paths = vec![
+        "/api/v1/pubsubs",
+        "/api/v1/pubsubs/{id}",
+        "/api/v1/pubsubs/{id}/events",
+        "/api/v1/events",
+        "/api/v1/stream",
+        "/api/v1/send",
+        "/api/v1/tokens",
+        "/api/v1/connections",
+        "/api/v1/connections/{id}",
+        "/api/v1/kick",
+        "/api/v1/apps/{app}/users/{user}",
+        "/api/v1/presence/stream",
+        "/api/v1/metrics",
+        "/api/v1/metrics/stream",
+        "/metrics",
+        "/api/v1/whoami",
+        "/healthz",
+        "/readyz",
+    ];
+    if settings.dashboard {
+        paths.extend(["/", "/favicon.ico", "/assets/{file}"]);
+    }
+    paths
+}
+
+/// The API's routes and its JSON 404 fallback, without the middleware:
+/// `compat` nests profiles into it before [`layers`] wraps the whole.
+pub fn routes(state: Arc<AppState>, settings: &HttpSettings) -> Router {
     let api = Router::new()
         .route("/api/v1/pubsubs", get(pubsubs::list).post(pubsubs::create))
         .route(
@@ -105,15 +145,21 @@ pub fn router(state: Arc<AppState>, settings: &HttpSettings) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(error::not_found)
         .with_state(state);
-    let api = if settings.dashboard {
+    if settings.dashboard {
         api.route("/", get(dashboard::index))
             .route("/favicon.ico", get(dashboard::favicon))
             .route("/assets/{file}", get(dashboard::asset))
     } else {
         api
-    };
+    }
+}
 
-    api.layer(axum::middleware::map_response(error::json_errors))
+/// The middleware every listener's router gets (request ids, one log line
+/// per request, CORS, panic guard, body limit, JSON errors): the main
+/// listener's, and a compatibility profile's own.
+pub fn layers(router: Router, settings: &HttpSettings) -> Router {
+    router
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(DefaultBodyLimit::max(settings.max_request_body_size))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(

@@ -134,7 +134,7 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// The value of cookie `name`, if the request has it (in any of its
 /// `Cookie` headers; surrounding double quotes removed, as RFC 6265 allows).
-fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -29,8 +29,23 @@ use super::error::ApiError;
 use super::principal::Principal;
 use super::remote::Remote;
 use super::subscribe::{StreamQuery, cursor_from, stream_response};
-use crate::hub::{ConnectSpec, Owner};
+use crate::hub::{ConnectSpec, Naming, Owner};
+use crate::identity::Identity;
 use crate::model::TopicId;
+
+/// When an identity stream must end, with `sser.token_expired`: the first
+/// instant its token no longer verifies. Verification accepts it through
+/// the whole `exp` second, plus the leeway, so ending the stream any
+/// earlier would let the same token straight back in.
+pub fn token_end(state: &AppState, identity: &Identity) -> Option<SystemTime> {
+    let leeway = state
+        .identity
+        .as_ref()
+        .map_or(Duration::ZERO, |i| i.tokens.settings().leeway);
+    identity
+        .expires_at
+        .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp.saturating_add(1)) + leeway)
+}
 
 /// `GET /api/v1/stream[?topic=…][&last_event_id=…][&access_token=…]`
 pub async fn stream(
@@ -59,16 +74,7 @@ pub async fn stream(
         }
     }
 
-    let leeway = state
-        .identity
-        .as_ref()
-        .map_or(Duration::ZERO, |i| i.tokens.settings().leeway);
-    // The first instant the token no longer verifies: verification accepts
-    // it through the whole `exp` second, plus the leeway, so ending the
-    // stream any earlier would let the same token straight back in.
-    let expires_at = identity
-        .expires_at
-        .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp.saturating_add(1)) + leeway);
+    let expires_at = token_end(&state, &identity);
     let owner = Owner::new(&identity.app, &identity.user, identity.device.as_deref());
     let span = tracing::Span::current();
     if !ids.is_empty() {
@@ -82,6 +88,8 @@ pub async fn stream(
             last_event_id: cursor_from(&headers, query_last_event_id),
             expires_at,
             remote,
+            naming: Naming::ByStream,
+            heartbeat: None,
         })
         .await?;
     span.record("conn", &*subscription.conn_id);

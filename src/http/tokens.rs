@@ -55,6 +55,7 @@ pub async fn mint(
         device: body.device,
         topics: body.topics,
         ttl: body.ttl.map(Duration::from_secs),
+        extra: Default::default(),
     };
     let minted = identity.tokens.mint(request).map_err(|e| match e {
         MintError::NoSigningKey => ApiError::new(

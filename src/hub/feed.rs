@@ -30,7 +30,7 @@ use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
 use super::followed::{Followed, Streams};
-use super::framing::{Frames, Framing};
+use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
@@ -66,6 +66,8 @@ struct Feed {
     streams: Streams,
     /// When the connection must end (its token's expiry).
     deadline: Option<tokio::time::Instant>,
+    /// Its own heartbeat, when it has one.
+    heartbeat: Option<Heartbeat>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
 }
@@ -87,6 +89,10 @@ pub(crate) struct Opening {
     pub expires_at: Option<SystemTime>,
     /// The client's address, when the listener knew it.
     pub remote: Option<SocketAddr>,
+    /// How its events are named, when its ids are cursors.
+    pub naming: Naming,
+    /// Its own heartbeat, instead of the hub's comment.
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -99,6 +105,8 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         owner,
         expires_at,
         remote,
+        naming,
+        heartbeat,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -136,9 +144,12 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         });
     }
 
-    let framing = match &ask {
-        Ask::One(_) => Framing::Shared,
-        Ask::Cursor(_) => Framing::Labelled {
+    let framing = match (&ask, naming) {
+        (Ask::One(_), _) => Framing::Shared,
+        (Ask::Cursor(_), Naming::ByStream) => Framing::Labelled {
+            set: StreamSet::of(&keys),
+        },
+        (Ask::Cursor(_), Naming::AsPublished) => Framing::Unlabelled {
             set: StreamSet::of(&keys),
         },
     };
@@ -149,14 +160,11 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         framing,
         streams: Streams::from(streams),
         deadline: expires_at.map(deadline_of),
+        heartbeat,
         life,
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
-    let set = match &feed.framing {
-        Framing::Labelled { set } => Some(set),
-        Framing::Shared => None,
-    };
-    let starts = resume::plan(&*hub.broker, &keys, &heads, set, ask).await?;
+    let starts = resume::plan(&*hub.broker, &keys, &heads, feed.framing.set(), ask).await?;
     for (stream, start) in feed.streams.iter_mut().zip(starts) {
         stream.cursor = start.cursor;
         stream.start = start.replay;
@@ -202,7 +210,7 @@ impl Feed {
         let frames = match &self.framing {
             // The hot path of a one-topic stream: the shared frame as it is.
             Framing::Shared => Frames::One(delivery.frame.clone()),
-            Framing::Labelled { .. } => {
+            Framing::Labelled { .. } | Framing::Unlabelled { .. } => {
                 let cursors = self.streams.iter().map(|s| s.cursor);
                 let key = &self.life.conn.streams()[slot];
                 let frames = self.framing.event(key, &delivery.frame, cursors);
@@ -313,6 +321,14 @@ impl Subscription {
             }
             // Boxed once, and only on connections with a deadline.
             let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            // A heartbeat of its own replaces the hub's (boxed, and only on
+            // connections that have one).
+            let mut own_heartbeat = feed.heartbeat.take().map(|h| {
+                let start = tokio::time::Instant::now() + h.every;
+                let mut every = tokio::time::interval_at(start, h.every);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                (Box::new(every), h.frame)
+            });
             let mut replays: Vec<(usize, Replay)> = feed
                 .streams
                 .iter_mut()
@@ -350,11 +366,23 @@ impl Subscription {
                         // Out of the registry now, presence reason
                         // `expired`; the notice is written below.
                         registration.end(&EndReason::Expired);
-                        return Poll::Ready(Item::End(Some(Box::new(notice::token_expired()))));
+                        return Poll::Ready(Some(Item::End(Some(Box::new(notice::token_expired())))));
                     }
-                    outbox.poll_next(cx)
+                    // `None`: the connection's own heartbeat is due.
+                    if let Some((every, _)) = own_heartbeat.as_mut()
+                        && every.poll_tick(cx).is_ready()
+                    {
+                        return Poll::Ready(None);
+                    }
+                    outbox.poll_next(cx).map(Some)
                 })
                 .await;
+                let Some(item) = item else {
+                    if let Some((_, frame)) = &own_heartbeat {
+                        yield Ok(frame.clone());
+                    }
+                    continue;
+                };
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
                         Some(Frames::One(frame)) => {
@@ -377,6 +405,9 @@ impl Subscription {
                             .map(|(slot, _)| (slot, Replay::Lagged))
                             .collect();
                     }
+                    // The hub's tick is not the beat of a connection with
+                    // its own.
+                    Item::Heartbeat if own_heartbeat.is_some() => {}
                     Item::Heartbeat => yield Ok(sse::heartbeat_frame()),
                     Item::Closed { slot } => {
                         let (frame, end) = feed.closed(slot as usize);

@@ -20,6 +20,15 @@
 //! label their inboxes `@app` (sent to the whole application), `@user` (to
 //! the user) and `@device` (to this device): `@user` or `@user:<type>`.
 //! Topic ids never contain `@`, so no topic can pass for an inbox.
+//!
+//! - [`Framing::Unlabelled`] ([`Naming::AsPublished`]): ids are cursors as
+//!   above, but each event keeps the name it was published with (its type,
+//!   or none: `message`). For clients written against another server's API
+//!   (the compatibility profiles) that listen by type or with `onmessage`
+//!   and know nothing of streams. Only the `id:` line is the connection's
+//!   own; the rest is the shared frame.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -42,6 +51,35 @@ pub(crate) enum Framing {
     Labelled {
         set: StreamSet,
     },
+    /// Ids are cursors, as for `Labelled`; events keep their own names.
+    Unlabelled {
+        set: StreamSet,
+    },
+}
+
+/// How a connection over several streams names its events: the choice a
+/// caller of [`Hub::connect`](super::Hub::connect) makes
+/// ([`ConnectSpec::naming`](super::ConnectSpec::naming)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// `event: <stream>` or `<stream>:<type>` ([`label`]): the native API.
+    #[default]
+    ByStream,
+    /// `event: <type>` as published, or no `event:` line for an untyped
+    /// event; notices do not name a stream either.
+    AsPublished,
+}
+
+/// A connection's own heartbeat ([`ConnectSpec::heartbeat`](super::ConnectSpec::heartbeat)):
+/// `frame` every `every`, instead of the hub's comment every
+/// `pubsub.tickFrequency`, for clients that expect their server's own
+/// keep-alive event (sse-notification-service's `ping`).
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub every: Duration,
+    /// A whole SSE frame. Without an `id:` line, so that it never moves the
+    /// client's `Last-Event-ID`.
+    pub frame: Bytes,
 }
 
 /// The event name of events from `key` on a labelled connection: the topic
@@ -88,27 +126,33 @@ impl Framing {
         frame: &Bytes,
         cursors: impl ExactSizeIterator<Item = Position>,
     ) -> Frames {
-        let Framing::Labelled { set } = self else {
-            return Frames::One(frame.clone());
+        let (set, labelled) = match self {
+            Framing::Shared => return Frames::One(frame.clone()),
+            Framing::Labelled { set } => (set, true),
+            Framing::Unlabelled { set } => (set, false),
         };
         let Some((start, typed)) = sse::after_id_line(frame) else {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
-        let topic = label(key);
         HEAD.with_borrow_mut(|head| {
             head.clear();
             head.extend_from_slice(b"id: ");
             set.encode_into(cursors, head);
-            head.extend_from_slice(b"\nevent: ");
-            head.extend_from_slice(topic.as_bytes());
-            let rest = if typed {
-                // `event: <type>\n…` → `event: <topic>:<type>\n…`
-                head.push(b':');
-                frame.slice(start + "event: ".len()..)
-            } else {
+            let rest = if !labelled {
                 head.push(b'\n');
                 frame.slice(start..)
+            } else {
+                head.extend_from_slice(b"\nevent: ");
+                head.extend_from_slice(label(key).as_bytes());
+                if typed {
+                    // `event: <type>\n…` → `event: <topic>:<type>\n…`
+                    head.push(b':');
+                    frame.slice(start + "event: ".len()..)
+                } else {
+                    head.push(b'\n');
+                    frame.slice(start..)
+                }
             };
             Frames::Two(Bytes::copy_from_slice(head), rest)
         })
@@ -117,6 +161,14 @@ impl Framing {
     /// Whether events (and notices) name their stream.
     pub fn labelled(&self) -> bool {
         matches!(self, Framing::Labelled { .. })
+    }
+
+    /// The connection's streams, when its ids are cursors over them.
+    pub fn set(&self) -> Option<&StreamSet> {
+        match self {
+            Framing::Shared => None,
+            Framing::Labelled { set } | Framing::Unlabelled { set } => Some(set),
+        }
     }
 }
 
@@ -185,5 +237,25 @@ mod tests {
             format!("id: {check}\nevent: @app\ndata: hi\n\n")
         );
         assert_eq!(label(&keys[2]), "@device");
+    }
+
+    #[test]
+    fn unlabelled_framing_keeps_the_published_name_and_the_cursor() {
+        let keys = [StreamKey::app("shop"), StreamKey::user("shop", "u1")];
+        let set = StreamSet::of(&keys);
+        let framing = Framing::Unlabelled { set };
+        let cursors = [Position::from_seq(4), Position::from_seq(2)];
+        let check = &set.encode(&cursors);
+        let typed = sse::encode_event("2", Some("order"), "a\nb");
+        assert_eq!(
+            text(framing.event(&keys[1], &typed, cursors.into_iter())),
+            format!("id: {check}\nevent: order\ndata: a\ndata: b\n\n")
+        );
+        let plain = sse::encode_event("4", None, "hi");
+        assert_eq!(
+            text(framing.event(&keys[0], &plain, cursors.into_iter())),
+            format!("id: {check}\ndata: hi\n\n")
+        );
+        assert!(!framing.labelled());
     }
 }

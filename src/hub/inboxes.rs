@@ -22,6 +22,7 @@ use futures_util::future::join_all;
 
 use super::connection::Owner;
 use super::feed::{self, Opening};
+use super::framing::{Heartbeat, Naming};
 use super::resume::Ask;
 use super::{Hub, HubError, NewEvent, Published, Subscription, Topic};
 use crate::broker::{BrokerError, Follow, Outbox};
@@ -46,6 +47,11 @@ pub struct ConnectSpec {
     /// The client's address, when the listener knew it (listed by the
     /// registry, counted by `identity.limits.maxConnectionsPerIp`).
     pub remote: Option<SocketAddr>,
+    /// How its events are named: by stream (the native API), or as
+    /// published (a compatibility profile's clients).
+    pub naming: Naming,
+    /// Its own heartbeat, instead of the hub's comment (`None`: the hub's).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// One inbox a send published to.
@@ -72,6 +78,8 @@ impl Hub {
             last_event_id,
             expires_at,
             remote,
+            naming,
+            heartbeat,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -83,6 +91,8 @@ impl Hub {
             owner,
             expires_at,
             remote,
+            naming,
+            heartbeat,
         };
         feed::open(self, opening).await
     }

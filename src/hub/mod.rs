@@ -12,7 +12,8 @@
 //! about them; each connection's HTTP body is a [`Subscription`] stream
 //! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
-//! publish on them. No lock is held across an await.
+//! publish on them. No lock is held across an await (except the one that
+//! serialises on-demand topic openings, which guards no data).
 
 pub mod admission;
 pub mod connection;
@@ -42,7 +43,7 @@ pub use connections::{
     UserSummary,
 };
 pub use feed::Subscription;
-pub use framing::label;
+pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use owners::Selector;
 pub use resume::Resume;
@@ -123,6 +124,11 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     connections: Arc<Connections>,
     metrics: Arc<Metrics>,
+    /// Serialises [`Hub::topic_on_demand`]'s openings, so two callers
+    /// naming a new topic together open it once. It guards no data and is
+    /// held only across opening an in-memory stream (no I/O), by those
+    /// callers alone: the one lock in the hub held across an await.
+    on_demand: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
@@ -142,11 +148,12 @@ impl Hub {
             topics: RwLock::new(HashMap::new()),
             broker,
             metrics,
+            on_demand: tokio::sync::Mutex::new(()),
         });
         for record in hub.broker.stored_topics().await? {
             let id = TopicId::parse(&record.id)
                 .map_err(|e| StoreError::Corrupt(format!("stored topic id {e}")))?;
-            hub.open(id, &record, None, Origin::Stored).await?;
+            hub.open(id, &record, None, Origin::Stored, false).await?;
         }
         for st in static_topics {
             let record = TopicRecord {
@@ -156,8 +163,14 @@ impl Hub {
                 created_at_ms: now_ms(),
                 retention: hub.default_retention(),
             };
-            hub.open(st.id.clone(), &record, st.name.clone(), Origin::Configured)
-                .await?;
+            hub.open(
+                st.id.clone(),
+                &record,
+                st.name.clone(),
+                Origin::Configured,
+                true,
+            )
+            .await?;
         }
         tokio::spawn(Hub::tick(Arc::downgrade(&hub), shutdown));
         Ok(hub)
@@ -169,6 +182,7 @@ impl Hub {
         record: &TopicRecord,
         name: Option<String>,
         origin: Origin,
+        is_static: bool,
     ) -> Result<Arc<Topic>, HubError> {
         let stream = StreamKey::Topic(id.clone());
         self.broker.open(&stream, record, origin).await?;
@@ -178,7 +192,7 @@ impl Hub {
                 token: record.token.clone(),
                 name,
                 persist: record.persist,
-                is_static: origin == Origin::Configured,
+                is_static,
                 created_at_ms: record.created_at_ms,
                 retention: record.retention,
             },
@@ -312,9 +326,52 @@ impl Hub {
             created_at_ms: now_ms(),
             retention: self.retention_for(new.persist, new.retention),
         };
-        let topic = self.open(id, &record, None, Origin::New).await?;
+        let topic = self.open(id, &record, None, Origin::New, false).await?;
         self.metrics.topic_created();
         Ok(topic)
+    }
+
+    /// The topic `id`, opened now when there is none, in memory with the
+    /// default history, and `None` when opening it would make more than
+    /// `max_matching` topics whose id starts with `prefix`. For clients
+    /// that make a channel by naming it (goSSE's event types): the cap
+    /// keeps them from making topics without end. Positions are seeded from
+    /// the clock, as a configured topic's are: such a topic comes back empty
+    /// after a restart while its clients still hold ids from before.
+    pub async fn topic_on_demand(
+        &self,
+        id: TopicId,
+        prefix: &str,
+        max_matching: usize,
+    ) -> Result<Option<Arc<Topic>>, HubError> {
+        if let Some(topic) = self.get(&id) {
+            return Ok(Some(topic));
+        }
+        let _opening = self.on_demand.lock().await;
+        if let Some(topic) = self.get(&id) {
+            return Ok(Some(topic));
+        }
+        let matching = self
+            .topics
+            .read()
+            .keys()
+            .filter(|t| t.as_str().starts_with(prefix))
+            .count();
+        if matching >= max_matching {
+            return Ok(None);
+        }
+        let record = TopicRecord {
+            id: id.to_string(),
+            token: Secret::generate(),
+            persist: false,
+            created_at_ms: now_ms(),
+            retention: self.default_retention(),
+        };
+        let topic = self
+            .open(id, &record, None, Origin::Configured, false)
+            .await?;
+        self.metrics.topic_created();
+        Ok(Some(topic))
     }
 
     /// Deletes a topic: connections on it alone get SSER's closed message and
@@ -361,6 +418,8 @@ impl Hub {
             owner: None,
             expires_at: None,
             remote,
+            naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
@@ -383,6 +442,8 @@ impl Hub {
             owner: None,
             expires_at: None,
             remote,
+            naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }
@@ -428,6 +489,8 @@ impl Hub {
             owner: None,
             remote,
             expires_at: None,
+            naming: Naming::ByStream,
+            heartbeat: None,
         };
         feed::open(self, opening).await
     }

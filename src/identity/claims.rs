@@ -20,6 +20,10 @@ pub struct Identity {
     /// The application (tenant): the application claim, or the configured
     /// default when the token has none.
     pub app: String,
+    /// Whether the token itself named the application (`false`: `app` is
+    /// the configured default). APIs whose tokens must name it (a
+    /// compatibility profile's) refuse tokens without.
+    pub app_claimed: bool,
     /// The user (the user claim, `sub` by default; always present).
     pub user: String,
     /// The device, when the token names one.
@@ -53,7 +57,9 @@ pub(crate) fn identity_from_claims(
             });
         }
     };
-    let app = name_claim(claims, &names.app)?.unwrap_or_else(|| default_app.to_string());
+    let claimed_app = name_claim(claims, &names.app)?;
+    let app_claimed = claimed_app.is_some();
+    let app = claimed_app.unwrap_or_else(|| default_app.to_string());
     let device = name_claim(claims, &names.device)?;
     let topics = match lookup(claims, &names.topics) {
         None | Some(Value::Null) => Vec::new(),
@@ -64,6 +70,7 @@ pub(crate) fn identity_from_claims(
     };
     Ok(Identity {
         app,
+        app_claimed,
         user,
         device,
         topics,
@@ -187,12 +194,14 @@ mod tests {
             .unwrap();
         assert_eq!(id.user, "u1");
         assert_eq!(id.app, "shop");
+        assert!(id.app_claimed);
         assert_eq!(id.device.as_deref(), Some("phone"));
         assert!(id.may_follow("news-eu") && id.may_follow("a") && !id.may_follow("b"));
         assert_eq!(id.expires_at, Some(9));
         let id = read(json!({"sub": 42, "iss": "", "topics": "x y*"})).unwrap();
         assert_eq!(id.user, "42");
         assert_eq!(id.app, "default");
+        assert!(!id.app_claimed);
         assert!(id.may_follow("y1") && id.may_follow("x") && !id.may_follow("z"));
     }
 

@@ -26,6 +26,10 @@ pub struct MintRequest {
     pub topics: Option<Vec<String>>,
     /// Lifetime; the configured default when absent, at most the maximum.
     pub ttl: Option<Duration>,
+    /// More claims, beside the identity's (a compatibility profile's own,
+    /// such as goSSE's `username`). They never replace a claim the
+    /// identity or JWT itself writes: those are written after them.
+    pub extra: Map<String, Value>,
 }
 
 /// A minted token and when it expires.
@@ -67,7 +71,7 @@ pub(crate) fn mint(
     let now = unix_now();
     let expires_at = now + ttl;
     let names = &settings.claims;
-    let mut claims = Map::new();
+    let mut claims = request.extra;
     insert_claim(&mut claims, &names.user, Value::String(request.user));
     insert_claim(&mut claims, &names.app, Value::String(app));
     if let Some(device) = request.device {

@@ -77,6 +77,18 @@ impl Tokens {
     /// when the token names a `kid` no key has and a JWKS is configured:
     /// then one (rate-limited) early re-read of the set is awaited.
     pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        self.verify_with_claims(token)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`Tokens::verify`], also handing back the token's verified claims,
+    /// for a caller that reads a claim of its own beside the identity (a
+    /// compatibility profile's `username`).
+    pub async fn verify_with_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Identity, serde_json::Value), TokenError> {
         let header = read_header(token, &self.accepted)?;
         let outcome = self.verify_with_current_keys(token, &header);
         let Some(jwks) = &self.jwks else {
@@ -97,7 +109,7 @@ impl Tokens {
         &self,
         token: &str,
         header: &Header,
-    ) -> Result<Identity, TokenError> {
+    ) -> Result<(Identity, serde_json::Value), TokenError> {
         let dynamic = self.jwks.as_ref().map(|j| j.keys());
         let candidates = self
             .static_keys
@@ -110,12 +122,13 @@ impl Tokens {
             tried = true;
             match try_key(token, header, key, &self.validations, leeway) {
                 Attempt::Verified(claims) => {
-                    return identity_from_claims(
+                    let identity = identity_from_claims(
                         &claims,
                         &self.settings.claims,
                         &self.settings.default_app,
                         expiry(&claims),
-                    );
+                    )?;
+                    return Ok((identity, claims));
                 }
                 Attempt::WrongKey => {}
                 Attempt::Refused(e) => return Err(e),

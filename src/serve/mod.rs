@@ -217,6 +217,21 @@ impl Connections {
             }
             Some(Ok(pair)) => pair,
         };
+        match self.make_room::<H>(tcp, peer, spare) {
+            Some((tcp, peer)) => AtLimit::Admit(tcp, peer),
+            None => AtLimit::Refused,
+        }
+    }
+
+    /// A client holds a descriptor while none is left for the spare: the
+    /// longest-idle connection makes room for it, or it is refused (its
+    /// descriptor then goes back to the spare).
+    fn make_room<H: Handshake>(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        spare: &mut refuse::Spare,
+    ) -> Option<(TcpStream, SocketAddr)> {
         if self.registry.evict_one() {
             if let Some(more) = self.eviction_log.hit() {
                 tracing::warn!(
@@ -225,11 +240,11 @@ impl Connections {
                     "out of file descriptors: closing the longest-idle connections to admit new ones; raise the open-file limit (ulimit -n) or lower server.maxConnections"
                 );
             }
-            return AtLimit::Admit(tcp, peer);
+            return Some((tcp, peer));
         }
         self.refuse(tcp, peer, Refusal::FdLimit, H::PLAIN_HTTP);
         spare.restore();
-        AtLimit::Refused
+        None
     }
 }
 
@@ -307,9 +322,23 @@ pub async fn serve<H: Handshake>(
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
-            Ok(pair) => {
+            Ok((tcp, peer)) => {
                 backoff = FIRST_BACKOFF;
-                pair
+                // The spare is still lent out (an evicted connection had
+                // not closed at the top of the loop), so this client took
+                // the descriptor it was waiting for. Admitted as is, it
+                // would leave none to refuse the next client with, who
+                // would then wait in the backlog for good: treat it as
+                // arriving at the limit.
+                spare.restore();
+                if spare.is_lent() {
+                    match conns.make_room::<H>(tcp, peer, &mut spare) {
+                        Some(pair) => pair,
+                        None => continue,
+                    }
+                } else {
+                    (tcp, peer)
+                }
             }
             Err(e) if refuse::out_of_descriptors(&e) => {
                 match conns.at_descriptor_limit::<H>(&listener, &mut spare) {

@@ -49,22 +49,50 @@ pub fn refuse(tcp: TcpStream, why: Refusal, plain_http: bool) {
 /// One descriptor held back for the moment the process runs out: releasing
 /// it lets the accept loop take the next connection off the backlog and
 /// close it, so its client hears "no" at once instead of waiting.
-pub struct Spare(Option<std::fs::File>);
+pub struct Spare(SpareState);
+
+enum SpareState {
+    /// Kept open only to be closed when needed.
+    Held { _file: std::fs::File },
+    /// Released; taken back as soon as a descriptor is free.
+    Lent,
+    /// `/dev/null` cannot be opened for another reason than a shortage
+    /// (e.g. a bare container): run without a spare rather than treat every
+    /// client as arriving at the limit.
+    Unavailable,
+}
 
 impl Spare {
     pub fn reserve() -> Spare {
-        Spare(std::fs::File::open("/dev/null").ok())
+        let mut spare = Spare(SpareState::Lent);
+        spare.restore();
+        spare
+    }
+
+    /// True while the descriptor is out (released and not yet restored).
+    pub fn is_lent(&self) -> bool {
+        matches!(self.0, SpareState::Lent)
     }
 
     /// Frees the descriptor; returns false when there was none to free.
     pub fn release(&mut self) -> bool {
-        self.0.take().is_some()
+        match self.0 {
+            SpareState::Held { .. } => {
+                self.0 = SpareState::Lent;
+                true
+            }
+            SpareState::Lent | SpareState::Unavailable => false,
+        }
     }
 
-    /// Takes it back (fails quietly while descriptors are still short).
+    /// Takes it back (stays lent while descriptors are still short).
     pub fn restore(&mut self) {
-        if self.0.is_none() {
-            self.0 = std::fs::File::open("/dev/null").ok();
+        if self.is_lent() {
+            self.0 = match std::fs::File::open("/dev/null") {
+                Ok(file) => SpareState::Held { _file: file },
+                Err(e) if out_of_descriptors(&e) => SpareState::Lent,
+                Err(_) => SpareState::Unavailable,
+            };
         }
     }
 }
@@ -154,6 +182,18 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
             assert!(v["error"]["message"].is_string());
         }
+    }
+
+    #[test]
+    fn the_spare_is_lent_once_and_taken_back() {
+        let mut spare = Spare::reserve();
+        assert!(!spare.is_lent());
+        assert!(spare.release());
+        assert!(spare.is_lent());
+        assert!(!spare.release(), "lent twice");
+        spare.restore();
+        assert!(!spare.is_lent());
+        assert!(spare.release());
     }
 
     #[test]

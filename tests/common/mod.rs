@@ -4,6 +4,7 @@
 //! blindly.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -47,6 +48,8 @@ pub struct TestServer {
     /// The bound HTTPS address when `server.ssl.enabled`.
     pub tls_addr: Option<std::net::SocketAddr>,
     pub hub: Arc<Hub>,
+    /// Compatibility profiles on listeners of their own: (name, address).
+    pub compat: Vec<(&'static str, std::net::SocketAddr)>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), sser::StartError>>,
 }
@@ -59,7 +62,13 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = test_config();
         tweak(&mut config);
+        Self::start_config(config).await
+    }
+
+    /// Starts the server with exactly `config`.
+    pub async fn start_config(config: Config) -> TestServer {
         let server = Server::bind(config).await.expect("server binds");
+        let compat = server.compat_addrs();
         let base = format!("http://{}", server.local_addr());
         let tls_addr = server.tls_addr();
         let hub = server.hub().clone();
@@ -70,9 +79,21 @@ impl TestServer {
             tls_addr,
             api: Api::new(&base),
             hub,
+            compat,
             shutdown,
             task,
         }
+    }
+
+    /// The base URL (`http://addr`) of compatibility profile `name`'s own
+    /// listener.
+    pub fn compat_base(&self, name: &str) -> String {
+        let (_, addr) = self
+            .compat
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name} has no listener of its own"));
+        format!("http://{addr}")
     }
 
     /// Sends the helpers' requests to `base` (an https URL) with `http`.

@@ -25,6 +25,7 @@ async fn mint_then_verify() {
             device: Some("tablet".into()),
             topics: Some(vec!["orders-*".into(), "news".into()]),
             ttl: Some(Duration::from_secs(600)),
+            ..MintRequest::default()
         })
         .unwrap();
     assert!((before + 600..=now() + 600).contains(&minted.expires_at));
