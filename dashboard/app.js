@@ -189,6 +189,7 @@
     $('sign-out').hidden = true;
     $('role').hidden = true;
     $('tail-log').replaceChildren();
+    connections.reset();
     $('created').hidden = true;
     setConn('idle', 'signed out');
     if (message) {
@@ -346,6 +347,7 @@
       if (key === 'lagged_subscribers') card.classList.toggle('bad', raw > 0);
     }
     if (s.rates) chart.push([s.t, s.rates.events_in, s.rates.events_out, s.rates.bytes_out, s.connections]);
+    connections.onStats(s);
   }
 
   // ---------- chart (canvas, no library) ----------
@@ -605,6 +607,186 @@
   async function refresh() {
     try { topics.update(await api('GET', '/api/v1/pubsubs')); } catch { /* the stream will catch up */ }
   }
+
+  // ---------- connections: who is connected, presence counts, kick ----------
+  // The list comes from GET /api/v1/connections, a page at a time (the
+  // server pages by cursor: the last id seen). The first page reloads by
+  // itself when the stats stream's connection counts move, and every 10 s;
+  // later pages only on demand, so the page being read does not shift.
+  // Whether identity tokens are on comes from the stats stream too
+  // (`identity` is null when they are off).
+  const connections = (() => {
+    const PRESENCE = [
+      ['users_online', 'Users online', (s) => s.identity && s.identity.users_online],
+      ['devices_online', 'Devices online', (s) => s.identity && s.identity.devices_online],
+      ['identity_connections', 'Identity connections', (s) => s.streams && s.streams.identity],
+      ['topic_connections', 'Topic connections', (s) => s.streams && s.streams.topic],
+    ];
+    const KICK_REASON = 'kicked from the dashboard';
+    let identityOn = null; // unknown until the first stats event
+    let cursors = [null]; // the cursor of every page up to the one shown
+    let nextCursor = null;
+    let filter = {};
+    let rows = [];
+    let countsKey = null;
+    let lastLoad = 0;
+    let loading = false;
+    let again = false;
+    let resultTimer = null;
+
+    function renderPresence() {
+      const box = $('presence-counters');
+      if (box.childElementCount) return;
+      for (const [key, label] of PRESENCE) {
+        box.append(el('div', { class: 'counter', 'data-presence': key },
+          el('div', { class: 'name', text: label, title: label }),
+          el('div', { class: 'value', text: '–' })));
+      }
+    }
+
+    function onStats(s) {
+      renderPresence();
+      const on = s.identity != null;
+      for (const [key, , read] of PRESENCE) {
+        const card = document.querySelector(`.counter[data-presence="${key}"]`);
+        const raw = key === 'topic_connections' || on ? read(s) : null;
+        card.querySelector('.value').textContent = fmtInt(raw);
+        card.dataset.value = raw == null ? '' : String(raw);
+      }
+      if (on !== identityOn) {
+        identityOn = on;
+        $('identity-off').hidden = on;
+        $('conn-view').hidden = !on;
+        $('conn-filter').hidden = !on;
+        $('conn-result').hidden = true;
+        if (!on) { rows = []; render(); $('conn-count').textContent = ''; }
+      }
+      if (!on) return;
+      const key = s.streams ? `${s.streams.topic}/${s.streams.identity}` : '';
+      const moved = key !== countsKey;
+      countsKey = key;
+      if (cursors.length === 1 && (moved || Date.now() - lastLoad > 10000)) load();
+    }
+
+    async function load() {
+      if (loading) { again = true; return; }
+      loading = true;
+      lastLoad = Date.now();
+      try {
+        const q = new URLSearchParams({ limit: $('conn-limit').value });
+        for (const k of ['app', 'user', 'device']) if (filter[k]) q.set(k, filter[k]);
+        const cursor = cursors[cursors.length - 1];
+        if (cursor) q.set('cursor', cursor);
+        const page = await api('GET', `/api/v1/connections?${q}`);
+        rows = page.connections || [];
+        nextCursor = page.next_cursor || null;
+        render();
+        // A listing error is over once a listing works.
+        if ($('conn-result').classList.contains('err')) $('conn-result').hidden = true;
+      } catch (err) {
+        if (err.status === 401) return signOut('The server no longer accepts this token. Sign in again.');
+        result(`Could not list connections: ${err.message}`, true);
+      } finally {
+        loading = false;
+        if (again) { again = false; load(); }
+      }
+    }
+
+    const dash = '—';
+    function render() {
+      const operator = role === 'operator';
+      const frag = document.createDocumentFragment();
+      for (const c of rows) {
+        const tr = el('tr', { 'data-conn': c.id });
+        const app = el('td', { 'data-label': 'App' });
+        if (c.app == null) app.append(el('span', { class: 'tag', text: 'topic', title: 'Opened with a topic token: no application, user or device' }));
+        else app.append(el('code', { text: c.app }));
+        const streams = (c.streams || []).join(' ');
+        tr.append(
+          el('td', { class: 'id', 'data-label': 'Connection' }, el('code', { text: c.id })),
+          app,
+          el('td', { 'data-label': 'User' }, c.user == null ? dash : el('code', { text: c.user })),
+          el('td', { 'data-label': 'Device' }, c.device == null ? dash : el('code', { text: c.device })),
+          el('td', { 'data-label': 'Address', text: c.remote_addr || dash }),
+          el('td', { 'data-label': 'Connected', text: fmtAgo(c.connected_at), title: c.connected_at || '' }),
+          el('td', { class: 'streams', 'data-label': 'Streams', text: streams || dash, title: streams }),
+          el('td', { class: 'last-id', 'data-label': 'Last event id', text: c.last_event_id || dash, title: c.last_event_id || '' }),
+        );
+        if (operator) {
+          tr.append(el('td', { class: 'actions' },
+            el('button', { type: 'button', class: 'small danger', text: 'Kick', 'data-action': 'kick', title: 'End this connection: its stream gets sser.kicked' })));
+        }
+        frag.append(tr);
+      }
+      $('conn-rows').replaceChildren(frag);
+      const filtered = Object.values(filter).some(Boolean);
+      $('conns-empty').hidden = rows.length > 0;
+      $('conns-empty').textContent = cursors.length > 1 ? 'No more connections.'
+        : filtered ? 'No connection matches the filter.' : 'No connections.';
+      $('conn-page').textContent = `page ${cursors.length}`;
+      $('conn-prev').disabled = cursors.length === 1;
+      $('conn-next').disabled = !nextCursor;
+      $('conn-count').textContent = rows.length ? `(${fmtInt(rows.length)} shown${nextCursor || cursors.length > 1 ? ', more on other pages' : ''})` : '';
+    }
+
+    function result(text, isError = false) {
+      const r = $('conn-result');
+      r.textContent = text;
+      r.classList.toggle('err', isError);
+      r.hidden = false;
+      clearTimeout(resultTimer);
+      resultTimer = setTimeout(() => { r.hidden = true; }, 8000);
+    }
+
+    function firstPage() { cursors = [null]; nextCursor = null; load(); }
+
+    $('conn-filter').addEventListener('submit', (e) => {
+      e.preventDefault();
+      filter = { app: $('conn-app').value.trim(), user: $('conn-user').value.trim(), device: $('conn-device').value.trim() };
+      firstPage();
+    });
+    $('conn-filter-clear').addEventListener('click', () => {
+      for (const k of ['conn-app', 'conn-user', 'conn-device']) $(k).value = '';
+      filter = {};
+      firstPage();
+    });
+    $('conn-limit').addEventListener('change', firstPage);
+    $('conn-refresh').addEventListener('click', load);
+    $('conn-next').addEventListener('click', () => { if (nextCursor) { cursors.push(nextCursor); load(); } });
+    $('conn-prev').addEventListener('click', () => { if (cursors.length > 1) { cursors.pop(); load(); } });
+    $('conn-rows').addEventListener('click', async (e) => {
+      const b = e.target.closest('button[data-action="kick"]');
+      if (!b) return;
+      const id = b.closest('tr').dataset.conn;
+      const c = rows.find((r) => r.id === id);
+      const who = c && c.app != null ? ` (${[c.app, c.user, c.device].filter((x) => x != null).join(' / ')})` : '';
+      if (!confirm(`Kick connection ${id}${who}? Its stream gets sser.kicked and ends; the client may reconnect.`)) return;
+      b.disabled = true;
+      try {
+        const res = await api('DELETE', `/api/v1/connections/${encodeURIComponent(id)}?reason=${encodeURIComponent(KICK_REASON)}`);
+        result(`Kicked ${id}${who}: ${res.ended === 1 ? 'its stream got sser.kicked and ended' : `${res.ended} ended`}.`);
+      } catch (err) {
+        if (err.status === 404) result(`Connection ${id} was already gone.`);
+        else { result(`Kick failed: ${err.message}`, true); b.disabled = false; return; }
+      }
+      load();
+    });
+    // "3s ago" keeps moving between loads.
+    setInterval(() => { if (rows.length && !$('app').hidden) render(); }, 5000);
+
+    function reset() {
+      identityOn = null;
+      countsKey = null;
+      cursors = [null];
+      nextCursor = null;
+      rows = [];
+      $('conn-rows').replaceChildren();
+      $('conn-result').hidden = true;
+      $('identity-off').hidden = true;
+      $('conn-view').hidden = true;
+    }
+    return { onStats, reset };
+  })();
 
   // ---------- operator actions ----------
   let toastTimer = null;

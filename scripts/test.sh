@@ -16,13 +16,15 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# --workspace: the server and the load generator (bench/sser-bench, whose
+# smoke tests run it against the server).
 step "cargo nextest run"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --all-targets --no-fail-fast
+  cargo nextest run --workspace --locked --all-targets --no-fail-fast
 else
-  cargo test --locked --all-targets --no-fail-fast
+  cargo test --workspace --locked --all-targets --no-fail-fast
 fi
 
 # The fuzz targets (fuzz/, a crate of its own), briefly: a fixed budget per

@@ -153,7 +153,11 @@ impl Server {
             ),
             false => None,
         };
-        let stats = http::stats::StatsFeed::start(hub.clone(), shutdown.child_token());
+        let stats = http::stats::StatsFeed::start(
+            hub.clone(),
+            identity.is_some().then(|| presence.clone()),
+            shutdown.child_token(),
+        );
         let state = Arc::new(http::AppState {
             hub: hub.clone(),
             // `Config::finish` guarantees both tokens exist.
@@ -193,7 +197,7 @@ impl Server {
                 state: state.clone(),
                 shutdown: shutdown.clone(),
             },
-            compat_profiles(&config),
+            compat_profiles(&config, local_addr(&listener, addr))?,
             &http::paths(&http),
             addr,
         )?;
@@ -571,17 +575,64 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
 }
 
 /// The compatibility profiles from `compat.*` (each `None` when off).
-fn compat_profiles(config: &Config) -> compat::Profiles {
+/// `main_addr` is the main listener's bound address.
+fn compat_profiles(config: &Config, main_addr: SocketAddr) -> Result<compat::Profiles, StartError> {
     let ns = &config.compat.notification_service;
-    compat::Profiles {
+    let gsb = &config.compat.go_sse_broker;
+    Ok(compat::Profiles {
         notification_service: compat_enabled(
             ns.mount(),
             compat::notification_service::NotificationServiceSettings {
                 ping_interval: ns.ping_interval.0,
             },
         ),
+        go_sse_broker: compat_enabled(gsb.mount(), go_sse_broker_settings(config, main_addr)?),
         gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
-    }
+    })
+}
+
+/// `compat.goSseBroker.*` (its `jwt.secret` was mapped onto
+/// `identity.secret` when the configuration was loaded).
+fn go_sse_broker_settings(
+    config: &Config,
+    main_addr: SocketAddr,
+) -> Result<compat::go_sse_broker::GoSseBrokerSettings, StartError> {
+    use compat::go_sse_broker::{AddrRange, GoSseBrokerSettings};
+    let gsb = &config.compat.go_sse_broker;
+    let unauthenticated_from = gsb
+        .unauthenticated_from
+        .0
+        .iter()
+        .map(|text| {
+            AddrRange::parse(text).map_err(|why| {
+                StartError::Config(config::ConfigError(format!(
+                    "compat.goSseBroker.unauthenticatedFrom (SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM): {why}"
+                )))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let listens_on = gsb.mount().addr.unwrap_or(main_addr);
+    Ok(GoSseBrokerSettings {
+        app: gsb.app.clone(),
+        token_ttl: gsb.token_ttl(),
+        unauthenticated_from,
+        instance_address: gsb
+            .instance_address
+            .clone()
+            .unwrap_or_else(|| listens_on.to_string()),
+        heartbeat_interval: gsb
+            .heartbeat_interval()
+            .unwrap_or(config.pubsub.tick_frequency.0),
+        device_memory: match config.identity.inbox.max_age.0 {
+            d if d.is_zero() => std::time::Duration::from_secs(7 * 24 * 3600),
+            d => d,
+        },
+    })
+}
+
+/// The address `listener` is bound to (`configured` if it cannot say).
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
 }
 
 /// The goSSE profile's settings from `compat.gosse.*` (accounts already

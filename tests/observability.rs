@@ -283,6 +283,14 @@ async fn stats_stream_feeds_the_dashboard() {
     assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
     assert!(stats["memory_rss_bytes"].as_u64().expect("rss") > 1 << 20);
     assert_eq!(stats["metrics"][0]["name"], "topics");
+    // Identity tokens are off here: the dashboard shows why it lists no
+    // users. No stream is open but this one (not a registry connection).
+    assert_eq!(stats["identity"], serde_json::Value::Null, "{stats}");
+    assert_eq!(
+        stats["streams"],
+        json!({"topic": 0, "identity": 0, "presence": 0}),
+        "{stats}"
+    );
     let topics: serde_json::Value = serde_json::from_str(&first[2].data).expect("topics json");
     assert_eq!(topics["total"], 1);
     assert_eq!(topics["pubsubs"][0]["id"], id.as_str());

@@ -17,6 +17,7 @@
 //! turns a `Config` into them.
 
 mod compat;
+mod compat_go_sse_broker;
 mod compat_gosse;
 mod compat_notification_service;
 mod connections;
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 pub use compat::{CompatConfig, ProfileMount};
+pub use compat_go_sse_broker::{BrokerJwt, BrokerSse, GoSseBrokerConfig};
 pub use compat_gosse::{GosseAccount, GosseConfig, GosseRole, SameSite};
 pub use compat_notification_service::NotificationServiceConfig;
 pub use identity::{
@@ -187,6 +189,36 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     // sse-notification-service's own name for its token key.
     ("JWT_SECRET", "compat.notificationService.jwtSecret"),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_ENABLED",
+        "compat.goSseBroker.enabled",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_PREFIX",
+        "compat.goSseBroker.prefix",
+    ),
+    ("SSER_COMPAT_GO_SSE_BROKER_ADDR", "compat.goSseBroker.addr"),
+    ("SSER_COMPAT_GO_SSE_BROKER_APP", "compat.goSseBroker.app"),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM",
+        "compat.goSseBroker.unauthenticatedFrom",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_INSTANCE_ADDRESS",
+        "compat.goSseBroker.instanceAddress",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_JWT_SECRET",
+        "compat.goSseBroker.jwt.secret",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_JWT_EXPIRE",
+        "compat.goSseBroker.jwt.expire",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_HEARTBEAT_INTERVAL",
+        "compat.goSseBroker.sse.heartbeat_interval",
+    ),
     ("SSER_COMPAT_GOSSE_ENABLED", "compat.gosse.enabled"),
     ("SSER_COMPAT_GOSSE_PREFIX", "compat.gosse.prefix"),
     ("SSER_COMPAT_GOSSE_ADDR", "compat.gosse.addr"),

@@ -8,8 +8,9 @@
 //!
 //! - `history`: sent first, `{"interval_seconds":1,"points":[[t_ms, events_in/s,
 //!   events_out/s, bytes_out/s, connections], ...]}`, oldest first;
-//! - `stats`: every second, counters, rates, memory, uptime, version and
-//!   publish latency quantiles (see [`stats_json`]);
+//! - `stats`: every second, counters, rates, memory, uptime, version,
+//!   publish latency quantiles, streams open by kind and, with identity
+//!   tokens on, users and devices online (see [`stats_json`]);
 //! - `topics`: every two seconds, the topic table (the 1000 most recently
 //!   active topics, and the total count).
 //!
@@ -35,6 +36,7 @@ use super::error::ApiError;
 use super::principal::Principal;
 use crate::hub::Hub;
 use crate::metrics::process_rss_bytes;
+use crate::presence::{PresenceCounts, PresenceTracker};
 use crate::sse;
 
 /// Seconds of rate history kept for the chart.
@@ -50,6 +52,9 @@ type Point = [f64; 5];
 /// The sampler's shared state; lives in [`AppState`].
 pub struct StatsFeed {
     hub: Arc<Hub>,
+    /// Who is online, read only when identity tokens are on (`None`
+    /// otherwise): the counts then mean something.
+    presence: Option<PresenceTracker>,
     history: Mutex<VecDeque<Point>>,
     last: Mutex<Option<Point>>,
     tx: broadcast::Sender<Bytes>,
@@ -58,11 +63,18 @@ pub struct StatsFeed {
 }
 
 impl StatsFeed {
-    /// Starts the once-a-second sampler; it stops with `shutdown`.
-    pub fn start(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<StatsFeed> {
+    /// Starts the once-a-second sampler; it stops with `shutdown`. Pass
+    /// `presence` when identity tokens are on: the `stats` events then carry
+    /// users and devices online, and say identity is on.
+    pub fn start(
+        hub: Arc<Hub>,
+        presence: Option<PresenceTracker>,
+        shutdown: CancellationToken,
+    ) -> Arc<StatsFeed> {
         let (tx, _) = broadcast::channel(8);
         let feed = Arc::new(StatsFeed {
             hub,
+            presence,
             history: Mutex::new(VecDeque::with_capacity(HISTORY_SECONDS)),
             last: Mutex::new(None),
             tx,
@@ -137,6 +149,7 @@ impl StatsFeed {
             &self.hub,
             point,
             self.watchers.load(Ordering::Relaxed) as u64,
+            self.presence.as_ref().map(PresenceTracker::counts),
         );
         sse::encode_notice("stats", &value.to_string())
     }
@@ -160,9 +173,19 @@ fn round2(x: f64) -> f64 {
 }
 
 /// The `stats` event: SSER's metrics (same names and order as
-/// `/api/v1/metrics`), the latest per-second rates, and process facts.
-pub fn stats_json(hub: &Hub, point: Option<Point>, watchers: u64) -> Value {
+/// `/api/v1/metrics`), the latest per-second rates, process facts, the
+/// streams open by kind, and `identity`: `null` when identity tokens are off,
+/// else the users and devices online (`presence`). Every count is a counter
+/// the registry or presence already keeps: O(1), never a walk over the
+/// connections.
+pub fn stats_json(
+    hub: &Hub,
+    point: Option<Point>,
+    watchers: u64,
+    presence: Option<PresenceCounts>,
+) -> Value {
     let metrics = hub.metrics();
+    let streams = hub.connections().counts();
     let latency = metrics.publish_latency.snapshot();
     let [t, events_in, events_out, bytes_out, _] =
         point.unwrap_or([crate::store::now_ms() as f64, 0.0, 0.0, 0.0, 0.0]);
@@ -184,6 +207,15 @@ pub fn stats_json(hub: &Hub, point: Option<Point>, watchers: u64) -> Value {
             "p50_seconds": latency.quantile(0.5),
             "p99_seconds": latency.quantile(0.99),
         },
+        "streams": {
+            "topic": streams.topic,
+            "identity": streams.identity,
+            "presence": streams.presence,
+        },
+        "identity": presence.map(|p| json!({
+            "users_online": p.users,
+            "devices_online": p.devices,
+        })),
     })
 }
 

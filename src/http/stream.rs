@@ -90,6 +90,7 @@ pub async fn stream(
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         })
         .await?;
     span.record("conn", &*subscription.conn_id);

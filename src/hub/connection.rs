@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::farewell::Farewell;
 use super::notice;
 use crate::broker::Outbox;
 use crate::model::StreamKey;
@@ -72,8 +73,9 @@ pub enum EndReason {
     /// An operator ended it (`DELETE /api/v1/connections/:id`,
     /// `POST /api/v1/kick`), with the reason it gave, if any.
     Kicked { reason: Option<String> },
-    /// A newer connection of the same (app, user, device) replaced it.
-    TakenOver,
+    /// A newer connection of the same (app, user, device) replaced it,
+    /// opened from `by` (when the listener knew the address).
+    TakenOver { by: Option<SocketAddr> },
     /// Its identity token expired during the stream.
     Expired,
     /// The server is stopping.
@@ -87,7 +89,7 @@ impl EndReason {
     pub(crate) fn farewell(&self) -> Bytes {
         match self {
             EndReason::Kicked { reason } => notice::kicked(reason.as_deref()),
-            EndReason::TakenOver => notice::taken_over(),
+            EndReason::TakenOver { .. } => notice::taken_over(),
             EndReason::Expired => notice::token_expired(),
             EndReason::Shutdown => sse::comment_frame(notice::SHUTDOWN_NOTICE),
         }
@@ -108,6 +110,9 @@ pub struct Connection {
     /// one-topic connection's last event is in its outbox instead (see
     /// [`Outbox::record_sent`]).
     sent_id: Mutex<Vec<u8>>,
+    /// How its last words are spelt when the server ends it (a
+    /// compatibility profile's connection); `None`: natively.
+    farewell: Option<Arc<dyn Farewell>>,
 }
 
 impl Connection {
@@ -117,6 +122,7 @@ impl Connection {
         streams: Box<[StreamKey]>,
         owner: Option<Owner>,
         remote: Option<SocketAddr>,
+        farewell: Option<Arc<dyn Farewell>>,
     ) -> Self {
         Connection {
             id,
@@ -126,6 +132,7 @@ impl Connection {
             opened_at_ms: crate::model::now_ms(),
             remote,
             sent_id: Mutex::new(Vec::new()),
+            farewell,
         }
     }
 
@@ -199,8 +206,17 @@ impl Connection {
     pub(crate) fn end_because(&self, why: &EndReason) {
         match why {
             EndReason::Shutdown => self.outbox.shutdown(),
-            why => self.outbox.end_with(why.farewell()),
+            why => self.outbox.end_with(self.farewell(why)),
         }
+    }
+
+    /// The last frame of this connection when the server ends it for
+    /// `why`: its profile's spelling, else the native notice.
+    pub(crate) fn farewell(&self, why: &EndReason) -> Bytes {
+        self.farewell
+            .as_ref()
+            .and_then(|f| f.frame(why))
+            .unwrap_or_else(|| why.farewell())
     }
 
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {

@@ -29,6 +29,7 @@ use futures_util::Stream;
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
+use super::farewell::Farewell;
 use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
@@ -93,6 +94,8 @@ pub(crate) struct Opening {
     pub naming: Naming,
     /// Its own heartbeat, instead of the hub's comment.
     pub heartbeat: Option<Heartbeat>,
+    /// Its last words in its profile's spelling; `None`: natively.
+    pub farewell: Option<Arc<dyn Farewell>>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -107,6 +110,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         remote,
         naming,
         heartbeat,
+        farewell,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -117,6 +121,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         keys.clone(),
         owner,
         remote,
+        farewell,
     ));
     let registration = hub
         .connections
@@ -366,7 +371,8 @@ impl Subscription {
                         // Out of the registry now, presence reason
                         // `expired`; the notice is written below.
                         registration.end(&EndReason::Expired);
-                        return Poll::Ready(Some(Item::End(Some(Box::new(notice::token_expired())))));
+                        let farewell = feed.life.conn.farewell(&EndReason::Expired);
+                        return Poll::Ready(Some(Item::End(Some(Box::new(farewell)))));
                     }
                     // `None`: the connection's own heartbeat is due.
                     if let Some((every, _)) = own_heartbeat.as_mut()
@@ -417,7 +423,7 @@ impl Subscription {
                         }
                     }
                     Item::Shutdown => {
-                        yield Ok(sse::comment_frame(notice::SHUTDOWN_NOTICE));
+                        yield Ok(feed.life.conn.farewell(&EndReason::Shutdown));
                         return;
                     }
                     Item::End(farewell) => {

@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod connection;
 pub mod connections;
+pub mod farewell;
 pub mod feed;
 mod followed;
 mod framing;
@@ -42,6 +43,7 @@ pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
+pub use farewell::Farewell;
 pub use feed::Subscription;
 pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
@@ -420,6 +422,7 @@ impl Hub {
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -444,6 +447,7 @@ impl Hub {
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -491,6 +495,7 @@ impl Hub {
             expires_at: None,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }

@@ -1,8 +1,9 @@
 // Regenerates docs/dashboard.png, the README's picture of the dashboard.
 // Not a test: it drives a running server with some demo traffic (a few
-// topics, subscribers reading over SSE, publishes at a varying rate) for
-// DEMO_SECONDS, then signs in as operator in headless Chromium, tails a topic and
-// takes the screenshot while the traffic goes on.
+// topics, subscribers reading over SSE, publishes at a varying rate and,
+// when the server has identity tokens on, a few users connected from their
+// devices) for DEMO_SECONDS, then signs in as operator in headless Chromium,
+// tails a topic and takes the screenshot while the traffic goes on.
 //
 //   SSER_URL=http://127.0.0.1:8889 SSER_API_TOKEN=... DEMO_SECONDS=300 \
 //     node tests/browser/docs-screenshot.mjs
@@ -37,6 +38,19 @@ for (const subs of [12, 6, 3, 1, 0]) {
       .catch(() => {});
   }
 }
+// Users on their devices, when identity tokens are on (else minting is a 400).
+const people = [['shop', 'ada', 'phone'], ['shop', 'ada', 'laptop'], ['shop', 'grace', 'phone'],
+  ['shop', 'linus', null], ['news', 'ken', 'tablet'], ['news', 'barbara', 'phone']];
+let identities = 0;
+for (const [app, user, device] of people) {
+  const r = await fetch(base + '/api/v1/tokens', { method: 'POST', headers: auth, body: JSON.stringify(device ? { app, user, device } : { app, user }) });
+  if (!r.ok) break;
+  const { token: t } = await r.json();
+  fetch(`${base}/api/v1/stream`, { headers: { Authorization: `Bearer ${t}` } })
+    .then(async (s) => { const rd = s.body.getReader(); for (;;) { const { done } = await rd.read(); if (done) break; } })
+    .catch(() => {});
+  identities++;
+}
 let stop = false;
 (async () => {
   let n = 0;
@@ -46,10 +60,16 @@ let stop = false;
     const rate = 20 + 15 * Math.sin(t / 25) + (t % 60 > 45 ? 25 : 0); // events per second
     const i = n++ % 10 < 6 ? 0 : 1 + (n % 4);
     post(`/api/v1/pubsubs/${topics[i]}/events`, { event: { type: 'order', message: { order: n, status: 'paid', total: (n * 7) % 300 } } }).catch(() => {});
+    // Now and then a notification to one user, and a broadcast to an app.
+    if (identities && n % 40 === 0) {
+      const [app, user] = people[(n / 40) % people.length];
+      post('/api/v1/send', { app, users: [user], type: 'notice', message: { n } }).catch(() => {});
+    }
+    if (identities && n % 300 === 0) post('/api/v1/send', { app: 'shop', type: 'sale', message: { n } }).catch(() => {});
     await new Promise((r) => setTimeout(r, 1000 / rate));
   }
 })();
-console.log(`demo traffic on ${topics.length} topics for ${seconds}s`);
+console.log(`demo traffic on ${topics.length} topics, ${identities} identity connections, for ${seconds}s`);
 await new Promise((r) => setTimeout(r, seconds * 1000));
 
 const profile = mkdtempSync(join(tmpdir(), 'sser-chromium-'));
@@ -69,6 +89,11 @@ await page.click('#signin-button');
 await page.locator('#conn-state[data-state="live"]').waitFor();
 await page.fill('#tail-topic', topics[0]);
 await page.click('#tail-start');
+if (identities) {
+  // The connections of one application, not the many topic subscribers.
+  await page.fill('#conn-app', 'shop');
+  await page.click('#conn-filter-apply');
+}
 await page.waitForTimeout(4000);
 await page.mouse.move(1250, 450); // show the chart's hover read-out
 await page.waitForTimeout(300);

@@ -508,11 +508,23 @@ impl ServerProcess {
 
 /// A free loopback TCP port (bound, read, released: the caller binds it
 /// again at once, so a collision is unlikely and would fail loudly).
+/// A loopback port that is free now, for a helper process (pebble, a
+/// browser's debugging port, redis-server) that must be told its port.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default): a port
+/// from `bind(:0)` comes from that range, which every outgoing connection of
+/// the suite's parallel tests also draws from, so between our probe and the
+/// helper's own bind a client socket could take it (seen once: pebble
+/// refused under a full, loaded run). Below it, only another test's helper
+/// could, and the random start makes that unlikely.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let start = rand::random::<u16>() % SPAN;
+    (0..SPAN)
+        .map(|i| LOW + (start + i) % SPAN)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free loopback port below the ephemeral range")
 }
 
 /// A throwaway certificate authority for TLS tests.

@@ -263,6 +263,29 @@ async fn metrics_count_connections_by_kind_and_who_is_online() {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
     assert!(!text.contains("u1"), "no per-user labels");
+
+    // The dashboard's stats stream carries the same counts (its first
+    // `stats` event is built when the stream opens).
+    let mut stats = SseStream::open(
+        server
+            .http
+            .get(server.url("/api/v1/metrics/stream"))
+            .bearer_auth(METRICS_TOKEN),
+    )
+    .await;
+    let first = stats.take(2).await;
+    assert_eq!(first[1].event, "stats");
+    let s: Value = serde_json::from_str(&first[1].data).expect("stats json");
+    assert_eq!(
+        s["identity"],
+        json!({"users_online": 2, "devices_online": 2}),
+        "{s}"
+    );
+    assert_eq!(
+        s["streams"],
+        json!({"topic": 1, "identity": 3, "presence": 1}),
+        "{s}"
+    );
     server.stop().await;
 }
 

@@ -88,6 +88,7 @@ pub async fn run(c: &Common, a: &SoakArgs) -> Result<Outcome, String> {
             ),
         },
         (None, Mode::Generic) => return Err("soak needs --server-pid for a generic target".into()),
+        (None, Mode::Identity { .. }) => return Err("soak runs on topics, not identities".into()),
     };
     let timeline = Arc::new(Timeline {
         start: Instant::now(),

@@ -7,19 +7,22 @@
 //! server's RSS over time). Targets: our API, which is
 //! the original SSER's (topics are created with the API token), or any SSE
 //! server through URL templates (`--subscribe-url`/`--publish-url`).
+//! `fanout --to users|app` and `idle --identities` measure our identity
+//! streams and targeted sends instead of topics.
 //!
 //! Built to not be the bottleneck: a hand-written HTTP/1.1 + SSE client (one
 //! task and one small buffer per connection), few threads, connections spread
 //! over many loopback source addresses, and its own CPU time in every report.
 //!
 //! Modules: [`http`] the client, [`sse`] the parser, [`target`] what is
-//! measured, [`sub`] one subscriber, [`stats`] clocks, histograms and /proc,
+//! measured, [`identity`] identities and their tokens, [`sub`] one subscriber, [`stats`] clocks, histograms and /proc,
 //! [`rss`] a server's memory over time, and one module per scenario.
 
 mod connect;
 mod fanout;
 mod flood;
 mod http;
+mod identity;
 mod idle;
 mod rss;
 mod soak;

@@ -112,6 +112,21 @@ pub struct Mem {
 }
 
 pub fn process_mem(pid: u32) -> Option<Mem> {
+    let mut mem = Mem::default();
+    let mut found = false;
+    for p in process_and_children(pid) {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue;
+        };
+        found = true;
+        mem.rss_kib += field_kib(&status, "Rss:");
+        mem.pss_kib += field_kib(&status, "Pss:");
+    }
+    found.then_some(mem)
+}
+
+/// `pid` and its direct children (nginx's workers, say).
+fn process_and_children(pid: u32) -> Vec<u32> {
     let mut pids = vec![pid];
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -124,17 +139,36 @@ pub fn process_mem(pid: u32) -> Option<Mem> {
             }
         }
     }
-    let mut mem = Mem::default();
+    pids
+}
+
+/// CPU seconds (user + system) a process and its children have used so
+/// far, from `/proc/<pid>/stat`.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_sec <= 0 {
+        return None;
+    }
+    let mut ticks = 0u64;
     let mut found = false;
-    for p in pids {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+    for p in process_and_children(pid) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
             continue;
         };
-        found = true;
-        mem.rss_kib += field_kib(&status, "Rss:");
-        mem.pss_kib += field_kib(&status, "Pss:");
+        // Fields after the command name (which may hold spaces), from state
+        // (field 3): utime and stime are fields 14 and 15.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (field(14), field(15)) {
+            ticks += user + system;
+            found = true;
+        }
     }
-    found.then_some(mem)
+    found.then(|| ticks as f64 / ticks_per_sec as f64)
 }
 
 fn field_kib(text: &str, name: &str) -> u64 {

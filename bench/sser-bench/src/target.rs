@@ -1,6 +1,10 @@
 //! What is being measured: our (= SSER's) API, or any SSE server described by
 //! URL templates. Both end up as a list of topics, each with a subscribe path
 //! and headers and a publish path, so the scenarios never care which.
+//! Identities (our API's `GET /api/v1/stream` and `POST /api/v1/send`,
+//! set up in [`crate::identity`]) fit the same shape: a "topic" is where a
+//! send goes (one user, or the whole application), and subscriber i is
+//! identity i.
 
 use std::net::IpAddr;
 
@@ -14,6 +18,22 @@ pub struct TopicRef {
     pub sub_path: String,
     pub sub_headers: Vec<(String, String)>,
     pub pub_path: String,
+    /// This topic's own publish body around the payload (a send names its
+    /// user in the body); `None`: the target's.
+    pub body: Option<(String, String)>,
+}
+
+/// Where events go and who follows them.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Address {
+    /// Topics: subscriber i follows topic i mod T (`--topics`).
+    #[default]
+    Topics,
+    /// Identities: subscriber i is user i of one application on
+    /// `GET /api/v1/stream`; each event is a `POST /api/v1/send` to one user.
+    Users,
+    /// The same identities; each event is a send to the whole application.
+    App,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +43,8 @@ pub enum Mode {
     Sser { api_token: String },
     /// URL templates with `{topic}`; topics are just names.
     Generic,
+    /// Our API's identities: subscriber i streams with its own token.
+    Identity { tokens: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +72,7 @@ pub struct TargetSpec {
     pub persist: bool,
 }
 
-fn parse_header(h: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_header(h: &str) -> Result<(String, String), String> {
     let (k, v) = h
         .split_once(':')
         .ok_or_else(|| format!("a header is 'Name: value', got {h:?}"))?;
@@ -111,6 +133,7 @@ impl Target {
                             .map(|u| u.path)
                             .unwrap_or_default(),
                         sub_headers: sub_headers.clone(),
+                        body: None,
                         name,
                     }
                 })
@@ -189,6 +212,7 @@ impl Target {
                 sub_path: format!("{}/{id}/events", url.path),
                 pub_path: format!("{}/{id}/events", url.path),
                 sub_headers: headers,
+                body: None,
                 name: id,
             });
         }
@@ -201,6 +225,24 @@ impl Target {
             body_suffix: suffix,
             topics,
         })
+    }
+
+    /// The request subscriber `subscriber` opens to follow `topics`: its
+    /// identity's stream, or [`Target::subscribe_request_many`].
+    pub fn subscribe_request_for(
+        &self,
+        subscriber: usize,
+        topics: &[usize],
+    ) -> Result<Vec<u8>, String> {
+        match &self.mode {
+            Mode::Identity { tokens } => {
+                let token = tokens
+                    .get(subscriber)
+                    .ok_or("more subscribers than identities")?;
+                Ok(crate::identity::stream_request(self, token))
+            }
+            _ => self.subscribe_request_many(topics),
+        }
     }
 
     pub fn subscribe_request(&self, topic: usize) -> Vec<u8> {
@@ -216,6 +258,9 @@ impl Target {
             ([topic], _) => Ok(self.subscribe_request(*topic)),
             (_, Mode::Generic) => {
                 Err("following several topics on one connection needs our API".into())
+            }
+            (_, Mode::Identity { .. }) => {
+                Err("an identity follows its own streams, not a list of topics".into())
             }
             (_, Mode::Sser { api_token }) => {
                 let base = self.sub_url.path.trim_end_matches("/pubsubs");
@@ -238,11 +283,14 @@ impl Target {
 
     pub fn publish_request(&self, topic: usize, payload: &str) -> Vec<u8> {
         let t = &self.topics[topic];
-        let mut body =
-            String::with_capacity(self.body_prefix.len() + payload.len() + self.body_suffix.len());
-        body.push_str(&self.body_prefix);
+        let (prefix, suffix) = t
+            .body
+            .as_ref()
+            .map_or((&self.body_prefix, &self.body_suffix), |(p, s)| (p, s));
+        let mut body = String::with_capacity(prefix.len() + payload.len() + suffix.len());
+        body.push_str(prefix);
         body.push_str(payload);
-        body.push_str(&self.body_suffix);
+        body.push_str(suffix);
         build_request(
             "POST",
             &self.pub_url,
@@ -276,7 +324,7 @@ impl Target {
     }
 }
 
-fn split_body(body: &str) -> Result<(String, String), String> {
+pub(crate) fn split_body(body: &str) -> Result<(String, String), String> {
     let (p, s) = body
         .split_once("{payload}")
         .ok_or("the body template must contain {payload}")?;

@@ -1,5 +1,8 @@
 //! `idle`: open N subscriber connections, hold them, and report how fast they
 //! opened and (given the server's pid) what they cost the server in memory.
+//! With `--identities`, each connection is its own user on
+//! `GET /api/v1/stream` (tokens minted first, see [`crate::identity`]), so
+//! the cost includes what an identity holds: its inboxes and presence.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::stats::{self, Sharded};
 use crate::sub::{self, Accounting, Live};
-use crate::target::{Target, source_ip};
+use crate::target::{Address, Target, source_ip};
 use crate::{Common, Outcome};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -27,11 +30,23 @@ pub struct IdleArgs {
     /// RSS/PSS per connection from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Identity connections (our API): each its own user of one application
+    /// on `GET /api/v1/stream`; --topics is ignored.
+    #[arg(long)]
+    pub identities: bool,
 }
 
 pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
-    let target = Arc::new(Target::setup(&c.target_spec(), a.topics.max(1)).await?);
+    let spec = c.target_spec();
+    let (target, mint_secs) = if a.identities {
+        let (target, secs) = Target::identities(&spec, Address::Users, a.connections).await?;
+        (target, Some(secs))
+    } else {
+        (Target::setup(&spec, a.topics.max(1)).await?, None)
+    };
+    let target = Arc::new(target);
     let spread = c.spread(a.connections);
+    // Minting came first: its allocations are in the baseline, not the delta.
     let mem_before = a.server_pid.and_then(stats::process_mem);
     let (stop_tx, stop_rx) = watch::channel(false);
     let acc = Arc::new(Accounting {
@@ -45,7 +60,7 @@ pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
     let t0 = Instant::now();
     let mut tasks = Vec::with_capacity(a.connections);
     for i in 0..a.connections {
-        let topic = i % target.topics.len();
+        let request = target.subscribe_request_for(i, &[i % target.topics.len()])?;
         let (target, gate, ready, acc, stop) = (
             target.clone(),
             gate.clone(),
@@ -57,7 +72,7 @@ pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.ok();
             // A small read buffer: idle streams carry only heartbeats.
-            let opened = sub::open(&target, topic, source, 512).await;
+            let opened = sub::open_request(&target, &request, source, 512).await;
             drop(permit);
             match opened {
                 Ok(s) => {
@@ -110,9 +125,11 @@ pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
         "scenario": "idle",
         "target": c.label(),
         "params": {
-            "connections": a.connections, "topics": a.topics, "hold_secs": a.hold.as_secs_f64(),
+            "connections": a.connections, "topics": a.topics, "identities": a.identities,
+            "hold_secs": a.hold.as_secs_f64(),
             "threads": c.threads, "source_ips": spread.max(1), "seed": c.seed,
         },
+        "mint_secs": mint_secs,
         "open": open,
         "connect_errors": errors,
         "first_connect_error": first_error,

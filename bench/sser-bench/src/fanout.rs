@@ -7,7 +7,14 @@
 //! (`GET /api/v1/events?topic=…`), so every event reaches K× as many
 //! subscribers' connections as topics are shared.
 //!
-//! Event k (0 ≤ k < M) is sent by publisher k mod P to topic k mod T; its
+//! With `--to users` (our API, issue 11), subscriber i is identity i on
+//! `GET /api/v1/stream` and each event is a `POST /api/v1/send` to one user
+//! (T = N: "topic" i is user i), so every event has one follower; with
+//! `--to app` the same identities follow one application and every send
+//! reaches all of them (T = 1). See [`crate::identity`].
+//!
+//! Event k (0 ≤ k < M) is sent by publisher k mod P to topic k mod T (with
+//! `--random-topic`, a topic drawn by the publisher's seeded generator); its
 //! payload is `sb:<k>:<send time ns>:<padding to S bytes>`. Every subscriber of
 //! topic t must receive every event to t that the server acknowledged; the
 //! difference is loss. Per publisher, k must increase on every stream.
@@ -23,7 +30,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::http::{Conn, connect};
 use crate::stats::{self, Sharded, new_histogram, now_ns};
 use crate::sub::{self, Accounting, Live};
-use crate::target::{Target, source_ip};
+use crate::target::{Address, Target, source_ip};
 use crate::{Common, Outcome};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -57,6 +64,18 @@ pub struct FanoutArgs {
     /// Pause between "all subscribed" and the first publish.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub settle: Duration,
+    /// Where events go: topics; or N identities on `GET /api/v1/stream`
+    /// with each event sent to one user (`users`: --topics is ignored, each
+    /// user is a target) or to the whole application (`app`).
+    #[arg(long, value_enum, default_value_t = Address::Topics)]
+    pub to: Address,
+    /// Send each event to a random topic (or user) instead of k mod T.
+    #[arg(long)]
+    pub random_topic: bool,
+    /// The server's pid: its CPU time (and its children's) while events
+    /// are published and delivered, apart from set-up and connects.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
@@ -66,7 +85,20 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     if a.topics_per_subscriber > a.topics {
         return Err("--topics-per-subscriber cannot exceed --topics".into());
     }
-    let target = Arc::new(Target::setup(&c.target_spec(), a.topics).await?);
+    if a.to != Address::Topics && a.topics_per_subscriber != 1 {
+        return Err("--topics-per-subscriber is for topics, not identities".into());
+    }
+    let spec = c.target_spec();
+    let (target, mint_secs) = match a.to {
+        Address::Topics => (Target::setup(&spec, a.topics).await?, None),
+        to => {
+            let (target, secs) = Target::identities(&spec, to, a.subscribers).await?;
+            (target, Some(secs))
+        }
+    };
+    let target = Arc::new(target);
+    // Identities: one target per user, or one for the application.
+    let topics = target.topics.len();
     let spread = c.spread(a.subscribers);
 
     // 1. Subscribe everyone, a bounded number of connects in flight.
@@ -82,9 +114,9 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     let t_connect = Instant::now();
     for i in 0..a.subscribers {
         let followed: Vec<usize> = (0..a.topics_per_subscriber)
-            .map(|j| (i + j) % a.topics)
+            .map(|j| (i + j) % topics)
             .collect();
-        let request = target.subscribe_request_many(&followed)?;
+        let request = target.subscribe_request_for(i, &followed)?;
         let target = target.clone();
         let gate = gate.clone();
         let ready = ready_tx.clone();
@@ -108,7 +140,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         }));
     }
     drop(ready_tx);
-    let mut per_topic = vec![0u64; a.topics];
+    let mut per_topic = vec![0u64; topics];
     let mut connect_errors = 0u64;
     let mut first_error = None;
     // Every task reports once; the senders stay alive in the running tasks.
@@ -134,8 +166,9 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
 
     // 2. Publish.
     let cpu0 = stats::cpu_seconds();
+    let server_cpu0 = a.server_pid.and_then(stats::process_cpu_secs);
     let ok_per_topic: Arc<Vec<AtomicU64>> =
-        Arc::new((0..a.topics).map(|_| AtomicU64::new(0)).collect());
+        Arc::new((0..topics).map(|_| AtomicU64::new(0)).collect());
     let pub_errors = Arc::new(AtomicU64::new(0));
     let t_pub = Instant::now();
     let mut pubs = Vec::new();
@@ -143,8 +176,8 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         let target = target.clone();
         let ok = ok_per_topic.clone();
         let errors = pub_errors.clone();
-        let (events, publishers, topics, size, rate) =
-            (a.events, a.publishers, a.topics, a.size, a.rate);
+        let (events, publishers, size, rate, random_topic) =
+            (a.events, a.publishers, a.size, a.rate, a.random_topic);
         let mut rng = StdRng::seed_from_u64(c.seed.wrapping_add(p as u64));
         let padding: String = (0..size)
             .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
@@ -160,7 +193,11 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
                     let due = start + Duration::from_secs_f64(k as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let topic = (k % topics as u64) as usize;
+                let topic = if random_topic {
+                    rng.gen_range(0..topics)
+                } else {
+                    (k % topics as u64) as usize
+                };
                 let sent = now_ns();
                 let head = format!("sb:{k}:{sent}:");
                 let pad = size.saturating_sub(head.len());
@@ -228,6 +265,10 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
     }
     let deliver_secs = t_pub.elapsed().as_secs_f64();
     let cpu = stats::cpu_seconds() - cpu0;
+    let server_cpu = match (server_cpu0, a.server_pid.and_then(stats::process_cpu_secs)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
     let _ = stop_tx.send(true);
     let mut received = 0u64;
     let mut out_of_order = 0u64;
@@ -252,11 +293,13 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         "scenario": "fanout",
         "target": c.label(),
         "params": {
-            "topics": a.topics, "subscribers": a.subscribers, "publishers": a.publishers,
+            "to": format!("{:?}", a.to).to_lowercase(), "random_topic": a.random_topic,
+            "topics": topics, "subscribers": a.subscribers, "publishers": a.publishers,
             "topics_per_subscriber": a.topics_per_subscriber,
             "events": a.events, "size": a.size, "rate": a.rate, "seed": c.seed,
             "threads": c.threads, "source_ips": spread.max(1),
         },
+        "mint_secs": mint_secs,
         "subscribed": subscribed,
         "connect_errors": connect_errors,
         "first_connect_error": first_error,
@@ -277,6 +320,11 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         "deliveries_per_sec": deliveries_per_sec,
         "latency": stats::latency_json(&hist),
         "bench_cpu_secs": cpu,
+        "server_deliver_cpu_secs": server_cpu,
+        "server_cpu_us_per_publish": server_cpu.filter(|_| published > 0)
+            .map(|s| s * 1e6 / published as f64),
+        "server_cpu_us_per_delivery": server_cpu.filter(|_| received > 0)
+            .map(|s| s * 1e6 / received as f64),
         "bench_cpu_percent_of_one_core": 100.0 * cpu / deliver_secs,
         "bench_rss_kib": stats::self_rss_kib(),
     });
