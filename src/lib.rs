@@ -15,7 +15,7 @@
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
 //! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`hub`] | topics, identity inboxes (app, user, device) and targeted sends, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
-//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
+//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process, [`broker::RedisBroker`] for a cluster over Redis |
 //! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
@@ -83,6 +83,13 @@ pub enum StartError {
         path: String,
         source: store::StoreError,
     },
+    #[error(
+        "cannot join the cluster (cluster.redis.url / SSER_CLUSTER_REDIS_URL = {url}): {source}"
+    )]
+    Cluster {
+        url: String,
+        source: broker::redis::ConnectError,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("identity tokens (identity.*): {0}")]
@@ -130,9 +137,25 @@ impl Server {
         let readiness = Arc::new(Readiness::default());
         let disk = config.kv.enabled.0.then(|| disk_settings(&config));
         let path = config.kv.dsn.display().to_string();
-        let broker = broker::LocalBroker::open(disk)
+        let local = broker::LocalBroker::open(disk)
             .await
             .map_err(|source| StartError::Store { path, source })?;
+        let broker: Arc<dyn broker::Broker> = match redis_settings(&config) {
+            None => local,
+            Some(settings) => {
+                let url = config::redacted_url(&settings.url);
+                let redis = broker::RedisBroker::connect(
+                    settings,
+                    local,
+                    metrics.clone(),
+                    shutdown.child_token(),
+                )
+                .await
+                .map_err(|source| StartError::Cluster { url, source })?;
+                spawn_redis_readiness(redis.clone(), readiness.clone(), shutdown.child_token());
+                redis
+            }
+        };
         let hub = Hub::new(
             hub_settings(&config),
             broker,
@@ -727,6 +750,42 @@ fn tls_settings(config: &Config) -> tls::TlsSettings {
         reload_interval: ssl.reload_interval.0,
         api_over_http: ssl.api_over_http.0,
     }
+}
+
+/// `cluster.redis.*`, when the node is a cluster member.
+fn redis_settings(config: &Config) -> Option<broker::RedisSettings> {
+    let redis = &config.cluster.redis;
+    redis.url.as_ref().map(|url| broker::RedisSettings {
+        url: url.expose().to_string(),
+        prefix: redis.prefix.clone(),
+        wait_replicas: redis.wait_replicas.0,
+        max_stream_length: redis.max_stream_length.0,
+        timeout: redis.timeout.0,
+    })
+}
+
+/// Keeps the `redis` check of `/readyz` current: every second, whether
+/// Redis answers and the node listens to it.
+fn spawn_redis_readiness(
+    redis: Arc<broker::RedisBroker>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) {
+    readiness.set("redis", true, "connected");
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match redis.health().await {
+                Ok(()) => readiness.set("redis", true, "connected"),
+                Err(why) => readiness.set("redis", false, why),
+            }
+        }
+    });
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

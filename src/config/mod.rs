@@ -9,13 +9,14 @@
 //! configuration table mirrors it.
 //!
 //! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
-//! `presence`, `compat`) lives in its own file with its defaults and its checks
+//! `presence`, `compat`, `cluster`) lives in its own file with its defaults and its checks
 //! (`server`'s connection limits in `connections`);
 //! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
 //! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod cluster;
 mod compat;
 mod compat_go_sse_broker;
 mod compat_gosse;
@@ -39,6 +40,7 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use cluster::{ClusterConfig, RedisConfig, redacted_url};
 pub use compat::{CompatConfig, ProfileMount};
 pub use compat_go_sse_broker::{BrokerJwt, BrokerSse, GoSseBrokerConfig};
 pub use compat_gosse::{GosseAccount, GosseConfig, GosseRole, SameSite};
@@ -118,6 +120,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "SSER_MAX_TOPICS_PER_CONNECTION",
         "pubsub.maxTopicsPerConnection",
     ),
+    ("SSER_CLUSTER_REDIS_URL", "cluster.redis.url"),
+    (
+        "SSER_CLUSTER_REDIS_WAIT_REPLICAS",
+        "cluster.redis.waitReplicas",
+    ),
+    ("SSER_CLUSTER_REDIS_PREFIX", "cluster.redis.prefix"),
+    (
+        "SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH",
+        "cluster.redis.maxStreamLength",
+    ),
+    ("SSER_CLUSTER_REDIS_TIMEOUT", "cluster.redis.timeout"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
@@ -266,6 +279,9 @@ pub struct Config {
     /// The other seeds' APIs (`compat.*`), each off by default.
     #[serde(default)]
     pub compat: CompatConfig,
+    /// Cluster membership over Redis (`cluster.*`), off by default.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -281,6 +297,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             presence: PresenceConfig::default(),
             compat: CompatConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -345,6 +362,7 @@ impl Config {
             self.generated_tokens.push(generated);
         }
         self.presence.check()?;
+        self.cluster.check()?;
         Ok(())
     }
 }

@@ -53,7 +53,7 @@ pub async fn subscribe(
 ) -> Result<Response, ApiError> {
     let who = principal.subscriber()?;
     let span = tracing::Span::current();
-    let topic = match state.hub.get(&id) {
+    let topic = match state.hub.find(&id).await {
         Some(topic) if who.may_read(&topic) => topic,
         None if who.is_operator() => return Err(ApiError::not_found("topic not found")),
         _ => return Err(ApiError::unauthorized("invalid topic token")),
@@ -89,7 +89,7 @@ pub async fn subscribe_topics(
     let mut topics = Vec::with_capacity(ids.len());
     for id in &ids {
         let id = TopicId::parse(id).map_err(|e| ApiError::bad_request(format!("topic {e}")))?;
-        match state.hub.get(&id) {
+        match state.hub.find(&id).await {
             Some(topic) if who.may_read(&topic) => topics.push(topic),
             // Only the API token learns which topics exist.
             None if who.is_operator() => {
