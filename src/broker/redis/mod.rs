@@ -17,8 +17,9 @@
 //! When Redis cannot take a publish, it fails with
 //! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
 //! alone. Node liveness: each node's heartbeat record with a TTL, and the
-//! set of live nodes every node reads ([`nodes`]). Identity inboxes and the presence feed stay on this node (the
-//! wrapped [`LocalBroker`]) in this first version.
+//! set of live nodes every node reads ([`nodes`]). Identity inboxes and the
+//! presence feed stay on this node (the wrapped [`LocalBroker`]) in this
+//! first version.
 
 mod entry;
 mod history;
