@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::notice;
 use crate::broker::Outbox;
-use crate::model::StreamKey;
+use crate::model::{DeviceKey, StreamKey, UserKey};
 use crate::sse;
 
 /// Whose connection it is: the identity of the token that opened it (a
@@ -50,17 +50,17 @@ impl Owner {
     pub fn inboxes(&self) -> Vec<StreamKey> {
         let mut keys = vec![
             StreamKey::App(self.app.clone()),
-            StreamKey::User {
+            StreamKey::User(Arc::new(UserKey {
                 app: self.app.clone(),
                 user: self.user.clone(),
-            },
+            })),
         ];
         if let Some(device) = &self.device {
-            keys.push(StreamKey::Device {
+            keys.push(StreamKey::Device(Arc::new(DeviceKey {
                 app: self.app.clone(),
                 user: self.user.clone(),
                 device: device.clone(),
-            });
+            })));
         }
         keys
     }
