@@ -153,6 +153,7 @@ impl fmt::Debug for StreamKey {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_key_is_three_words() {
@@ -160,8 +161,6 @@ mod tests {
         // stay behind one pointer.
         assert!(std::mem::size_of::<StreamKey>() <= 24);
     }
-
-    use super::*;
 
     #[test]
     fn names_print_stably_and_unambiguously() {

@@ -102,8 +102,9 @@ where
             // Idle since now: the last in line for eviction.
             shared.registry.mark_idle(conn_state);
         }
-        if next == Phase::Busy {
+        if next == Phase::Busy && phase != Phase::Busy {
             timer = None;
+            shared.registry.mark_busy(conn_state);
         }
         phase = next;
         tokio::select! {

@@ -36,8 +36,8 @@ pub struct ConnState {
     served: AtomicBool,
     /// It speaks HTTP/2.
     h2: AtomicBool,
-    /// Its entry in the idle queue; 0 when it has none. Read and written
-    /// only under the registry's lock.
+    /// Its entry in the idle queue; 0 when it has none. Written only under
+    /// the registry's lock (read outside it only by `Registry::mark_busy`).
     idle_key: AtomicU64,
     /// The client's address (kept here, once, rather than in each of the
     /// connection's futures: this is per-connection memory).
@@ -130,10 +130,10 @@ pub struct Caps {
 struct Inner {
     open: usize,
     per_ip: HashMap<IpAddr, u32>,
-    /// Connections with no request in progress, oldest idle first. Entries
-    /// of connections that became busy since stay until they are reached
-    /// (and skipped) or the connection goes idle again or closes, so there
-    /// is at most one entry per open connection.
+    /// Connections with no request in progress, oldest idle first. A
+    /// connection's task takes its entry out when it sees it busy; until
+    /// then (or if it goes idle again or closes first) a busy one's entry
+    /// is skipped when reached. At most one entry per open connection.
     idle: BTreeMap<u64, Arc<ConnState>>,
     next_key: u64,
     /// Evicted connections whose tasks have not closed them yet: they still
@@ -246,6 +246,16 @@ impl Registry {
     /// The connection has no request in progress since now.
     pub(super) fn mark_idle(&self, conn: &Arc<ConnState>) {
         self.inner.lock().queue_idle(conn);
+    }
+
+    /// The connection has a request in progress since now: it leaves the
+    /// idle queue (a stream stays busy for hours, and its entry would be
+    /// per-connection memory). Its own task is the only one that queues it,
+    /// so a zero key, read without the lock, means there is nothing to do.
+    pub(super) fn mark_busy(&self, conn: &ConnState) {
+        if conn.idle_key.load(Ordering::Relaxed) != 0 {
+            self.inner.lock().forget_idle(conn);
+        }
     }
 
     /// Evicts the longest-idle connection, to free a descriptor.
