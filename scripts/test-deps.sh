@@ -5,6 +5,8 @@
 # - chromium: a real browser for the dashboard test, tests/dashboard.rs.
 # - node/npm and tests/browser's npm packages (playwright-core, which drives
 #   the installed Chromium and downloads no browser of its own).
+# - redis-server: a real Redis for the cluster tests, tests/cluster/ (each
+#   test starts its own on a free port; the system service is not used).
 # All from Debian's packages or the npm registry. The tests that need them
 # fail (not skip) when they are missing.
 
@@ -19,6 +21,9 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_packages="$apt_packages nodejs npm"
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_packages="$apt_packages redis-server"
 fi
 if [ -n "$apt_packages" ]; then
   printf '\n==> installing%s\n' "$apt_packages"

@@ -15,7 +15,7 @@
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
 //! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`hub`] | topics, identity inboxes (app, user, device) and targeted sends, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
-//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process |
+//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process, [`broker::RedisBroker`] for a cluster over Redis |
 //! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |
@@ -83,6 +83,13 @@ pub enum StartError {
         path: String,
         source: store::StoreError,
     },
+    #[error(
+        "cannot join the cluster (cluster.redis.url / SSER_CLUSTER_REDIS_URL = {url}): {source}"
+    )]
+    Cluster {
+        url: String,
+        source: broker::redis::ConnectError,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("identity tokens (identity.*): {0}")]
@@ -130,9 +137,25 @@ impl Server {
         let readiness = Arc::new(Readiness::default());
         let disk = config.kv.enabled.0.then(|| disk_settings(&config));
         let path = config.kv.dsn.display().to_string();
-        let broker = broker::LocalBroker::open(disk)
+        let local = broker::LocalBroker::open(disk)
             .await
             .map_err(|source| StartError::Store { path, source })?;
+        let broker: Arc<dyn broker::Broker> = match redis_settings(&config) {
+            None => local,
+            Some(settings) => {
+                let url = config::redacted_url(&settings.url);
+                let redis = broker::RedisBroker::connect(
+                    settings,
+                    local,
+                    metrics.clone(),
+                    shutdown.child_token(),
+                )
+                .await
+                .map_err(|source| StartError::Cluster { url, source })?;
+                spawn_redis_readiness(redis.clone(), readiness.clone(), shutdown.child_token());
+                redis
+            }
+        };
         let hub = Hub::new(
             hub_settings(&config),
             broker,
@@ -197,7 +220,7 @@ impl Server {
                 state: state.clone(),
                 shutdown: shutdown.clone(),
             },
-            compat_profiles(&config),
+            compat_profiles(&config, local_addr(&listener, addr))?,
             &http::paths(&http),
             addr,
         )?;
@@ -575,17 +598,64 @@ fn identity_settings(c: &config::IdentityConfig) -> identity::IdentitySettings {
 }
 
 /// The compatibility profiles from `compat.*` (each `None` when off).
-fn compat_profiles(config: &Config) -> compat::Profiles {
+/// `main_addr` is the main listener's bound address.
+fn compat_profiles(config: &Config, main_addr: SocketAddr) -> Result<compat::Profiles, StartError> {
     let ns = &config.compat.notification_service;
-    compat::Profiles {
+    let gsb = &config.compat.go_sse_broker;
+    Ok(compat::Profiles {
         notification_service: compat_enabled(
             ns.mount(),
             compat::notification_service::NotificationServiceSettings {
                 ping_interval: ns.ping_interval.0,
             },
         ),
+        go_sse_broker: compat_enabled(gsb.mount(), go_sse_broker_settings(config, main_addr)?),
         gosse: compat_enabled(config.compat.gosse.mount(), gosse_settings(config)),
-    }
+    })
+}
+
+/// `compat.goSseBroker.*` (its `jwt.secret` was mapped onto
+/// `identity.secret` when the configuration was loaded).
+fn go_sse_broker_settings(
+    config: &Config,
+    main_addr: SocketAddr,
+) -> Result<compat::go_sse_broker::GoSseBrokerSettings, StartError> {
+    use compat::go_sse_broker::{AddrRange, GoSseBrokerSettings};
+    let gsb = &config.compat.go_sse_broker;
+    let unauthenticated_from = gsb
+        .unauthenticated_from
+        .0
+        .iter()
+        .map(|text| {
+            AddrRange::parse(text).map_err(|why| {
+                StartError::Config(config::ConfigError(format!(
+                    "compat.goSseBroker.unauthenticatedFrom (SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM): {why}"
+                )))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let listens_on = gsb.mount().addr.unwrap_or(main_addr);
+    Ok(GoSseBrokerSettings {
+        app: gsb.app.clone(),
+        token_ttl: gsb.token_ttl(),
+        unauthenticated_from,
+        instance_address: gsb
+            .instance_address
+            .clone()
+            .unwrap_or_else(|| listens_on.to_string()),
+        heartbeat_interval: gsb
+            .heartbeat_interval()
+            .unwrap_or(config.pubsub.tick_frequency.0),
+        device_memory: match config.identity.inbox.max_age.0 {
+            d if d.is_zero() => std::time::Duration::from_secs(7 * 24 * 3600),
+            d => d,
+        },
+    })
+}
+
+/// The address `listener` is bound to (`configured` if it cannot say).
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
 }
 
 /// The goSSE profile's settings from `compat.gosse.*` (accounts already
@@ -680,6 +750,42 @@ fn tls_settings(config: &Config) -> tls::TlsSettings {
         reload_interval: ssl.reload_interval.0,
         api_over_http: ssl.api_over_http.0,
     }
+}
+
+/// `cluster.redis.*`, when the node is a cluster member.
+fn redis_settings(config: &Config) -> Option<broker::RedisSettings> {
+    let redis = &config.cluster.redis;
+    redis.url.as_ref().map(|url| broker::RedisSettings {
+        url: url.expose().to_string(),
+        prefix: redis.prefix.clone(),
+        wait_replicas: redis.wait_replicas.0,
+        max_stream_length: redis.max_stream_length.0,
+        timeout: redis.timeout.0,
+    })
+}
+
+/// Keeps the `redis` check of `/readyz` current: every second, whether
+/// Redis answers and the node listens to it.
+fn spawn_redis_readiness(
+    redis: Arc<broker::RedisBroker>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) {
+    readiness.set("redis", true, "connected");
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match redis.health().await {
+                Ok(()) => readiness.set("redis", true, "connected"),
+                Err(why) => readiness.set("redis", false, why),
+            }
+        }
+    });
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -28,6 +28,8 @@ pub struct Metrics {
     webhooks_retried: AtomicU64,
     webhooks_failed: AtomicU64,
     webhooks_dropped: AtomicU64,
+    /// Events read back from a cluster's Redis that failed validation.
+    cluster_rejected: AtomicU64,
     /// Time from `Hub::publish` being called to the event being in history
     /// and on every subscriber's queue (the 201 follows at once).
     pub publish_latency: LatencyHistogram,
@@ -51,6 +53,7 @@ impl Default for Metrics {
             webhooks_retried: AtomicU64::new(0),
             webhooks_failed: AtomicU64::new(0),
             webhooks_dropped: AtomicU64::new(0),
+            cluster_rejected: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
             connections: ConnectionMetrics::default(),
         }
@@ -138,6 +141,16 @@ impl Metrics {
     }
 
     /// When the process (this `Metrics`) started.
+    /// An event read back from Redis was dropped: its id or type would
+    /// break SSE framing, or it was not sser's encoding.
+    pub fn cluster_entry_rejected(&self) {
+        self.cluster_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cluster_rejected_entries(&self) -> u64 {
+        self.cluster_rejected.load(Ordering::Relaxed)
+    }
+
     pub fn started(&self) -> Instant {
         self.started
     }

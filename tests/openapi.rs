@@ -59,7 +59,21 @@ const ROUTES: &[(&str, &str)] = &[
 /// Tags of the compatibility profiles' operations: documented under a
 /// prefix and checked against the profile's own routes (see
 /// `gosse_operations_match_the_spec`), not against `ROUTES`.
-const PROFILE_TAGS: &[&str] = &["goSSE", "sse-notification-service"];
+const PROFILE_TAGS: &[&str] = &["goSSE", "sse-notification-service", "go-sse-broker"];
+
+/// The go-sse-broker profile's routes, as documented (under the prefix
+/// `/go-sse-broker`).
+const GO_SSE_BROKER_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/go-sse-broker/token"),
+    ("POST", "/go-sse-broker/token"),
+    ("GET", "/go-sse-broker/send"),
+    ("POST", "/go-sse-broker/send"),
+    ("GET", "/go-sse-broker/events"),
+    ("GET", "/go-sse-broker/info"),
+    ("POST", "/go-sse-broker/info"),
+    ("GET", "/go-sse-broker/kick"),
+    ("POST", "/go-sse-broker/kick"),
+];
 
 /// The goSSE profile's routes, as documented (under the prefix `/gosse`).
 const GOSSE_ROUTES: &[(&str, &str)] = &[
@@ -491,6 +505,8 @@ fn spec_is_openapi_3_1_and_self_consistent() {
                 // `{"error":"..."}`, `GosseError`).
                 let shape = match spec.profile(method.as_str(), &path) {
                     Some("goSSE") => "#/components/schemas/GosseError",
+                    // go-sse-broker's envelope with `code` ≠ 1.
+                    Some("go-sse-broker") => "#/components/schemas/GsbError",
                     _ => "#/components/schemas/ErrorResponse",
                 };
                 assert_eq!(schema["$ref"], shape, "{what} {status}: errors use {shape}");
@@ -2035,5 +2051,192 @@ async fn notification_service_profile_matches_the_spec() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     check(&spec, "GET", "/ns/connections/{app}", resp).await;
     drop(stream);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The go-sse-broker profile (tag go-sse-broker), served under /go-sse-broker
+// ---------------------------------------------------------------------------
+
+/// The go-sse-broker profile, served where the spec shows it
+/// (`/go-sse-broker/...`): every route answers, and real answers (success
+/// and refusal, both request forms) match their documented shapes.
+#[tokio::test]
+async fn go_sse_broker_matches_the_spec() {
+    let spec = spec();
+    let documented: BTreeSet<(String, String)> = spec
+        .operations()
+        .into_iter()
+        .filter(|(m, p, _)| spec.profile(m, p) == Some("go-sse-broker"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let expected: BTreeSet<(String, String)> = GO_SSE_BROKER_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "go-sse-broker operations in sser.yaml"
+    );
+    let paths: BTreeSet<String> = expected.iter().map(|(_, p)| p.clone()).collect();
+    let routed: BTreeSet<String> = sser::compat::go_sse_broker::ABOUT
+        .paths
+        .iter()
+        .map(|p| format!("/go-sse-broker{p}"))
+        .collect();
+    assert_eq!(
+        paths, routed,
+        "the profile's paths (ABOUT.paths) and sser.yaml"
+    );
+    let server = TestServer::start_with(|c| {
+        c.identity.secret = Some(Secret::new(JWT_SECRET));
+        c.compat.go_sse_broker.enabled = sser::config::Flag(true);
+        c.compat.go_sse_broker.prefix = "/go-sse-broker".into();
+    })
+    .await;
+    let http = &server.http;
+    // Without a token, every route says so in the documented shape.
+    for (method, path) in GO_SSE_BROKER_ROUTES {
+        let m = Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = http
+            .request(m, server.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        let body = check(&spec, method, path, resp).await;
+        assert_eq!(body["code"], 401, "{method} {path}");
+    }
+    const TOKEN: &str = "/go-sse-broker/token";
+    const SEND: &str = "/go-sse-broker/send";
+    const EVENTS: &str = "/go-sse-broker/events";
+    const INFO: &str = "/go-sse-broker/info";
+    const KICK: &str = "/go-sse-broker/kick";
+    let get = |path: &str, query: &str| {
+        http.get(server.url(&format!("{path}?{query}")))
+            .bearer_auth(API_TOKEN)
+    };
+    let post = |path: &str, body: Value| {
+        http.post(server.url(path))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+    };
+
+    let token = check(
+        &spec,
+        "GET",
+        TOKEN,
+        get(TOKEN, "uid=1965&device=d1").send().await.unwrap(),
+    )
+    .await;
+    let token = token["result"].as_str().expect("token").to_string();
+    let posted = check(
+        &spec,
+        "POST",
+        TOKEN,
+        post(TOKEN, json!({"uid": "1986"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(posted["code"], 1);
+    let refused = check(
+        &spec,
+        "GET",
+        TOKEN,
+        get(TOKEN, "ttl=5").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(refused["code"], 400);
+    let multipart = http
+        .post(server.url(TOKEN))
+        .bearer_auth(API_TOKEN)
+        .header(CONTENT_TYPE, "multipart/form-data; boundary=x")
+        .body("--x--")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check(&spec, "POST", TOKEN, multipart).await["code"], 415);
+
+    // The stream: documented head, then the body as described.
+    let mut stream = http
+        .get(server.url(&format!("{EVENTS}?token={token}&device=d1")))
+        .send()
+        .await
+        .unwrap();
+    check_head(&spec, "GET", EVENTS, stream.status(), stream.headers());
+    read_until(&mut stream, "event: sys_connected\ndata: 127.0.0.1\n\n").await;
+    let sent = check(
+        &spec,
+        "GET",
+        SEND,
+        get(SEND, "uid=1965&data=hello").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(sent["result"], 1);
+    read_until(&mut stream, "data: hello\n\n").await;
+    let sent = check(
+        &spec,
+        "POST",
+        SEND,
+        post(
+            SEND,
+            json!({"device": "d1", "event": "custom-event", "data": "hi"}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(sent["result"], 1);
+    read_until(&mut stream, "event: custom-event\ndata: hi\n\n").await;
+    let empty = check(
+        &spec,
+        "GET",
+        SEND,
+        get(SEND, "uid=1965").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(empty["msg"], "data cannot be empty");
+    let denied = http
+        .get(server.url(&format!("{EVENTS}?token={token}&device=d2")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        check(&spec, "GET", EVENTS, denied).await["msg"],
+        "Invalid device"
+    );
+
+    // Every shape /info has.
+    for query in [
+        "",
+        "uid=1965",
+        "device=d1",
+        "device=d1&uid=1965",
+        "address=127.0.0.1",
+        "uid=nobody",
+    ] {
+        let v = check(&spec, "GET", INFO, get(INFO, query).send().await.unwrap()).await;
+        assert_eq!(v["code"], 1, "{query}: {v}");
+    }
+    let v = check(
+        &spec,
+        "POST",
+        INFO,
+        post(INFO, json!({"uid": "1965"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(v["result"]["online"], true);
+
+    let kicked = check(
+        &spec,
+        "POST",
+        KICK,
+        post(KICK, json!({"device": "d1"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(kicked["result"], 1);
+    read_until(&mut stream, "event: sys_kick_offline\n").await;
+    let nobody = check(&spec, "GET", KICK, get(KICK, "").send().await.unwrap()).await;
+    assert_eq!(nobody["code"], 400);
     server.stop().await;
 }

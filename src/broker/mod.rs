@@ -10,9 +10,9 @@
 //! a position, which is all the hub needs for exact resume and lag catch-up.
 //!
 //! [`LocalBroker`] is the single-node implementation: in-process fan-out
-//! over memory logs and the redb/sled store. A clustered broker (Redis)
-//! implements the same trait with the same [`Followers`] lists for its own
-//! node's connections; neither HTTP nor connections change. The shape
+//! over memory logs and the redb/sled store. [`RedisBroker`] (a cluster
+//! member) implements the same trait with the same [`Followers`] lists for
+//! its own node's connections; neither HTTP nor connections change. The shape
 //! follows Mercure's `Transport` (dispatch, add/remove subscriber, history),
 //! with positions instead of event ids so that resume is exact per stream.
 
@@ -21,6 +21,7 @@ pub mod followers;
 mod inbox;
 pub mod local;
 pub mod outbox;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use event::{Delivery, InvalidEvent, NewEvent, Published};
 pub use followers::{FollowTicket, Followers};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
+pub use redis::{RedisBroker, RedisSettings};
 
 use crate::model::{Position, Retention, StreamKey};
 use crate::store::{StoreError, TopicRecord};
@@ -42,6 +44,19 @@ pub enum BrokerError {
     PersistenceUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared store of a cluster (Redis) cannot take or give the
+    /// event now; nothing was applied. The text is safe to show clients.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A change to the topic registry made on another node of a cluster.
+#[derive(Debug, Clone)]
+pub enum TopicChange {
+    /// Open this topic here too (its stream is already open in the broker).
+    Created(TopicRecord),
+    /// The topic is gone: its followers here were told already.
+    Deleted(String),
 }
 
 /// How a stream comes to be opened.
@@ -161,4 +176,17 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Makes all history durable (shutdown).
     async fn flush(&self) -> Result<(), BrokerError>;
+
+    /// The record of topic `id` if the cluster has it although this node
+    /// has not opened it (created elsewhere moments ago); always `None` on
+    /// a single node.
+    async fn lookup_topic(&self, _id: &str) -> Result<Option<TopicRecord>, BrokerError> {
+        Ok(None)
+    }
+
+    /// Topics created or deleted on other nodes, for a broker shared by a
+    /// cluster; `None` on a single node. Only the first call gets them.
+    fn topic_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<TopicChange>> {
+        None
+    }
 }

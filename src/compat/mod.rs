@@ -34,6 +34,7 @@
 //! claimants and the keys to change.
 
 mod conflicts;
+pub mod go_sse_broker;
 pub mod gosse;
 pub mod notification_service;
 
@@ -96,6 +97,7 @@ pub struct Enabled<S> {
 #[derive(Debug, Clone, Default)]
 pub struct Profiles {
     pub notification_service: Option<Enabled<notification_service::NotificationServiceSettings>>,
+    pub go_sse_broker: Option<Enabled<go_sse_broker::GoSseBrokerSettings>>,
     pub gosse: Option<Enabled<gosse::GosseSettings>>,
 }
 
@@ -164,6 +166,14 @@ pub fn mount(
         let router = notification_service::router(ctx.clone(), p.settings);
         plan.push(Planned {
             about: notification_service::ABOUT,
+            placement: p.placement,
+            router,
+        });
+    }
+    if let Some(p) = profiles.go_sse_broker {
+        let router = go_sse_broker::router(ctx.clone(), p.settings);
+        plan.push(Planned {
+            about: go_sse_broker::ABOUT,
             placement: p.placement,
             router,
         });

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::compat_go_sse_broker::GoSseBrokerConfig;
 use super::compat_gosse::GosseConfig;
 use super::compat_notification_service::NotificationServiceConfig;
 use super::identity::IdentityConfig;
@@ -22,6 +23,8 @@ use super::values::{Flag, ListenAddr};
 pub struct CompatConfig {
     /// sse-notification-service (`compat.notificationService.*`).
     pub notification_service: NotificationServiceConfig,
+    /// go-sse-broker (`compat.goSseBroker.*`).
+    pub go_sse_broker: GoSseBrokerConfig,
     /// goSSE (`compat.gosse.*`).
     pub gosse: GosseConfig,
 }
@@ -83,6 +86,8 @@ impl CompatConfig {
         app_env: &str,
     ) -> Result<(), ConfigError> {
         self.notification_service.check(identity, app_env)?;
+        self.go_sse_broker.check()?;
+        self.go_sse_broker.apply(app_env, identity)?;
         self.gosse.check()?;
         Ok(())
     }

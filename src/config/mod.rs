@@ -9,14 +9,16 @@
 //! configuration table mirrors it.
 //!
 //! Each section (`server`, `pubsub`, `kv`, `log`, `metrics`, `identity`,
-//! `presence`, `compat`) lives in its own file with its defaults and its checks
+//! `presence`, `compat`, `cluster`) lives in its own file with its defaults and its checks
 //! (`server`'s connection limits in `connections`);
 //! `load` reads the layers; this file holds [`Config`], `ENV_VARS` and the
 //! entry points. Configuration
 //! imports no component: components own their settings types, and `lib.rs`
 //! turns a `Config` into them.
 
+mod cluster;
 mod compat;
+mod compat_go_sse_broker;
 mod compat_gosse;
 mod compat_notification_service;
 mod connections;
@@ -38,7 +40,9 @@ use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub use cluster::{ClusterConfig, RedisConfig, redacted_url};
 pub use compat::{CompatConfig, ProfileMount};
+pub use compat_go_sse_broker::{BrokerJwt, BrokerSse, GoSseBrokerConfig};
 pub use compat_gosse::{GosseAccount, GosseConfig, GosseRole, SameSite};
 pub use compat_notification_service::NotificationServiceConfig;
 pub use identity::{
@@ -116,6 +120,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "SSER_MAX_TOPICS_PER_CONNECTION",
         "pubsub.maxTopicsPerConnection",
     ),
+    ("SSER_CLUSTER_REDIS_URL", "cluster.redis.url"),
+    (
+        "SSER_CLUSTER_REDIS_WAIT_REPLICAS",
+        "cluster.redis.waitReplicas",
+    ),
+    ("SSER_CLUSTER_REDIS_PREFIX", "cluster.redis.prefix"),
+    (
+        "SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH",
+        "cluster.redis.maxStreamLength",
+    ),
+    ("SSER_CLUSTER_REDIS_TIMEOUT", "cluster.redis.timeout"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
@@ -187,6 +202,36 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     // sse-notification-service's own name for its token key.
     ("JWT_SECRET", "compat.notificationService.jwtSecret"),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_ENABLED",
+        "compat.goSseBroker.enabled",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_PREFIX",
+        "compat.goSseBroker.prefix",
+    ),
+    ("SSER_COMPAT_GO_SSE_BROKER_ADDR", "compat.goSseBroker.addr"),
+    ("SSER_COMPAT_GO_SSE_BROKER_APP", "compat.goSseBroker.app"),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_UNAUTHENTICATED_FROM",
+        "compat.goSseBroker.unauthenticatedFrom",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_INSTANCE_ADDRESS",
+        "compat.goSseBroker.instanceAddress",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_JWT_SECRET",
+        "compat.goSseBroker.jwt.secret",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_JWT_EXPIRE",
+        "compat.goSseBroker.jwt.expire",
+    ),
+    (
+        "SSER_COMPAT_GO_SSE_BROKER_HEARTBEAT_INTERVAL",
+        "compat.goSseBroker.sse.heartbeat_interval",
+    ),
     ("SSER_COMPAT_GOSSE_ENABLED", "compat.gosse.enabled"),
     ("SSER_COMPAT_GOSSE_PREFIX", "compat.gosse.prefix"),
     ("SSER_COMPAT_GOSSE_ADDR", "compat.gosse.addr"),
@@ -234,6 +279,9 @@ pub struct Config {
     /// The other seeds' APIs (`compat.*`), each off by default.
     #[serde(default)]
     pub compat: CompatConfig,
+    /// Cluster membership over Redis (`cluster.*`), off by default.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -249,6 +297,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             presence: PresenceConfig::default(),
             compat: CompatConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -313,6 +362,7 @@ impl Config {
             self.generated_tokens.push(generated);
         }
         self.presence.check()?;
+        self.cluster.check()?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! that is passed on to subscribers as it is.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -21,24 +22,28 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                return ApiError::new(
-                    status,
-                    "request body is larger than server.maxRequestBodySize",
-                );
-            }
-            if let Some(timeout) = timed_out(&rejection) {
-                return ApiError::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string());
-            }
-            ApiError::new(
-                status,
-                format!("could not read the request body: {rejection}"),
-            )
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Why a body could not be read: 413 over the size limit, 408 when it did
+/// not arrive in time, else the rejection's own status and reason.
+pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            "request body is larger than server.maxRequestBodySize",
+        );
+    }
+    if let Some(timeout) = timed_out(&rejection) {
+        return ApiError::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string());
+    }
+    ApiError::new(
+        status,
+        format!("could not read the request body: {rejection}"),
+    )
 }
 
 /// Parses a request body as the extractor does, once it has been read within

@@ -143,6 +143,7 @@ impl From<HubError> for ApiError {
             HubError::PersistenceUnavailable => ApiError::bad_request(
                 "Persistent store is not available: start the server with SSER_PERSISTENT_STORE_ENABLED=true",
             ),
+            HubError::Unavailable(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why),
             HubError::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::new(

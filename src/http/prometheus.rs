@@ -135,6 +135,12 @@ pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
         get("topics_deleted") as f64,
     );
     metric(
+        "sser_cluster_rejected_entries_total",
+        "counter",
+        "Events read back from the cluster's Redis and dropped because they failed validation (an id or type with CR, LF or NUL, or not sser's encoding).",
+        metrics.cluster_rejected_entries() as f64,
+    );
+    metric(
         "sser_uptime_seconds",
         "gauge",
         "Seconds since the server started.",

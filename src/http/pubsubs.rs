@@ -122,7 +122,8 @@ pub async fn show(
     principal.monitor()?;
     let topic = state
         .hub
-        .get(&id)
+        .find(&id)
+        .await
         .ok_or_else(|| ApiError::not_found("topic not found"))?;
     Ok(Json(json!({ "pubsub": describe(&topic) })))
 }
@@ -170,7 +171,8 @@ pub async fn publish(
     tracing::Span::current().record("topic", id.as_str());
     let topic = state
         .hub
-        .get(&id)
+        .find(&id)
+        .await
         .ok_or_else(|| ApiError::not_found("topic not found"))?;
     let spec = body.event;
     let event = validated_event(

@@ -68,7 +68,7 @@ pub async fn stream(
                 "this identity may not follow topic {id}: no selector in its token's topics claim matches it"
             )));
         }
-        match state.hub.get(&id) {
+        match state.hub.find(&id).await {
             Some(topic) => topics.push(topic),
             None => return Err(ApiError::not_found(format!("topic not found: {id}"))),
         }
@@ -90,6 +90,7 @@ pub async fn stream(
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         })
         .await?;
     span.record("conn", &*subscription.conn_id);

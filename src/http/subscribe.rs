@@ -53,7 +53,7 @@ pub async fn subscribe(
 ) -> Result<Response, ApiError> {
     let who = principal.subscriber()?;
     let span = tracing::Span::current();
-    let topic = match state.hub.get(&id) {
+    let topic = match state.hub.find(&id).await {
         Some(topic) if who.may_read(&topic) => topic,
         None if who.is_operator() => return Err(ApiError::not_found("topic not found")),
         _ => return Err(ApiError::unauthorized("invalid topic token")),
@@ -89,7 +89,7 @@ pub async fn subscribe_topics(
     let mut topics = Vec::with_capacity(ids.len());
     for id in &ids {
         let id = TopicId::parse(id).map_err(|e| ApiError::bad_request(format!("topic {e}")))?;
-        match state.hub.get(&id) {
+        match state.hub.find(&id).await {
             Some(topic) if who.may_read(&topic) => topics.push(topic),
             // Only the API token learns which topics exist.
             None if who.is_operator() => {
@@ -164,8 +164,20 @@ impl StreamQuery {
 /// resume point was truncated.
 pub fn stream_response(subscription: Subscription) -> Response {
     let truncated = subscription.truncated;
-    let conn_id = HeaderValue::from_str(&subscription.conn_id).ok();
-    let mut response = sse_response(subscription.into_stream());
+    let conn_id = subscription.conn_id.clone();
+    connection_response(&conn_id, truncated, subscription.into_stream())
+}
+
+/// The SSE response of connection `conn_id` whose body is `stream` (its
+/// subscription's stream, perhaps with a compatibility profile's frames
+/// around it): the SSE headers, its id, and whether its resume point was
+/// truncated.
+pub(crate) fn connection_response<S>(conn_id: &str, truncated: bool, stream: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    let conn_id = HeaderValue::from_str(conn_id).ok();
+    let mut response = sse_response(stream);
     let h = response.headers_mut();
     if truncated {
         h.insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::farewell::Farewell;
 use super::notice;
 use crate::broker::Outbox;
 use crate::model::{DeviceKey, StreamKey, UserKey};
@@ -72,8 +73,9 @@ pub enum EndReason {
     /// An operator ended it (`DELETE /api/v1/connections/:id`,
     /// `POST /api/v1/kick`), with the reason it gave, if any.
     Kicked { reason: Option<String> },
-    /// A newer connection of the same (app, user, device) replaced it.
-    TakenOver,
+    /// A newer connection of the same (app, user, device) replaced it,
+    /// opened from `by` (when the listener knew the address).
+    TakenOver { by: Option<SocketAddr> },
     /// Its identity token expired during the stream.
     Expired,
     /// The server is stopping.
@@ -87,7 +89,7 @@ impl EndReason {
     pub(crate) fn farewell(&self) -> Bytes {
         match self {
             EndReason::Kicked { reason } => notice::kicked(reason.as_deref()),
-            EndReason::TakenOver => notice::taken_over(),
+            EndReason::TakenOver { .. } => notice::taken_over(),
             EndReason::Expired => notice::token_expired(),
             EndReason::Shutdown => sse::comment_frame(notice::SHUTDOWN_NOTICE),
         }
@@ -98,15 +100,25 @@ pub struct Connection {
     id: Arc<str>,
     outbox: Arc<Outbox>,
     streams: Box<[StreamKey]>,
-    /// Boxed: one pointer on the many connections that have none.
-    owner: Option<Arc<Owner>>,
+    /// Its identity and its profile's farewell, when it has either.
+    rare: Option<Box<Rare>>,
     opened_at_ms: u64,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
-    /// The chunk that carried the `id:` line of the last event written.
-    /// Kept as written (a shared `Bytes`, no copy) and read only when
-    /// someone lists the connection.
-    last_sent: Mutex<Option<Bytes>>,
+    /// The `id:` of the last event written, on a connection whose ids are
+    /// its own (a labelled one: the cursor over its streams), copied. A
+    /// one-topic connection's last event is in its outbox instead (see
+    /// [`Outbox::record_sent`]).
+    sent_id: Mutex<Vec<u8>>,
+}
+
+/// What few connections have, behind one pointer: that pointer is all a
+/// topic connection pays for them (this is per-connection memory).
+struct Rare {
+    owner: Option<Owner>,
+    /// How its last words are spelt when the server ends it (a
+    /// compatibility profile's connection); `None`: natively.
+    farewell: Option<Arc<dyn Farewell>>,
 }
 
 impl Connection {
@@ -116,21 +128,23 @@ impl Connection {
         streams: Box<[StreamKey]>,
         owner: Option<Owner>,
         remote: Option<SocketAddr>,
+        farewell: Option<Arc<dyn Farewell>>,
     ) -> Self {
         Connection {
             id,
             outbox,
             streams,
-            owner: owner.map(Arc::new),
+            rare: (owner.is_some() || farewell.is_some())
+                .then(|| Box::new(Rare { owner, farewell })),
             opened_at_ms: crate::model::now_ms(),
             remote,
-            last_sent: Mutex::new(None),
+            sent_id: Mutex::new(Vec::new()),
         }
     }
 
     /// The identity it was opened with, if any.
-    pub fn owner(&self) -> Option<&Arc<Owner>> {
-        self.owner.as_ref()
+    pub fn owner(&self) -> Option<&Owner> {
+        self.rare.as_ref()?.owner.as_ref()
     }
 
     pub fn id(&self) -> &str {
@@ -159,16 +173,23 @@ impl Connection {
     /// The `id:` of the last event written to it (what its client would
     /// send as `Last-Event-ID`), if any was.
     pub fn last_event_id(&self) -> Option<String> {
-        let chunk = self.last_sent.lock().clone()?;
-        let line = chunk.strip_prefix(b"id: ")?;
-        let end = line.iter().position(|&b| b == b'\n')?;
-        Some(String::from_utf8_lossy(&line[..end]).into_owned())
+        {
+            let copied = self.sent_id.lock();
+            if !copied.is_empty() {
+                return Some(String::from_utf8_lossy(&copied).into_owned());
+            }
+        }
+        let last = self.outbox.last_sent()?;
+        let id = sse::id_of(&last.frame)?;
+        Some(String::from_utf8_lossy(id).into_owned())
     }
 
-    /// Remembers `chunk`, which starts with the `id:` line of the event just
-    /// written.
-    pub(crate) fn record_sent(&self, chunk: &Bytes) {
-        *self.last_sent.lock() = Some(chunk.clone());
+    /// Remembers `id`, the `id:` of the event just written on a labelled
+    /// connection.
+    pub(crate) fn record_sent_id(&self, id: &[u8]) {
+        let mut copied = self.sent_id.lock();
+        copied.clear();
+        copied.extend_from_slice(id);
     }
 
     /// Ends the connection once what is queued has been sent.
@@ -191,8 +212,18 @@ impl Connection {
     pub(crate) fn end_because(&self, why: &EndReason) {
         match why {
             EndReason::Shutdown => self.outbox.shutdown(),
-            why => self.outbox.end_with(why.farewell()),
+            why => self.outbox.end_with(self.farewell(why)),
         }
+    }
+
+    /// The last frame of this connection when the server ends it for
+    /// `why`: its profile's spelling, else the native notice.
+    pub(crate) fn farewell(&self, why: &EndReason) -> Bytes {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.farewell.as_ref())
+            .and_then(|f| f.frame(why))
+            .unwrap_or_else(|| why.farewell())
     }
 
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {
@@ -204,7 +235,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
-            .field("owner", &self.owner)
+            .field("owner", &self.owner())
             .field("streams", &self.streams)
             .finish()
     }

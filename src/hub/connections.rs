@@ -187,7 +187,8 @@ impl Connections {
                 r.per_ip.add(ip);
             }
             if let Some(victim) = victim {
-                Self::remove_locked(&mut r, &victim, Some(&EndReason::TakenOver), true);
+                let why = EndReason::TakenOver { by: conn.remote() };
+                Self::remove_locked(&mut r, &victim, Some(&why), true);
             }
         }
         if conn.streams().first() == Some(&StreamKey::Presence) {
@@ -277,6 +278,12 @@ impl Connections {
             identity: identity as u64,
             presence: presence as u64,
         }
+    }
+
+    /// How many users of `app` are connected, and with how many identity
+    /// connections. O(1).
+    pub fn app_counts(&self, app: &str) -> (usize, usize) {
+        self.inner.lock().owners.app_counts(app)
     }
 
     /// Every open connection, in id order.

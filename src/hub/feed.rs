@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -31,11 +31,13 @@ use tokio::time::{Interval, Sleep};
 use super::admission::Refusal;
 use super::connection::{Connection, EndReason, Owner};
 use super::connections::Registration;
+use super::farewell::Farewell;
+use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
-use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
+use crate::broker::{Broker, BrokerError, Delivery, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
@@ -57,10 +59,14 @@ pub struct Subscription {
 
 struct Feed {
     broker: Arc<dyn Broker>,
+    /// The connection's queue (also reachable through `life.conn`; held
+    /// here so that reading an event touches no other per-connection
+    /// object).
+    outbox: Arc<Outbox>,
     retry_ms: u64,
     framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
-    streams: Box<[Followed]>,
+    streams: Streams,
     /// Ends the connection when its token expires. Boxed, like the next
     /// one: most connections have neither, and each costs them a pointer.
     expiry: Option<Pin<Box<Sleep>>>,
@@ -88,17 +94,6 @@ impl OwnHeartbeat {
     }
 }
 
-struct Followed {
-    /// The position of the last event sent.
-    cursor: Position,
-    /// Leaves the stream's fan-out when dropped; `None` once it closed.
-    ticket: Option<FollowTicket>,
-    /// How to replay before going live, if at all.
-    start: Option<Replay>,
-    /// Starts with a truncation notice.
-    truncated: bool,
-}
-
 /// One replay step.
 enum Step {
     Frames(Vec<Bytes>, bool),
@@ -120,6 +115,8 @@ pub(crate) struct Opening {
     pub naming: Naming,
     /// Its own heartbeat, instead of the hub's comment.
     pub heartbeat: Option<Heartbeat>,
+    /// Its last words in its profile's spelling; `None`: natively.
+    pub farewell: Option<Arc<dyn Farewell>>,
 }
 
 /// Opens a connection: registers it (for an identity connection, that is
@@ -134,6 +131,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         remote,
         naming,
         heartbeat,
+        farewell,
     } = opening;
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
@@ -144,6 +142,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         keys.clone(),
         owner,
         remote,
+        farewell,
     ));
     let registration = hub
         .connections
@@ -156,7 +155,6 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         registration,
         conn,
         metrics: hub.metrics.clone(),
-        opened: Instant::now(),
         counted: false,
     };
 
@@ -182,9 +180,10 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     };
     let mut feed = Feed {
         broker: hub.broker.clone(),
+        outbox,
         retry_ms: hub.settings.retry.as_millis() as u64,
         framing,
-        streams: streams.into_boxed_slice(),
+        streams: Streams::from(streams),
         expiry: expires_at.map(|at| Box::pin(tokio::time::sleep_until(deadline_of(at)))),
         own_heartbeat: heartbeat.map(|h| Box::new(OwnHeartbeat::start(h))),
         life,
@@ -224,17 +223,28 @@ impl Feed {
     }
 
     /// `delivery` from stream `slot` as this connection writes it, unless it
-    /// was sent already (or its stream closed).
+    /// was sent already (or its stream closed). A labelled connection's id
+    /// is recorded here; the caller records a one-topic stream's event
+    /// ([`Outbox::record_sent`]), since it may hand over its reference.
     fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
         let stream = self.streams.get_mut(slot)?;
         if stream.ticket.is_none() || delivery.position <= stream.cursor {
             return None;
         }
         stream.cursor = delivery.position;
-        let cursors = self.streams.iter().map(|s| s.cursor);
-        let key = &self.life.conn.streams()[slot];
-        let frames = self.framing.event(key, &delivery.frame, cursors);
-        self.life.conn.record_sent(frames.first());
+        let frames = match &self.framing {
+            // The hot path of a one-topic stream: the shared frame as it is.
+            Framing::Shared => Frames::One(delivery.frame.clone()),
+            Framing::Labelled { .. } | Framing::Unlabelled { .. } => {
+                let cursors = self.streams.iter().map(|s| s.cursor);
+                let key = &self.life.conn.streams()[slot];
+                let frames = self.framing.event(key, &delivery.frame, cursors);
+                if let Some(id) = sse::id_of(frames.first()) {
+                    self.life.conn.record_sent_id(id);
+                }
+                frames
+            }
+        };
         self.life.metrics.event_sent(frames.len());
         Some(frames)
     }
@@ -269,12 +279,19 @@ impl Feed {
             }
         }
         let done = batch.events.len() < REPLAY_BATCH;
+        let mut last = None;
         for delivery in &batch.events {
             match self.deliver(slot, delivery) {
-                Some(Frames::One(a)) => frames.push(a),
+                Some(Frames::One(a)) => {
+                    frames.push(a);
+                    last = Some(delivery);
+                }
                 Some(Frames::Two(a, b)) => frames.extend([a, b]),
                 None => {}
             }
+        }
+        if let Some(last) = last {
+            self.outbox.record_sent(Arc::new(last.clone()));
         }
         Step::Frames(frames, done)
     }
@@ -353,7 +370,7 @@ impl Subscription {
                         }
                     }
                 }
-                let outbox = feed.life.conn.outbox();
+                let outbox = &feed.outbox;
                 let registration = &feed.life.registration;
                 let (expiry, own_heartbeat) = (&mut feed.expiry, &mut feed.own_heartbeat);
                 let item = poll_fn(|cx| {
@@ -365,7 +382,8 @@ impl Subscription {
                         // Out of the registry now, presence reason
                         // `expired`; the notice is written below.
                         registration.end(&EndReason::Expired);
-                        return Poll::Ready(Some(Item::End(Some(Box::new(notice::token_expired())))));
+                        let farewell = feed.life.conn.farewell(&EndReason::Expired);
+                        return Poll::Ready(Some(Item::End(Some(Box::new(farewell)))));
                     }
                     // `None`: the connection's own heartbeat is due.
                     if let Some(own) = own_heartbeat.as_mut()
@@ -384,7 +402,10 @@ impl Subscription {
                 };
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
-                        Some(Frames::One(frame)) => yield Ok(frame),
+                        Some(Frames::One(frame)) => {
+                            feed.outbox.record_sent(delivery);
+                            yield Ok(frame);
+                        }
                         Some(Frames::Two(head, rest)) => {
                             yield Ok(head);
                             yield Ok(rest);
@@ -413,7 +434,7 @@ impl Subscription {
                         }
                     }
                     Item::Shutdown => {
-                        yield Ok(sse::comment_frame(notice::SHUTDOWN_NOTICE));
+                        yield Ok(feed.life.conn.farewell(&EndReason::Shutdown));
                         return;
                     }
                     Item::End(farewell) => {
@@ -433,7 +454,6 @@ struct Life {
     registration: Registration,
     conn: Arc<Connection>,
     metrics: Arc<Metrics>,
-    opened: Instant,
     /// Counted as opened (it got as far as a body).
     counted: bool,
 }
@@ -448,7 +468,8 @@ impl Drop for Life {
             topic = %streams.first().and_then(StreamKey::topic).map_or("", |t| t.as_str()),
             topics = streams.len(),
             conn = %self.conn.id(),
-            duration_ms = self.opened.elapsed().as_millis() as u64,
+            // From the connection's own clock: one instant fewer per body.
+            duration_ms = crate::model::now_ms().saturating_sub(self.conn.opened_at_ms()),
             "subscriber disconnected"
         );
         self.metrics.subscriber_closed();

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use futures_util::future::join_all;
 
 use super::connection::Owner;
+use super::farewell::Farewell;
 use super::feed::{self, Opening};
 use super::framing::{Heartbeat, Naming};
 use super::resume::Ask;
@@ -52,6 +53,9 @@ pub struct ConnectSpec {
     pub naming: Naming,
     /// Its own heartbeat, instead of the hub's comment (`None`: the hub's).
     pub heartbeat: Option<Heartbeat>,
+    /// Its last words when the server ends it, in a compatibility
+    /// profile's spelling (`None`: the native notices).
+    pub farewell: Option<Arc<dyn Farewell>>,
 }
 
 /// One inbox a send published to.
@@ -80,6 +84,7 @@ impl Hub {
             remote,
             naming,
             heartbeat,
+            farewell,
         } = spec;
         topics.sort_by(|a, b| a.id.cmp(&b.id));
         topics.dedup_by(|a, b| a.id == b.id);
@@ -93,6 +98,7 @@ impl Hub {
             remote,
             naming,
             heartbeat,
+            farewell,
         };
         feed::open(self, opening).await
     }

@@ -18,7 +18,9 @@
 pub mod admission;
 pub mod connection;
 pub mod connections;
+pub mod farewell;
 pub mod feed;
+mod followed;
 mod framing;
 pub mod inboxes;
 pub mod notice;
@@ -41,6 +43,7 @@ pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
+pub use farewell::Farewell;
 pub use feed::Subscription;
 pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
@@ -48,7 +51,7 @@ pub use owners::Selector;
 pub use resume::Resume;
 pub use topic::Topic;
 
-use crate::broker::{Broker, BrokerError, Origin};
+use crate::broker::{Broker, BrokerError, Origin, TopicChange};
 use crate::metrics::{Metrics, TopicCounts};
 use crate::model::{Retention, StreamKey, TopicId, now_ms};
 use crate::secret::{Secret, new_id};
@@ -105,6 +108,9 @@ pub enum HubError {
     PersistenceUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster's shared store cannot apply the request now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<BrokerError> for HubError {
@@ -113,6 +119,7 @@ impl From<BrokerError> for HubError {
             BrokerError::NotFound => HubError::NotFound,
             BrokerError::PersistenceUnavailable => HubError::PersistenceUnavailable,
             BrokerError::Store(e) => HubError::Store(e),
+            BrokerError::Unavailable(why) => HubError::Unavailable(why),
         }
     }
 }
@@ -123,10 +130,11 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     connections: Arc<Connections>,
     metrics: Arc<Metrics>,
-    /// Serialises [`Hub::topic_on_demand`]'s openings, so two callers
-    /// naming a new topic together open it once. It guards no data and is
-    /// held only across opening an in-memory stream (no I/O), by those
-    /// callers alone: the one lock in the hub held across an await.
+    /// Serialises [`Hub::topic_on_demand`]'s openings (and, in a cluster,
+    /// of topics other nodes created), so two callers naming a new topic
+    /// together open it once. It guards no data and is held only across
+    /// opening an in-memory stream (no I/O), by those callers alone: the
+    /// one lock in the hub held across an await.
     on_demand: tokio::sync::Mutex<()>,
 }
 
@@ -171,8 +179,35 @@ impl Hub {
             )
             .await?;
         }
+        if let Some(changes) = hub.broker.topic_changes() {
+            tokio::spawn(Hub::follow_topic_changes(Arc::downgrade(&hub), changes));
+        }
         tokio::spawn(Hub::tick(Arc::downgrade(&hub), shutdown));
         Ok(hub)
+    }
+
+    /// In a cluster: topics created on other nodes open here too, topics
+    /// deleted there leave here (their followers were told by the broker).
+    async fn follow_topic_changes(
+        hub: Weak<Hub>,
+        mut changes: tokio::sync::mpsc::UnboundedReceiver<TopicChange>,
+    ) {
+        while let Some(change) = changes.recv().await {
+            let Some(hub) = hub.upgrade() else { return };
+            match change {
+                TopicChange::Created(record) => {
+                    if let Err(e) = hub.open_shared(&record).await {
+                        tracing::warn!(topic = %record.id, error = %e, "cannot open a topic created on another node");
+                    }
+                }
+                TopicChange::Deleted(id) => {
+                    let mut topics = hub.topics.write();
+                    if topics.get(id.as_str()).is_some_and(|t| !t.is_static) {
+                        topics.remove(id.as_str());
+                    }
+                }
+            }
+        }
     }
 
     async fn open(
@@ -199,6 +234,22 @@ impl Hub {
         );
         self.topics.write().insert(id, topic.clone());
         Ok(topic)
+    }
+
+    /// Opens here a topic another node of the cluster created, unless it
+    /// is open already (under the on-demand lock: the notice and a request
+    /// naming the topic may race).
+    async fn open_shared(&self, record: &TopicRecord) -> Result<Arc<Topic>, HubError> {
+        if let Some(topic) = self.get(&record.id) {
+            return Ok(topic);
+        }
+        let id = TopicId::parse(&record.id)
+            .map_err(|e| StoreError::Corrupt(format!("shared topic id {e}")))?;
+        let _opening = self.on_demand.lock().await;
+        if let Some(topic) = self.get(&record.id) {
+            return Ok(topic);
+        }
+        self.open(id, record, None, Origin::Stored, false).await
     }
 
     fn default_retention(&self) -> Retention {
@@ -307,6 +358,17 @@ impl Hub {
         self.topics.read().get(id).cloned()
     }
 
+    /// [`Hub::get`], and in a cluster also a topic another node created
+    /// moments ago whose notice has not reached this node yet: a client
+    /// sent here by the load balancer right after the create finds it.
+    pub async fn find(&self, id: &str) -> Option<Arc<Topic>> {
+        if let Some(topic) = self.get(id) {
+            return Some(topic);
+        }
+        let record = self.broker.lookup_topic(id).await.ok().flatten()?;
+        self.open_shared(&record).await.ok()
+    }
+
     /// All topics, in no particular order.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.topics.read().values().cloned().collect()
@@ -387,6 +449,12 @@ impl Hub {
         };
         match self.broker.delete(&topic.stream).await {
             Ok(()) | Err(BrokerError::NotFound) => {}
+            Err(BrokerError::Unavailable(why)) => {
+                // Nothing was applied (the cluster's Redis is away): the
+                // topic stays.
+                self.topics.write().insert(topic.id.clone(), topic);
+                return Err(HubError::Unavailable(why));
+            }
             Err(e) => return Err(e.into()),
         }
         self.metrics.topic_deleted();
@@ -419,6 +487,7 @@ impl Hub {
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -443,6 +512,7 @@ impl Hub {
             remote,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }
@@ -490,6 +560,7 @@ impl Hub {
             expires_at: None,
             naming: Naming::ByStream,
             heartbeat: None,
+            farewell: None,
         };
         feed::open(self, opening).await
     }

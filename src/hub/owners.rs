@@ -73,6 +73,14 @@ impl<H> OwnerIndex<H> {
         self.total
     }
 
+    /// How many users of `app` are connected, and with how many
+    /// connections. O(1).
+    pub fn app_counts(&self, app: &str) -> (usize, usize) {
+        self.apps
+            .get(app)
+            .map_or((0, 0), |a| (a.users.len(), a.conns.len()))
+    }
+
     fn user(&self, app: &str, user: &str) -> Option<&UserIndex<H>> {
         self.apps.get(app)?.users.get(user)
     }
@@ -215,6 +223,8 @@ mod tests {
             index.insert(o, &Arc::from(*id), i as u32);
         }
         assert_eq!(index.total(), 4);
+        assert_eq!(index.app_counts("shop"), (2, 3));
+        assert_eq!(index.app_counts("none"), (0, 0));
         assert_eq!(ids(index.all(Selector::App("shop"))), ["c1", "c2", "c3"]);
         assert_eq!(ids(index.all(Selector::User("shop", "u1"))), ["c1", "c2"]);
         assert_eq!(

@@ -34,7 +34,7 @@ pub fn reason(why: Option<&EndReason>) -> PresenceReason {
     match why {
         None => PresenceReason::Disconnected,
         Some(EndReason::Kicked { .. }) => PresenceReason::Kicked,
-        Some(EndReason::TakenOver) => PresenceReason::TakenOver,
+        Some(EndReason::TakenOver { .. }) => PresenceReason::TakenOver,
         Some(EndReason::Expired) => PresenceReason::Expired,
         Some(EndReason::Shutdown) => PresenceReason::Shutdown,
     }

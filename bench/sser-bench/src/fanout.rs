@@ -117,15 +117,15 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
             .map(|j| (i + j) % topics)
             .collect();
         let request = target.subscribe_request_for(i, &followed)?;
-        let target = target.clone();
         let gate = gate.clone();
         let ready = ready_tx.clone();
         let acc = acc.clone();
         let stop = stop_rx.clone();
         let source = source_ip(i, spread);
+        let addr = target.sub_addr(i);
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.ok();
-            let opened = sub::open_request(&target, &request, source, 4096).await;
+            let opened = sub::open_request_at(addr, &request, source, 4096).await;
             drop(permit);
             match opened {
                 Ok(s) => {

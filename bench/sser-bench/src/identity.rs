@@ -97,6 +97,7 @@ impl Target {
             Target {
                 mode: Mode::Identity { tokens },
                 sub_url: stream,
+                sub_via: Vec::new(),
                 pub_url: send,
                 pub_headers,
                 body_prefix: String::new(),

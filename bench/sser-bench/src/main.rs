@@ -103,6 +103,11 @@ pub struct Common {
     /// API token for creating topics (our API mode).
     #[arg(long, env = "SSER_API_ACCESS_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Our API on a cluster: base URLs of the nodes subscribers connect to
+    /// (repeatable; subscriber i goes to the i-th mod their number), while
+    /// topics are created and published on `--url`.
+    #[arg(long = "subscribe-via")]
+    subscribe_via: Vec<String>,
     /// Generic mode: subscribe URL template, e.g. 'http://127.0.0.1:8890/sub/{topic}'.
     #[arg(long)]
     subscribe_url: Option<String>,
@@ -153,6 +158,7 @@ impl Common {
             url: self.url.clone(),
             api_token: self.api_token.clone(),
             subscribe_url: self.subscribe_url.clone(),
+            subscribe_via: self.subscribe_via.clone(),
             publish_url: self.publish_url.clone(),
             body: self.body.clone(),
             pub_headers: self.pub_headers.clone(),

@@ -37,7 +37,17 @@ pub async fn open_request(
     source: Option<IpAddr>,
     buf: usize,
 ) -> Result<Stream, String> {
-    let stream = connect(target.sub_url.addr, source)
+    open_request_at(target.sub_url.addr, req, source, buf).await
+}
+
+/// [`open_request`] to `addr` (one node of a cluster).
+pub async fn open_request_at(
+    addr: std::net::SocketAddr,
+    req: &[u8],
+    source: Option<IpAddr>,
+    buf: usize,
+) -> Result<Stream, String> {
+    let stream = connect(addr, source)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let mut conn = Conn::new(stream, buf);

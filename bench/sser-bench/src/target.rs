@@ -51,6 +51,9 @@ pub enum Mode {
 pub struct Target {
     pub mode: Mode,
     pub sub_url: Url,
+    /// Other nodes of a cluster subscribers are spread over (empty: all on
+    /// `sub_url`).
+    pub sub_via: Vec<std::net::SocketAddr>,
     pub pub_url: Url,
     pub pub_headers: Vec<(String, String)>,
     /// The publish body around the payload: `prefix + payload + suffix`.
@@ -63,6 +66,8 @@ pub struct TargetSpec {
     pub url: String,
     pub api_token: Option<String>,
     pub subscribe_url: Option<String>,
+    /// Base URLs of cluster nodes to spread subscribers over (our API).
+    pub subscribe_via: Vec<String>,
     pub publish_url: Option<String>,
     pub body: Option<String>,
     pub pub_headers: Vec<String>,
@@ -85,6 +90,14 @@ fn fill(template: &str, topic: &str) -> String {
 }
 
 impl Target {
+    /// Where subscriber `i` connects.
+    pub fn sub_addr(&self, i: usize) -> std::net::SocketAddr {
+        match self.sub_via.len() {
+            0 => self.sub_url.addr,
+            n => self.sub_via[i % n],
+        }
+    }
+
     /// Creates (our API) or names (generic) `count` topics.
     pub async fn setup(spec: &TargetSpec, count: usize) -> Result<Target, String> {
         let mut sub_headers = spec
@@ -141,6 +154,7 @@ impl Target {
             return Ok(Target {
                 mode: Mode::Generic,
                 sub_url,
+                sub_via: Vec::new(),
                 pub_url,
                 pub_headers,
                 body_prefix: prefix,
@@ -216,8 +230,22 @@ impl Target {
                 name: id,
             });
         }
+        let sub_via = spec
+            .subscribe_via
+            .iter()
+            .map(|base| {
+                Url::parse(&format!("{}/", base.trim_end_matches('/')))
+                    .map(|u| u.addr)
+                    .map_err(|e| format!("--subscribe-via {base}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !sub_via.is_empty() {
+            // Topics created on one node reach the others through Redis.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         Ok(Target {
             mode: Mode::Sser { api_token },
+            sub_via,
             sub_url: url.clone(),
             pub_url: url,
             pub_headers,

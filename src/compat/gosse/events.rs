@@ -85,6 +85,7 @@ pub async fn events(
             remote,
             naming: Naming::AsPublished,
             heartbeat: None,
+            farewell: None,
         })
         .await?;
     tracing::debug!(

@@ -53,6 +53,7 @@ pub async fn sse(
                 every: ns.settings.ping_interval,
                 frame: ping_frame(),
             }),
+            farewell: None,
         })
         .await?;
     tracing::Span::current().record("conn", &*subscription.conn_id);

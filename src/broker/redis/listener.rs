@@ -1,0 +1,216 @@
+//! The node's one pub/sub connection: registry notices, and the live
+//! channels of the topics this node has followers for (subscribed at a
+//! topic's first follow, unsubscribed by the periodic sweep once it has
+//! none, [`unsubscribe_if_idle`]).
+//!
+//! It reconnects by itself (with a growing pause, at most a second) for as
+//! long as the node runs. After every (re)connect it resubscribes to every
+//! channel it wants, re-reads the registry (topics created or deleted while
+//! it was away) and reads each followed topic's stream after the last event
+//! it sent, so followers get what was published meanwhile, with no gap and
+//! no duplicate ([`LiveStream::deliver`] keeps the order).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::entry;
+use super::live::{LiveStream, Outcome};
+use super::registry::{self, Notice};
+use super::{Shared, unavailable};
+use crate::broker::{BrokerError, TopicChange};
+
+/// Runs until `shutdown`.
+pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = session(&shared) => {}
+        }
+        shared.listening.store(false, Ordering::Relaxed);
+        *shared.sink.lock().await = None;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// One connection's life: returns when it is lost (or cannot be made).
+async fn session(shared: &Arc<Shared>) {
+    let connect = tokio::time::timeout(shared.timeout, shared.client.get_async_pubsub());
+    let pubsub = match connect.await {
+        Ok(Ok(pubsub)) => pubsub,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "Redis pub/sub connection failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (sink, mut messages) = pubsub.split();
+    {
+        let mut slot = shared.sink.lock().await;
+        let mut sink = sink;
+        let mut channels = vec![shared.keys.registry_channel()];
+        channels.extend(
+            shared
+                .streams
+                .read()
+                .values()
+                .filter(|s| s.wanted.load(Ordering::Relaxed))
+                .map(|s| shared.keys.live_channel(&s.topic)),
+        );
+        if let Err(e) = sink.subscribe(channels).await {
+            tracing::debug!(error = %e, "Redis SUBSCRIBE failed");
+            return;
+        }
+        *slot = Some(sink);
+    }
+    shared.listening.store(true, Ordering::Relaxed);
+    tracing::info!("listening to Redis");
+    if let Err(e) = reconcile(shared).await {
+        tracing::warn!(error = %e, "cannot re-read the cluster's state after connecting to Redis");
+    }
+    while let Some(message) = messages.next().await {
+        let channel = message.get_channel_name();
+        if channel == shared.keys.registry_channel() {
+            on_notice(shared, message.get_payload_bytes()).await;
+        } else if let Some(topic) = shared.keys.topic_of_channel(channel) {
+            let live = shared.streams.read().get(topic).cloned();
+            if let Some(live) = live {
+                on_live(shared, &live, message.get_payload_bytes()).await;
+            }
+        }
+    }
+    tracing::warn!("lost the Redis pub/sub connection; reconnecting");
+}
+
+/// Registry changes and events published while this node was not
+/// listening.
+async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
+    // Topics open before the registry is read: one created here while it
+    // is read must not look deleted.
+    let known: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
+    let records = registry::load_all(&shared.conn, &shared.keys).await?;
+    let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let gone: Vec<Arc<LiveStream>> = known
+        .into_iter()
+        .filter(|s| s.registered && !present.contains(s.topic.as_str()))
+        .collect();
+    for live in gone {
+        drop_topic(shared, live.topic.as_str());
+    }
+    for record in records {
+        let _ = shared.changes.send(TopicChange::Created(record));
+    }
+    let followed: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
+    for live in followed {
+        catch_up(shared, &live).await?;
+    }
+    Ok(())
+}
+
+async fn on_notice(shared: &Arc<Shared>, payload: &[u8]) {
+    let Some(notice) = std::str::from_utf8(payload)
+        .ok()
+        .and_then(registry::parse_notice)
+    else {
+        return;
+    };
+    match notice {
+        Notice::Created { node, .. } | Notice::Deleted { node, .. } if node == shared.node => {}
+        Notice::Created { id, .. } => match registry::load(&shared.conn, &shared.keys, id).await {
+            Ok(Some(record)) => {
+                let _ = shared.changes.send(TopicChange::Created(record));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(topic = id, error = %e, "cannot read a new topic's record"),
+        },
+        Notice::Deleted { id, .. } => drop_topic(shared, id),
+    }
+}
+
+/// A topic deleted elsewhere: its followers here are told, the hub too.
+fn drop_topic(shared: &Shared, id: &str) {
+    let removed = shared.streams.write().remove(id);
+    if let Some(live) = removed {
+        live.close();
+        let _ = shared.changes.send(TopicChange::Deleted(id.to_string()));
+    }
+}
+
+async fn on_live(shared: &Arc<Shared>, live: &Arc<LiveStream>, payload: &[u8]) {
+    // An unreadable message is passed over: the next one shows the gap.
+    let Some(entry) = entry::from_live(payload) else {
+        shared.metrics.cluster_entry_rejected();
+        return;
+    };
+    let delivery = entry.delivery().map(Arc::new);
+    match live.deliver(entry.seq, delivery.as_ref(), false) {
+        Outcome::Done if delivery.is_none() => shared.metrics.cluster_entry_rejected(),
+        Outcome::Done | Outcome::Skipped => {}
+        Outcome::Gap { .. } => {
+            if let Err(e) = catch_up(shared, live).await {
+                tracing::warn!(topic = %live.topic, error = %e, "cannot repair a gap from Redis");
+            }
+        }
+    }
+}
+
+/// Sends `live`'s followers every event in its stream after the last one
+/// they were sent.
+pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), BrokerError> {
+    const PAGE: usize = 1000;
+    loop {
+        let Some(sent) = live.sent() else {
+            return Ok(());
+        };
+        let stream = shared.keys.stream(&live.topic);
+        let counter = shared.keys.counter(&live.topic);
+        let page = super::history::after(&shared.conn, &stream, &counter, sent, PAGE).await?;
+        for entry in &page.entries {
+            let delivery = entry.delivery().map(Arc::new);
+            let outcome = live.deliver(entry.seq, delivery.as_ref(), true);
+            if outcome == Outcome::Done && delivery.is_none() {
+                shared.metrics.cluster_entry_rejected();
+            }
+        }
+        if page.read < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Subscribes this node to `live`'s channel (kept across reconnects).
+pub(super) async fn subscribe(shared: &Shared, live: &LiveStream) -> Result<(), BrokerError> {
+    let mut slot = shared.sink.lock().await;
+    live.wanted.store(true, Ordering::Relaxed);
+    let Some(sink) = slot.as_mut() else {
+        return Err(BrokerError::Unavailable(super::UNAVAILABLE.to_string()));
+    };
+    sink.subscribe(shared.keys.live_channel(&live.topic))
+        .await
+        .map_err(unavailable)
+}
+
+/// Stops listening to `live`'s channel if nobody here follows it (a first
+/// follow in progress holds `subscribing`, so it is waited for).
+pub(super) async fn unsubscribe_if_idle(shared: &Shared, live: &LiveStream) {
+    let _subscribing = live.subscribing.lock().await;
+    let mut slot = shared.sink.lock().await;
+    if !live.stop_listening() {
+        return;
+    }
+    if let Some(sink) = slot.as_mut()
+        && let Err(e) = sink
+            .unsubscribe(shared.keys.live_channel(&live.topic))
+            .await
+    {
+        tracing::debug!(topic = %live.topic, error = %e, "Redis UNSUBSCRIBE failed");
+    }
+}

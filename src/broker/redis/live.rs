@@ -1,0 +1,193 @@
+//! One topic's live side on this node: the connections here that follow
+//! it, and how far they have been sent.
+//!
+//! Events reach a node by three paths: the publish it made itself, the
+//! topic's pub/sub channel, and reads of the Redis Stream that repair gaps
+//! (after subscribing, after a reconnect, on a position jump). All three
+//! hand events to [`LiveStream::deliver`], which queues an event for the
+//! followers only if it comes right after the last one sent (or, for reads
+//! of the stream, anywhere after it), so followers see every event once,
+//! in the order Redis assigned, whichever path was first.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use parking_lot::Mutex;
+
+use crate::broker::{Delivery, Followers};
+use crate::model::TopicId;
+
+pub(super) struct LiveStream {
+    pub(super) topic: TopicId,
+    /// The `MAXLEN ~` of its Redis Stream.
+    pub(super) cap: u64,
+    /// Whether its record is in the registry (created through the API) or
+    /// each node defines it (configured, opened on demand).
+    pub(super) registered: bool,
+    pub(super) followers: Arc<Followers>,
+    /// This node listens on the topic's channel (set before subscribing,
+    /// under the listener's lock, so a reconnect resubscribes it).
+    pub(super) wanted: AtomicBool,
+    state: Mutex<State>,
+    /// Serialises the first follow's subscribe-and-sync.
+    pub(super) subscribing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The newest sequence queued for followers; `None` until this node
+    /// subscribed to the topic's channel and learnt where it stands.
+    sent: Option<u64>,
+    closed: bool,
+}
+
+/// What became of a follower's attempt to join.
+pub(super) enum Join {
+    Joined(crate::broker::FollowTicket, u64),
+    /// The node stopped listening meanwhile: subscribe again.
+    NotListening,
+    Closed,
+}
+
+/// What became of an event handed to [`LiveStream::deliver`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Queued (or, when rejected, passed over) in order.
+    Done,
+    /// Not needed: sent already, not subscribed, or closed.
+    Skipped,
+    /// Events between the last one sent and this one are missing: read
+    /// them from the stream (after `sent`) first.
+    Gap { sent: u64 },
+}
+
+impl LiveStream {
+    pub(super) fn new(topic: TopicId, cap: u64, registered: bool) -> Arc<LiveStream> {
+        Arc::new(LiveStream {
+            topic,
+            cap,
+            registered,
+            followers: Followers::new(),
+            wanted: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+            subscribing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The last sequence sent, once subscribed.
+    pub(super) fn sent(&self) -> Option<u64> {
+        self.state.lock().sent
+    }
+
+    /// Subscribed now, with `head` the newest sequence in Redis: everything
+    /// after it is sent from here on. Keeps a position already reached.
+    pub(super) fn synced(&self, head: u64) -> u64 {
+        let mut state = self.state.lock();
+        *state.sent.get_or_insert(head)
+    }
+
+    /// Adds a follower under the state lock, so no event is queued between
+    /// reading the head and joining.
+    pub(super) fn join(&self, outbox: Arc<crate::broker::Outbox>, slot: u32) -> Join {
+        let state = self.state.lock();
+        if state.closed {
+            return Join::Closed;
+        }
+        let Some(head) = state.sent else {
+            return Join::NotListening;
+        };
+        match self.followers.add(outbox, slot) {
+            Some(ticket) => Join::Joined(ticket, head),
+            None => Join::Closed,
+        }
+    }
+
+    /// Stops listening if nobody follows (checked under the state lock, so
+    /// no follower joins meanwhile); whether it did.
+    pub(super) fn stop_listening(&self) -> bool {
+        let mut state = self.state.lock();
+        if !self.followers.is_empty() || state.sent.is_none() {
+            return false;
+        }
+        state.sent = None;
+        self.wanted
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Queues `delivery` (sequence `seq`, `None` when it was rejected) for
+    /// every follower if it is next. `from_history`: it comes from reading
+    /// the stream in order, so a jump means retention dropped what was in
+    /// between, and it goes out anyway.
+    pub(super) fn deliver(
+        &self,
+        seq: u64,
+        delivery: Option<&Arc<Delivery>>,
+        from_history: bool,
+    ) -> Outcome {
+        let mut state = self.state.lock();
+        let Some(sent) = state.sent.filter(|_| !state.closed) else {
+            return Outcome::Skipped;
+        };
+        if seq <= sent {
+            return Outcome::Skipped;
+        }
+        if seq != sent + 1 && !from_history {
+            return Outcome::Gap { sent };
+        }
+        if let Some(delivery) = delivery {
+            self.followers.fan_out(delivery);
+        }
+        state.sent = Some(seq);
+        Outcome::Done
+    }
+
+    /// The topic is gone: its followers are told; nothing more is sent.
+    pub(super) fn close(&self) {
+        self.state.lock().closed = true;
+        self.followers.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Outbox;
+    use crate::model::Position;
+
+    fn event(seq: u64) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            position: Position::from_seq(seq),
+            frame: bytes::Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn in_order_once_with_gaps_reported() {
+        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, true);
+        assert_eq!(live.deliver(1, Some(&event(1)), false), Outcome::Skipped);
+        assert_eq!(live.synced(4), 4);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(ticket, head) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert_eq!(head, 4);
+        assert!(!live.stop_listening(), "it has a follower");
+        assert_eq!(live.deliver(4, Some(&event(4)), false), Outcome::Skipped);
+        assert_eq!(live.deliver(5, Some(&event(5)), false), Outcome::Done);
+        assert_eq!(
+            live.deliver(7, Some(&event(7)), false),
+            Outcome::Gap { sent: 5 }
+        );
+        assert_eq!(live.deliver(6, None, true), Outcome::Done);
+        assert_eq!(live.deliver(7, Some(&event(7)), false), Outcome::Done);
+        assert_eq!(live.synced(2), 7, "a reached position is kept");
+        drop(ticket);
+        assert!(live.stop_listening());
+        assert!(matches!(live.join(outbox, 0), Join::NotListening));
+        assert_eq!(live.deliver(8, Some(&event(8)), false), Outcome::Skipped);
+        live.synced(8);
+        live.close();
+        assert_eq!(live.deliver(9, Some(&event(9)), false), Outcome::Skipped);
+    }
+}

@@ -1,0 +1,473 @@
+//! The clustered broker: topics whose positions, history and registry live
+//! in Redis, so that every node serves every topic in one order.
+//!
+//! - Positions: a Lua script takes a topic's next sequence and appends the
+//!   event to its Redis Stream as `<seq>-0` ([`publish`]); ids stay `1`,
+//!   `2`, … as on one node.
+//! - History: the Stream itself ([`history`]), so a client resuming on any
+//!   node is exact; trimmed to about `cluster.redis.maxStreamLength`.
+//! - Registry: topic records in a hash, create/delete notices on a channel
+//!   ([`registry`]); the hub learns of other nodes' changes through
+//!   [`Broker::topic_changes`].
+//! - Live fan-out: each node subscribes only to the channels of topics it
+//!   has followers for ([`listener`]) and queues events into the same
+//!   [`Followers`](crate::broker::Followers) lists the local broker uses
+//!   ([`live`]), repairing any gap from the Stream.
+//!
+//! When Redis cannot take a publish, it fails with
+//! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
+//! alone. Identity inboxes and the presence feed stay on this node (the
+//! wrapped [`LocalBroker`]) in this first version.
+
+mod entry;
+mod history;
+mod keys;
+mod listener;
+mod live;
+mod publish;
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Broker, BrokerError, Follow, HistoryBatch, LocalBroker, NewEvent, Origin, Outbox, Published,
+    TopicChange,
+};
+use crate::metrics::Metrics;
+use crate::model::{Position, Retention, StreamKey, TopicId};
+use crate::store::TopicRecord;
+use keys::Keys;
+use live::{Join, LiveStream};
+
+/// What clients are told when Redis cannot take a request.
+const UNAVAILABLE: &str =
+    "the cluster's Redis is unavailable; nothing was published or changed, retry later";
+
+/// How a node reaches Redis (`lib.rs` builds it from `cluster.redis.*`).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://`; may hold a password: never logged.
+    pub url: String,
+    pub prefix: String,
+    pub wait_replicas: u64,
+    pub max_stream_length: u64,
+    pub timeout: Duration,
+}
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    #[error("cannot reach Redis: {0}")]
+    Unreachable(String),
+}
+
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+    /// Identity inboxes and system streams: per node for now.
+    local: Arc<LocalBroker>,
+    changes: Mutex<Option<mpsc::UnboundedReceiver<TopicChange>>>,
+}
+
+/// What the broker and its listener share.
+pub(super) struct Shared {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    /// This node's name in registry notices (so it skips its own).
+    node: String,
+    wait_replicas: u64,
+    max_stream_length: u64,
+    timeout: Duration,
+    script: redis::Script,
+    streams: RwLock<HashMap<TopicId, Arc<LiveStream>>>,
+    /// The listener's subscription side, while it is connected.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    listening: AtomicBool,
+    metrics: Arc<Metrics>,
+    changes: mpsc::UnboundedSender<TopicChange>,
+}
+
+/// A Redis failure as clients see it (the details go to the log only).
+fn unavailable(e: redis::RedisError) -> BrokerError {
+    tracing::warn!(error = %e, "Redis request failed");
+    BrokerError::Unavailable(UNAVAILABLE.to_string())
+}
+
+impl RedisBroker {
+    /// Connects (failing if Redis does not answer within the timeout) and
+    /// starts the listener, which runs until `shutdown`.
+    pub async fn connect(
+        settings: RedisSettings,
+        local: Arc<LocalBroker>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<RedisBroker>, ConnectError> {
+        let client = redis::Client::open(settings.url.trim())
+            .map_err(|e| ConnectError::Url(format!("{:?}", e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(
+            settings.timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            client,
+            conn,
+            keys: Keys::new(&settings.prefix),
+            node: crate::secret::new_id(),
+            wait_replicas: settings.wait_replicas,
+            max_stream_length: settings.max_stream_length,
+            timeout: settings.timeout,
+            script: publish::script(),
+            streams: RwLock::new(HashMap::new()),
+            sink: tokio::sync::Mutex::new(None),
+            listening: AtomicBool::new(false),
+            metrics,
+            changes: tx,
+        });
+        tokio::spawn(listener::run(shared.clone(), shutdown));
+        // Followers need the listener: give it the same time to connect.
+        let deadline = tokio::time::Instant::now() + settings.timeout;
+        while !shared.listening.load(Ordering::Relaxed) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConnectError::Unreachable(
+                    "the pub/sub connection did not open in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(Arc::new(RedisBroker {
+            shared,
+            local,
+            changes: Mutex::new(Some(rx)),
+        }))
+    }
+
+    /// Whether Redis answers and this node listens to it, for `/readyz`.
+    pub async fn health(&self) -> Result<(), String> {
+        let mut conn = self.shared.conn.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut conn);
+        match tokio::time::timeout(self.shared.timeout, ping).await {
+            Ok(Ok(_)) if self.shared.listening.load(Ordering::Relaxed) => Ok(()),
+            Ok(Ok(_)) => Err("Redis answers; its pub/sub connection is reconnecting".into()),
+            Ok(Err(e)) => Err(format!("Redis does not answer: {:?}", e.kind())),
+            Err(_) => Err("Redis does not answer in time".into()),
+        }
+    }
+
+    fn live(&self, stream: &StreamKey) -> Result<Arc<LiveStream>, BrokerError> {
+        let topic = stream.topic().ok_or(BrokerError::NotFound)?;
+        self.shared
+            .streams
+            .read()
+            .get(topic)
+            .cloned()
+            .ok_or(BrokerError::NotFound)
+    }
+
+    fn names(&self, topic: &TopicId) -> (String, String) {
+        (
+            self.shared.keys.stream(topic),
+            self.shared.keys.counter(topic),
+        )
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn persistent(&self) -> bool {
+        // Every topic's history is in Redis.
+        true
+    }
+
+    async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError> {
+        registry::load_all(&self.shared.conn, &self.shared.keys).await
+    }
+
+    async fn open(
+        &self,
+        stream: &StreamKey,
+        record: &TopicRecord,
+        origin: Origin,
+    ) -> Result<(), BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.open(stream, record, origin).await;
+        };
+        if origin == Origin::New {
+            registry::save(
+                &self.shared.conn,
+                &self.shared.keys,
+                record,
+                &self.shared.node,
+            )
+            .await?;
+        }
+        let cap = record
+            .retention
+            .max_events
+            .map_or(self.shared.max_stream_length, |n| {
+                n.min(self.shared.max_stream_length)
+            })
+            .max(1);
+        let registered = origin != Origin::Configured;
+        self.shared
+            .streams
+            .write()
+            .entry(topic.clone())
+            .or_insert_with(|| LiveStream::new(topic.clone(), cap, registered));
+        Ok(())
+    }
+
+    async fn open_inbox(
+        &self,
+        stream: &StreamKey,
+        retention: Retention,
+    ) -> Result<(), BrokerError> {
+        self.local.open_inbox(stream, retention).await
+    }
+
+    fn close_idle_inboxes(&self) -> usize {
+        // The same periodic sweep stops listening to topics nobody here
+        // follows any more, so a node hears only what it delivers.
+        let idle: Vec<Arc<LiveStream>> = self
+            .shared
+            .streams
+            .read()
+            .values()
+            .filter(|s| s.wanted.load(Ordering::Relaxed) && s.followers.is_empty())
+            .cloned()
+            .collect();
+        if !idle.is_empty() {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                for live in idle {
+                    listener::unsubscribe_if_idle(&shared, &live).await;
+                }
+            });
+        }
+        self.local.close_idle_inboxes()
+    }
+
+    fn open_inboxes(&self) -> usize {
+        self.local.open_inboxes()
+    }
+
+    async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.delete(stream).await;
+        };
+        self.live(stream)?;
+        registry::remove(
+            &self.shared.conn,
+            &self.shared.keys,
+            topic,
+            &self.shared.node,
+        )
+        .await?;
+        if let Some(live) = self.shared.streams.write().remove(topic) {
+            live.close();
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, stream: &StreamKey, event: NewEvent) -> Result<Published, BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.publish(stream, event).await;
+        };
+        let live = self.live(stream)?;
+        let (stream_key, counter) = self.names(topic);
+        let channel = self.shared.keys.live_channel(topic);
+        let registry = self.shared.keys.registry();
+        let target = publish::Target {
+            counter: &counter,
+            stream: &stream_key,
+            registry: &registry,
+            channel: &channel,
+            cap: live.cap,
+            registered: live.registered.then_some(topic.as_str()),
+        };
+        let wait_ms = u64::try_from(self.shared.timeout.as_millis()).unwrap_or(u64::MAX);
+        let seq = publish::append(
+            &self.shared.conn,
+            &self.shared.script,
+            target,
+            &event,
+            self.shared.wait_replicas,
+            wait_ms,
+        )
+        .await?;
+        let delivery = Arc::new(entry::delivery(seq, &event));
+        // This node's followers at once when it is next; otherwise the
+        // listener brings it in order.
+        live.deliver(seq, Some(&delivery), false);
+        let (id, _) = event.encode(&seq.to_string());
+        Ok(Published {
+            id,
+            position: Position::from_seq(seq),
+        })
+    }
+
+    async fn follow(
+        &self,
+        stream: &StreamKey,
+        outbox: &Arc<Outbox>,
+        slot: u32,
+    ) -> Result<Follow, BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.follow(stream, outbox, slot).await;
+        };
+        let live = self.live(stream)?;
+        let (ticket, head) = loop {
+            if live.sent().is_none() {
+                let _subscribing = live.subscribing.lock().await;
+                if live.sent().is_none() {
+                    listener::subscribe(&self.shared, &live).await?;
+                    let (stream_key, counter) = self.names(topic);
+                    let (_, last) =
+                        history::first(&self.shared.conn, &stream_key, &counter).await?;
+                    live.synced(last);
+                }
+            }
+            match live.join(outbox.clone(), slot) {
+                Join::Joined(ticket, head) => break (ticket, head),
+                // The idle sweep stopped listening in between.
+                Join::NotListening => continue,
+                Join::Closed => return Err(BrokerError::NotFound),
+            }
+        };
+        // Anything published between reading the head and the listener
+        // seeing this topic's messages.
+        if let Err(e) = listener::catch_up(&self.shared, &live).await {
+            tracing::warn!(topic = %topic, error = %e, "cannot catch up from Redis");
+        }
+        Ok(Follow {
+            ticket,
+            head: Position::from_seq(head),
+        })
+    }
+
+    async fn read_after(
+        &self,
+        stream: &StreamKey,
+        after: Position,
+        limit: usize,
+    ) -> Result<HistoryBatch, BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.read_after(stream, after, limit).await;
+        };
+        self.live(stream)?;
+        let (stream_key, counter) = self.names(topic);
+        let after = after.seq();
+        let page = history::after(&self.shared.conn, &stream_key, &counter, after, limit).await?;
+        let missing = match page.entries.first() {
+            Some(first) => first.seq > after.saturating_add(1),
+            None => page.last_assigned > after,
+        };
+        let mut events = Vec::with_capacity(page.entries.len());
+        for entry in &page.entries {
+            match entry.delivery() {
+                Some(delivery) => events.push(delivery),
+                None => self.shared.metrics.cluster_entry_rejected(),
+            }
+        }
+        Ok(HistoryBatch { events, missing })
+    }
+
+    async fn holds_after(&self, stream: &StreamKey, after: Position) -> Result<bool, BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.holds_after(stream, after).await;
+        };
+        self.live(stream)?;
+        let (stream_key, counter) = self.names(topic);
+        let (first, last) = history::first(&self.shared.conn, &stream_key, &counter).await?;
+        let after = after.seq();
+        Ok(match first {
+            Some(first) => first <= after.saturating_add(1),
+            None => last <= after,
+        })
+    }
+
+    async fn find(
+        &self,
+        stream: &StreamKey,
+        event_id: &str,
+    ) -> Result<Option<Position>, BrokerError> {
+        let Some(topic) = stream.topic() else {
+            return self.local.find(stream, event_id).await;
+        };
+        self.live(stream)?;
+        let (stream_key, counter) = self.names(topic);
+        let seq = history::find(&self.shared.conn, &stream_key, &counter, event_id).await?;
+        Ok(seq.map(Position::from_seq))
+    }
+
+    async fn oldest(&self, stream: &StreamKey) -> Option<Position> {
+        let Some(topic) = stream.topic() else {
+            return self.local.oldest(stream).await;
+        };
+        let (stream_key, counter) = self.names(topic);
+        let (first, _) = history::first(&self.shared.conn, &stream_key, &counter)
+            .await
+            .ok()?;
+        first.map(Position::from_seq)
+    }
+
+    fn usage(&self, stream: &StreamKey) -> (u64, u64) {
+        // Topic history is in Redis: reading its size on every metrics
+        // scrape would cost a round trip per topic.
+        match stream.topic() {
+            Some(_) => (0, 0),
+            None => self.local.usage(stream),
+        }
+    }
+
+    fn followers(&self, stream: &StreamKey) -> Vec<Arc<Outbox>> {
+        match stream.topic() {
+            Some(_) => self
+                .live(stream)
+                .map_or_else(|_| Vec::new(), |live| live.followers.outboxes()),
+            None => self.local.followers(stream),
+        }
+    }
+
+    fn follower_count(&self, stream: &StreamKey) -> usize {
+        match stream.topic() {
+            Some(_) => self.live(stream).map_or(0, |live| live.followers.len()),
+            None => self.local.follower_count(stream),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), BrokerError> {
+        self.local.flush().await
+    }
+
+    async fn lookup_topic(&self, id: &str) -> Result<Option<TopicRecord>, BrokerError> {
+        if !TopicId::is_valid(id) {
+            return Ok(None);
+        }
+        registry::load(&self.shared.conn, &self.shared.keys, id).await
+    }
+
+    fn topic_changes(&self) -> Option<mpsc::UnboundedReceiver<TopicChange>> {
+        self.changes.lock().take()
+    }
+}

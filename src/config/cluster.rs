@@ -1,0 +1,201 @@
+//! `cluster.*`: turning a node into a member of a cluster over Redis.
+//!
+//! Unset (`cluster.redis.url` empty), the node runs alone exactly as before.
+//! The URL may carry a password or an ACL user, so it is a [`Secret`]:
+//! never logged, and [`redacted_url`] is what messages show.
+
+use serde::{Deserialize, Serialize};
+
+use super::load::ConfigError;
+use super::values::{Count, Span};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterConfig {
+    pub redis: RedisConfig,
+}
+
+/// `cluster.redis.*`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db` or `rediss://` for TLS
+    /// (`SSER_CLUSTER_REDIS_URL`). Unset: a single node.
+    pub url: Option<Secret>,
+    /// Replicas that must acknowledge a publish before it answers 201
+    /// (`SSER_CLUSTER_REDIS_WAIT_REPLICAS`); 0: the primary's word.
+    pub wait_replicas: Count,
+    /// Prefix of every key and channel sser uses (`SSER_CLUSTER_REDIS_PREFIX`),
+    /// so several clusters can share one Redis.
+    pub prefix: String,
+    /// Most events one stream's history keeps in Redis (approximately: Redis
+    /// trims whole nodes), whatever a topic's own retention asks
+    /// (`SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH`).
+    pub max_stream_length: Count,
+    /// Bound on one Redis command and on one connection attempt
+    /// (`SSER_CLUSTER_REDIS_TIMEOUT`): how long a publish may wait before it
+    /// answers 503 while Redis is unreachable.
+    pub timeout: Span,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            wait_replicas: Count(0),
+            prefix: "sser:".to_string(),
+            max_stream_length: Count(100_000),
+            timeout: Span(std::time::Duration::from_secs(2)),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node is a cluster member.
+    pub fn is_on(&self) -> bool {
+        self.redis.url.is_some()
+    }
+
+    pub(super) fn check(&mut self) -> Result<(), ConfigError> {
+        let redis = &mut self.redis;
+        if redis
+            .url
+            .as_ref()
+            .is_some_and(|u| u.expose().trim().is_empty())
+        {
+            redis.url = None;
+        }
+        if let Some(raw) = &redis.url {
+            let parsed = url::Url::parse(raw.expose().trim()).map_err(|e| {
+                ConfigError(format!(
+                    "cluster.redis.url (SSER_CLUSTER_REDIS_URL) is not a URL: {e}"
+                ))
+            })?;
+            if !matches!(parsed.scheme(), "redis" | "rediss") {
+                return Err(ConfigError(format!(
+                    "cluster.redis.url (SSER_CLUSTER_REDIS_URL) must start with redis:// or rediss://, not {}://",
+                    parsed.scheme()
+                )));
+            }
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(ConfigError(
+                    "cluster.redis.url (SSER_CLUSTER_REDIS_URL) names no host".into(),
+                ));
+            }
+        }
+        if redis.prefix.is_empty()
+            || redis.prefix.len() > 64
+            || redis
+                .prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(ConfigError(
+                "cluster.redis.prefix (SSER_CLUSTER_REDIS_PREFIX) must be 1-64 characters without spaces or control characters".into(),
+            ));
+        }
+        if redis.max_stream_length.0 == 0 {
+            return Err(ConfigError(
+                "cluster.redis.maxStreamLength (SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH) must be at least 1".into(),
+            ));
+        }
+        if redis.timeout.0.is_zero() {
+            return Err(ConfigError(
+                "cluster.redis.timeout (SSER_CLUSTER_REDIS_TIMEOUT) must be above zero".into(),
+            ));
+        }
+        if redis.wait_replicas.0 > 100 {
+            return Err(ConfigError(
+                "cluster.redis.waitReplicas (SSER_CLUSTER_REDIS_WAIT_REPLICAS) must be at most 100"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for logs and messages.
+pub fn redacted_url(raw: &str) -> String {
+    match url::Url::parse(raw.trim()) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(unparseable URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, env};
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| ConfigError(e.to_string()))?;
+        Config::from_sources(dir.path(), &env(pairs))
+    }
+
+    #[test]
+    fn off_unless_a_url_is_set() {
+        let c = load(&[]).unwrap();
+        assert!(!c.cluster.is_on());
+        let c = load(&[("SSER_CLUSTER_REDIS_URL", "  ")]).unwrap();
+        assert!(!c.cluster.is_on());
+    }
+
+    #[test]
+    fn keys_from_env() {
+        let c = load(&[
+            ("SSER_CLUSTER_REDIS_URL", "redis://u:pw@127.0.0.1:6379/2"),
+            ("SSER_CLUSTER_REDIS_WAIT_REPLICAS", "1"),
+            ("SSER_CLUSTER_REDIS_PREFIX", "app1:"),
+            ("SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH", "500"),
+            ("SSER_CLUSTER_REDIS_TIMEOUT", "500ms"),
+        ])
+        .unwrap();
+        let r = &c.cluster.redis;
+        assert!(c.cluster.is_on());
+        assert_eq!((r.wait_replicas.0, r.max_stream_length.0), (1, 500));
+        assert_eq!(r.prefix, "app1:");
+        assert_eq!(r.timeout.0.as_millis(), 500);
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_hide_the_password() {
+        for (var, value, key) in [
+            (
+                "SSER_CLUSTER_REDIS_URL",
+                "http://u:hunter2@h/",
+                "cluster.redis.url",
+            ),
+            ("SSER_CLUSTER_REDIS_URL", "hunter2", "cluster.redis.url"),
+            ("SSER_CLUSTER_REDIS_PREFIX", "a b", "cluster.redis.prefix"),
+            (
+                "SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH",
+                "0",
+                "cluster.redis.maxStreamLength",
+            ),
+            ("SSER_CLUSTER_REDIS_TIMEOUT", "0s", "cluster.redis.timeout"),
+        ] {
+            let mut pairs = vec![(var, value)];
+            if var != "SSER_CLUSTER_REDIS_URL" {
+                pairs.push(("SSER_CLUSTER_REDIS_URL", "redis://127.0.0.1/"));
+            }
+            let e = load(&pairs).expect_err(var).0;
+            assert!(e.contains(key), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_passwords_only() {
+        assert_eq!(
+            redacted_url("redis://user:secret@h:6379/0"),
+            "redis://user:***@h:6379/0"
+        );
+        assert_eq!(redacted_url("rediss://h:6380"), "rediss://h:6380");
+    }
+}

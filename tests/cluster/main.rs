@@ -1,0 +1,90 @@
+//! Cluster tests: a real `redis-server` and three sser nodes as processes
+//! (the built binary), talked to over real sockets with a real SSE parser.
+//! Phase 1 of issue 13: topics across nodes (one order, shared history and
+//! registry), Redis outages (503, `/readyz`, recovery without gap), and
+//! entries injected into Redis behind sser's back.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod outage;
+mod redis_server;
+mod topics;
+
+use common::*;
+use redis_server::RedisServer;
+use serde_json::Value;
+
+/// Three nodes of one cluster over `redis`.
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub nodes: Vec<ServerProcess>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = redis.url();
+        let env = [
+            ("SSER_CLUSTER_REDIS_URL", url.as_str()),
+            ("SSER_CLUSTER_REDIS_TIMEOUT", "1s"),
+            ("SSER_TICK_FREQUENCY", "1s"),
+        ];
+        let nodes = (0..3)
+            .map(|_| ServerProcess::start(dir.path(), &env))
+            .collect();
+        Cluster {
+            redis,
+            nodes,
+            _dir: dir,
+        }
+    }
+
+    pub fn node(&self, i: usize) -> Api {
+        self.nodes[i].api()
+    }
+}
+
+/// Waits until `node` knows topic `id` (created on another node).
+pub async fn wait_for_topic(node: &Api, id: &str) {
+    wait_until("the topic to reach the other node", || async {
+        node.http
+            .get(node.url(&format!("/api/v1/pubsubs/{id}")))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+/// `GET /readyz`: (status, body).
+pub async fn readyz(node: &Api) -> (u16, Value) {
+    match node.http.get(node.url("/readyz")).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// One Prometheus sample from `/metrics`.
+pub async fn prometheus(node: &Api, name: &str) -> f64 {
+    let text = node
+        .http
+        .get(node.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
