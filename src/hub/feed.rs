@@ -27,8 +27,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::admission::Refusal;
-use super::connection::{Connection, EndReason, Owner};
+use super::connection::{Connection, Owner};
 use super::connections::Registration;
+use super::farewell::EndReason;
 use super::farewell::Farewell;
 use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
