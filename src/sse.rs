@@ -81,6 +81,13 @@ pub fn after_id_line(frame: &[u8]) -> Option<(usize, bool)> {
     Some((end, frame[end..].starts_with(b"event: ")))
 }
 
+/// The value of the `id:` line a frame starts with, if it starts with one.
+pub fn id_of(frame: &[u8]) -> Option<&[u8]> {
+    let line = frame.strip_prefix(b"id: ")?;
+    let end = line.iter().position(|&b| b == b'\n')?;
+    Some(&line[..end])
+}
+
 /// Writes `data: <line>\n` for each line, treating `\r\n`, `\r` and `\n` as
 /// line breaks (the SSE parser does the same, so this is lossless except that
 /// every break comes back as `\n`).

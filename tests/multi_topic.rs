@@ -265,6 +265,51 @@ async fn deleting_one_topic_tells_the_connection_and_keeps_the_others_flowing() 
     server.stop().await;
 }
 
+/// A one-topic stream's last id lives beside its queue (see
+/// `broker::Outbox::record_sent`), a labelled one's in the connection: the
+/// registry reads either, after live events and after a replay.
+#[tokio::test]
+async fn the_registry_knows_the_last_id_each_connection_was_sent() {
+    let server = TestServer::start().await;
+    let topics = create_topics(&server, 2).await;
+    let registry = server.hub.connections();
+    let conn_id = |s: &SseStream| s.headers["x-connection-id"].to_str().unwrap().to_string();
+    let last_id = |id: &str| registry.get(id).expect("registered").last_event_id();
+
+    let mut live = server.subscribe(&topics[0], API_TOKEN).await;
+    let live_id = conn_id(&live);
+    assert_eq!(last_id(&live_id), None, "nothing sent yet");
+    server
+        .publish_ok(&topics[0], json!({"id": "custom-1", "message": "a"}))
+        .await;
+    assert_eq!(live.expect_event().await.id, "custom-1");
+    assert_eq!(last_id(&live_id).as_deref(), Some("custom-1"));
+    let second = server.publish_ok(&topics[0], json!({"message": "b"})).await;
+    assert_eq!(live.expect_event().await.id, second);
+    assert_eq!(last_id(&live_id), Some(second.clone()));
+
+    // Replayed, not live: the last event of the replay.
+    let mut replayed = server
+        .subscribe_from(&topics[0], API_TOKEN, "custom-1")
+        .await;
+    assert_eq!(replayed.expect_event().await.id, second);
+    assert_eq!(last_id(&conn_id(&replayed)), Some(second.clone()));
+
+    // A labelled connection: its ids are cursors over its topics.
+    let mut labelled = SseStream::open(
+        server
+            .http
+            .get(server.url("/api/v1/events"))
+            .query(&[("topic", &topics[0]), ("topic", &topics[1])])
+            .bearer_auth(API_TOKEN),
+    )
+    .await;
+    server.publish_ok(&topics[1], json!({"message": "c"})).await;
+    let cursor = labelled.expect_event().await.id;
+    assert_ne!(cursor, "", "a cursor id");
+    assert_eq!(last_id(&conn_id(&labelled)), Some(cursor));
+}
+
 #[tokio::test]
 async fn the_registry_lists_and_ends_a_connection_by_id() {
     let server = TestServer::start().await;

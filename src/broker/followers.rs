@@ -7,8 +7,15 @@
 //! and leaves in O(1) through a [`FollowTicket`], whose key stays valid while
 //! other entries move (swap-remove updates the moved entry's index). The
 //! ticket leaves the list when it is dropped, however the connection ends.
+//!
+//! A publish first queues the event for every follower, then wakes the
+//! readers that were waiting, after letting go of the list. Waking a reader
+//! as soon as its item is queued would set the other cores reading while
+//! the publisher still walks the list, and every follower's step would
+//! then pull the shared event's counter back and forth between cores.
 
 use std::sync::Arc;
+use std::task::Waker;
 
 use parking_lot::Mutex;
 
@@ -28,6 +35,9 @@ struct Dense {
     free: Vec<u32>,
     /// The stream is gone: followers were told, nobody may join.
     closed: bool,
+    /// Kept between publishes: the readers to wake after a fan-out (one
+    /// allocation per stream, not one per publish).
+    wakers: Vec<Waker>,
 }
 
 struct Entry {
@@ -100,9 +110,24 @@ impl Followers {
     /// Queues `delivery` for every follower. Called under the stream's
     /// publish lock, in position order; never waits.
     pub fn fan_out(&self, delivery: &Arc<Delivery>) {
-        let d = self.inner.lock();
-        for e in &d.entries {
-            e.outbox.push_event(e.slot, delivery.clone());
+        let mut wakers = {
+            let mut d = self.inner.lock();
+            let mut wakers = std::mem::take(&mut d.wakers);
+            for e in &d.entries {
+                wakers.extend(e.outbox.push_event(e.slot, delivery.clone()));
+            }
+            wakers
+        };
+        // Every item is queued before its waker was taken (see
+        // `Outbox::push_event`), so waking late loses nothing.
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        // Kept only while it fits the list (a burst of followers that has
+        // since left does not keep its memory).
+        let mut d = self.inner.lock();
+        if wakers.capacity() <= 4 * d.entries.len() && d.wakers.capacity() < wakers.capacity() {
+            d.wakers = wakers;
         }
     }
 
@@ -146,6 +171,7 @@ impl Drop for FollowTicket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Item;
     use crate::model::Position;
 
     fn slots(list: &Followers) -> Vec<u32> {
@@ -183,6 +209,60 @@ mod tests {
         list.close();
         assert!(list.add(outbox, 1).is_none());
         drop(ticket);
+        assert!(list.is_empty());
+    }
+
+    /// Wakes happen after the whole list is queued, from another thread,
+    /// while readers on two worker threads drain and go back to sleep: a
+    /// reader whose waker was taken but never woken would hang here.
+    #[test]
+    fn late_wakes_lose_no_reader() {
+        const READERS: usize = 64;
+        const EVENTS: u64 = 3_000;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let list = Followers::new();
+        let mut tickets = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            // Room for every event: this is about wakes, not lag.
+            let outbox = Arc::new(Outbox::new(EVENTS as usize));
+            tickets.push(list.add(outbox.clone(), 0));
+            readers.push(runtime.spawn(async move {
+                for seq in 1..=EVENTS {
+                    match outbox.next().await {
+                        Item::Event { delivery, .. } => assert_eq!(delivery.position.seq(), seq),
+                        other => panic!("expected event {seq}, got {other:?}"),
+                    }
+                }
+            }));
+        }
+        let publisher = std::thread::spawn(move || {
+            for seq in 1..=EVENTS {
+                list.fan_out(&Arc::new(Delivery {
+                    position: Position::from_seq(seq),
+                    frame: bytes::Bytes::new(),
+                }));
+                if seq % 16 == 0 {
+                    // Let readers catch up and sleep again, so that many
+                    // pushes find a waiting reader.
+                    std::thread::yield_now();
+                }
+            }
+            list
+        });
+        runtime.block_on(async {
+            let all = futures_util::future::join_all(readers);
+            match tokio::time::timeout(std::time::Duration::from_secs(30), all).await {
+                Ok(done) => assert!(done.iter().all(Result::is_ok), "a reader failed"),
+                Err(_) => panic!("a reader was never woken"),
+            }
+        });
+        let list = publisher.join().expect("publisher");
+        drop(tickets);
         assert!(list.is_empty());
     }
 }

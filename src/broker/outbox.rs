@@ -16,6 +16,14 @@
 //!
 //! An idle connection's queue allocates nothing: the ring is created by the
 //! first push and given back when a burst has drained.
+//!
+//! The fan-out path touches as little memory per follower as it can, since
+//! a publish to 10,000 connections walks 10,000 of these: everything a
+//! publisher or the reader touches per event sits in one cache line (the
+//! lock, the bound, the waker, the oldest item inline, since a connection
+//! that keeps up never has more than one queued, and the last event
+//! written). The waker is handed back to the caller to be woken once every
+//! follower has its item (see `super::followers`).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -52,59 +60,103 @@ pub enum Item {
 /// leave its memory with an idle connection.
 const KEEP_CAPACITY: usize = 64;
 
+/// One cache line: the lock, the bound and flags, the reader's waker, the
+/// oldest item and the last event written are all a publisher or the reader
+/// touches per event (a unit test holds it to 64 bytes).
+#[repr(align(64))]
 pub struct Outbox {
     state: Mutex<State>,
 }
 
 struct State {
-    items: VecDeque<Item>,
-    /// `Item::Event`s queued (the bound applies to these only).
-    events: usize,
-    capacity: usize,
-    /// A `Lagged` marker is queued: events are left out until it is taken.
-    lagged: bool,
-    /// A heartbeat is queued and not yet taken.
-    heartbeat: bool,
-    /// `Shutdown` or `End` is queued: nothing after it would be read.
-    finished: bool,
+    /// The oldest item queued, inline; `None` when the queue is empty.
+    front: Option<Item>,
+    /// The items behind `front`, oldest first; allocated when more than one
+    /// item waits.
+    #[expect(
+        clippy::box_collection,
+        reason = "one word instead of four keeps the state in its cache line"
+    )]
+    rest: Option<Box<VecDeque<Item>>>,
     waker: Option<Waker>,
+    /// The last event the reader wrote as it was encoded (a one-topic
+    /// stream's), kept for the registry's listing: the reader hands over the
+    /// reference it holds anyway, so recording costs no shared counter.
+    last: Option<Arc<Delivery>>,
+    /// `Item::Event`s queued (the bound applies to these only).
+    events: u32,
+    bound: Bound,
+}
+
+/// The most events queued, and three flags, in one word (so that the state
+/// fits its cache line).
+#[derive(Clone, Copy)]
+struct Bound(u32);
+
+impl Bound {
+    /// A `Lagged` marker is queued: events are left out until it is taken.
+    const LAGGED: u32 = 1 << 31;
+    /// A heartbeat is queued and not yet taken.
+    const HEARTBEAT: u32 = 1 << 30;
+    /// `Shutdown` or `End` is queued: nothing after it would be read.
+    const FINISHED: u32 = 1 << 29;
+    const CAPACITY: u32 = Self::FINISHED - 1;
+
+    fn capacity(self) -> u32 {
+        self.0 & Self::CAPACITY
+    }
+
+    fn has(self, flag: u32) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set(&mut self, flag: u32, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
 }
 
 impl Outbox {
-    /// A queue holding at most `capacity` events.
+    /// A queue holding at most `capacity` events (at least one; the
+    /// configuration allows at most 2^20).
     pub fn new(capacity: usize) -> Outbox {
+        let capacity = u32::try_from(capacity).map_or(Bound::CAPACITY, |c| c.min(Bound::CAPACITY));
         Outbox {
             state: Mutex::new(State {
-                items: VecDeque::new(),
-                events: 0,
-                capacity: capacity.max(1),
-                lagged: false,
-                heartbeat: false,
-                finished: false,
+                front: None,
+                rest: None,
                 waker: None,
+                last: None,
+                events: 0,
+                bound: Bound(capacity.max(1)),
             }),
         }
     }
 
     /// Queues an event, or marks the connection lagged. Never waits.
-    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) {
-        let waker = {
-            let mut s = self.state.lock();
-            if s.lagged || s.finished {
-                return;
-            }
-            if s.events >= s.capacity {
-                s.lagged = true;
-                s.items.push_back(Item::Lagged);
-            } else {
-                s.events += 1;
-                s.items.push_back(Item::Event { slot, delivery });
-            }
-            s.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+    ///
+    /// Returns the reader's waker when it is waiting: the caller MUST wake
+    /// it (after releasing its own locks, once it has queued the event for
+    /// every follower). The item is queued before the waker is taken, under
+    /// the same lock, so a reader either finds the item or has left its
+    /// waker here to be taken: no wakeup is lost, however late it is woken.
+    #[must_use = "the reader sleeps until this waker is woken"]
+    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) -> Option<Waker> {
+        let mut s = self.state.lock();
+        if s.bound.has(Bound::LAGGED | Bound::FINISHED) {
+            return None;
         }
+        if s.events >= s.bound.capacity() {
+            s.bound.set(Bound::LAGGED, true);
+            s.push(Item::Lagged);
+        } else {
+            s.events += 1;
+            s.push(Item::Event { slot, delivery });
+        }
+        s.waker.take()
     }
 
     /// The stream in `slot` is gone.
@@ -137,16 +189,16 @@ impl Outbox {
     fn push_control(&self, item: Item) {
         let waker = {
             let mut s = self.state.lock();
-            if s.finished {
+            if s.bound.has(Bound::FINISHED) {
                 return;
             }
             match item {
-                Item::Heartbeat if s.heartbeat => return,
-                Item::Heartbeat => s.heartbeat = true,
-                Item::Shutdown | Item::End(_) => s.finished = true,
+                Item::Heartbeat if s.bound.has(Bound::HEARTBEAT) => return,
+                Item::Heartbeat => s.bound.set(Bound::HEARTBEAT, true),
+                Item::Shutdown | Item::End(_) => s.bound.set(Bound::FINISHED, true),
                 _ => {}
             }
-            s.items.push_back(item);
+            s.push(item);
             s.waker.take()
         };
         if let Some(waker) = waker {
@@ -157,16 +209,13 @@ impl Outbox {
     /// The next item, when there is one.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Item> {
         let mut s = self.state.lock();
-        match s.items.pop_front() {
+        match s.pop() {
             Some(item) => {
                 match &item {
                     Item::Event { .. } => s.events -= 1,
-                    Item::Lagged => s.lagged = false,
-                    Item::Heartbeat => s.heartbeat = false,
+                    Item::Lagged => s.bound.set(Bound::LAGGED, false),
+                    Item::Heartbeat => s.bound.set(Bound::HEARTBEAT, false),
                     _ => {}
-                }
-                if s.items.is_empty() && s.items.capacity() > KEEP_CAPACITY {
-                    s.items = VecDeque::new();
                 }
                 Poll::Ready(item)
             }
@@ -182,6 +231,40 @@ impl Outbox {
     pub async fn next(&self) -> Item {
         poll_fn(|cx| self.poll_next(cx)).await
     }
+
+    /// Remembers `delivery` as the last event the reader wrote (on a
+    /// connection that writes events as they were encoded). The one it
+    /// replaces is released after the lock.
+    pub fn record_sent(&self, delivery: Arc<Delivery>) {
+        let previous = self.state.lock().last.replace(delivery);
+        drop(previous);
+    }
+
+    /// The last event recorded by [`Outbox::record_sent`], if any.
+    pub fn last_sent(&self) -> Option<Arc<Delivery>> {
+        self.state.lock().last.clone()
+    }
+}
+
+impl State {
+    fn push(&mut self, item: Item) {
+        if self.front.is_none() {
+            self.front = Some(item);
+        } else {
+            self.rest.get_or_insert_default().push_back(item);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let item = self.front.take()?;
+        if let Some(rest) = self.rest.as_mut() {
+            self.front = rest.pop_front();
+            if rest.is_empty() && rest.capacity() > KEEP_CAPACITY {
+                self.rest = None;
+            }
+        }
+        Some(item)
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +277,12 @@ mod tests {
             position: Position::from_seq(seq),
             frame: bytes::Bytes::from_static(b"data: x\n\n"),
         })
+    }
+
+    fn push(outbox: &Outbox, slot: u32, seq: u64) {
+        if let Some(waker) = outbox.push_event(slot, delivery(seq)) {
+            waker.wake();
+        }
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
@@ -213,7 +302,7 @@ mod tests {
     fn a_full_queue_marks_lagged_and_leaves_out_events_until_read() {
         let outbox = Outbox::new(2);
         for seq in 1..=5 {
-            outbox.push_event(0, delivery(seq));
+            push(&outbox, 0, seq);
         }
         outbox.heartbeat();
         outbox.heartbeat();
@@ -223,18 +312,38 @@ mod tests {
             ["0:1", "0:2", "Lagged", "Heartbeat", "Closed { slot: 1 }"]
         );
         // Once the marker is taken, events are queued again.
-        outbox.push_event(0, delivery(6));
+        push(&outbox, 0, 6);
         assert_eq!(drain(&outbox), ["0:6"]);
     }
 
     #[test]
     fn shutdown_comes_after_what_is_queued_and_ends_the_queue() {
         let outbox = Outbox::new(8);
-        outbox.push_event(3, delivery(1));
+        push(&outbox, 3, 1);
         outbox.shutdown();
-        outbox.push_event(3, delivery(2));
+        push(&outbox, 3, 2);
         outbox.end();
         assert_eq!(drain(&outbox), ["3:1", "Shutdown"]);
+    }
+
+    #[test]
+    fn the_state_fits_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Outbox>(), 64);
+        assert_eq!(std::mem::align_of::<Outbox>(), 64);
+    }
+
+    #[test]
+    fn the_bound_and_flags_share_a_word() {
+        let outbox = Outbox::new(usize::MAX);
+        assert_eq!(outbox.state.lock().bound.capacity(), Bound::CAPACITY);
+        let outbox = Outbox::new(0);
+        push(&outbox, 0, 1);
+        push(&outbox, 0, 2);
+        outbox.heartbeat();
+        outbox.heartbeat();
+        outbox.shutdown();
+        outbox.end();
+        assert_eq!(drain(&outbox), ["0:1", "Lagged", "Heartbeat", "Shutdown"]);
     }
 
     #[test]
@@ -247,9 +356,9 @@ mod tests {
     fn a_drained_burst_gives_its_memory_back() {
         let outbox = Outbox::new(1000);
         for seq in 1..=500 {
-            outbox.push_event(0, delivery(seq));
+            push(&outbox, 0, seq);
         }
         assert_eq!(drain(&outbox).len(), 500);
-        assert_eq!(outbox.state.lock().items.capacity(), 0);
+        assert!(outbox.state.lock().rest.is_none());
     }
 }

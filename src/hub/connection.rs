@@ -74,10 +74,11 @@ pub struct Connection {
     opened_at_ms: u64,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
-    /// The chunk that carried the `id:` line of the last event written.
-    /// Kept as written (a shared `Bytes`, no copy) and read only when
-    /// someone lists the connection.
-    last_sent: Mutex<Option<Bytes>>,
+    /// The `id:` of the last event written, on a connection whose ids are
+    /// its own (a labelled one: the cursor over its streams), copied. A
+    /// one-topic connection's last event is in its outbox instead (see
+    /// [`Outbox::record_sent`]).
+    sent_id: Mutex<Vec<u8>>,
     /// How its last words are spelt when the server ends it (a
     /// compatibility profile's connection); `None`: natively.
     farewell: Option<Arc<dyn Farewell>>,
@@ -99,7 +100,7 @@ impl Connection {
             owner: owner.map(Arc::new),
             opened_at_ms: crate::model::now_ms(),
             remote,
-            last_sent: Mutex::new(None),
+            sent_id: Mutex::new(Vec::new()),
             farewell,
         }
     }
@@ -135,16 +136,23 @@ impl Connection {
     /// The `id:` of the last event written to it (what its client would
     /// send as `Last-Event-ID`), if any was.
     pub fn last_event_id(&self) -> Option<String> {
-        let chunk = self.last_sent.lock().clone()?;
-        let line = chunk.strip_prefix(b"id: ")?;
-        let end = line.iter().position(|&b| b == b'\n')?;
-        Some(String::from_utf8_lossy(&line[..end]).into_owned())
+        {
+            let copied = self.sent_id.lock();
+            if !copied.is_empty() {
+                return Some(String::from_utf8_lossy(&copied).into_owned());
+            }
+        }
+        let last = self.outbox.last_sent()?;
+        let id = sse::id_of(&last.frame)?;
+        Some(String::from_utf8_lossy(id).into_owned())
     }
 
-    /// Remembers `chunk`, which starts with the `id:` line of the event just
-    /// written.
-    pub(crate) fn record_sent(&self, chunk: &Bytes) {
-        *self.last_sent.lock() = Some(chunk.clone());
+    /// Remembers `id`, the `id:` of the event just written on a labelled
+    /// connection.
+    pub(crate) fn record_sent_id(&self, id: &[u8]) {
+        let mut copied = self.sent_id.lock();
+        copied.clear();
+        copied.extend_from_slice(id);
     }
 
     /// Ends the connection once what is queued has been sent.

@@ -31,11 +31,12 @@ use super::connection::{Connection, Owner};
 use super::connections::Registration;
 use super::farewell::EndReason;
 use super::farewell::Farewell;
+use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
-use crate::broker::{Broker, BrokerError, Delivery, FollowTicket, Item, Outbox};
+use crate::broker::{Broker, BrokerError, Delivery, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
@@ -57,27 +58,20 @@ pub struct Subscription {
 
 struct Feed {
     broker: Arc<dyn Broker>,
+    /// The connection's queue (also reachable through `life.conn`; held
+    /// here so that reading an event touches no other per-connection
+    /// object).
+    outbox: Arc<Outbox>,
     retry_ms: u64,
     framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
-    streams: Box<[Followed]>,
+    streams: Streams,
     /// When the connection must end (its token's expiry).
     deadline: Option<tokio::time::Instant>,
     /// Its own heartbeat, when it has one.
     heartbeat: Option<Heartbeat>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
-}
-
-struct Followed {
-    /// The position of the last event sent.
-    cursor: Position,
-    /// Leaves the stream's fan-out when dropped; `None` once it closed.
-    ticket: Option<FollowTicket>,
-    /// How to replay before going live, if at all.
-    start: Option<Replay>,
-    /// Starts with a truncation notice.
-    truncated: bool,
 }
 
 /// One replay step.
@@ -167,9 +161,10 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     };
     let mut feed = Feed {
         broker: hub.broker.clone(),
+        outbox,
         retry_ms: hub.settings.retry.as_millis() as u64,
         framing,
-        streams: streams.into_boxed_slice(),
+        streams: Streams::from(streams),
         deadline: expires_at.map(deadline_of),
         heartbeat,
         life,
@@ -209,17 +204,28 @@ impl Feed {
     }
 
     /// `delivery` from stream `slot` as this connection writes it, unless it
-    /// was sent already (or its stream closed).
+    /// was sent already (or its stream closed). A labelled connection's id
+    /// is recorded here; the caller records a one-topic stream's event
+    /// ([`Outbox::record_sent`]), since it may hand over its reference.
     fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
         let stream = self.streams.get_mut(slot)?;
         if stream.ticket.is_none() || delivery.position <= stream.cursor {
             return None;
         }
         stream.cursor = delivery.position;
-        let cursors = self.streams.iter().map(|s| s.cursor);
-        let key = &self.life.conn.streams()[slot];
-        let frames = self.framing.event(key, &delivery.frame, cursors);
-        self.life.conn.record_sent(frames.first());
+        let frames = match &self.framing {
+            // The hot path of a one-topic stream: the shared frame as it is.
+            Framing::Shared => Frames::One(delivery.frame.clone()),
+            Framing::Labelled { .. } | Framing::Unlabelled { .. } => {
+                let cursors = self.streams.iter().map(|s| s.cursor);
+                let key = &self.life.conn.streams()[slot];
+                let frames = self.framing.event(key, &delivery.frame, cursors);
+                if let Some(id) = sse::id_of(frames.first()) {
+                    self.life.conn.record_sent_id(id);
+                }
+                frames
+            }
+        };
         self.life.metrics.event_sent(frames.len());
         Some(frames)
     }
@@ -254,12 +260,19 @@ impl Feed {
             }
         }
         let done = batch.events.len() < REPLAY_BATCH;
+        let mut last = None;
         for delivery in &batch.events {
             match self.deliver(slot, delivery) {
-                Some(Frames::One(a)) => frames.push(a),
+                Some(Frames::One(a)) => {
+                    frames.push(a);
+                    last = Some(delivery);
+                }
                 Some(Frames::Two(a, b)) => frames.extend([a, b]),
                 None => {}
             }
+        }
+        if let Some(last) = last {
+            self.outbox.record_sent(Arc::new(last.clone()));
         }
         Step::Frames(frames, done)
     }
@@ -348,7 +361,7 @@ impl Subscription {
                         }
                     }
                 }
-                let outbox = feed.life.conn.outbox();
+                let outbox = &feed.outbox;
                 let registration = &feed.life.registration;
                 let item = poll_fn(|cx| {
                     // The deadline first: a busy queue must not keep an
@@ -379,7 +392,10 @@ impl Subscription {
                 };
                 match item {
                     Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
-                        Some(Frames::One(frame)) => yield Ok(frame),
+                        Some(Frames::One(frame)) => {
+                            feed.outbox.record_sent(delivery);
+                            yield Ok(frame);
+                        }
                         Some(Frames::Two(head, rest)) => {
                             yield Ok(head);
                             yield Ok(rest);

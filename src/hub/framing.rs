@@ -36,6 +36,14 @@ use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
 use crate::sse;
 
+thread_local! {
+    /// Where a labelled head is written before it is copied out: the copy
+    /// is one allocation of exactly its size, where building the head in a
+    /// `Vec` of a guessed capacity costs two (`Bytes` wraps a `Vec` with
+    /// spare room in a second allocation).
+    static HEAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub(crate) enum Framing {
     Shared,
     /// Every event named by its stream ([`label`]), ids being cursors over
@@ -127,28 +135,27 @@ impl Framing {
             // Not one of our frames (cannot happen): send it unchanged.
             return Frames::One(frame.clone());
         };
-        if !labelled {
-            let mut head = Vec::with_capacity(8 + cursors.len() * 12);
+        HEAD.with_borrow_mut(|head| {
+            head.clear();
             head.extend_from_slice(b"id: ");
-            set.encode_into(cursors, &mut head);
-            head.push(b'\n');
-            return Frames::Two(Bytes::from(head), frame.slice(start..));
-        }
-        let topic = label(key);
-        let mut head = Vec::with_capacity(24 + topic.len() + cursors.len() * 12);
-        head.extend_from_slice(b"id: ");
-        set.encode_into(cursors, &mut head);
-        head.extend_from_slice(b"\nevent: ");
-        head.extend_from_slice(topic.as_bytes());
-        let rest = if typed {
-            // `event: <type>\n…` → `event: <topic>:<type>\n…`
-            head.push(b':');
-            frame.slice(start + "event: ".len()..)
-        } else {
-            head.push(b'\n');
-            frame.slice(start..)
-        };
-        Frames::Two(Bytes::from(head), rest)
+            set.encode_into(cursors, head);
+            let rest = if !labelled {
+                head.push(b'\n');
+                frame.slice(start..)
+            } else {
+                head.extend_from_slice(b"\nevent: ");
+                head.extend_from_slice(label(key).as_bytes());
+                if typed {
+                    // `event: <type>\n…` → `event: <topic>:<type>\n…`
+                    head.push(b':');
+                    frame.slice(start + "event: ".len()..)
+                } else {
+                    head.push(b'\n');
+                    frame.slice(start..)
+                }
+            };
+            Frames::Two(Bytes::copy_from_slice(head), rest)
+        })
     }
 
     /// Whether events (and notices) name their stream.

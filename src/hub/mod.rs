@@ -20,6 +20,7 @@ pub mod connection;
 pub mod connections;
 pub mod farewell;
 pub mod feed;
+mod followed;
 mod framing;
 pub mod inboxes;
 pub mod notice;
