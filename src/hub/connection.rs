@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use super::farewell::{EndReason, Farewell};
 use crate::broker::Outbox;
 use crate::model::StreamKey;
+use crate::sse;
 
 /// Whose connection it is: the identity of the token that opened it (a
 /// topic connection has none: topic tokens say nothing about who holds
