@@ -96,9 +96,9 @@ pub async fn send(
     let events: Vec<Value> = sent
         .iter()
         .map(|s| match &s.stream {
-            StreamKey::User { user, .. } => json!({"to": "user", "user": &**user, "id": &*s.id}),
-            StreamKey::Device { user, device, .. } => {
-                json!({"to": "device", "user": &**user, "device": &**device, "id": &*s.id})
+            StreamKey::User(key) => json!({"to": "user", "user": &*key.user, "id": &*s.id}),
+            StreamKey::Device(key) => {
+                json!({"to": "device", "user": &*key.user, "device": &*key.device, "id": &*s.id})
             }
             _ => json!({"to": "app", "id": &*s.id}),
         })

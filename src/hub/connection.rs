@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::farewell::{EndReason, Farewell};
 use crate::broker::Outbox;
-use crate::model::StreamKey;
+use crate::model::{DeviceKey, StreamKey, UserKey};
 use crate::sse;
 
 /// Whose connection it is: the identity of the token that opened it (a
@@ -50,17 +50,17 @@ impl Owner {
     pub fn inboxes(&self) -> Vec<StreamKey> {
         let mut keys = vec![
             StreamKey::App(self.app.clone()),
-            StreamKey::User {
+            StreamKey::User(Arc::new(UserKey {
                 app: self.app.clone(),
                 user: self.user.clone(),
-            },
+            })),
         ];
         if let Some(device) = &self.device {
-            keys.push(StreamKey::Device {
+            keys.push(StreamKey::Device(Arc::new(DeviceKey {
                 app: self.app.clone(),
                 user: self.user.clone(),
                 device: device.clone(),
-            });
+            })));
         }
         keys
     }
@@ -70,8 +70,8 @@ pub struct Connection {
     id: Arc<str>,
     outbox: Arc<Outbox>,
     streams: Box<[StreamKey]>,
-    /// Boxed: one pointer on the many connections that have none.
-    owner: Option<Arc<Owner>>,
+    /// Its identity and its profile's farewell, when it has either.
+    rare: Option<Box<Rare>>,
     opened_at_ms: u64,
     /// The peer's address, when the listener knew it.
     remote: Option<SocketAddr>,
@@ -80,6 +80,12 @@ pub struct Connection {
     /// one-topic connection's last event is in its outbox instead (see
     /// [`Outbox::record_sent`]).
     sent_id: Mutex<Vec<u8>>,
+}
+
+/// What few connections have, behind one pointer: that pointer is all a
+/// topic connection pays for them (this is per-connection memory).
+struct Rare {
+    owner: Option<Owner>,
     /// How its last words are spelt when the server ends it (a
     /// compatibility profile's connection); `None`: natively.
     farewell: Option<Arc<dyn Farewell>>,
@@ -98,17 +104,17 @@ impl Connection {
             id,
             outbox,
             streams,
-            owner: owner.map(Arc::new),
+            rare: (owner.is_some() || farewell.is_some())
+                .then(|| Box::new(Rare { owner, farewell })),
             opened_at_ms: crate::model::now_ms(),
             remote,
             sent_id: Mutex::new(Vec::new()),
-            farewell,
         }
     }
 
     /// The identity it was opened with, if any.
-    pub fn owner(&self) -> Option<&Arc<Owner>> {
-        self.owner.as_ref()
+    pub fn owner(&self) -> Option<&Owner> {
+        self.rare.as_ref()?.owner.as_ref()
     }
 
     pub fn id(&self) -> &str {
@@ -183,8 +189,9 @@ impl Connection {
     /// The last frame of this connection when the server ends it for
     /// `why`: its profile's spelling, else the native notice.
     pub(crate) fn farewell(&self, why: &EndReason) -> Bytes {
-        self.farewell
+        self.rare
             .as_ref()
+            .and_then(|r| r.farewell.as_ref())
             .and_then(|f| f.frame(why))
             .unwrap_or_else(|| why.farewell())
     }
@@ -198,7 +205,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
-            .field("owner", &self.owner)
+            .field("owner", &self.owner())
             .field("streams", &self.streams)
             .finish()
     }

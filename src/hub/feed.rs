@@ -19,12 +19,14 @@
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio::time::{Interval, Sleep};
 
 use super::admission::Refusal;
 use super::connection::{Connection, Owner};
@@ -66,12 +68,31 @@ struct Feed {
     framing: Framing,
     /// Per stream, in the connection's order (`conn.streams()`).
     streams: Streams,
-    /// When the connection must end (its token's expiry).
-    deadline: Option<tokio::time::Instant>,
-    /// Its own heartbeat, when it has one.
-    heartbeat: Option<Heartbeat>,
+    /// Ends the connection when its token expires. Boxed, like the next
+    /// one: most connections have neither, and each costs them a pointer.
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// Its own heartbeat, replacing the hub's comment, when it has one.
+    own_heartbeat: Option<Box<OwnHeartbeat>>,
     /// Unregisters the connection and counts it closed when dropped.
     life: Life,
+}
+
+/// A connection's own keep-alive: `frame` at each tick of `every`.
+struct OwnHeartbeat {
+    every: Interval,
+    frame: Bytes,
+}
+
+impl OwnHeartbeat {
+    fn start(heartbeat: Heartbeat) -> OwnHeartbeat {
+        let first = tokio::time::Instant::now() + heartbeat.every;
+        let mut every = tokio::time::interval_at(first, heartbeat.every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        OwnHeartbeat {
+            every,
+            frame: heartbeat.frame,
+        }
+    }
 }
 
 /// One replay step.
@@ -135,7 +156,6 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         registration,
         conn,
         metrics: hub.metrics.clone(),
-        opened: Instant::now(),
         counted: false,
     };
 
@@ -165,8 +185,8 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         retry_ms: hub.settings.retry.as_millis() as u64,
         framing,
         streams: Streams::from(streams),
-        deadline: expires_at.map(deadline_of),
-        heartbeat,
+        expiry: expires_at.map(|at| Box::pin(tokio::time::sleep_until(deadline_of(at)))),
+        own_heartbeat: heartbeat.map(|h| Box::new(OwnHeartbeat::start(h))),
         life,
     };
     let heads: Vec<Position> = feed.streams.iter().map(|s| s.cursor).collect();
@@ -325,16 +345,6 @@ impl Subscription {
                     yield Ok(Box::pin(feed.truncated_notice(slot, notice::UNKNOWN_ID)).await);
                 }
             }
-            // Boxed once, and only on connections with a deadline.
-            let mut expiry = feed.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
-            // A heartbeat of its own replaces the hub's (boxed, and only on
-            // connections that have one).
-            let mut own_heartbeat = feed.heartbeat.take().map(|h| {
-                let start = tokio::time::Instant::now() + h.every;
-                let mut every = tokio::time::interval_at(start, h.every);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                (Box::new(every), h.frame)
-            });
             let mut replays: Vec<(usize, Replay)> = feed
                 .streams
                 .iter_mut()
@@ -363,6 +373,7 @@ impl Subscription {
                 }
                 let outbox = &feed.outbox;
                 let registration = &feed.life.registration;
+                let (expiry, own_heartbeat) = (&mut feed.expiry, &mut feed.own_heartbeat);
                 let item = poll_fn(|cx| {
                     // The deadline first: a busy queue must not keep an
                     // expired token's stream open.
@@ -376,8 +387,8 @@ impl Subscription {
                         return Poll::Ready(Some(Item::End(Some(Box::new(farewell)))));
                     }
                     // `None`: the connection's own heartbeat is due.
-                    if let Some((every, _)) = own_heartbeat.as_mut()
-                        && every.poll_tick(cx).is_ready()
+                    if let Some(own) = own_heartbeat.as_mut()
+                        && own.every.poll_tick(cx).is_ready()
                     {
                         return Poll::Ready(None);
                     }
@@ -385,8 +396,8 @@ impl Subscription {
                 })
                 .await;
                 let Some(item) = item else {
-                    if let Some((_, frame)) = &own_heartbeat {
-                        yield Ok(frame.clone());
+                    if let Some(own) = &feed.own_heartbeat {
+                        yield Ok(own.frame.clone());
                     }
                     continue;
                 };
@@ -414,7 +425,7 @@ impl Subscription {
                     }
                     // The hub's tick is not the beat of a connection with
                     // its own.
-                    Item::Heartbeat if own_heartbeat.is_some() => {}
+                    Item::Heartbeat if feed.own_heartbeat.is_some() => {}
                     Item::Heartbeat => yield Ok(sse::heartbeat_frame()),
                     Item::Closed { slot } => {
                         let (frame, end) = feed.closed(slot as usize);
@@ -444,7 +455,6 @@ struct Life {
     registration: Registration,
     conn: Arc<Connection>,
     metrics: Arc<Metrics>,
-    opened: Instant,
     /// Counted as opened (it got as far as a body).
     counted: bool,
 }
@@ -459,7 +469,8 @@ impl Drop for Life {
             topic = %streams.first().and_then(StreamKey::topic).map_or("", |t| t.as_str()),
             topics = streams.len(),
             conn = %self.conn.id(),
-            duration_ms = self.opened.elapsed().as_millis() as u64,
+            // From the connection's own clock: one instant fewer per body.
+            duration_ms = crate::model::now_ms().saturating_sub(self.conn.opened_at_ms()),
             "subscriber disconnected"
         );
         self.metrics.subscriber_closed();

@@ -88,8 +88,8 @@ pub fn label(key: &StreamKey) -> &str {
     match key {
         StreamKey::Topic(id) => id.as_str(),
         StreamKey::App(_) => "@app",
-        StreamKey::User { .. } => "@user",
-        StreamKey::Device { .. } => "@device",
+        StreamKey::User(_) => "@user",
+        StreamKey::Device(_) => "@device",
         StreamKey::Presence => "@presence",
     }
 }

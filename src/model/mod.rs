@@ -22,5 +22,5 @@ mod topic_id;
 pub use clock::{now_ms, rfc3339};
 pub use position::{InvalidPosition, Position};
 pub use retention::Retention;
-pub use stream::StreamKey;
+pub use stream::{DeviceKey, StreamKey, UserKey};
 pub use topic_id::{InvalidTopicId, TopicId};

@@ -13,6 +13,10 @@
 //! Names of applications, users and devices are any text the identity layer
 //! accepts (1-256 bytes, no control characters); this layer takes them as
 //! they come and never interprets them.
+//!
+//! A key is 24 bytes: a user's or a device's names sit behind one pointer,
+//! so that the topic keys every topic connection holds stay small (this is
+//! per-connection memory).
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,18 +29,26 @@ pub enum StreamKey {
     /// Everything sent to a whole application.
     App(Arc<str>),
     /// Everything sent to one user of an application, on all their devices.
-    User {
-        app: Arc<str>,
-        user: Arc<str>,
-    },
+    User(Arc<UserKey>),
     /// Everything sent to one device of one user.
-    Device {
-        app: Arc<str>,
-        user: Arc<str>,
-        device: Arc<str>,
-    },
+    Device(Arc<DeviceKey>),
     /// Presence events (`user_online`, …), for `GET /api/v1/presence/stream`.
     Presence,
+}
+
+/// The names of a [`StreamKey::User`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub app: Arc<str>,
+    pub user: Arc<str>,
+}
+
+/// The names of a [`StreamKey::Device`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    pub app: Arc<str>,
+    pub user: Arc<str>,
+    pub device: Arc<str>,
 }
 
 impl StreamKey {
@@ -53,7 +65,7 @@ impl StreamKey {
     pub fn is_inbox(&self) -> bool {
         matches!(
             self,
-            StreamKey::App(_) | StreamKey::User { .. } | StreamKey::Device { .. }
+            StreamKey::App(_) | StreamKey::User(_) | StreamKey::Device(_)
         )
     }
 
@@ -62,18 +74,18 @@ impl StreamKey {
     }
 
     pub fn user(app: &str, user: &str) -> StreamKey {
-        StreamKey::User {
+        StreamKey::User(Arc::new(UserKey {
             app: Arc::from(app),
             user: Arc::from(user),
-        }
+        }))
     }
 
     pub fn device(app: &str, user: &str, device: &str) -> StreamKey {
-        StreamKey::Device {
+        StreamKey::Device(Arc::new(DeviceKey {
             app: Arc::from(app),
             user: Arc::from(user),
             device: Arc::from(device),
-        }
+        }))
     }
 }
 
@@ -114,19 +126,19 @@ impl fmt::Display for StreamKey {
                 f.write_str("app:")?;
                 escaped(f, app)
             }
-            StreamKey::User { app, user } => {
+            StreamKey::User(key) => {
                 f.write_str("user:")?;
-                escaped(f, app)?;
+                escaped(f, &key.app)?;
                 f.write_str("/")?;
-                escaped(f, user)
+                escaped(f, &key.user)
             }
-            StreamKey::Device { app, user, device } => {
+            StreamKey::Device(key) => {
                 f.write_str("device:")?;
-                escaped(f, app)?;
+                escaped(f, &key.app)?;
                 f.write_str("/")?;
-                escaped(f, user)?;
+                escaped(f, &key.user)?;
                 f.write_str("/")?;
-                escaped(f, device)
+                escaped(f, &key.device)
             }
             StreamKey::Presence => f.write_str("presence:"),
         }
@@ -142,6 +154,13 @@ impl fmt::Debug for StreamKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_three_words() {
+        // Every connection holds its keys: the identity variants' names
+        // stay behind one pointer.
+        assert!(std::mem::size_of::<StreamKey>() <= 24);
+    }
 
     #[test]
     fn names_print_stably_and_unambiguously() {

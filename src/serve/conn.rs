@@ -22,10 +22,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -67,18 +65,19 @@ pub struct Shared {
 }
 
 /// Serves one connection whose handshake finished, until it closes or a
-/// limit closes it. `accepted` is when the handshake deadline started.
-pub async fn serve<I>(io: I, peer: SocketAddr, slot: &Slot, accepted: Instant, shared: &Shared)
+/// limit closes it. `handshake_deadline` is when the handshake deadline
+/// (started at accept) passes.
+pub async fn serve<I>(io: I, slot: &Slot, handshake_deadline: Instant, shared: &Arc<Shared>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn_state = &slot.conn;
+    // Two pointers: what a request needs beyond them (the router, the body
+    // deadline, the peer's address) is shared or in `ConnState`, not copied
+    // into every connection's future.
     let service = Service {
-        app: shared.app.clone(),
+        shared: shared.clone(),
         conn: conn_state.clone(),
-        body_timeout: shared.settings.request_body_timeout,
-        metrics: shared.metrics.clone(),
-        peer,
     };
     let mut conn = pin!(
         shared
@@ -89,9 +88,7 @@ where
     let mut phase = Phase::Handshake;
     // Boxed and dropped while busy: most connections are streams being
     // served, and they need no timer (this is per-connection memory).
-    let mut timer = Some(Box::pin(tokio::time::sleep_until(
-        accepted + settings.handshake_timeout,
-    )));
+    let mut timer = Some(Box::pin(tokio::time::sleep_until(handshake_deadline)));
     loop {
         let next = match phase {
             Phase::Closing => Phase::Closing,
@@ -105,21 +102,22 @@ where
             // Idle since now: the last in line for eviction.
             shared.registry.mark_idle(conn_state);
         }
-        if next == Phase::Busy {
+        if next == Phase::Busy && phase != Phase::Busy {
             timer = None;
+            shared.registry.mark_busy(conn_state);
         }
         phase = next;
         tokio::select! {
             biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    note_error(&*e, conn_state, &shared.metrics, peer);
+                    note_error(&*e, conn_state, &shared.metrics);
                 }
                 return;
             }
             () = conn_state.wake.notified() => {
                 if conn_state.evicted() {
-                    tracing::debug!(%peer, "idle connection closed to make room");
+                    tracing::debug!(peer = %conn_state.peer(), "idle connection closed to make room");
                     return;
                 }
             }
@@ -136,7 +134,7 @@ where
                 // Re-check: a request may have started since the last look.
                 Phase::Handshake if !conn_state.served() => {
                     shared.metrics.connections.cut(Cut::Handshake);
-                    tracing::debug!(%peer, "no request within server.handshakeTimeout; closed");
+                    tracing::debug!(peer = %conn_state.peer(), "no request within server.handshakeTimeout; closed");
                     return;
                 }
                 Phase::Idle if conn_state.in_progress() == 0 => {
@@ -166,12 +164,7 @@ async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
 
 /// Counts hyper's own timeouts (HTTP/1.1 header read, HTTP/2 keep-alive)
 /// and logs the rest at debug: a client going away is not news.
-fn note_error(
-    e: &(dyn std::error::Error + 'static),
-    conn: &ConnState,
-    metrics: &Metrics,
-    peer: SocketAddr,
-) {
+fn note_error(e: &(dyn std::error::Error + 'static), conn: &ConnState, metrics: &Metrics) {
     let timed_out = e
         .downcast_ref::<hyper::Error>()
         .is_some_and(hyper::Error::is_timeout);
@@ -182,19 +175,15 @@ fn note_error(
             Cut::RequestHead
         });
     }
-    tracing::debug!(%peer, error = %e, "connection ended with an error");
+    tracing::debug!(peer = %conn.peer(), error = %e, "connection ended with an error");
 }
 
 /// The router as hyper sees it: each request counted in progress until its
 /// response body is done, its body under a deadline.
 #[derive(Clone)]
 struct Service {
-    app: Router,
+    shared: Arc<Shared>,
     conn: Arc<ConnState>,
-    body_timeout: Duration,
-    metrics: Arc<Metrics>,
-    /// The client's address, put into every request's extensions.
-    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -203,11 +192,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(ConnectInfo(self.peer));
+        // The client's address, for `http::remote`.
+        req.extensions_mut().insert(ConnectInfo(self.conn.peer()));
         let request = InProgress::start(&self.conn, req.version() == hyper::Version::HTTP_2);
-        let (timeout, metrics) = (self.body_timeout, self.metrics.clone());
+        let timeout = self.shared.settings.request_body_timeout;
+        let metrics = self.shared.metrics.clone();
         let req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, timeout, metrics)));
-        let app = self.app.clone();
+        let app = self.shared.app.clone();
         Box::pin(async move {
             let response = app.oneshot(req).await?;
             Ok(response.map(|body| TrackedBody::new(body, request)))

@@ -381,7 +381,7 @@ pub async fn serve<H: Handshake>(
                 continue;
             }
         };
-        let (slot, evicted) = match conns.registry.admit(peer.ip()) {
+        let (slot, evicted) = match conns.registry.admit(peer) {
             Ok(admitted) => admitted,
             Err(why) => {
                 conns.refuse(tcp, peer, why, H::PLAIN_HTTP);
@@ -395,7 +395,8 @@ pub async fn serve<H: Handshake>(
                 settings.caps.total
             );
         }
-        let accepted_at = Instant::now();
+        // From accept to the first request head (see `conn`).
+        let deadline = Instant::now() + settings.handshake_timeout;
         // Small SSE writes must not wait for Nagle; and a peer that stops
         // acknowledging data is cut by the kernel, so a vanished client (or
         // one stalled for good) cannot pin a connection.
@@ -404,15 +405,17 @@ pub async fn serve<H: Handshake>(
         let handshake = handshake.clone();
         let shared = shared.clone();
         let alive = alive.clone();
+        // What this task holds lives as long as the connection: the peer's
+        // address is in the slot, the deadline is computed here, nothing
+        // else is captured (this is per-connection memory).
         tokio::spawn(async move {
             let _alive = alive;
-            let deadline = accepted_at + settings.handshake_timeout;
             let io = tokio::select! {
                 biased;
                 // Nothing but eviction wakes a connection with no request.
                 () = slot.conn.wake.notified() => None,
                 () = shared.shutdown.cancelled() => None,
-                io = tokio::time::timeout_at(deadline, handshake.handshake(tcp, peer)) => {
+                io = tokio::time::timeout_at(deadline, handshake.handshake(tcp, slot.conn.peer())) => {
                     io.unwrap_or_else(|_| {
                         shared.metrics.connections.cut(crate::metrics::Cut::Handshake);
                         None
@@ -420,7 +423,7 @@ pub async fn serve<H: Handshake>(
                 }
             };
             if let Some(io) = io {
-                conn::serve(io, peer, &slot, accepted_at, &shared).await;
+                conn::serve(io, &slot, deadline, &shared).await;
             }
             drop(slot);
         });

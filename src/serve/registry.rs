@@ -11,7 +11,7 @@
 //! SSE stream being served, is never evicted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -36,30 +36,48 @@ pub struct ConnState {
     served: AtomicBool,
     /// It speaks HTTP/2.
     h2: AtomicBool,
-    /// Its entry in the idle queue; 0 when it has none. Read and written
-    /// only under the registry's lock.
+    /// Its entry in the idle queue; 0 when it has none. Written only under
+    /// the registry's lock (read outside it only by `Registry::mark_busy`).
     idle_key: AtomicU64,
-    client: IpAddr,
+    /// The client's address (kept here, once, rather than in each of the
+    /// connection's futures: this is per-connection memory).
+    peer: SocketAddr,
 }
 
 impl ConnState {
-    fn new(client: IpAddr) -> ConnState {
+    fn new(peer: SocketAddr) -> ConnState {
         ConnState {
             state: AtomicU32::new(0),
             wake: Notify::new(),
             served: AtomicBool::new(false),
             h2: AtomicBool::new(false),
             idle_key: AtomicU64::new(0),
-            client,
+            peer,
         }
     }
 
-    /// A request started: counted until its response body is dropped.
+    pub(super) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The address the per-client cap counts it under.
+    fn client(&self) -> IpAddr {
+        client_key(self.peer.ip())
+    }
+
+    /// A request started: counted until its response body is dropped. The
+    /// first one in progress wakes the connection's task, which then drops
+    /// its handshake or idle timer at once rather than when it fires (a
+    /// stream holds its connection busy for hours: this is per-connection
+    /// memory).
     pub(super) fn request_started(&self, http2: bool) {
-        self.state.fetch_add(1, Ordering::AcqRel);
+        let before = self.state.fetch_add(1, Ordering::AcqRel);
         self.served.store(true, Ordering::Release);
         if http2 {
             self.h2.store(true, Ordering::Relaxed);
+        }
+        if before & !EVICTED == 0 {
+            self.wake.notify_one();
         }
     }
 
@@ -112,10 +130,10 @@ pub struct Caps {
 struct Inner {
     open: usize,
     per_ip: HashMap<IpAddr, u32>,
-    /// Connections with no request in progress, oldest idle first. Entries
-    /// of connections that became busy since stay until they are reached
-    /// (and skipped) or the connection goes idle again or closes, so there
-    /// is at most one entry per open connection.
+    /// Connections with no request in progress, oldest idle first. A
+    /// connection's task takes its entry out when it sees it busy; until
+    /// then (or if it goes idle again or closes first) a busy one's entry
+    /// is skipped when reached. At most one entry per open connection.
     idle: BTreeMap<u64, Arc<ConnState>>,
     next_key: u64,
     /// Evicted connections whose tasks have not closed them yet: they still
@@ -192,9 +210,9 @@ impl Registry {
 
     /// Admits a connection from `peer`, evicting the longest-idle one when
     /// at the total cap (then the flag is true), or says why not.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<(Slot, bool), Refusal> {
-        let client = client_key(peer);
-        let conn = Arc::new(ConnState::new(client));
+    pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<(Slot, bool), Refusal> {
+        let conn = Arc::new(ConnState::new(peer));
+        let client = conn.client();
         let mut inner = self.inner.lock();
         let from_client = inner.per_ip.get(&client).copied().unwrap_or(0);
         if self.caps.per_ip > 0 && from_client as usize >= self.caps.per_ip {
@@ -230,6 +248,16 @@ impl Registry {
         self.inner.lock().queue_idle(conn);
     }
 
+    /// The connection has a request in progress since now: it leaves the
+    /// idle queue (a stream stays busy for hours, and its entry would be
+    /// per-connection memory). Its own task is the only one that queues it,
+    /// so a zero key, read without the lock, means there is nothing to do.
+    pub(super) fn mark_busy(&self, conn: &ConnState) {
+        if conn.idle_key.load(Ordering::Relaxed) != 0 {
+            self.inner.lock().forget_idle(conn);
+        }
+    }
+
     /// Evicts the longest-idle connection, to free a descriptor.
     pub fn evict_one(&self) -> bool {
         let evicted = self.inner.lock().evict_oldest();
@@ -253,10 +281,11 @@ impl Registry {
         }
         inner.forget_idle(conn);
         inner.open = inner.open.saturating_sub(1);
-        if let Some(n) = inner.per_ip.get_mut(&conn.client) {
+        let client = conn.client();
+        if let Some(n) = inner.per_ip.get_mut(&client) {
             *n -= 1;
             if *n == 0 {
-                inner.per_ip.remove(&conn.client);
+                inner.per_ip.remove(&client);
             }
         }
         drop(inner);
@@ -296,8 +325,8 @@ mod tests {
     #[test]
     fn per_ip_cap_refuses_and_frees() {
         let r = registry(10, 2);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:2".parse().unwrap();
         let s1 = r.admit(a).unwrap().0;
         let _s2 = r.admit(a).unwrap().0;
         assert_eq!(r.admit(a).unwrap_err(), Refusal::PerIp);
@@ -310,7 +339,7 @@ mod tests {
     #[test]
     fn total_cap_evicts_the_longest_idle_never_a_busy_one() {
         let r = registry(2, 0);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let busy = r.admit(ip).unwrap().0;
         busy.conn.request_started(false);
         let idle = r.admit(ip).unwrap().0;
@@ -332,7 +361,7 @@ mod tests {
     #[test]
     fn evictions_still_closing_are_bounded() {
         let r = registry(16, 0);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let mut slots: Vec<Slot> = (0..32).map(|_| r.admit(ip).unwrap().0).collect();
         // 16 evicted, none closed yet: no more evictions until one closes.
         assert!(slots[..16].iter().all(|s| s.conn.evicted()));
