@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::compat::{ProfileMount, check_prefix};
+use super::profile_mount::{ProfileMount, check_prefix};
 use super::values::{Flag, ListenAddr};
 use super::{ConfigError, IdentityConfig, Span, StringList};
 use crate::secret::Secret;

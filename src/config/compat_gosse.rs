@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use argon2::password_hash::PasswordHasher;
 use serde::{Deserialize, Serialize};
 
-use super::compat::{ProfileMount, check_prefix};
 use super::load::{ConfigError, lookup};
+use super::profile_mount::{ProfileMount, check_prefix};
 use super::values::ListenAddr;
 use super::{Config, Count, Flag, Span};
 use crate::secret::Secret;

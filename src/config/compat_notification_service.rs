@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::compat::{ProfileMount, check_prefix};
 use super::identity::IdentityConfig;
 use super::load::ConfigError;
+use super::profile_mount::{ProfileMount, check_prefix};
 use super::values::{Flag, ListenAddr, Span};
 use crate::secret::Secret;
 

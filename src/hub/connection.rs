@@ -18,8 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::farewell::Farewell;
-use super::notice;
+use super::farewell::{EndReason, Farewell};
 use crate::broker::Outbox;
 use crate::model::{DeviceKey, StreamKey, UserKey};
 use crate::sse;
@@ -64,35 +63,6 @@ impl Owner {
             })));
         }
         keys
-    }
-}
-
-/// Why the server ends a connection (a client that goes away needs none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndReason {
-    /// An operator ended it (`DELETE /api/v1/connections/:id`,
-    /// `POST /api/v1/kick`), with the reason it gave, if any.
-    Kicked { reason: Option<String> },
-    /// A newer connection of the same (app, user, device) replaced it,
-    /// opened from `by` (when the listener knew the address).
-    TakenOver { by: Option<SocketAddr> },
-    /// Its identity token expired during the stream.
-    Expired,
-    /// The server is stopping.
-    Shutdown,
-}
-
-impl EndReason {
-    /// The last event the client reads: a named notice, so that an
-    /// `EventSource` can tell why (`addEventListener("sser.kicked", …)`),
-    /// before the stream ends and it reconnects.
-    pub(crate) fn farewell(&self) -> Bytes {
-        match self {
-            EndReason::Kicked { reason } => notice::kicked(reason.as_deref()),
-            EndReason::TakenOver { .. } => notice::taken_over(),
-            EndReason::Expired => notice::token_expired(),
-            EndReason::Shutdown => sse::comment_frame(notice::SHUTDOWN_NOTICE),
-        }
     }
 }
 

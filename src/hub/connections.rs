@@ -28,7 +28,8 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, TakeoverPolicy};
-use super::connection::{Connection, EndReason, Owner};
+use super::connection::{Connection, Owner};
+use super::farewell::EndReason;
 use super::owners::{ConnId, OwnerIndex, Selector, lower};
 use crate::model::StreamKey;
 

@@ -1,4 +1,5 @@
-//! A connection's last words, in a compatibility profile's spelling.
+//! Why the server ends a connection ([`EndReason`]) and its last words:
+//! the native notice, or a compatibility profile's spelling of it.
 //!
 //! The compatibility profiles (`crate::compat`) serve clients written for
 //! other SSE servers through the same hub, inboxes and registry as native
@@ -12,9 +13,12 @@
 //! connection and knows nothing of any profile. A connection without one
 //! (every native one) gets the native notice.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 
-use super::connection::EndReason;
+use super::notice;
+use crate::sse;
 
 /// How one connection's last frame is spelt when the server ends it.
 /// Called under the registry's lock or on the connection's own task: it
@@ -23,4 +27,33 @@ pub trait Farewell: Send + Sync + 'static {
     /// The last frame for `why` (including [`EndReason::Shutdown`]);
     /// `None`: the native notice.
     fn frame(&self, why: &EndReason) -> Option<Bytes>;
+}
+
+/// Why the server ends a connection (a client that goes away needs none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// An operator ended it (`DELETE /api/v1/connections/:id`,
+    /// `POST /api/v1/kick`), with the reason it gave, if any.
+    Kicked { reason: Option<String> },
+    /// A newer connection of the same (app, user, device) replaced it,
+    /// opened from `by` (when the listener knew the address).
+    TakenOver { by: Option<SocketAddr> },
+    /// Its identity token expired during the stream.
+    Expired,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl EndReason {
+    /// The last event the client reads: a named notice, so that an
+    /// `EventSource` can tell why (`addEventListener("sser.kicked", …)`),
+    /// before the stream ends and it reconnects.
+    pub(crate) fn farewell(&self) -> Bytes {
+        match self {
+            EndReason::Kicked { reason } => notice::kicked(reason.as_deref()),
+            EndReason::TakenOver { .. } => notice::taken_over(),
+            EndReason::Expired => notice::token_expired(),
+            EndReason::Shutdown => sse::comment_frame(notice::SHUTDOWN_NOTICE),
+        }
+    }
 }

@@ -29,8 +29,9 @@ use futures_util::Stream;
 use tokio::time::{Interval, Sleep};
 
 use super::admission::Refusal;
-use super::connection::{Connection, EndReason, Owner};
+use super::connection::{Connection, Owner};
 use super::connections::Registration;
+use super::farewell::EndReason;
 use super::farewell::Farewell;
 use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing, Heartbeat, Naming};

@@ -38,11 +38,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use admission::{AdmissionSettings, BlockScope, Refusal, TakeoverPolicy};
-pub use connection::{Connection, EndReason, Owner};
+pub use connection::{Connection, Owner};
 pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
     UserSummary,
 };
+pub use farewell::EndReason;
 pub use farewell::Farewell;
 pub use feed::Subscription;
 pub use framing::{Heartbeat, Naming, label};

@@ -109,16 +109,6 @@ impl Target {
     }
 }
 
-/// `GET /api/v1/stream` as the identity holding `token`.
-pub fn stream_request(target: &Target, token: &str) -> Vec<u8> {
-    let Some(any) = target.topics.first() else {
-        return Vec::new();
-    };
-    let mut headers = any.sub_headers.clone();
-    headers.push(("Authorization".into(), format!("Bearer {token}")));
-    build_request("GET", &target.sub_url, &any.sub_path, &headers, None)
-}
-
 /// Mints a token for each of users `u0` … `u<n-1>` of `app`, in order.
 async fn mint(url: &Url, api_token: &str, app: &str, n: usize) -> Result<Vec<String>, String> {
     let url = Arc::new(url.clone());

@@ -267,10 +267,20 @@ impl Target {
                 let token = tokens
                     .get(subscriber)
                     .ok_or("more subscribers than identities")?;
-                Ok(crate::identity::stream_request(self, token))
+                Ok(self.identity_stream_request(token))
             }
             _ => self.subscribe_request_many(topics),
         }
+    }
+
+    /// `GET /api/v1/stream` as the identity holding `token`.
+    fn identity_stream_request(&self, token: &str) -> Vec<u8> {
+        let Some(any) = self.topics.first() else {
+            return Vec::new();
+        };
+        let mut headers = any.sub_headers.clone();
+        headers.push(("Authorization".into(), format!("Bearer {token}")));
+        build_request("GET", &self.sub_url, &any.sub_path, &headers, None)
     }
 
     pub fn subscribe_request(&self, topic: usize) -> Vec<u8> {
