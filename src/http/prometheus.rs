@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::principal::Principal;
 use crate::hub::Hub;
-use crate::metrics::{Cut, Refusal, process_rss_bytes};
+use crate::metrics::{Cut, HistogramSnapshot, Refusal, process_rss_bytes};
 use crate::presence::PresenceCounts;
 
 /// How `/metrics` is served (from `metrics.*` configuration).
@@ -165,19 +165,12 @@ pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
         env!("CARGO_PKG_VERSION")
     );
 
-    let h = metrics.publish_latency.snapshot();
-    let name = "sser_publish_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time from a publish request reaching the hub to its event being stored and queued for every subscriber."
+    histogram(
+        &mut out,
+        "sser_publish_duration_seconds",
+        "Time from a publish request reaching the hub to its event being stored and queued for every subscriber.",
+        &metrics.publish_latency.snapshot(),
     );
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    for (bound, count) in &h.buckets {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", number(*bound));
-    }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum {}", number(h.sum_seconds));
-    let _ = writeln!(out, "{name}_count {}", h.count);
 
     if per_topic {
         per_topic_series(hub, &mut out);
@@ -218,12 +211,18 @@ fn cluster_series(c: &crate::metrics::ClusterMetrics, out: &mut String) {
     );
     let _ = writeln!(out, "# TYPE sser_cluster_redis_errors_total counter");
     let _ = writeln!(out, "sser_cluster_redis_errors_total {}", c.redis_errors());
-    let h = c.roundtrip.snapshot();
-    let name = "sser_cluster_redis_roundtrip_seconds";
-    let _ = writeln!(
+    histogram(
         out,
-        "# HELP {name} Round trip of one cluster heartbeat to Redis (write this node's record, read every live node's)."
+        "sser_cluster_redis_roundtrip_seconds",
+        "Round trip of one cluster heartbeat to Redis (write this node's record, read every live node's).",
+        &c.roundtrip.snapshot(),
     );
+}
+
+/// One histogram in the exposition format: cumulative buckets, `+Inf`,
+/// sum and count.
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
     for (bound, count) in &h.buckets {
         let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", number(*bound));
