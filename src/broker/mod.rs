@@ -31,7 +31,7 @@ pub use event::{Delivery, InvalidEvent, NewEvent, Published};
 pub use followers::{FollowTicket, Followers};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
-pub use redis::{RedisBroker, RedisSettings};
+pub use redis::{RawMessage, RedisBroker, RedisSettings};
 
 use crate::model::{Position, Retention, StreamKey};
 use crate::store::{StoreError, TopicRecord};

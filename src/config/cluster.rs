@@ -18,6 +18,10 @@ pub struct ClusterConfig {
     /// the others stop counting a node that died within about this long.
     /// Refreshed every third of it.
     pub node_ttl: Span,
+    /// How often each node looks for dead nodes whose presence must be
+    /// cleared (`SSER_CLUSTER_NODE_CHECK_INTERVAL`): a dead node's users go
+    /// offline (`node_lost`) within `nodeTtl` plus this.
+    pub node_check_interval: Span,
 }
 
 impl Default for ClusterConfig {
@@ -25,6 +29,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             redis: RedisConfig::default(),
             node_ttl: Span(std::time::Duration::from_secs(15)),
+            node_check_interval: Span(std::time::Duration::from_secs(5)),
         }
     }
 }
@@ -123,6 +128,12 @@ impl ClusterConfig {
                 "cluster.nodeTtl (SSER_CLUSTER_NODE_TTL) must be at least 1s".into(),
             ));
         }
+        if self.node_check_interval.0 < std::time::Duration::from_millis(100) {
+            return Err(ConfigError(
+                "cluster.nodeCheckInterval (SSER_CLUSTER_NODE_CHECK_INTERVAL) must be at least 100ms"
+                    .into(),
+            ));
+        }
         if redis.wait_replicas.0 > 100 {
             return Err(ConfigError(
                 "cluster.redis.waitReplicas (SSER_CLUSTER_REDIS_WAIT_REPLICAS) must be at most 100"
@@ -173,6 +184,7 @@ mod tests {
             ("SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH", "500"),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "500ms"),
             ("SSER_CLUSTER_NODE_TTL", "3s"),
+            ("SSER_CLUSTER_NODE_CHECK_INTERVAL", "1s"),
         ])
         .unwrap();
         let r = &c.cluster.redis;
@@ -181,6 +193,7 @@ mod tests {
         assert_eq!(r.prefix, "app1:");
         assert_eq!(r.timeout.0.as_millis(), 500);
         assert_eq!(c.cluster.node_ttl.0.as_secs(), 3);
+        assert_eq!(c.cluster.node_check_interval.0.as_secs(), 1);
     }
 
     #[test]
@@ -200,6 +213,11 @@ mod tests {
             ),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "0s", "cluster.redis.timeout"),
             ("SSER_CLUSTER_NODE_TTL", "500ms", "cluster.nodeTtl"),
+            (
+                "SSER_CLUSTER_NODE_CHECK_INTERVAL",
+                "10ms",
+                "cluster.nodeCheckInterval",
+            ),
         ] {
             let mut pairs = vec![(var, value)];
             if var != "SSER_CLUSTER_REDIS_URL" {

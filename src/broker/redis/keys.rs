@@ -9,6 +9,18 @@
 //! create/delete notices. Node liveness ([`super::nodes`]): `<p>node:<id>`
 //! (a node's heartbeat record, with a TTL), the sorted set `<p>nodes` and
 //! the channel `<p>nodes:changes`.
+//!
+//! Presence ledger ([`super::presence`]): `<p>presence:u:<app>:<user>` and
+//! `<p>presence:d:<app>:<user>:<device>` (hashes: node id → what that node
+//! holds), `<p>presence:node:<id>:u` / `:d` (the hashes one node has a
+//! field in, so a dead node's share can be found), `<p>presence:nodes` (the
+//! nodes that wrote any) and `<p>presence:lost:<id>` (the claim of the
+//! survivor cleaning up after a dead node). `<p>lease:<name>`: a lease one
+//! node holds at a time ([`super::lease`]).
+//!
+//! App, user and device names are the clients' own strings and may hold
+//! `:`, so each is written as one [`owner_part`] (`<len>.<text>`): no two
+//! triples give the same key.
 
 use crate::model::TopicId;
 
@@ -57,6 +69,40 @@ impl Keys {
         format!("{}live:{topic}", self.prefix)
     }
 
+    /// The presence hash of a user (`device: None`) or of a device.
+    pub(super) fn presence(&self, app: &str, user: &str, device: Option<&str>) -> String {
+        let (app, user) = (owner_part(app), owner_part(user));
+        match device {
+            None => format!("{}presence:u:{app}:{user}", self.prefix),
+            Some(device) => format!(
+                "{}presence:d:{app}:{user}:{}",
+                self.prefix,
+                owner_part(device)
+            ),
+        }
+    }
+
+    /// The presence hashes `node` has a field in: users or devices.
+    pub(super) fn presence_of_node(&self, node: &str, devices: bool) -> String {
+        let kind = if devices { "d" } else { "u" };
+        format!("{}presence:node:{node}:{kind}", self.prefix)
+    }
+
+    /// Every node that wrote presence (and may leave a share behind).
+    pub(super) fn presence_nodes(&self) -> String {
+        format!("{}presence:nodes", self.prefix)
+    }
+
+    /// The claim of the survivor that cleans up after dead `node`.
+    pub(super) fn presence_lost(&self, node: &str) -> String {
+        format!("{}presence:lost:{node}", self.prefix)
+    }
+
+    /// A lease held by one node at a time.
+    pub(super) fn lease(&self, name: &str) -> String {
+        format!("{}lease:{name}", self.prefix)
+    }
+
     /// The topic a live channel is for, if it is one of ours.
     pub(super) fn topic_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel
@@ -65,9 +111,33 @@ impl Keys {
     }
 }
 
+/// One client-chosen name inside a key: `<byte length>.<text>`, so a name
+/// holding `:` cannot be mistaken for two (`"a:b"` + `"c"` and `"a"` +
+/// `"b:c"` give different keys).
+pub(super) fn owner_part(text: &str) -> String {
+    format!("{}.{text}", text.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_colons_stay_apart() {
+        let keys = Keys::new("sser:");
+        assert_eq!(
+            keys.presence("shop", "u:1", None),
+            "sser:presence:u:4.shop:3.u:1"
+        );
+        assert_ne!(
+            keys.presence("a:b", "c", None),
+            keys.presence("a", "b:c", None)
+        );
+        assert_ne!(
+            keys.presence("a", "b", Some("c:d")),
+            keys.presence("a", "b:c", Some("d"))
+        );
+    }
 
     #[test]
     fn live_channels_name_their_topic() {
