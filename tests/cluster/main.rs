@@ -9,6 +9,7 @@ mod common;
 
 mod nodes;
 mod outage;
+mod presence;
 mod redis_server;
 mod topics;
 
