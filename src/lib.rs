@@ -368,10 +368,12 @@ impl Server {
         // presence as a dead node's (`node_lost`).
         if let Some(cluster_presence) = &self.cluster_presence
             && !cluster_presence
-                .drain(self.config.server.shutdown_timeout.0)
+                .leave(self.config.server.shutdown_timeout.0)
                 .await
         {
-            tracing::warn!("presence changes not written to the cluster's Redis at shutdown");
+            tracing::warn!(
+                "this node's presence is not all cleared in the cluster's Redis; a survivor clears the rest (node_lost)"
+            );
         }
         // The other nodes stop counting this one now, not after its TTL.
         if let Some(cluster) = &self.cluster {

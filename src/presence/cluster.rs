@@ -55,6 +55,7 @@ pub struct LostNodeSettings {
 
 /// The tracker's sink on a cluster member.
 pub struct ClusterPresence {
+    ledger: PresenceLedger,
     queue: mpsc::UnboundedSender<PresenceEvent>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
@@ -72,6 +73,7 @@ impl ClusterPresence {
         shutdown: CancellationToken,
     ) -> Arc<ClusterPresence> {
         let (queue, rx) = mpsc::unbounded_channel();
+        let ledger_for_leave = ledger.clone();
         let pending = Arc::new(AtomicUsize::new(0));
         let drained = Arc::new(Notify::new());
         // The writer outlives `shutdown`: the tracker's last offlines come
@@ -92,6 +94,7 @@ impl ClusterPresence {
             shutdown,
         ));
         Arc::new(ClusterPresence {
+            ledger: ledger_for_leave,
             queue,
             pending,
             drained,
@@ -99,9 +102,27 @@ impl ClusterPresence {
         })
     }
 
+    /// A graceful stop: waits (at most `bound`) until every queued op
+    /// reached Redis, then takes this node out of the ledger's list, so no
+    /// survivor takes it for a dead node. If some op could not be written
+    /// (counted as dropped), the node stays listed and a survivor clears
+    /// what it left, as `node_lost`. Returns whether all went out.
+    pub async fn leave(&self, bound: Duration) -> bool {
+        if !self.drain(bound).await {
+            return false;
+        }
+        match self.ledger.leave().await {
+            Ok(left) => left,
+            Err(_) => {
+                self.metrics.cluster.redis_error();
+                false
+            }
+        }
+    }
+
     /// Waits (at most `bound`) until every queued op reached Redis; false
     /// if some had not (they are counted as dropped).
-    pub async fn drain(&self, bound: Duration) -> bool {
+    async fn drain(&self, bound: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             let waiting = self.drained.notified();

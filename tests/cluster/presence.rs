@@ -195,9 +195,7 @@ async fn a_user_is_offline_once_when_its_last_connection_anywhere_closes() {
 
     // Close A: the user is still on B.
     drop(on_a);
-    let gone = hooks
-        .wait_for("device_offline", "u1", Some("phone"))
-        .await;
+    let gone = hooks.wait_for("device_offline", "u1", Some("phone")).await;
     assert_eq!(gone["reason"], "disconnected");
     flush(&hooks, &a, "marker-a1").await;
     assert!(
@@ -372,4 +370,29 @@ async fn a_notification_service_producer_reaches_its_user() {
         prometheus(&node, "sser_cluster_producer_messages_total").await,
         1.0
     );
+}
+
+// Two threads: the receiver must answer the stopping node's webhooks while
+// `terminate` blocks this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_is_a_shutdown_not_a_lost_node() {
+    let (hooks, url) = Hooks::start().await;
+    let mut cluster = cluster(2, &url, &[]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let _u6 = connect(&b, "u6", "phone").await;
+    hooks.wait_for("user_online", "u6", None).await;
+
+    assert!(cluster.nodes[1].terminate().success());
+    let offline = hooks.wait_for("user_offline", "u6", None).await;
+    assert_eq!(offline["reason"], "shutdown");
+    // Past the time a survivor would have taken the node for dead.
+    let after = Instant::now() + TTL + CHECK * 2;
+    wait_until("a survivor's node check after the TTL", || async {
+        Instant::now() >= after
+    })
+    .await;
+    flush(&hooks, &a, "marker-a").await;
+    assert_eq!(hooks.of("user_offline", "u6", None).len(), 1);
+    assert_eq!(hooks.of("device_offline", "u6", None).len(), 1);
+    assert_eq!(prometheus(&a, "sser_cluster_nodes_lost_total").await, 0.0);
 }

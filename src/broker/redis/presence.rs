@@ -76,6 +76,17 @@ out[1] = redis.call('SCARD', KEYS[1])
 return out
 ";
 
+/// KEYS: the set of nodes, this node's sets of hashes. ARGV: node. A node
+/// leaving with no share left is forgotten (a survivor would otherwise
+/// take it for a dead one); with shares left, survivors clear them.
+const LEAVE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+";
+
 /// Hashes one reap step handles (one short script run each).
 const REAP_BATCH: usize = 500;
 
@@ -151,7 +162,10 @@ impl PresenceLedger {
         let mut invocation = script.prepare_invoke();
         invocation
             .key(hash)
-            .key(self.keys.presence_of_node(&self.node, level == Level::Device))
+            .key(
+                self.keys
+                    .presence_of_node(&self.node, level == Level::Device),
+            )
             .key(self.keys.presence_nodes())
             .arg(&self.node)
             .arg(value);
@@ -170,7 +184,10 @@ impl PresenceLedger {
         let mut invocation = script.prepare_invoke();
         invocation
             .key(hash)
-            .key(self.keys.presence_of_node(&self.node, level == Level::Device))
+            .key(
+                self.keys
+                    .presence_of_node(&self.node, level == Level::Device),
+            )
             .arg(&self.node);
         let mut conn = self.conn.clone();
         let ran = invocation.invoke_async::<i64>(&mut conn);
@@ -243,6 +260,22 @@ impl PresenceLedger {
                 return Ok((gone, rejected));
             }
         }
+    }
+
+    /// A graceful stop after every share of this node was removed: the
+    /// survivors need not look at it. False when shares are left (their
+    /// offlines then come from a survivor, as `node_lost`).
+    pub async fn leave(&self) -> Result<bool, BrokerError> {
+        let script = redis::Script::new(LEAVE);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys.presence_nodes())
+            .key(self.keys.presence_of_node(&self.node, false))
+            .key(self.keys.presence_of_node(&self.node, true))
+            .arg(&self.node);
+        let mut conn = self.conn.clone();
+        let ran = invocation.invoke_async::<i64>(&mut conn);
+        self.bounded(ran).await.map(|n| n == 1)
     }
 
     /// Dead `node` has nothing left in the ledger: forget it.

@@ -127,7 +127,10 @@ mod tests {
     fn anything_else_is_dropped() {
         for (channel, payload) in [
             ("shop:channel:u", r#"{"id":"1","type":"t","data":{"n":1}}"#),
-            ("shop:channel:u", r#"{"id":"1","type":"t","data":{"a":{"b":"c"}}}"#),
+            (
+                "shop:channel:u",
+                r#"{"id":"1","type":"t","data":{"a":{"b":"c"}}}"#,
+            ),
             ("shop:channel:u", r#"{"id":"1","type":"t"}"#),
             ("shop:channel:u", r#"{"id":"a\nb","type":"t","data":{}}"#),
             ("shop:channel:u", r#"{"id":"1","type":"x\r\ny","data":{}}"#),
@@ -138,7 +141,10 @@ mod tests {
             ("shop:channel:", r#"{"data":{}}"#),
             ("shop:chan:u", r#"{"data":{}}"#),
         ] {
-            assert!(read(&message(channel, payload)).is_none(), "{channel} {payload}");
+            assert!(
+                read(&message(channel, payload)).is_none(),
+                "{channel} {payload}"
+            );
         }
     }
 }
