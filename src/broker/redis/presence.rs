@@ -19,6 +19,7 @@
 //! out of every hash ([`PresenceLedger::reap`]) and emits the offlines of
 //! those left with no field: nothing depends on the dead node cleaning up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -119,6 +120,16 @@ pub struct PresenceLedger {
     keys: Keys,
     node: String,
     timeout: Duration,
+    scripts: Arc<Scripts>,
+}
+
+/// Each script's text and hash, computed once (`EVALSHA`, loaded on a miss).
+struct Scripts {
+    online: redis::Script,
+    offline: redis::Script,
+    lost: redis::Script,
+    reap: redis::Script,
+    leave: redis::Script,
 }
 
 impl PresenceLedger {
@@ -133,6 +144,13 @@ impl PresenceLedger {
             keys,
             node,
             timeout,
+            scripts: Arc::new(Scripts {
+                online: redis::Script::new(ONLINE),
+                offline: redis::Script::new(OFFLINE),
+                lost: redis::Script::new(LOST),
+                reap: redis::Script::new(REAP),
+                leave: redis::Script::new(LEAVE),
+            }),
         }
     }
 
@@ -158,8 +176,7 @@ impl PresenceLedger {
         };
         let value = serde_json::to_string(share)
             .map_err(|e| BrokerError::Unavailable(format!("presence share: {e}")))?;
-        let script = redis::Script::new(ONLINE);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.scripts.online.prepare_invoke();
         invocation
             .key(hash)
             .key(
@@ -180,8 +197,7 @@ impl PresenceLedger {
         let Some(hash) = self.hash(share, level) else {
             return Ok(false);
         };
-        let script = redis::Script::new(OFFLINE);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.scripts.offline.prepare_invoke();
         invocation
             .key(hash)
             .key(
@@ -196,8 +212,7 @@ impl PresenceLedger {
 
     /// Nodes that left a share behind and are no longer alive.
     pub async fn lost_nodes(&self) -> Result<Vec<String>, BrokerError> {
-        let script = redis::Script::new(LOST);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.scripts.lost.prepare_invoke();
         invocation
             .key(self.keys.presence_nodes())
             .arg(&self.node)
@@ -230,11 +245,10 @@ impl PresenceLedger {
     /// written by sser) are skipped and counted in the second value.
     pub async fn reap(&self, node: &str, level: Level) -> Result<(Vec<Share>, u64), BrokerError> {
         let set = self.keys.presence_of_node(node, level == Level::Device);
-        let script = redis::Script::new(REAP);
         let mut gone = Vec::new();
         let mut rejected = 0;
         loop {
-            let mut invocation = script.prepare_invoke();
+            let mut invocation = self.scripts.reap.prepare_invoke();
             invocation.key(&set).arg(node).arg(REAP_BATCH);
             let mut conn = self.conn.clone();
             let ran = invocation.invoke_async::<Vec<redis::Value>>(&mut conn);
@@ -266,8 +280,7 @@ impl PresenceLedger {
     /// survivors need not look at it. False when shares are left (their
     /// offlines then come from a survivor, as `node_lost`).
     pub async fn leave(&self) -> Result<bool, BrokerError> {
-        let script = redis::Script::new(LEAVE);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.scripts.leave.prepare_invoke();
         invocation
             .key(self.keys.presence_nodes())
             .key(self.keys.presence_of_node(&self.node, false))
