@@ -138,6 +138,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "SSER_CLUSTER_NODE_CHECK_INTERVAL",
         "cluster.nodeCheckInterval",
     ),
+    ("SSER_CLUSTER_ADVERTISE_ADDR", "cluster.advertiseAddr"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),
     ("SSER_DASHBOARD_ENABLED", "server.dashboard"),
