@@ -265,6 +265,8 @@ mod tests {
                 "SSER_CLUSTER_NODE_CHECK_INTERVAL",
                 "10ms",
                 "cluster.nodeCheckInterval",
+            ),
+            (
                 "SSER_CLUSTER_ADVERTISE_ADDR",
                 "sser-2",
                 "cluster.advertiseAddr",
