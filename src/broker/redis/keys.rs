@@ -9,6 +9,19 @@
 //! create/delete notices. Node liveness ([`super::nodes`]): `<p>node:<id>`
 //! (a node's heartbeat record, with a TTL), the sorted set `<p>nodes` and
 //! the channel `<p>nodes:changes`.
+//!
+//! The directory of identity connections ([`super::directory`]): a hash
+//! `<p>conn:<id>` per connection (node, app, user, device, remote, since,
+//! streams); sorted sets of connection ids, all scored 0 so that they page
+//! by id with `ZRANGEBYLEX`: `<p>conns` (every one), `<p>conns:app:<app>`,
+//! `<p>conns:user:<app>:<user>`, and a plain set per node
+//! `<p>conns:node:<node>` (with `<p>conns:nodes`, the nodes that have
+//! some); `<p>device:<app>:<user>:<device>` (the device's
+//! owner, `"<node> <conn>"`); `<p>block:<app>:<user>[:<device>]` (a kick's
+//! block, with a TTL); `<p>ctl:<node>` (the channel of commands to one
+//! node). App, user and device are the client's strings and may hold `:`,
+//! so each is written as one [`part`], `"<len>.<text>"`: no two different
+//! tuples give the same key.
 
 use crate::model::TopicId;
 
@@ -57,6 +70,64 @@ impl Keys {
         format!("{}live:{topic}", self.prefix)
     }
 
+    /// A directory entry: one identity connection's record.
+    pub(super) fn conn(&self, id: &str) -> String {
+        format!("{}conn:{id}", self.prefix)
+    }
+
+    /// Every identity connection of the cluster, by id.
+    pub(super) fn conns(&self) -> String {
+        format!("{}conns", self.prefix)
+    }
+
+    pub(super) fn app_conns(&self, app: &str) -> String {
+        format!("{}conns:app:{}", self.prefix, part(app))
+    }
+
+    pub(super) fn user_conns(&self, app: &str, user: &str) -> String {
+        format!("{}conns:user:{}:{}", self.prefix, part(app), part(user))
+    }
+
+    /// The connections a node recorded (so a dead node's can be swept).
+    pub(super) fn node_conns(&self, node: &str) -> String {
+        format!("{}conns:node:{node}", self.prefix)
+    }
+
+    /// The nodes that have recorded connections (for the sweep of dead
+    /// ones).
+    pub(super) fn directory_nodes(&self) -> String {
+        format!("{}conns:nodes", self.prefix)
+    }
+
+    pub(super) fn device_owner(&self, app: &str, user: &str, device: &str) -> String {
+        format!(
+            "{}device:{}:{}:{}",
+            self.prefix,
+            part(app),
+            part(user),
+            part(device)
+        )
+    }
+
+    /// A block on a user (`device: None`) or on one device of a user.
+    pub(super) fn block(&self, app: &str, user: &str, device: Option<&str>) -> String {
+        match device {
+            None => format!("{}block:{}:{}", self.prefix, part(app), part(user)),
+            Some(d) => format!(
+                "{}block:{}:{}:{}",
+                self.prefix,
+                part(app),
+                part(user),
+                part(d)
+            ),
+        }
+    }
+
+    /// The channel of commands to one node.
+    pub(super) fn control(&self, node: &str) -> String {
+        format!("{}ctl:{node}", self.prefix)
+    }
+
     /// The topic a live channel is for, if it is one of ours.
     pub(super) fn topic_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel
@@ -65,9 +136,28 @@ impl Keys {
     }
 }
 
+/// A client-chosen string as one unambiguous key part: its length in
+/// bytes, a dot, the text (`"shop"` → `"4.shop"`), so that `:` inside it
+/// can never be read as a separator.
+pub(super) fn part(text: &str) -> String {
+    format!("{}.{text}", text.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_parts_never_collide() {
+        let keys = Keys::new("p:");
+        assert_eq!(keys.user_conns("shop", "u1"), "p:conns:user:4.shop:2.u1");
+        assert_ne!(keys.user_conns("a:b", "c"), keys.user_conns("a", "b:c"));
+        assert_ne!(
+            keys.device_owner("a", "b:1.c", "d"),
+            keys.device_owner("a", "b", "c:1.d")
+        );
+        assert_ne!(keys.block("a", "b", None), keys.block("a", "", Some("b")));
+    }
 
     #[test]
     fn live_channels_name_their_topic() {

@@ -1,5 +1,6 @@
 //! The node's one pub/sub connection: registry notices, node join/leave
-//! notices (which wake the heartbeat, [`super::nodes`]), and the live
+//! notices (which wake the heartbeat, [`super::nodes`]), commands to this
+//! node on its control channel ([`super::control`]), and the live
 //! channels of the topics this node has followers for (subscribed at a
 //! topic's first follow, unsubscribed by the periodic sweep once it has
 //! none, [`unsubscribe_if_idle`]).
@@ -57,7 +58,11 @@ async fn session(shared: &Arc<Shared>) {
     {
         let mut slot = shared.sink.lock().await;
         let mut sink = sink;
-        let mut channels = vec![shared.keys.registry_channel(), shared.keys.nodes_channel()];
+        let mut channels = vec![
+            shared.keys.registry_channel(),
+            shared.keys.nodes_channel(),
+            shared.keys.control(&shared.node),
+        ];
         channels.extend(
             shared
                 .streams
@@ -77,9 +82,17 @@ async fn session(shared: &Arc<Shared>) {
     if let Err(e) = reconcile(shared).await {
         tracing::warn!(error = %e, "cannot re-read the cluster's state after connecting to Redis");
     }
+    let control = shared.keys.control(&shared.node);
     while let Some(message) = messages.next().await {
         let channel = message.get_channel_name();
-        if channel == shared.keys.registry_channel() {
+        if channel == control {
+            match super::control::parse(message.get_payload_bytes()) {
+                Some(command) => {
+                    let _ = shared.commands.send(command);
+                }
+                None => shared.metrics.cluster_entry_rejected(),
+            }
+        } else if channel == shared.keys.registry_channel() {
             on_notice(shared, message.get_payload_bytes()).await;
         } else if channel == shared.keys.nodes_channel() {
             // A node joined or left: look at the live nodes now.

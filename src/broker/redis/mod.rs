@@ -20,7 +20,16 @@
 //! set of live nodes every node reads ([`nodes`]). Identity inboxes and the
 //! presence feed stay on this node (the wrapped [`LocalBroker`]) in this
 //! first version.
+//!
+//! The directory of identity connections ([`RedisDirectory`], with
+//! [`directory_scripts`], [`directory_writer`] and the per-node
+//! [`control`] channel) makes take-over, kick, blocks and listings
+//! cluster-wide: [`RedisBroker::directory`] gives it to the hub.
 
+mod control;
+mod directory;
+mod directory_scripts;
+mod directory_writer;
 mod entry;
 mod history;
 mod keys;
@@ -48,6 +57,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::model::{Position, Retention, StreamKey, TopicId};
 use crate::store::TopicRecord;
+pub use directory::RedisDirectory;
 use keys::Keys;
 use live::{Join, LiveStream};
 
@@ -84,6 +94,7 @@ pub struct RedisBroker {
     /// Identity inboxes and system streams: per node for now.
     local: Arc<LocalBroker>,
     changes: Mutex<Option<mpsc::UnboundedReceiver<TopicChange>>>,
+    directory: Arc<RedisDirectory>,
 }
 
 /// What the broker and its listener share.
@@ -104,6 +115,8 @@ pub(super) struct Shared {
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<TopicChange>,
     heartbeat: Arc<nodes::Heartbeat>,
+    /// Commands to this node from others ([`control`]).
+    commands: mpsc::UnboundedSender<crate::broker::directory::Command>,
 }
 
 /// A Redis failure as clients see it (the details go to the log only).
@@ -136,6 +149,7 @@ impl RedisBroker {
         .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let node = crate::secret::new_id();
         let heartbeat = Arc::new(nodes::Heartbeat::new(
             conn.clone(),
@@ -161,6 +175,7 @@ impl RedisBroker {
             metrics,
             changes: tx,
             heartbeat: heartbeat.clone(),
+            commands,
         });
         tokio::spawn(listener::run(shared.clone(), shutdown.clone()));
         // Followers need the listener: give it the same time to connect.
@@ -175,11 +190,14 @@ impl RedisBroker {
         }
         // Seen by the others from the start; a failed first beat is retried.
         heartbeat.beat().await;
-        tokio::spawn(heartbeat.run(shutdown));
+        tokio::spawn(heartbeat.run(shutdown.clone()));
+        let writer = directory_writer::Writer::start(shared.clone(), settings.node_ttl, shutdown);
+        let directory = Arc::new(RedisDirectory::new(shared.clone(), writer, commands_rx));
         Ok(Arc::new(RedisBroker {
             shared,
             local,
             changes: Mutex::new(Some(rx)),
+            directory,
         }))
     }
 
@@ -194,6 +212,11 @@ impl RedisBroker {
             Ok(Err(e)) => Err(format!("Redis does not answer: {:?}", e.kind())),
             Err(_) => Err("Redis does not answer in time".into()),
         }
+    }
+
+    /// The cluster-wide directory of identity connections, for the hub.
+    pub fn directory(&self) -> Arc<RedisDirectory> {
+        self.directory.clone()
     }
 
     /// A graceful stop: this node's heartbeat goes now, so the others stop
