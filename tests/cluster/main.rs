@@ -1,12 +1,14 @@
 //! Cluster tests: a real `redis-server` and three sser nodes as processes
 //! (the built binary), talked to over real sockets with a real SSE parser.
 //! Phase 1 of issue 13: topics across nodes (one order, shared history and
-//! registry), Redis outages (503, `/readyz`, recovery without gap), and
+//! registry), identity connections across nodes (take-over, kick, blocks,
+//! listings: `directory`), Redis outages (503, `/readyz`, recovery without gap), and
 //! entries injected into Redis behind sser's back.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod directory;
 mod nodes;
 mod outage;
 mod redis_server;

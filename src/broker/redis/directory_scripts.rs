@@ -16,12 +16,12 @@
 /// record prefix. Returns `{"blocked", until}`, `{"busy"}`, or `{"ok"}`
 /// with the previous live holder's node and connection when there was one.
 pub(super) const CLAIM: &str = r"
-local until = 0
+local upto = 0
 for i = 1, 2 do
   local v = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  if v > until then until = v end
+  if v > upto then upto = v end
 end
-if until > 0 then return {'blocked', tostring(until)} end
+if upto > 0 then return {'blocked', tostring(upto)} end
 if #KEYS < 3 then return {'ok'} end
 local held = redis.call('GET', KEYS[3])
 local node, conn
