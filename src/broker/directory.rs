@@ -98,9 +98,13 @@ pub enum Claimed {
 /// Why a node is told to end one of its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
-    Kicked { reason: Option<String> },
+    Kicked {
+        reason: Option<String>,
+    },
     /// `by`: the address of the connection that took over, when known.
-    TakenOver { by: Option<String> },
+    TakenOver {
+        by: Option<String>,
+    },
 }
 
 /// A command from another node.

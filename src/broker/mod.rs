@@ -28,11 +28,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use directory::Directory;
 pub use event::{Delivery, InvalidEvent, NewEvent, Published};
 pub use followers::{FollowTicket, Followers};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
-pub use directory::Directory;
 pub use redis::{RedisBroker, RedisDirectory, RedisSettings};
 
 use crate::model::{Position, Retention, StreamKey};

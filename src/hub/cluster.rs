@@ -29,8 +29,8 @@ use super::admission::{BlockScope, Refusal, TakeoverPolicy};
 use super::connection::Connection;
 use super::connections::{DeviceSummary, KickError, UserSummary, scope_of};
 use super::farewell::EndReason;
-use super::owners::Selector;
 use super::listed::{Listed, ListedPage};
+use super::owners::Selector;
 use super::{Hub, HubError};
 use crate::broker::BrokerError;
 use crate::broker::directory::{
@@ -135,8 +135,7 @@ impl Hub {
 
     /// Gives back a claim whose connection the registry refused.
     pub(crate) async fn release(&self, conn: &Connection, claim: &Claim) {
-        let (Some(directory), Some(owner), true) =
-            (self.directory(), conn.owner(), claim.claimed)
+        let (Some(directory), Some(owner), true) = (self.directory(), conn.owner(), claim.claimed)
         else {
             return;
         };
@@ -283,7 +282,10 @@ impl Hub {
             other => EndError::Unavailable(other.to_string()),
         };
         let Some(directory) = self.directory() else {
-            return self.connections.end(id, why, block_until).map_err(kick_error);
+            return self
+                .connections
+                .end(id, why, block_until)
+                .map_err(kick_error);
         };
         if let Some(conn) = self.connections.get(id) {
             if let Some(until) = block_until {
@@ -293,7 +295,10 @@ impl Hub {
                     .await
                     .map_err(unavailable)?;
             }
-            return self.connections.end(id, why, block_until).map_err(kick_error);
+            return self
+                .connections
+                .end(id, why, block_until)
+                .map_err(kick_error);
         }
         let located = directory.locate(id).await.map_err(unavailable)?;
         let Some(located) = located.filter(|l| l.node != directory.node()) else {

@@ -28,9 +28,7 @@ impl Listed {
     /// (app, user, device) for an identity connection.
     pub fn owner(&self) -> Option<(&str, &str, Option<&str>)> {
         match self {
-            Listed::Here(c) => c
-                .owner()
-                .map(|o| (&*o.app, &*o.user, o.device.as_deref())),
+            Listed::Here(c) => c.owner().map(|o| (&*o.app, &*o.user, o.device.as_deref())),
             Listed::Elsewhere(l) => Some((&l.entry.app, &l.entry.user, l.entry.device.as_deref())),
         }
     }
@@ -79,4 +77,3 @@ pub struct ListedPage {
     /// Pass as `after` for the next page; `None` on the last one.
     pub next: Option<String>,
 }
-

@@ -40,9 +40,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use crate::broker::directory::AppCounts;
+pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use admission::{AdmissionSettings, BlockScope, Refusal, TakeoverPolicy};
+pub use cluster::EndError;
 pub use connection::{Connection, Owner};
 pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
@@ -52,7 +53,6 @@ pub use farewell::EndReason;
 pub use farewell::Farewell;
 pub use feed::Subscription;
 pub use framing::{Heartbeat, Naming, label};
-pub use cluster::EndError;
 pub use inboxes::{ConnectSpec, Sent};
 pub use listed::{Listed, ListedPage};
 pub use owners::Selector;

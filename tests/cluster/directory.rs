@@ -150,7 +150,10 @@ async fn a_kick_issued_on_one_node_ends_connections_on_others_and_blocks_everywh
         .await
         .expect("kick request");
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.expect("JSON"), json!({"ended": 1}));
+    assert_eq!(
+        resp.json::<Value>().await.expect("JSON"),
+        json!({"ended": 1})
+    );
     let names = until_end(&mut on_a).await;
     assert_eq!(
         names.last().map(String::as_str),
@@ -178,7 +181,10 @@ async fn a_kick_issued_on_one_node_ends_connections_on_others_and_blocks_everywh
         .await
         .expect("kick request");
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.expect("JSON"), json!({"ended": 2}));
+    assert_eq!(
+        resp.json::<Value>().await.expect("JSON"),
+        json!({"ended": 2})
+    );
     for stream in [&mut u3_a, &mut u3_b] {
         let names = until_end(stream).await;
         assert_eq!(names.last().map(String::as_str), Some("sser.kicked"));
@@ -233,9 +239,7 @@ async fn listings_and_summaries_on_one_node_page_through_every_node() {
     let everything = listed(&b, "limit=1000").await;
     assert!(all.iter().all(|id| everything.iter().any(|e| e == id)));
 
-    let summary = b
-        .get_json("/api/v1/apps/shop/users/pager", API_TOKEN)
-        .await;
+    let summary = b.get_json("/api/v1/apps/shop/users/pager", API_TOKEN).await;
     assert_eq!(summary["online"], true, "{summary}");
     let devices: Vec<&str> = summary["devices"]
         .as_array()

@@ -30,7 +30,7 @@ use super::directory_writer::{Op, Writer};
 use super::{Shared, UNAVAILABLE, control, unavailable};
 use crate::broker::BrokerError;
 use crate::broker::directory::{
-    AppCounts, Claimed, Command, Directory, Entry, Ending, Filter, Holder, Located, Scope,
+    AppCounts, Claimed, Command, Directory, Ending, Entry, Filter, Holder, Located, Scope,
 };
 use crate::model::now_ms;
 
@@ -71,11 +71,8 @@ impl RedisDirectory {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, BrokerError> {
         let mut conn = self.shared.conn.clone();
-        match tokio::time::timeout(
-            self.shared.timeout,
-            invocation.invoke_async::<T>(&mut conn),
-        )
-        .await
+        match tokio::time::timeout(self.shared.timeout, invocation.invoke_async::<T>(&mut conn))
+            .await
         {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(unavailable(e)),
@@ -276,11 +273,7 @@ impl Directory for RedisDirectory {
         let ttl = until_ms.saturating_sub(now_ms()).max(1);
         let mut invocation = self.block.prepare_invoke();
         invocation
-            .key(
-                self.shared
-                    .keys
-                    .block(scope.app, scope.user, scope.device),
-            )
+            .key(self.shared.keys.block(scope.app, scope.user, scope.device))
             .arg(until_ms)
             .arg(ttl);
         self.run::<i64>(&invocation).await.map(|_| ())

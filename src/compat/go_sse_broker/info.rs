@@ -33,9 +33,9 @@ use super::auth::Need;
 use super::envelope::{Envelope, Failure};
 use super::params::Params;
 use super::{Broker, GET_POST, method_check};
+use crate::http::error::ApiError;
 use crate::http::remote::Remote;
 use crate::hub::{AppCounts, Listed, Selector};
-use crate::http::error::ApiError;
 use crate::identity::claims::check_name;
 use crate::model::now_ms;
 
@@ -167,7 +167,8 @@ impl Broker {
     /// live node whose advertised address it names.
     fn instance_info(&self, address: Option<&str>, counts: &AppCounts) -> Value {
         let names = |addr: &str| {
-            address.is_none_or(|a| a == addr || addr.rsplit_once(':').is_some_and(|(ip, _)| ip == a))
+            address
+                .is_none_or(|a| a == addr || addr.rsplit_once(':').is_some_and(|(ip, _)| ip == a))
         };
         let ours = &self.settings.instance_address;
         if !names(ours) {
