@@ -27,10 +27,11 @@ use tokio::sync::mpsc;
 
 use super::admission::{BlockScope, Refusal, TakeoverPolicy};
 use super::connection::Connection;
-use super::connections::{DeviceSummary, KickError, UserSummary, scope_of};
+use super::connections::{DeviceSummary, KickError, UserSummary};
 use super::farewell::EndReason;
 use super::listed::{Listed, ListedPage};
 use super::owners::Selector;
+use super::roster::scope_of;
 use super::{Hub, HubError};
 use crate::broker::BrokerError;
 use crate::broker::directory::{

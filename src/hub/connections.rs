@@ -38,8 +38,8 @@ use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, Ta
 use super::connection::{Connection, Owner};
 use super::farewell::EndReason;
 use super::owners::{ConnId, OwnerIndex, Selector, lower};
+use super::roster::Roster;
 use crate::broker::Directory;
-use crate::broker::directory::{Entry, Scope};
 use crate::model::StreamKey;
 
 /// What the registry tells presence: an identity connection opened, and
@@ -59,7 +59,7 @@ pub struct Connections {
     inner: Mutex<Registry>,
     admission: AdmissionSettings,
     presence: OnceLock<Arc<dyn PresenceHook>>,
-    directory: OnceLock<Arc<dyn Directory>>,
+    directory: Roster,
 }
 
 #[derive(Default)]
@@ -163,47 +163,18 @@ impl Connections {
             inner: Mutex::new(Registry::default()),
             admission,
             presence: OnceLock::new(),
-            directory: OnceLock::new(),
+            directory: Roster::default(),
         }
     }
 
     /// The cluster's directory: told of every identity connection that
     /// joins or leaves. Set once, at start-up; a second call is ignored.
     pub fn attach_directory(&self, directory: Arc<dyn Directory>) {
-        let _ = self.directory.set(directory);
+        self.directory.attach(directory);
     }
 
     pub(crate) fn directory(&self) -> Option<&Arc<dyn Directory>> {
         self.directory.get()
-    }
-
-    /// Queues `conn`'s entry in the directory (never under the lock).
-    fn joined(&self, conn: &Connection) {
-        let (Some(directory), Some(owner)) = (self.directory.get(), conn.owner()) else {
-            return;
-        };
-        directory.joined(Entry {
-            id: conn.id().to_string(),
-            app: owner.app.to_string(),
-            user: owner.user.to_string(),
-            device: owner.device.as_deref().map(str::to_string),
-            remote: conn.remote().map(|a| a.to_string()),
-            since_ms: conn.opened_at_ms(),
-            streams: conn.streams().iter().map(|k| k.to_string()).collect(),
-        });
-    }
-
-    /// Queues the removal of the connections that left the registry
-    /// (never under the lock).
-    fn left(&self, gone: &[Arc<Connection>]) {
-        let Some(directory) = self.directory.get() else {
-            return;
-        };
-        for conn in gone {
-            if let Some(owner) = conn.owner() {
-                directory.left(conn.id(), scope_of(owner));
-            }
-        }
     }
 
     /// Where identity connections report opening and closing. Set once, at
@@ -248,8 +219,8 @@ impl Connections {
         }
         r.by_id.insert(ById(conn.clone()));
         drop(r);
-        self.joined(&conn);
-        self.left(gone.as_slice());
+        self.directory.joined(&conn);
+        self.directory.left(gone.as_slice());
         Ok(Registration {
             registry: self.clone(),
             id,
@@ -429,7 +400,7 @@ impl Connections {
         }
         let gone = Self::remove_locked(&mut r, id, Some(&why), true);
         drop(r);
-        self.left(gone.as_slice());
+        self.directory.left(gone.as_slice());
         Ok(())
     }
 
@@ -453,7 +424,7 @@ impl Connections {
             }
         }
         drop(r);
-        self.left(&gone);
+        self.directory.left(&gone);
         gone.len()
     }
 
@@ -488,7 +459,7 @@ impl Registration {
         let mut r = self.registry.inner.lock();
         let gone = Connections::remove_locked(&mut r, &self.id, Some(why), false);
         drop(r);
-        self.registry.left(gone.as_slice());
+        self.registry.directory.left(gone.as_slice());
     }
 }
 
@@ -497,15 +468,6 @@ impl Drop for Registration {
         let mut r = self.registry.inner.lock();
         let gone = Connections::remove_locked(&mut r, &self.id, None, false);
         drop(r);
-        self.registry.left(gone.as_slice());
-    }
-}
-
-/// The directory's name for `owner` (or one of its blocks).
-pub(crate) fn scope_of(owner: &Owner) -> Scope<'_> {
-    Scope {
-        app: &owner.app,
-        user: &owner.user,
-        device: owner.device.as_deref(),
+        self.registry.directory.left(gone.as_slice());
     }
 }

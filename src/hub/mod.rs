@@ -30,6 +30,7 @@ mod listed;
 pub mod notice;
 pub mod owners;
 mod resume;
+mod roster;
 pub mod topic;
 
 use std::collections::HashMap;
