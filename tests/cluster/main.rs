@@ -2,11 +2,13 @@
 //! (the built binary), talked to over real sockets with a real SSE parser.
 //! Phase 1 of issue 13: topics across nodes (one order, shared history and
 //! registry), Redis outages (503, `/readyz`, recovery without gap), and
-//! entries injected into Redis behind sser's back.
+//! entries injected into Redis behind sser's back. Phase 2: identity inboxes
+//! and the presence feed across nodes (`inboxes`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod inboxes;
 mod nodes;
 mod outage;
 mod redis_server;

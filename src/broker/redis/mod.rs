@@ -446,10 +446,12 @@ impl Broker for RedisBroker {
         )
         .await?;
         if let Some(max_age) = live.max_age {
-            // Expired entries the next publish has not deleted yet.
+            // Expired entries the next publish has not deleted yet (one
+            // without a time was not written by sser: it stays, to be
+            // rejected and counted below).
             let oldest_kept = now_ms().saturating_sub(inboxes::millis(max_age));
             page.entries
-                .retain(|e| e.published_ms.is_some_and(|at| at >= oldest_kept));
+                .retain(|e| e.published_ms.is_none_or(|at| at >= oldest_kept));
         }
         let missing = match page.entries.first() {
             Some(first) => first.seq > after.saturating_add(1),

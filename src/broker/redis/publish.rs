@@ -163,8 +163,7 @@ if max_age > 0 then
   redis.call('PEXPIRE', KEYS[1], max_age)
   redis.call('PEXPIRE', KEYS[2], max_age)
 end
-redis.call('PUBLISH', ARGV[7], seq .. '
-' .. ARGV[8])
+redis.call('PUBLISH', ARGV[7], seq .. '\n' .. ARGV[8])
 return seq
 ";
 
