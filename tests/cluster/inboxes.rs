@@ -2,8 +2,9 @@
 //! node reaches the identity's connections on the others (user, device and
 //! application targets), an inbox resumes exactly on another node while
 //! sends go on, presence on one node reaches a presence stream on another,
-//! an entry injected into an inbox in Redis is dropped and counted, and a
-//! send while Redis is down answers 503.
+//! an entry injected into an inbox in Redis is dropped and counted, a
+//! send while Redis is down answers 503, and the inbox retention's age
+//! holds in Redis.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -16,14 +17,17 @@ const APP: &str = "shop";
 
 /// Three nodes with identity on (the test secret, [`APP`] by default).
 fn cluster() -> Cluster {
-    Cluster::start_with(
-        3,
-        &[
-            ("SSER_JWT_SECRET", SECRET),
-            ("SSER_IDENTITY_DEFAULT_APP", APP),
-            ("SSER_PRESENCE_GRACE", "0s"),
-        ],
-    )
+    cluster_with(3, &[])
+}
+
+fn cluster_with(count: usize, extra: &[(&str, &str)]) -> Cluster {
+    let mut env = vec![
+        ("SSER_JWT_SECRET", SECRET),
+        ("SSER_IDENTITY_DEFAULT_APP", APP),
+        ("SSER_PRESENCE_GRACE", "0s"),
+    ];
+    env.extend_from_slice(extra);
+    Cluster::start_with(count, &env)
 }
 
 fn now() -> u64 {
@@ -238,4 +242,59 @@ async fn a_send_while_redis_is_down_answers_503() {
         let message = error["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("Redis"), "{message}");
     }
+}
+
+#[tokio::test]
+async fn the_inbox_age_bound_holds_in_redis() {
+    let cluster = cluster_with(1, &[("SSER_INBOX_MAX_AGE", "2s")]);
+    let a = cluster.node(0);
+    let mut redis = cluster.redis.client();
+    let (stream, counter) = ("sser:stream:user:4.shop:2.u1", "sser:seq:user:4.shop:2.u1");
+    let started = tokio::time::Instant::now();
+    send(&a, json!({"users": ["u1"], "message": "a"})).await;
+    for key in [stream, counter] {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut redis).expect("PTTL");
+        assert!(
+            (1..=2000).contains(&ttl),
+            "{key} expires with the age: {ttl}"
+        );
+    }
+    // Time has to pass for an event to age: `a` expires at 2 s, `b` at 3 s.
+    tokio::time::sleep_until(started + std::time::Duration::from_secs(1)).await;
+    send(&a, json!({"users": ["u1"], "message": "b"})).await;
+    let b_seq: u64 = redis::cmd("GET")
+        .arg(counter)
+        .query(&mut redis)
+        .expect("GET");
+    tokio::time::sleep_until(started + std::time::Duration::from_millis(2200)).await;
+    let mut everything = open(&a, &token("u1", None), Some("earliest")).await;
+    let b = everything.expect_event().await;
+    assert_eq!(b.data, "b", "the expired event is not replayed");
+    drop(everything);
+
+    // Nobody sends any more: the inbox leaves Redis with its last event.
+    wait_until("the inbox to expire in Redis", || {
+        let mut redis = cluster.redis.client();
+        async move {
+            let left: u64 = redis::cmd("EXISTS")
+                .arg(stream)
+                .arg(counter)
+                .query(&mut redis)
+                .expect("EXISTS");
+            left == 0
+        }
+    })
+    .await;
+    // A later life never gives out a position of the earlier one: a client
+    // resuming from it is told what it may have missed expired.
+    send(&a, json!({"users": ["u1"], "message": "c"})).await;
+    let c_seq: u64 = redis::cmd("GET")
+        .arg(counter)
+        .query(&mut redis)
+        .expect("GET");
+    assert!(c_seq > b_seq, "{c_seq} after {b_seq}");
+    let mut resumed = open(&a, &token("u1", None), Some(&b.id)).await;
+    let notice = resumed.expect_event().await;
+    assert_eq!(notice.event, "sser.history_truncated", "{}", notice.data);
+    assert_eq!(resumed.expect_event().await.data, "c");
 }

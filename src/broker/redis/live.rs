@@ -224,4 +224,23 @@ mod tests {
         live.close();
         assert_eq!(live.deliver(9, Some(&event(9)), false), Outcome::Skipped);
     }
+
+    #[test]
+    fn only_an_idle_stream_closes_and_then_nobody_joins() {
+        let key = StreamKey::user("shop", "u1");
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, false);
+        live.synced(3);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert!(!live.close_if_idle(), "it has a follower");
+        drop(ticket);
+        assert!(!live.close_if_idle(), "it still listens");
+        assert!(live.stop_listening());
+        assert!(live.close_if_idle());
+        assert!(live.is_closed());
+        assert!(matches!(live.join(outbox, 0), Join::Closed));
+    }
 }
