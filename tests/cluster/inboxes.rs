@@ -1,6 +1,6 @@
 //! Identity inboxes and the presence feed across nodes: a send made on one
 //! node reaches the identity's connections on the others (user, device and
-//! application targets), an inbox resumes exactly on another node while
+//! application targets) in one order whichever node sends, an inbox resumes exactly on another node while
 //! sends go on, presence on one node reaches a presence stream on another,
 //! an entry injected into an inbox in Redis is dropped and counted, a
 //! send while Redis is down answers 503, and the inbox retention's age
@@ -297,4 +297,46 @@ async fn the_inbox_age_bound_holds_in_redis() {
     let notice = resumed.expect_event().await;
     assert_eq!(notice.event, "sser.history_truncated", "{}", notice.data);
     assert_eq!(resumed.expect_event().await.data, "c");
+}
+
+#[tokio::test]
+async fn sends_from_every_node_reach_every_device_in_one_order() {
+    let cluster = cluster();
+    let nodes = [cluster.node(0), cluster.node(1), cluster.node(2)];
+    let mut phone = open(&nodes[1], &token("u1", Some("phone")), None).await;
+    let mut laptop = open(&nodes[2], &token("u1", Some("laptop")), None).await;
+    let senders: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    send(
+                        &node,
+                        json!({"users": ["u1"], "message": format!("{i}-{n}")}),
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let on_phone: Vec<String> = phone.take(60).await.into_iter().map(|e| e.data).collect();
+    let on_laptop: Vec<String> = laptop.take(60).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(on_phone, on_laptop, "one order on every node");
+    for i in 0..3 {
+        let own: Vec<&String> = on_phone
+            .iter()
+            .filter(|d| d.starts_with(&format!("{i}-")))
+            .collect();
+        let expected: Vec<String> = (0..20).map(|n| format!("{i}-{n}")).collect();
+        assert_eq!(
+            own,
+            expected.iter().collect::<Vec<_>>(),
+            "each sender's order kept"
+        );
+    }
 }
