@@ -12,6 +12,9 @@
 //! goes, or that `left` of a later connection with the same device ignores
 //! (owners are compared, never blindly deleted).
 //!
+//! A batch Redis keeps refusing (it answers, with an error) is dropped
+//! and counted after a while, so one bad key cannot hold up the queue.
+//!
 //! The same task sweeps: every `cluster.nodeTtl` it removes the entries of
 //! nodes that are no longer live (their heartbeat expired), which the
 //! readers were passing over meanwhile.
@@ -30,6 +33,39 @@ use crate::broker::directory::Entry;
 pub(super) const QUEUE: usize = 65_536;
 /// Writes per pipeline.
 const BATCH: usize = 512;
+/// Tries of a batch Redis answers with an error (rather than not at all)
+/// before it is dropped: Redis may say `LOADING` for a while after a
+/// restart, never for this long.
+const MAX_REFUSALS: u32 = 30;
+
+/// Why a batch was not written.
+enum Failure {
+    /// Redis did not answer (down, unreachable, too slow): retry.
+    Away(String),
+    /// Redis answered with an error.
+    Refused(String),
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(e: redis::RedisError) -> Failure {
+        let away = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout();
+        match away {
+            true => Failure::Away(e.to_string()),
+            false => Failure::Refused(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Away(e) | Failure::Refused(e) => f.write_str(e),
+        }
+    }
+}
 
 pub(super) enum Op {
     Joined(Entry),
@@ -94,12 +130,27 @@ async fn run(
             }
         }
         let mut pause = Duration::from_millis(50);
+        let mut refusals = 0;
         loop {
             match write(&shared, &left, &batch).await {
                 Ok(()) => break,
-                Err(e) => {
+                Err(Failure::Away(e)) => {
                     shared.metrics.cluster.redis_error();
                     tracing::debug!(error = %e, "directory write failed; retrying");
+                }
+                Err(Failure::Refused(e)) => {
+                    shared.metrics.cluster.redis_error();
+                    refusals += 1;
+                    // Redis answers but refuses the batch (a key of the
+                    // wrong type, written behind sser's back): retrying
+                    // for ever would hold up every write behind it.
+                    if refusals >= MAX_REFUSALS {
+                        tracing::warn!(error = %e, writes = batch.len(), "Redis refuses directory writes; dropped");
+                        for _ in 0..batch.len() {
+                            shared.metrics.cluster.directory_dropped();
+                        }
+                        break;
+                    }
                 }
             }
             tokio::select! {
@@ -113,7 +164,7 @@ async fn run(
 }
 
 /// One pipeline for the whole batch, in order.
-async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<(), String> {
+async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<(), Failure> {
     let keys = &shared.keys;
     let mut pipe = redis::pipe();
     pipe.load_script(left).ignore();
@@ -177,8 +228,8 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
     let run = pipe.query_async::<()>(&mut conn);
     match tokio::time::timeout(shared.timeout, run).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer in time".into()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(Failure::Away("no answer in time".into())),
     }
 }
 
@@ -237,7 +288,7 @@ async fn sweep_dead(shared: &Shared, left: &redis::Script) -> Result<(), String>
                     _ => None,
                 })
                 .collect();
-            write(shared, left, &ops).await?;
+            write(shared, left, &ops).await.map_err(|e| e.to_string())?;
         }
         let mut pipe = redis::pipe();
         pipe.del(&set)
