@@ -262,9 +262,11 @@ async fn a_killed_nodes_connections_drop_out_within_the_node_ttl() {
     let killed = std::time::Instant::now();
     cluster.nodes[0].kill9();
     wait_listed(&b, "app=shop&user=u4", &[]).await;
+    // Within the TTL; the slack is for a loaded test machine only (the
+    // reads check the heartbeat record, which Redis expires on time).
     assert!(
-        killed.elapsed() < Duration::from_secs(3 + 2),
-        "gone within the TTL (and a heartbeat): {:?}",
+        killed.elapsed() < Duration::from_secs(3 + 3),
+        "gone within the TTL: {:?}",
         killed.elapsed()
     );
     // The dead node's hold on the device no longer counts.
