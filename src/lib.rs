@@ -177,6 +177,9 @@ impl Server {
             shutdown.child_token(),
         )
         .await?;
+        if let Some(redis) = &cluster {
+            hub.attach_directory(redis.directory());
+        }
         readiness.set("hub", true, "serving");
         let Presence {
             tracker: presence,

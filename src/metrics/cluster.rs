@@ -44,6 +44,8 @@ pub struct ClusterMetrics {
     /// lack of room.
     producer_delivered: AtomicU64,
     producer_rejected: AtomicU64,
+    /// Directory writes dropped because the queue was full (Redis away).
+    directory_dropped: AtomicU64,
 }
 
 impl ClusterMetrics {
@@ -109,5 +111,13 @@ impl ClusterMetrics {
             self.producer_delivered.load(Ordering::Relaxed),
             self.producer_rejected.load(Ordering::Relaxed),
         )
+    }
+
+    pub fn directory_dropped(&self) {
+        self.directory_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn directory_drops(&self) -> u64 {
+        self.directory_dropped.load(Ordering::Relaxed)
     }
 }

@@ -318,20 +318,24 @@ async fn a_notification_service_producer_reaches_its_user() {
         std::future::ready(lease.is_some() && patterns >= 1)
     })
     .await;
-    let mut on_holder = None;
-    for node in &nodes {
+    // The user on every node: the holder sends to the user's inbox, which
+    // reaches the user's connections wherever they are.
+    let mut streams = Vec::new();
+    let mut holder_node = None;
+    for (i, node) in nodes.iter().enumerate() {
         if node_id(node).await == holder {
-            on_holder = Some(node.clone());
+            holder_node = Some(node.clone());
         }
+        // The original's own client: `GET /sse` with `iss`/`sub`.
+        let req = node
+            .http
+            .get(node.url("/ns/sse"))
+            .bearer_auth(token("u5", &format!("web-{i}")));
+        let stream = SseStream::open(req).await;
+        assert_eq!(stream.status, 200);
+        streams.push(stream);
     }
-    let node = on_holder.expect("the lease names a node");
-    // The original's own client: `GET /sse` with `iss`/`sub`.
-    let req = node
-        .http
-        .get(node.url("/ns/sse"))
-        .bearer_auth(token("u5", "web"));
-    let mut stream = SseStream::open(req).await;
-    assert_eq!(stream.status, 200);
+    let node = holder_node.expect("the lease names a node");
 
     let publish = |redis: &mut redis::Connection, channel: &str, body: &str| {
         redis::cmd("PUBLISH")
@@ -356,19 +360,32 @@ async fn a_notification_service_producer_reaches_its_user() {
         "shop:channel:u5",
         r#"{"id":"100","type":"event","data":{"hello":"world"}}"#,
     );
-    let event = stream.expect_event().await;
-    assert_eq!(event.event, "event");
-    assert_eq!(
-        serde_json::from_str::<Value>(&event.data).ok(),
-        Some(json!({"hello": "world"}))
+    publish(
+        &mut redis,
+        "shop:channel:u5",
+        r#"{"id":"101","type":"event","data":{"n":"2"}}"#,
     );
+    // Each connection gets each valid message once, in order.
+    for stream in &mut streams {
+        let first = stream.expect_event().await;
+        assert_eq!(first.event, "event");
+        assert_eq!(
+            serde_json::from_str::<Value>(&first.data).ok(),
+            Some(json!({"hello": "world"}))
+        );
+        let second = stream.expect_event().await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&second.data).ok(),
+            Some(json!({"n": "2"}))
+        );
+    }
     assert_eq!(
         prometheus(&node, "sser_cluster_producer_rejected_total").await,
         2.0
     );
     // Counted once the send returned, which may be after the delivery.
     wait_until("the delivery to be counted", || async {
-        prometheus(&node, "sser_cluster_producer_messages_total").await == 1.0
+        prometheus(&node, "sser_cluster_producer_messages_total").await == 2.0
     })
     .await;
 }
