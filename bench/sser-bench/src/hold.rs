@@ -10,7 +10,7 @@
 //! last delivery anywhere" and "every subscriber got every event".
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -46,6 +46,13 @@ pub struct HoldArgs {
     /// what is missing as lost.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Times a subscriber whose connect failed tries again, as an
+    /// `EventSource` does (counted in the report as `connect_retries`).
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Pause before each retry.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_after: Duration,
     /// Read buffer per subscriber, bytes (events here are small).
     #[arg(long, default_value_t = 1024)]
     pub read_buffer: usize,
@@ -69,6 +76,7 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let retried = Arc::new(AtomicU64::new(0));
     let t_connect = Instant::now();
     let mut tasks = Vec::with_capacity(a.subscribers);
     for i in 0..a.subscribers {
@@ -80,10 +88,20 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
             request.clone(),
         );
         let (addr, source, buf) = (target.sub_addr(i), source_ip(i, spread), a.read_buffer);
+        let (retries, retry_after, retried) = (a.retries, a.retry_after, retried.clone());
         tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await.ok();
-            let opened = sub::open_request_at(addr, &request, source, buf).await;
-            drop(permit);
+            let mut attempt = 0;
+            let opened = loop {
+                let permit = gate.clone().acquire_owned().await.ok();
+                let opened = sub::open_request_at(addr, &request, source, buf).await;
+                drop(permit);
+                if opened.is_ok() || attempt == retries {
+                    break opened;
+                }
+                attempt += 1;
+                retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(retry_after).await;
+            };
             match opened {
                 Ok(s) => {
                     let _ = ready.send(Ok(()));
@@ -148,9 +166,7 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     let per_event: Vec<Value> = (0..a.events)
         .map(|k| {
             let got = log.received[k].load(Ordering::Relaxed);
-            let ns = |v: &[std::sync::atomic::AtomicU64]| {
-                Some(v[k].load(Ordering::Relaxed)).filter(|_| got > 0)
-            };
+            let ns = |v: &[AtomicU64]| Some(v[k].load(Ordering::Relaxed)).filter(|_| got > 0);
             json!({
                 "k": k, "received": got, "sent_ns": ns(&log.sent_ns),
                 "first_ns": ns(&log.first_ns), "last_ns": ns(&log.last_ns),
@@ -170,6 +186,7 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
         "connect_errors": connect_errors,
         "first_connect_error": first_error,
         "connect_secs": connect_secs,
+        "connect_retries": retried.load(Ordering::Relaxed),
         "expected": expected,
         "received": received,
         "lost": lost,
