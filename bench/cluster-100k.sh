@@ -12,7 +12,7 @@
 # on the box), plus the load average (the box is shared).
 #
 # Usage: bench/cluster-100k.sh
-#   env: NODES=6 SUBS=100000 EVENTS=5 INTERVAL=1s CONNECT_CONCURRENCY=64 RETRIES=3
+#   env: NODES=6 SUBS=100000 EVENTS=5 INTERVAL=1s CONNECT_CONCURRENCY=64 RETRIES=3 TICK=15s DRAIN=30s
 # Needs: cargo build --release -p sser -p sser-bench; redis-server (scripts/test-deps.sh).
 # Redis as the README's "201 means stored" asks: appendonly yes, appendfsync always.
 # Leaves bench/results/cluster-100k.json and .txt (not committed); stops every
@@ -25,6 +25,12 @@ CONNECT_CONCURRENCY="${CONNECT_CONCURRENCY:-64}" # connects in flight per hold p
 # on an overloaded box) tries again after 1 s, as an EventSource would; the
 # report counts the retries.
 RETRIES="${RETRIES:-3}"
+# The nodes' heartbeat comment period (the server's default): every
+# subscriber gets one per period, which the CPU figures below include.
+TICK="${TICK:-15s}"
+# How long a hold process waits without a delivery before counting what is
+# missing as lost: must exceed INTERVAL.
+DRAIN="${DRAIN:-30s}"
 bin=target/release/sser-bench
 sser=target/release/sser
 [ -x "$bin" ] && [ -x "$sser" ] || { echo "run: cargo build --release -p sser -p sser-bench" >&2; exit 1; }
@@ -37,7 +43,7 @@ cleanup() {
   wait 2>/dev/null || true
   # The nodes' and clients' logs outlive the run, for when something failed.
   rm -rf bench/results/cluster-100k-logs && mkdir -p bench/results/cluster-100k-logs
-  cp "$work"/*.log "$work"/*.err bench/results/cluster-100k-logs/ 2>/dev/null || true
+  cp "$work"/*.log "$work"/*.err "$work"/*.json "$work"/*.txt bench/results/cluster-100k-logs/ 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,8 +72,9 @@ PY
 )
 redis_port="${ports[0]}"; node_ports=("${ports[@]:1}")
 
-export SSER_API_ACCESS_TOKEN=bench-api-token SSER_METRICS_ACCESS_TOKEN=bench-metrics-token SSER_LOG=warn
+export SSER_API_ACCESS_TOKEN=bench-api-token SSER_METRICS_ACCESS_TOKEN=bench-metrics-token SSER_LOG=warn SSER_TICK_FREQUENCY="$TICK"
 rss_kib() { awk '/^Rss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+exec 4>&2 # stderr, for messages from inside a wait_until condition
 wait_until() { # seconds, description, command...
   local deadline=$(( SECONDS + $1 )) what="$2"; shift 2
   until "$@" >/dev/null 2>&1; do
@@ -103,11 +110,15 @@ for i in "${!node_ports[@]}"; do
   n=$(( SUBS / NODES + (i < SUBS % NODES ? 1 : 0) ))
   "$bin" hold --url "http://127.0.0.1:${node_ports[0]}" --subscribe-via "http://127.0.0.1:${node_ports[$i]}" \
     --topic "$topic" --topic-token "$token" --subscribers "$n" --events "$EVENTS" \
-    --ready-file "$work/ready-$i" --connect-concurrency "$CONNECT_CONCURRENCY" --retries "$RETRIES" \
+    --ready-file "$work/ready-$i" --done-file "$work/done-$i" --drain-timeout "$DRAIN" --connect-concurrency "$CONNECT_CONCURRENCY" --retries "$RETRIES" \
     --label "node $i" --json --allow-loss \
     >"$work/hold-$i.json" 2>"$work/hold-$i.err" & hold_pids+=($!); pids+=($!)
 done
-all_ready() { for i in "${!node_ports[@]}"; do [ -e "$work/ready-$i" ] || return 1; done; }
+all_ready() {
+  for i in "${!node_ports[@]}"; do
+    kill -0 "${hold_pids[$i]}" 2>/dev/null || { echo "hold process $i exited: $(cat "$work/hold-$i.err")" >&4; exit 2; }
+    [ -e "$work/ready-$i" ] || return 1
+  done; }
 wait_until 900 "every hold process to open its subscribers" all_ready
 sleep 2 # let the nodes' allocators settle before reading RSS
 after=(); for pid in "${node_pids[@]}"; do after+=("$(rss_kib "$pid")"); done
@@ -124,14 +135,18 @@ cpu_secs() { local t=0; for pid in "$@"; do t=$(( t + $(awk '{print $14 + $15}' 
 cpu_nodes0="$(cpu_secs "${node_pids[@]}")" cpu_redis0="$(cpu_secs "$redis_pid")"
 echo "== $EVENTS publishes on node 0, $INTERVAL apart"
 "$bin" send --url "http://127.0.0.1:${node_ports[0]}" --topic "$topic" --events "$EVENTS" \
-  --interval "$INTERVAL" --json >"$work/send.json"
-for p in "${hold_pids[@]}"; do wait "$p" || true; done
+  --interval "$INTERVAL" --json --allow-loss >"$work/send.json"
+# CPU read when every hold process has its events, before they disconnect.
+all_done() { # (or exited: the report says what went wrong)
+  for i in "${!node_ports[@]}"; do [ -e "$work/done-$i" ] || ! kill -0 "${hold_pids[$i]}" 2>/dev/null || return 1; done; }
+wait_until 900 "every hold process to get its events" all_done
 cpu_nodes="$(python3 -c "print($(cpu_secs "${node_pids[@]}") - $cpu_nodes0)")"
 cpu_redis="$(python3 -c "print($(cpu_secs "$redis_pid") - $cpu_redis0)")"
+for p in "${hold_pids[@]}"; do wait "$p" || true; done
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 redis_rss="$(rss_kib "$redis_pid")"
 
-CPU_NODES="$cpu_nodes" CPU_REDIS="$cpu_redis" python3 - "$work" "$NODES" "$SUBS" "-" "$load_connected" "$load_end" "$redis_rss" \
+TICK="$TICK" CPU_NODES="$cpu_nodes" CPU_REDIS="$cpu_redis" python3 - "$work" "$NODES" "$SUBS" "-" "$load_connected" "$load_end" "$redis_rss" \
   "${before[*]}" "${after[*]}" <<'PY' | tee bench/results/cluster-100k.txt
 import json, sys
 work, nodes, subs, _, load_conn, load_end, redis_rss = sys.argv[1:8]
@@ -173,6 +188,8 @@ for ev in send["per_event"]:
     rows.append({"k": k, "status": ev["status"], "publish_rtt_ms": ev["rtt_ms"], "delivered": got,
                  "lost": lost, "first_delivery_ms": first, "last_delivery_ms": last})
     fmt = lambda v: "-" if v is None else f"{v:,.1f}"
+    if ev.get("error"):
+        print(f"      publish {k} failed: {ev['error'][:200]}")
     print(f"{k:>5} {str(ev['status']):>6} {ev['rtt_ms']:>14.1f} {got:>10,} {lost:>6,} {fmt(first):>9} {fmt(last):>9}")
 print(f"lost {lost_total}, out of order {sum(h['out_of_order'] for h in holds)}, "
       f"lagged {sum(h['lagged_disconnects'] for h in holds)}, ended early {sum(h['ended_early'] for h in holds)}")
@@ -180,7 +197,7 @@ import os
 cpu_nodes, cpu_redis = float(os.environ["CPU_NODES"]), float(os.environ["CPU_REDIS"])
 delivered = sum(r["delivered"] for r in rows)
 cpu_clients = sum(h["bench_cpu_secs_while_waiting"] for h in holds)
-print(f"CPU while publishing and delivering: nodes {cpu_nodes:.2f} s "
+print(f"CPU from the first publish to the last delivery (heartbeats every {os.environ['TICK']} included): nodes {cpu_nodes:.2f} s "
       f"({cpu_nodes * 1e6 / max(delivered, 1):.1f} µs per delivery), redis {cpu_redis:.2f} s, "
       f"clients {cpu_clients:.2f} s")
 print(f"load average (1/5/15 min): connected {load_conn}, end {load_end}")
@@ -192,5 +209,5 @@ json.dump({"nodes": nodes, "subscribers": subs, "open": total_open, "connect_sec
            "loadavg_connected": load_conn, "loadavg_end": load_end,
            "cpu_secs_nodes": cpu_nodes, "cpu_secs_redis": cpu_redis, "cpu_secs_clients": cpu_clients, "holds": holds, "send": send},
           open("bench/results/cluster-100k.json", "w"))
-sys.exit(1 if lost_total or total_open < subs else 0)
+sys.exit(1 if lost_total or total_open < subs or send["publish_errors"] else 0)
 PY

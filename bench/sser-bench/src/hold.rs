@@ -39,6 +39,11 @@ pub struct HoldArgs {
     /// subscriber is open or has failed: the signal to start publishing.
     #[arg(long)]
     pub ready_file: Option<std::path::PathBuf>,
+    /// Written once waiting for events ended (everything arrived, or
+    /// progress stopped), before the subscribers disconnect: a script reads
+    /// the servers' CPU time then, apart from the disconnects.
+    #[arg(long)]
+    pub done_file: Option<std::path::PathBuf>,
     /// Longest wait for the events once ready.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub wait: Duration,
@@ -128,11 +133,10 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     }
     let connect_secs = t_connect.elapsed().as_secs_f64();
     if let Some(path) = &a.ready_file {
-        let tmp = path.with_extension("tmp");
-        let text = json!({ "open": open, "connect_errors": connect_errors }).to_string();
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("ready file {}: {e}", path.display()))?;
+        write_atomically(
+            path,
+            &json!({ "open": open, "connect_errors": connect_errors }),
+        )?;
     }
 
     // Wait for every event on every open subscriber, or for progress to stop.
@@ -153,6 +157,12 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let cpu = stats::cpu_seconds() - cpu0;
+    if let Some(path) = &a.done_file {
+        write_atomically(
+            path,
+            &json!({ "received": acc.live.received.load(Ordering::Relaxed) }),
+        )?;
+    }
     let _ = stop_tx.send(true);
     let (mut received, mut out_of_order, mut lagged, mut ended_early) = (0u64, 0u64, 0u64, 0u64);
     for t in tasks {
@@ -200,4 +210,12 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     });
     let failed = lost > 0 || connect_errors > 0 || out_of_order > 0 || lagged > 0;
     Ok(Outcome { report, failed })
+}
+
+/// Writes `value` to `path` whole or not at all (a watcher never reads half).
+fn write_atomically(path: &std::path::Path, value: &Value) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, value.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
