@@ -4,15 +4,20 @@
 //! registry), Redis outages (503, `/readyz`, recovery without gap), and
 //! entries injected into Redis behind sser's back. Also the documented
 //! deployment: `deploy/cluster/nginx.conf` in front of the nodes, and the
-//! dashboard's Cluster card in a real browser.
+//! dashboard's Cluster card in a real browser. Phase 2: identity inboxes and
+//! the presence feed across nodes (`inboxes`); identity connections
+//! across nodes: take-over, kick, blocks, listings (`directory`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod dashboard;
+mod directory;
+mod inboxes;
 mod load_balancer;
 mod nodes;
 mod outage;
+mod presence;
 mod redis_server;
 mod topics;
 
