@@ -20,7 +20,7 @@ fn cluster() -> Cluster {
     cluster_with(3, &[])
 }
 
-fn cluster_with(count: usize, extra: &[(&str, &str)]) -> Cluster {
+pub(crate) fn cluster_with(count: usize, extra: &[(&str, &str)]) -> Cluster {
     let mut env = vec![
         ("SSER_JWT_SECRET", SECRET),
         ("SSER_IDENTITY_DEFAULT_APP", APP),
@@ -38,7 +38,7 @@ fn now() -> u64 {
 }
 
 /// An identity token for `user` of [`APP`] (on `device`).
-fn token(user: &str, device: Option<&str>) -> String {
+pub(crate) fn token(user: &str, device: Option<&str>) -> String {
     let mut claims = json!({"sub": user, "iss": APP, "iat": now(), "exp": now() + 3600});
     if let Some(device) = device {
         claims["device"] = json!(device);
@@ -48,7 +48,7 @@ fn token(user: &str, device: Option<&str>) -> String {
 }
 
 /// `GET /api/v1/stream` for `token`, resuming after `last_event_id`.
-async fn open(node: &Api, token: &str, last_event_id: Option<&str>) -> SseStream {
+pub(crate) async fn open(node: &Api, token: &str, last_event_id: Option<&str>) -> SseStream {
     let mut req = node.http.get(node.url("/api/v1/stream")).bearer_auth(token);
     if let Some(id) = last_event_id {
         req = req.header("Last-Event-ID", id);
@@ -68,7 +68,7 @@ async fn try_send(node: &Api, body: &Value) -> reqwest::Response {
         .expect("send request")
 }
 
-async fn send(node: &Api, body: Value) {
+pub(crate) async fn send(node: &Api, body: Value) {
     let resp = try_send(node, &body).await;
     assert_eq!(resp.status(), 201, "send {body}");
 }

@@ -15,6 +15,7 @@ mod dashboard;
 mod directory;
 mod inboxes;
 mod load_balancer;
+mod node_loss;
 mod nodes;
 mod outage;
 mod presence;

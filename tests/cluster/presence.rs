@@ -274,9 +274,12 @@ async fn a_killed_nodes_users_go_offline_once_with_node_lost() {
 
     // Exactly one survivor cleaned up, and nobody emits anything twice.
     wait_until("the clean-up to be counted", || async {
-        prometheus(&a, "sser_cluster_nodes_lost_total").await
-            + prometheus(&b, "sser_cluster_nodes_lost_total").await
-            == 1.0
+        let (on_a, on_b) = (
+            prometheus(&a, "sser_cluster_nodes_lost_total").await,
+            prometheus(&b, "sser_cluster_nodes_lost_total").await,
+        );
+        eprintln!("nodes_lost_total: a={on_a} b={on_b}");
+        on_a + on_b == 1.0
     })
     .await;
     flush(&hooks, &a, "marker-a").await;

@@ -185,6 +185,16 @@ impl SseStream {
         }
     }
 
+    /// The next event, or `None` once the stream ended or its connection
+    /// broke (a server killed mid-stream cuts the chunked body short).
+    pub async fn next_until_cut(&mut self) -> Option<Event> {
+        match tokio::time::timeout(DEADLINE, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Err(_)) | None) => None,
+            Err(_) => panic!("neither an SSE event nor the end within {DEADLINE:?}"),
+        }
+    }
+
     pub async fn expect_event(&mut self) -> Event {
         self.next().await.expect("stream ended early")
     }
