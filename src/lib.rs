@@ -144,7 +144,11 @@ impl Server {
             .await
             .map_err(|source| StartError::Store { path, source })?;
         let mut cluster = None;
-        let advertised = local_addr(&listener, addr).to_string();
+        let advertised = config
+            .cluster
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| local_addr(&listener, addr).to_string());
         let broker: Arc<dyn broker::Broker> = match redis_settings(&config, advertised) {
             None => local,
             Some(settings) => {
@@ -170,6 +174,9 @@ impl Server {
             shutdown.child_token(),
         )
         .await?;
+        if let Some(redis) = &cluster {
+            hub.attach_directory(redis.directory());
+        }
         readiness.set("hub", true, "serving");
         let (presence, webhooks) = start_presence(&config, &hub).await?;
         let identity = match config.identity.is_on() {

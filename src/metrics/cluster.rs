@@ -34,6 +34,8 @@ pub struct ClusterMetrics {
     /// One heartbeat: write this node's record, read every live one.
     pub roundtrip: LatencyHistogram,
     errors: AtomicU64,
+    /// Directory writes dropped because the queue was full (Redis away).
+    directory_dropped: AtomicU64,
 }
 
 impl ClusterMetrics {
@@ -67,5 +69,13 @@ impl ClusterMetrics {
 
     pub fn redis_errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn directory_dropped(&self) {
+        self.directory_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn directory_drops(&self) -> u64 {
+        self.directory_dropped.load(Ordering::Relaxed)
     }
 }

@@ -2,11 +2,19 @@
 //! (the built binary), talked to over real sockets with a real SSE parser.
 //! Phase 1 of issue 13: topics across nodes (one order, shared history and
 //! registry), Redis outages (503, `/readyz`, recovery without gap), and
-//! entries injected into Redis behind sser's back.
+//! entries injected into Redis behind sser's back. Also the documented
+//! deployment: `deploy/cluster/nginx.conf` in front of the nodes, and the
+//! dashboard's Cluster card in a real browser. Phase 2: identity inboxes and
+//! the presence feed across nodes (`inboxes`); identity connections
+//! across nodes: take-over, kick, blocks, listings (`directory`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dashboard;
+mod directory;
+mod inboxes;
+mod load_balancer;
 mod nodes;
 mod outage;
 mod redis_server;

@@ -1,7 +1,8 @@
 //! Events as sser writes them into Redis and reads them back.
 //!
-//! A stream entry has id `<seq>-0` and fields `d` (data), and `i` (the
-//! publisher's id) and `t` (its type) when given. A live message on a
+//! A stream entry has id `<seq>-0` and fields `d` (data), `i` (the
+//! publisher's id) and `t` (its type) when given, and in an inbox `w`
+//! (when it was published, Unix milliseconds: what its age bound reads). A live message on a
 //! topic's channel is `<seq>\n<json>` with the same three fields. Whatever
 //! comes back from Redis is checked as publisher input is
 //! ([`NewEvent::new`]): anyone able to write to Redis could have written it,
@@ -18,6 +19,8 @@ use crate::model::Position;
 pub(super) struct Entry {
     pub(super) seq: u64,
     pub(super) event: Option<NewEvent>,
+    /// When it was published (inbox entries), in Unix milliseconds.
+    pub(super) published_ms: Option<u64>,
 }
 
 impl Entry {
@@ -63,10 +66,30 @@ pub(super) fn from_fields(fields: &[Vec<u8>]) -> Option<NewEvent> {
             b"i" => id = Some(value),
             b"t" => kind = Some(value),
             b"d" => data = Some(value),
+            b"w" => {
+                published_ms(&value)?;
+            }
             _ => return None,
         }
     }
     NewEvent::new(id, kind, data?).ok()
+}
+
+/// The `w` field of an entry's flat field list, if it has a valid one.
+pub(super) fn published_at(fields: &[Vec<u8>]) -> Option<u64> {
+    fields
+        .chunks(2)
+        .find(|pair| pair.first().is_some_and(|name| name == b"w"))
+        .and_then(|pair| pair.get(1))
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .and_then(published_ms)
+}
+
+fn published_ms(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,7 +124,11 @@ pub(super) fn from_live(payload: &[u8]) -> Option<Entry> {
     let event = serde_json::from_slice::<Live>(&payload[at + 1..])
         .ok()
         .and_then(|live| NewEvent::new(live.i, live.t, live.d).ok());
-    Some(Entry { seq, event })
+    Some(Entry {
+        seq,
+        event,
+        published_ms: None,
+    })
 }
 
 #[cfg(test)]
@@ -131,12 +158,18 @@ mod tests {
             (ok.id.as_deref(), ok.kind.as_deref()),
             (Some("a1"), Some("greet"))
         );
+        let inbox = fields(&[("d", "x"), ("w", "1700000000000")]);
+        assert!(from_fields(&inbox).is_some());
+        assert_eq!(published_at(&inbox), Some(1_700_000_000_000));
+        assert_eq!(published_at(&fields(&[("d", "x")])), None);
         for bad in [
             fields(&[("d", "x"), ("i", "a\nid: forged")]),
             fields(&[("d", "x"), ("t", "t\r")]),
             fields(&[("d", "x"), ("i", "a\0")]),
             fields(&[("i", "no data")]),
             fields(&[("d", "x"), ("zz", "unknown field")]),
+            fields(&[("d", "x"), ("w", "-1")]),
+            fields(&[("d", "x"), ("w", "soon")]),
             vec![b"d".to_vec()],
         ] {
             assert!(from_fields(&bad).is_none());

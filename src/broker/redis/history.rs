@@ -1,4 +1,4 @@
-//! Reading a topic's history from its Redis Stream: pages after a position
+//! Reading a stream's history from its Redis Stream: pages after a position
 //! (resume, lag catch-up, gap repair), the first entry (truncation), and
 //! finding an event by its id.
 //!
@@ -20,7 +20,7 @@ pub(super) struct Page {
     pub(super) entries: Vec<Entry>,
     /// Entries read, sser's or not: fewer than asked means the end.
     pub(super) read: usize,
-    /// The topic's counter: the newest sequence ever assigned.
+    /// The stream's counter: the newest sequence ever assigned.
     pub(super) last_assigned: u64,
 }
 
@@ -33,6 +33,7 @@ fn decode(raw: Vec<RawEntry>) -> (Vec<Entry>, usize) {
             Some(Entry {
                 seq,
                 event: entry::from_fields(&fields),
+                published_ms: entry::published_at(&fields),
             })
         })
         .collect();

@@ -1,13 +1,14 @@
 //! The node's one pub/sub connection: registry notices, node join/leave
-//! notices (which wake the heartbeat, [`super::nodes`]), and the live
-//! channels of the topics this node has followers for (subscribed at a
-//! topic's first follow, unsubscribed by the periodic sweep once it has
-//! none, [`unsubscribe_if_idle`]).
+//! notices (which wake the heartbeat, [`super::nodes`]), commands to this
+//! node on its control channel ([`super::control`]), and the live
+//! channels of the streams (topics, inboxes, the presence feed) this node
+//! has followers for (subscribed at a stream's first follow, unsubscribed
+//! by the periodic sweep once it has none, [`unsubscribe_if_idle`]).
 //!
 //! It reconnects by itself (with a growing pause, at most a second) for as
 //! long as the node runs. After every (re)connect it resubscribes to every
 //! channel it wants, re-reads the registry (topics created or deleted while
-//! it was away) and reads each followed topic's stream after the last event
+//! it was away) and reads each followed stream after the last event
 //! it sent, so followers get what was published meanwhile, with no gap and
 //! no duplicate ([`LiveStream::deliver`] keeps the order).
 
@@ -57,14 +58,17 @@ async fn session(shared: &Arc<Shared>) {
     {
         let mut slot = shared.sink.lock().await;
         let mut sink = sink;
-        let mut channels = vec![shared.keys.registry_channel(), shared.keys.nodes_channel()];
+        let mut channels = vec![
+            shared.keys.registry_channel(),
+            shared.keys.nodes_channel(),
+            shared.keys.control(&shared.node),
+        ];
         channels.extend(
             shared
-                .streams
-                .read()
-                .values()
+                .every_stream()
+                .iter()
                 .filter(|s| s.wanted.load(Ordering::Relaxed))
-                .map(|s| shared.keys.live_channel(&s.topic)),
+                .map(|s| s.names.channel.clone()),
         );
         if let Err(e) = sink.subscribe(channels).await {
             tracing::debug!(error = %e, "Redis SUBSCRIBE failed");
@@ -77,18 +81,23 @@ async fn session(shared: &Arc<Shared>) {
     if let Err(e) = reconcile(shared).await {
         tracing::warn!(error = %e, "cannot re-read the cluster's state after connecting to Redis");
     }
+    let control = shared.keys.control(&shared.node);
     while let Some(message) = messages.next().await {
         let channel = message.get_channel_name();
-        if channel == shared.keys.registry_channel() {
+        if channel == control {
+            match super::control::parse(message.get_payload_bytes()) {
+                Some(command) => {
+                    let _ = shared.commands.send(command);
+                }
+                None => shared.metrics.cluster_entry_rejected(),
+            }
+        } else if channel == shared.keys.registry_channel() {
             on_notice(shared, message.get_payload_bytes()).await;
         } else if channel == shared.keys.nodes_channel() {
             // A node joined or left: look at the live nodes now.
             shared.heartbeat.changed.notify_one();
-        } else if let Some(topic) = shared.keys.topic_of_channel(channel) {
-            let live = shared.streams.read().get(topic).cloned();
-            if let Some(live) = live {
-                on_live(shared, &live, message.get_payload_bytes()).await;
-            }
+        } else if let Some(live) = shared.live_of_channel(channel) {
+            on_live(shared, &live, message.get_payload_bytes()).await;
         }
     }
     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
@@ -104,16 +113,17 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<Arc<LiveStream>> = known
         .into_iter()
-        .filter(|s| s.registered && !present.contains(s.topic.as_str()))
+        .filter(|s| s.registered && s.key.topic().is_some_and(|t| !present.contains(t.as_str())))
         .collect();
     for live in gone {
-        drop_topic(shared, live.topic.as_str());
+        if let Some(topic) = live.key.topic() {
+            drop_topic(shared, topic.as_str());
+        }
     }
     for record in records {
         let _ = shared.changes.send(TopicChange::Created(record));
     }
-    let followed: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    for live in followed {
+    for live in shared.every_stream() {
         catch_up(shared, &live).await?;
     }
     Ok(())
@@ -160,7 +170,7 @@ async fn on_live(shared: &Arc<Shared>, live: &Arc<LiveStream>, payload: &[u8]) {
         Outcome::Done | Outcome::Skipped => {}
         Outcome::Gap { .. } => {
             if let Err(e) = catch_up(shared, live).await {
-                tracing::warn!(topic = %live.topic, error = %e, "cannot repair a gap from Redis");
+                tracing::warn!(stream = %live.key, error = %e, "cannot repair a gap from Redis");
             }
         }
     }
@@ -174,9 +184,9 @@ pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), B
         let Some(sent) = live.sent() else {
             return Ok(());
         };
-        let stream = shared.keys.stream(&live.topic);
-        let counter = shared.keys.counter(&live.topic);
-        let page = super::history::after(&shared.conn, &stream, &counter, sent, PAGE).await?;
+        let names = &live.names;
+        let page =
+            super::history::after(&shared.conn, &names.stream, &names.counter, sent, PAGE).await?;
         for entry in &page.entries {
             let delivery = entry.delivery().map(Arc::new);
             let outcome = live.deliver(entry.seq, delivery.as_ref(), true);
@@ -197,7 +207,7 @@ pub(super) async fn subscribe(shared: &Shared, live: &LiveStream) -> Result<(), 
     let Some(sink) = slot.as_mut() else {
         return Err(BrokerError::Unavailable(super::UNAVAILABLE.to_string()));
     };
-    sink.subscribe(shared.keys.live_channel(&live.topic))
+    sink.subscribe(&live.names.channel)
         .await
         .map_err(unavailable)
 }
@@ -211,10 +221,8 @@ pub(super) async fn unsubscribe_if_idle(shared: &Shared, live: &LiveStream) {
         return;
     }
     if let Some(sink) = slot.as_mut()
-        && let Err(e) = sink
-            .unsubscribe(shared.keys.live_channel(&live.topic))
-            .await
+        && let Err(e) = sink.unsubscribe(&live.names.channel).await
     {
-        tracing::debug!(topic = %live.topic, error = %e, "Redis UNSUBSCRIBE failed");
+        tracing::debug!(stream = %live.key, error = %e, "Redis UNSUBSCRIBE failed");
     }
 }

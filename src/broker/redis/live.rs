@@ -1,8 +1,9 @@
-//! One topic's live side on this node: the connections here that follow
-//! it, and how far they have been sent.
+//! One stream's live side on this node (a topic's, an identity inbox's or
+//! the presence feed's): the connections here that follow it, and how far
+//! they have been sent.
 //!
 //! Events reach a node by three paths: the publish it made itself, the
-//! topic's pub/sub channel, and reads of the Redis Stream that repair gaps
+//! stream's pub/sub channel, and reads of the Redis Stream that repair gaps
 //! (after subscribing, after a reconnect, on a position jump). All three
 //! hand events to [`LiveStream::deliver`], which queues an event for the
 //! followers only if it comes right after the last one sent (or, for reads
@@ -11,16 +12,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::keys::StreamNames;
 use crate::broker::{Delivery, Followers};
-use crate::model::TopicId;
+use crate::model::StreamKey;
 
 pub(super) struct LiveStream {
-    pub(super) topic: TopicId,
+    pub(super) key: StreamKey,
+    /// Its stream, counter and channel in Redis.
+    pub(super) names: StreamNames,
     /// The `MAXLEN ~` of its Redis Stream.
     pub(super) cap: u64,
+    /// Entries older than this are dropped (inboxes; `None` for topics).
+    pub(super) max_age: Option<Duration>,
     /// Whether its record is in the registry (created through the API) or
     /// each node defines it (configured, opened on demand).
     pub(super) registered: bool,
@@ -62,10 +69,18 @@ pub(super) enum Outcome {
 }
 
 impl LiveStream {
-    pub(super) fn new(topic: TopicId, cap: u64, registered: bool) -> Arc<LiveStream> {
+    pub(super) fn new(
+        key: StreamKey,
+        names: StreamNames,
+        cap: u64,
+        max_age: Option<Duration>,
+        registered: bool,
+    ) -> Arc<LiveStream> {
         Arc::new(LiveStream {
-            topic,
+            key,
+            names,
             cap,
+            max_age,
             registered,
             followers: Followers::new(),
             wanted: AtomicBool::new(false),
@@ -142,6 +157,22 @@ impl LiveStream {
         Outcome::Done
     }
 
+    /// Closes it if nobody here follows it and this node no longer listens
+    /// (an idle inbox: all it holds is in Redis); whether it did. Checked
+    /// under the state lock, so no follower joins meanwhile.
+    pub(super) fn close_if_idle(&self) -> bool {
+        let mut state = self.state.lock();
+        if !self.followers.is_empty() || state.sent.is_some() {
+            return false;
+        }
+        state.closed = true;
+        true
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
     /// The topic is gone: its followers are told; nothing more is sent.
     pub(super) fn close(&self) {
         self.state.lock().closed = true;
@@ -164,7 +195,9 @@ mod tests {
 
     #[test]
     fn in_order_once_with_gaps_reported() {
-        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, true);
+        let key = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, true);
         assert_eq!(live.deliver(1, Some(&event(1)), false), Outcome::Skipped);
         assert_eq!(live.synced(4), 4);
         let outbox = Arc::new(Outbox::new(16));
@@ -187,7 +220,27 @@ mod tests {
         assert!(matches!(live.join(outbox, 0), Join::NotListening));
         assert_eq!(live.deliver(8, Some(&event(8)), false), Outcome::Skipped);
         live.synced(8);
+        assert!(!live.close_if_idle(), "it listens");
         live.close();
         assert_eq!(live.deliver(9, Some(&event(9)), false), Outcome::Skipped);
+    }
+
+    #[test]
+    fn only_an_idle_stream_closes_and_then_nobody_joins() {
+        let key = StreamKey::user("shop", "u1");
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, false);
+        live.synced(3);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert!(!live.close_if_idle(), "it has a follower");
+        drop(ticket);
+        assert!(!live.close_if_idle(), "it still listens");
+        assert!(live.stop_listening());
+        assert!(live.close_if_idle());
+        assert!(live.is_closed());
+        assert!(matches!(live.join(outbox, 0), Join::Closed));
     }
 }

@@ -1,15 +1,16 @@
-//! The clustered broker: topics whose positions, history and registry live
-//! in Redis, so that every node serves every topic in one order.
+//! The clustered broker: streams whose positions and history live in
+//! Redis, so that every node serves every stream in one order: topics (with
+//! their registry), identity inboxes and the presence feed ([`inboxes`]).
 //!
-//! - Positions: a Lua script takes a topic's next sequence and appends the
-//!   event to its Redis Stream as `<seq>-0` ([`publish`]); ids stay `1`,
-//!   `2`, … as on one node.
+//! - Positions: a Lua script takes a stream's next sequence and appends the
+//!   event to its Redis Stream as `<seq>-0` ([`publish`]); topic ids stay
+//!   `1`, `2`, … as on one node.
 //! - History: the Stream itself ([`history`]), so a client resuming on any
 //!   node is exact; trimmed to about `cluster.redis.maxStreamLength`.
 //! - Registry: topic records in a hash, create/delete notices on a channel
 //!   ([`registry`]); the hub learns of other nodes' changes through
 //!   [`Broker::topic_changes`].
-//! - Live fan-out: each node subscribes only to the channels of topics it
+//! - Live fan-out: each node subscribes only to the channels of streams it
 //!   has followers for ([`listener`]) and queues events into the same
 //!   [`Followers`](crate::broker::Followers) lists the local broker uses
 //!   ([`live`]), repairing any gap from the Stream.
@@ -17,12 +18,21 @@
 //! When Redis cannot take a publish, it fails with
 //! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
 //! alone. Node liveness: each node's heartbeat record with a TTL, and the
-//! set of live nodes every node reads ([`nodes`]). Identity inboxes and the
-//! presence feed stay on this node (the wrapped [`LocalBroker`]) in this
-//! first version.
+//! set of live nodes every node reads ([`nodes`]). The wrapped
+//! [`LocalBroker`] only flushes the disk store at shutdown.
+//!
+//! The directory of identity connections ([`RedisDirectory`], with
+//! [`directory_scripts`], [`directory_writer`] and the per-node
+//! [`control`] channel) makes take-over, kick, blocks and listings
+//! cluster-wide: [`RedisBroker::directory`] gives it to the hub.
 
+mod control;
+mod directory;
+mod directory_scripts;
+mod directory_writer;
 mod entry;
 mod history;
+mod inboxes;
 mod keys;
 mod listener;
 mod live;
@@ -46,8 +56,9 @@ use super::{
     TopicChange,
 };
 use crate::metrics::Metrics;
-use crate::model::{Position, Retention, StreamKey, TopicId};
+use crate::model::{Position, Retention, StreamKey, TopicId, now_ms};
 use crate::store::TopicRecord;
+pub use directory::RedisDirectory;
 use keys::Keys;
 use live::{Join, LiveStream};
 
@@ -81,9 +92,10 @@ pub enum ConnectError {
 
 pub struct RedisBroker {
     shared: Arc<Shared>,
-    /// Identity inboxes and system streams: per node for now.
+    /// The disk store, if any (flushed at shutdown).
     local: Arc<LocalBroker>,
     changes: Mutex<Option<mpsc::UnboundedReceiver<TopicChange>>>,
+    directory: Arc<RedisDirectory>,
 }
 
 /// What the broker and its listener share.
@@ -97,13 +109,18 @@ pub(super) struct Shared {
     max_stream_length: u64,
     timeout: Duration,
     script: redis::Script,
+    inbox_script: redis::Script,
     streams: RwLock<HashMap<TopicId, Arc<LiveStream>>>,
+    /// Identity inboxes and the presence feed this node has opened.
+    inboxes: RwLock<HashMap<StreamKey, Arc<LiveStream>>>,
     /// The listener's subscription side, while it is connected.
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
     listening: AtomicBool,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<TopicChange>,
     heartbeat: Arc<nodes::Heartbeat>,
+    /// Commands to this node from others ([`control`]).
+    commands: mpsc::UnboundedSender<crate::broker::directory::Command>,
 }
 
 /// A Redis failure as clients see it (the details go to the log only).
@@ -136,6 +153,7 @@ impl RedisBroker {
         .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let node = crate::secret::new_id();
         let heartbeat = Arc::new(nodes::Heartbeat::new(
             conn.clone(),
@@ -155,12 +173,15 @@ impl RedisBroker {
             max_stream_length: settings.max_stream_length,
             timeout: settings.timeout,
             script: publish::script(),
+            inbox_script: publish::inbox_script(),
             streams: RwLock::new(HashMap::new()),
+            inboxes: RwLock::new(HashMap::new()),
             sink: tokio::sync::Mutex::new(None),
             listening: AtomicBool::new(false),
             metrics,
             changes: tx,
             heartbeat: heartbeat.clone(),
+            commands,
         });
         tokio::spawn(listener::run(shared.clone(), shutdown.clone()));
         // Followers need the listener: give it the same time to connect.
@@ -175,11 +196,14 @@ impl RedisBroker {
         }
         // Seen by the others from the start; a failed first beat is retried.
         heartbeat.beat().await;
-        tokio::spawn(heartbeat.run(shutdown));
+        tokio::spawn(heartbeat.run(shutdown.clone()));
+        let writer = directory_writer::Writer::start(shared.clone(), settings.node_ttl, shutdown);
+        let directory = Arc::new(RedisDirectory::new(shared.clone(), writer, commands_rx));
         Ok(Arc::new(RedisBroker {
             shared,
             local,
             changes: Mutex::new(Some(rx)),
+            directory,
         }))
     }
 
@@ -196,6 +220,11 @@ impl RedisBroker {
         }
     }
 
+    /// The cluster-wide directory of identity connections, for the hub.
+    pub fn directory(&self) -> Arc<RedisDirectory> {
+        self.directory.clone()
+    }
+
     /// A graceful stop: this node's heartbeat goes now, so the others stop
     /// counting it at once rather than after `cluster.nodeTtl`.
     pub async fn leave(&self) {
@@ -203,20 +232,44 @@ impl RedisBroker {
     }
 
     fn live(&self, stream: &StreamKey) -> Result<Arc<LiveStream>, BrokerError> {
-        let topic = stream.topic().ok_or(BrokerError::NotFound)?;
-        self.shared
-            .streams
-            .read()
-            .get(topic)
-            .cloned()
-            .ok_or(BrokerError::NotFound)
+        self.shared.live(stream).ok_or(BrokerError::NotFound)
     }
 
-    fn names(&self, topic: &TopicId) -> (String, String) {
-        (
-            self.shared.keys.stream(topic),
-            self.shared.keys.counter(topic),
-        )
+    fn wait_ms(&self) -> u64 {
+        u64::try_from(self.shared.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The stream's cap in Redis: its retention's, within
+    /// `cluster.redis.maxStreamLength`.
+    fn cap(&self, retention: &Retention) -> u64 {
+        retention
+            .max_events
+            .map_or(self.shared.max_stream_length, |n| {
+                n.min(self.shared.max_stream_length)
+            })
+            .max(1)
+    }
+}
+
+impl Shared {
+    /// The stream open on this node under `key`.
+    fn live(&self, key: &StreamKey) -> Option<Arc<LiveStream>> {
+        match key.topic() {
+            Some(topic) => self.streams.read().get(topic).cloned(),
+            None => self.inboxes.read().get(key).cloned(),
+        }
+    }
+
+    /// The stream a live channel carries, if it is open here.
+    fn live_of_channel(&self, channel: &str) -> Option<Arc<LiveStream>> {
+        self.live(&self.keys.stream_of_channel(channel)?)
+    }
+
+    /// Every stream open on this node: topics, inboxes, the presence feed.
+    fn every_stream(&self) -> Vec<Arc<LiveStream>> {
+        let mut all: Vec<Arc<LiveStream>> = self.streams.read().values().cloned().collect();
+        all.extend(self.inboxes.read().values().cloned());
+        all
     }
 }
 
@@ -237,8 +290,11 @@ impl Broker for RedisBroker {
         record: &TopicRecord,
         origin: Origin,
     ) -> Result<(), BrokerError> {
+        let cap = self.cap(&record.retention);
         let Some(topic) = stream.topic() else {
-            return self.local.open(stream, record, origin).await;
+            // The presence feed: like an inbox, opened once at start-up.
+            self.open_system(stream, cap, record.retention.max_age);
+            return Ok(());
         };
         if origin == Origin::New {
             registry::save(
@@ -249,19 +305,15 @@ impl Broker for RedisBroker {
             )
             .await?;
         }
-        let cap = record
-            .retention
-            .max_events
-            .map_or(self.shared.max_stream_length, |n| {
-                n.min(self.shared.max_stream_length)
-            })
-            .max(1);
         let registered = origin != Origin::Configured;
         self.shared
             .streams
             .write()
             .entry(topic.clone())
-            .or_insert_with(|| LiveStream::new(topic.clone(), cap, registered));
+            .or_insert_with(|| {
+                let names = self.shared.keys.names(stream);
+                LiveStream::new(stream.clone(), names, cap, None, registered)
+            });
         Ok(())
     }
 
@@ -270,19 +322,21 @@ impl Broker for RedisBroker {
         stream: &StreamKey,
         retention: Retention,
     ) -> Result<(), BrokerError> {
-        self.local.open_inbox(stream, retention).await
+        if !stream.is_inbox() {
+            return Err(BrokerError::NotFound);
+        }
+        self.open_system(stream, self.cap(&retention), retention.max_age);
+        Ok(())
     }
 
     fn close_idle_inboxes(&self) -> usize {
-        // The same periodic sweep stops listening to topics nobody here
+        // The same periodic sweep stops listening to streams nobody here
         // follows any more, so a node hears only what it delivers.
         let idle: Vec<Arc<LiveStream>> = self
             .shared
-            .streams
-            .read()
-            .values()
+            .every_stream()
+            .into_iter()
             .filter(|s| s.wanted.load(Ordering::Relaxed) && s.followers.is_empty())
-            .cloned()
             .collect();
         if !idle.is_empty() {
             let shared = self.shared.clone();
@@ -292,16 +346,22 @@ impl Broker for RedisBroker {
                 }
             });
         }
-        self.local.close_idle_inboxes()
+        self.forget_idle_inboxes()
     }
 
     fn open_inboxes(&self) -> usize {
-        self.local.open_inboxes()
+        self.shared
+            .inboxes
+            .read()
+            .keys()
+            .filter(|k| k.is_inbox())
+            .count()
     }
 
     async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError> {
         let Some(topic) = stream.topic() else {
-            return self.local.delete(stream).await;
+            // Inboxes and the presence feed are never deleted.
+            return Err(BrokerError::NotFound);
         };
         self.live(stream)?;
         registry::remove(
@@ -318,29 +378,26 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, stream: &StreamKey, event: NewEvent) -> Result<Published, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.publish(stream, event).await;
-        };
         let live = self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
-        let channel = self.shared.keys.live_channel(topic);
+        let Some(topic) = stream.topic() else {
+            return self.publish_inbox(&live, event).await;
+        };
         let registry = self.shared.keys.registry();
         let target = publish::Target {
-            counter: &counter,
-            stream: &stream_key,
+            counter: &live.names.counter,
+            stream: &live.names.stream,
             registry: &registry,
-            channel: &channel,
+            channel: &live.names.channel,
             cap: live.cap,
             registered: live.registered.then_some(topic.as_str()),
         };
-        let wait_ms = u64::try_from(self.shared.timeout.as_millis()).unwrap_or(u64::MAX);
         let seq = publish::append(
             &self.shared.conn,
             &self.shared.script,
             target,
             &event,
             self.shared.wait_replicas,
-            wait_ms,
+            self.wait_ms(),
         )
         .await?;
         let delivery = Arc::new(entry::delivery(seq, &event));
@@ -360,18 +417,19 @@ impl Broker for RedisBroker {
         outbox: &Arc<Outbox>,
         slot: u32,
     ) -> Result<Follow, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.follow(stream, outbox, slot).await;
-        };
         let live = self.live(stream)?;
         let (ticket, head) = loop {
             if live.sent().is_none() {
                 let _subscribing = live.subscribing.lock().await;
+                // An idle inbox closed by the sweep meanwhile: open it again.
+                if live.is_closed() {
+                    return Err(BrokerError::NotFound);
+                }
                 if live.sent().is_none() {
                     listener::subscribe(&self.shared, &live).await?;
-                    let (stream_key, counter) = self.names(topic);
+                    let names = &live.names;
                     let (_, last) =
-                        history::first(&self.shared.conn, &stream_key, &counter).await?;
+                        history::first(&self.shared.conn, &names.stream, &names.counter).await?;
                     live.synced(last);
                 }
             }
@@ -385,7 +443,7 @@ impl Broker for RedisBroker {
         // Anything published between reading the head and the listener
         // seeing this topic's messages.
         if let Err(e) = listener::catch_up(&self.shared, &live).await {
-            tracing::warn!(topic = %topic, error = %e, "cannot catch up from Redis");
+            tracing::warn!(stream = %stream, error = %e, "cannot catch up from Redis");
         }
         Ok(Follow {
             ticket,
@@ -399,13 +457,25 @@ impl Broker for RedisBroker {
         after: Position,
         limit: usize,
     ) -> Result<HistoryBatch, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.read_after(stream, after, limit).await;
-        };
-        self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
+        let live = self.live(stream)?;
+        let names = &live.names;
         let after = after.seq();
-        let page = history::after(&self.shared.conn, &stream_key, &counter, after, limit).await?;
+        let mut page = history::after(
+            &self.shared.conn,
+            &names.stream,
+            &names.counter,
+            after,
+            limit,
+        )
+        .await?;
+        if let Some(max_age) = live.max_age {
+            // Expired entries the next publish has not deleted yet (one
+            // without a time was not written by sser: it stays, to be
+            // rejected and counted below).
+            let oldest_kept = now_ms().saturating_sub(inboxes::millis(max_age));
+            page.entries
+                .retain(|e| e.published_ms.is_none_or(|at| at >= oldest_kept));
+        }
         let missing = match page.entries.first() {
             Some(first) => first.seq > after.saturating_add(1),
             None => page.last_assigned > after,
@@ -421,12 +491,10 @@ impl Broker for RedisBroker {
     }
 
     async fn holds_after(&self, stream: &StreamKey, after: Position) -> Result<bool, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.holds_after(stream, after).await;
-        };
-        self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
-        let (first, last) = history::first(&self.shared.conn, &stream_key, &counter).await?;
+        let live = self.live(stream)?;
+        let names = &live.names;
+        let (first, last) =
+            history::first(&self.shared.conn, &names.stream, &names.counter).await?;
         let after = after.seq();
         Ok(match first {
             Some(first) => first <= after.saturating_add(1),
@@ -439,49 +507,34 @@ impl Broker for RedisBroker {
         stream: &StreamKey,
         event_id: &str,
     ) -> Result<Option<Position>, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.find(stream, event_id).await;
-        };
-        self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
-        let seq = history::find(&self.shared.conn, &stream_key, &counter, event_id).await?;
+        let live = self.live(stream)?;
+        let names = &live.names;
+        let seq = history::find(&self.shared.conn, &names.stream, &names.counter, event_id).await?;
         Ok(seq.map(Position::from_seq))
     }
 
     async fn oldest(&self, stream: &StreamKey) -> Option<Position> {
-        let Some(topic) = stream.topic() else {
-            return self.local.oldest(stream).await;
-        };
-        let (stream_key, counter) = self.names(topic);
-        let (first, _) = history::first(&self.shared.conn, &stream_key, &counter)
+        let live = self.live(stream).ok()?;
+        let names = &live.names;
+        let (first, _) = history::first(&self.shared.conn, &names.stream, &names.counter)
             .await
             .ok()?;
         first.map(Position::from_seq)
     }
 
-    fn usage(&self, stream: &StreamKey) -> (u64, u64) {
-        // Topic history is in Redis: reading its size on every metrics
-        // scrape would cost a round trip per topic.
-        match stream.topic() {
-            Some(_) => (0, 0),
-            None => self.local.usage(stream),
-        }
+    fn usage(&self, _stream: &StreamKey) -> (u64, u64) {
+        // History is in Redis: reading its size on every metrics scrape
+        // would cost a round trip per stream.
+        (0, 0)
     }
 
     fn followers(&self, stream: &StreamKey) -> Vec<Arc<Outbox>> {
-        match stream.topic() {
-            Some(_) => self
-                .live(stream)
-                .map_or_else(|_| Vec::new(), |live| live.followers.outboxes()),
-            None => self.local.followers(stream),
-        }
+        self.live(stream)
+            .map_or_else(|_| Vec::new(), |live| live.followers.outboxes())
     }
 
     fn follower_count(&self, stream: &StreamKey) -> usize {
-        match stream.topic() {
-            Some(_) => self.live(stream).map_or(0, |live| live.followers.len()),
-            None => self.local.follower_count(stream),
-        }
+        self.live(stream).map_or(0, |live| live.followers.len())
     }
 
     async fn flush(&self) -> Result<(), BrokerError> {
