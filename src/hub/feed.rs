@@ -1,6 +1,8 @@
 //! A connection's HTTP body: replay from history where asked, then whatever
 //! its queue brings (events, heartbeats, closes, shutdown), until a stream
-//! ends it, the server stops or the client goes away.
+//! ends it, the server stops or the client goes away. This file opens the
+//! connection and decides what each event, replay batch and close becomes
+//! on it ([`Feed`]); `super::feed_stream` is the body that drives it.
 //!
 //! Slow-consumer policy (publishers never wait for a connection): the queue
 //! holds `pubsub.subscriberBuffer` events. A connection that falls further
