@@ -7,10 +7,15 @@
 //! before its `joined`. The queue is bounded ([`QUEUE`]): what does not fit
 //! while Redis is away is dropped and counted
 //! (`sser_cluster_directory_dropped_total`), never held without bound. A
-//! dropped `joined` leaves a connection unlisted on the other nodes; a
+//! dropped `joined` leaves a connection unlisted on the other nodes until
+//! the node records all its connections again (at its next reconnect to
+//! Redis, [`Command::Rejoin`](crate::broker::directory::Command)); a
 //! dropped `left` leaves an entry that the sweep removes when its node
 //! goes, or that `left` of a later connection with the same device ignores
 //! (owners are compared, never blindly deleted).
+//!
+//! A batch Redis keeps refusing (it answers, with an error) is dropped
+//! and counted after a while, so one bad key cannot hold up the queue.
 //!
 //! The same task sweeps: every `cluster.nodeTtl` it removes the entries of
 //! nodes that are no longer live (their heartbeat expired), which the
@@ -23,13 +28,46 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::directory_scripts::LEFT;
+use super::directory_scripts::{LEFT, OWN};
 use crate::broker::directory::Entry;
 
 /// Writes waiting for Redis, at most.
 pub(super) const QUEUE: usize = 65_536;
 /// Writes per pipeline.
 const BATCH: usize = 512;
+/// Tries of a batch Redis answers with an error (rather than not at all)
+/// before it is dropped: Redis may say `LOADING` for a while after a
+/// restart, never for this long.
+const MAX_REFUSALS: u32 = 30;
+
+/// Why a batch was not written.
+enum Failure {
+    /// Redis did not answer (down, unreachable, too slow): retry.
+    Away(String),
+    /// Redis answered with an error.
+    Refused(String),
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(e: redis::RedisError) -> Failure {
+        let away = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout();
+        match away {
+            true => Failure::Away(e.to_string()),
+            false => Failure::Refused(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Away(e) | Failure::Refused(e) => f.write_str(e),
+        }
+    }
+}
 
 pub(super) enum Op {
     Joined(Entry),
@@ -75,6 +113,11 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let left = redis::Script::new(LEFT);
+    let own = redis::Script::new(OWN);
+    let scripts = Scripts {
+        left: &left,
+        own: &own,
+    };
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
@@ -87,19 +130,34 @@ async fn run(
                 }
             }
             _ = sweep.tick() => {
-                if let Err(e) = sweep_dead(&shared, &left).await {
+                if let Err(e) = sweep_dead(&shared, &scripts).await {
                     tracing::debug!(error = %e, "directory sweep failed");
                 }
                 continue;
             }
         }
         let mut pause = Duration::from_millis(50);
+        let mut refusals = 0;
         loop {
-            match write(&shared, &left, &batch).await {
+            match write(&shared, &scripts, &batch).await {
                 Ok(()) => break,
-                Err(e) => {
+                Err(Failure::Away(e)) => {
                     shared.metrics.cluster.redis_error();
                     tracing::debug!(error = %e, "directory write failed; retrying");
+                }
+                Err(Failure::Refused(e)) => {
+                    shared.metrics.cluster.redis_error();
+                    refusals += 1;
+                    // Redis answers but refuses the batch (a key of the
+                    // wrong type, written behind sser's back): retrying
+                    // for ever would hold up every write behind it.
+                    if refusals >= MAX_REFUSALS {
+                        tracing::warn!(error = %e, writes = batch.len(), "Redis refuses directory writes; dropped");
+                        for _ in 0..batch.len() {
+                            shared.metrics.cluster.directory_dropped();
+                        }
+                        break;
+                    }
                 }
             }
             tokio::select! {
@@ -112,12 +170,21 @@ async fn run(
     }
 }
 
+/// The writer's Lua scripts.
+struct Scripts<'a> {
+    left: &'a redis::Script,
+    own: &'a redis::Script,
+}
+
 /// One pipeline for the whole batch, in order.
-async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<(), String> {
+async fn write(shared: &Shared, scripts: &Scripts<'_>, batch: &[Op]) -> Result<(), Failure> {
     let keys = &shared.keys;
     let mut pipe = redis::pipe();
-    pipe.load_script(left).ignore();
-    let mut invocations = Vec::new();
+    pipe.load_script(scripts.left)
+        .ignore()
+        .load_script(scripts.own)
+        .ignore();
+    // In the queue's order: a `left` never lands before its `joined`.
     for op in batch {
         match op {
             Op::Joined(e) => {
@@ -145,6 +212,15 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
                 .ignore()
                 .sadd(keys.directory_nodes(), &shared.node)
                 .ignore();
+                if let Some(device) = &e.device {
+                    let mut invocation = scripts.own.prepare_invoke();
+                    invocation
+                        .key(keys.device_owner(&e.app, &e.user, device))
+                        .arg(format!("{} {}", shared.node, e.id))
+                        .arg(&shared.node)
+                        .arg(keys.node(""));
+                    pipe.invoke_script(&invocation).ignore();
+                }
             }
             Op::Left {
                 id,
@@ -153,7 +229,7 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
                 device,
                 node,
             } => {
-                let mut invocation = left.prepare_invoke();
+                let mut invocation = scripts.left.prepare_invoke();
                 invocation
                     .key(keys.conn(id))
                     .key(keys.conns())
@@ -164,27 +240,22 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
                     invocation.key(keys.device_owner(app, user, device));
                 }
                 invocation.arg(id).arg(format!("{node} {id}"));
-                invocations.push(invocation);
+                pipe.invoke_script(&invocation).ignore();
             }
         }
     }
-    for invocation in &invocations {
-        pipe.invoke_script(invocation).ignore();
-    }
-    // Joined before left within one batch: a connection that came and went
-    // in it leaves nothing behind either way.
     let mut conn = shared.conn.clone();
     let run = pipe.query_async::<()>(&mut conn);
     match tokio::time::timeout(shared.timeout, run).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer in time".into()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(Failure::Away("no answer in time".into())),
     }
 }
 
 /// Removes the entries of every node that recorded some and is no longer
 /// live.
-async fn sweep_dead(shared: &Shared, left: &redis::Script) -> Result<(), String> {
+async fn sweep_dead(shared: &Shared, scripts: &Scripts<'_>) -> Result<(), String> {
     let mut conn = shared.conn.clone();
     let recorders: Vec<String> = redis::cmd("SMEMBERS")
         .arg(shared.keys.directory_nodes())
@@ -237,7 +308,9 @@ async fn sweep_dead(shared: &Shared, left: &redis::Script) -> Result<(), String>
                     _ => None,
                 })
                 .collect();
-            write(shared, left, &ops).await?;
+            write(shared, scripts, &ops)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let mut pipe = redis::pipe();
         pipe.del(&set)
