@@ -179,3 +179,19 @@ async fn nothing_is_refused_with_the_guard_off_a_victim_without_an_id_or_a_kick(
     assert_eq!(reconnect(&server, &laptop, Some(&seen)).await.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_victim_sent_nothing_since_it_resumed_is_known_by_the_id_it_resumed_from() {
+    let server = start().await;
+    let phone = token(APP, "u1", Some("phone"));
+    let mut tab1 = open(&server, &phone).await;
+    let seen = send_to_phone(&server, &mut tab1, 1).await;
+    // Tab 1 blips and comes back with its id; nothing is sent meanwhile, so
+    // its browser will send that same id again.
+    let mut tab1_again = resume(&server, &phone, &seen).await;
+    ends_with_notice(&mut tab1, "sser.taken_over").await;
+    let _tab2 = open(&server, &phone).await;
+    ends_with_notice(&mut tab1_again, "sser.taken_over").await;
+    assert_refused_as_taken_over(reconnect(&server, &phone, Some(&seen)).await).await;
+    server.stop().await;
+}
