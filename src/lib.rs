@@ -463,6 +463,7 @@ async fn start_presence(
     );
     settings.node = Some(redis.node_id().to_string());
     let tracker = presence::PresenceTracker::new(settings, cluster_presence.clone());
+    cluster_presence.attach(&tracker);
     hub.connections().attach_presence(Arc::new(tracker.clone()));
     Ok(Presence {
         tracker,
@@ -546,6 +547,7 @@ fn admission_settings(identity: &config::IdentityConfig) -> hub::AdmissionSettin
         max_connections_per_user: limit(limits.max_connections_per_user),
         max_connections_per_ip: limit(limits.max_connections_per_ip),
         max_streams_per_connection: limit(limits.max_streams_per_connection),
+        takeover_guard: identity.takeover_guard.0,
     }
 }
 
