@@ -8,7 +8,8 @@
 //! it. A [`Connection`] follows one or more streams; the [`Connections`]
 //! registry knows them all (indexed by application, user and device for
 //! identity connections, [`owners`]), admits identity connections
-//! ([`admission`]: blocks, limits, device take-over) and tells presence
+//! ([`admission`]: blocks, limits, device take-over, and [`retake`]: a
+//! taken-over connection's reconnect refused) and tells presence
 //! about them; each connection's HTTP body is a [`Subscription`] stream
 //! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
@@ -23,6 +24,7 @@ pub mod connection;
 pub mod connections;
 pub mod farewell;
 pub mod feed;
+mod feed_stream;
 mod followed;
 mod framing;
 pub mod inboxes;
@@ -30,6 +32,7 @@ mod listed;
 pub mod notice;
 pub mod owners;
 mod resume;
+mod retake;
 mod roster;
 pub mod topic;
 
@@ -53,6 +56,7 @@ pub use connections::{
 pub use farewell::EndReason;
 pub use farewell::Farewell;
 pub use feed::Subscription;
+pub use feed_stream::FeedStream;
 pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use listed::{Listed, ListedPage};
