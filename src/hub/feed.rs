@@ -271,6 +271,10 @@ impl Feed {
                     frames.push(self.truncated_notice(slot, notice::GAP).await);
                     *mode = Replay::Everything;
                 }
+                Replay::Repair => {
+                    frames.push(self.truncated_notice(slot, notice::LOST).await);
+                    *mode = Replay::Everything;
+                }
                 Replay::Lagged => {
                     return Step::End(self.lagged_notice(
                         slot,
@@ -421,6 +425,16 @@ impl Subscription {
                             .enumerate()
                             .filter(|(_, s)| s.ticket.is_some())
                             .map(|(slot, _)| (slot, Replay::Lagged))
+                            .collect();
+                    }
+                    Item::Gap => {
+                        // Streams without a hole read nothing new here.
+                        replays = feed
+                            .streams
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.ticket.is_some())
+                            .map(|(slot, _)| (slot, Replay::Repair))
                             .collect();
                     }
                     // The hub's tick is not the beat of a connection with

@@ -87,6 +87,18 @@ pub async fn prometheus(node: &Api, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
+/// The sum of every series of a Prometheus metric (all its labels).
+pub async fn prometheus_sum(node: &Api, name: &str) -> f64 {
+    let text = prometheus_text(node).await;
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// The whole `/metrics` exposition.
 pub async fn prometheus_text(node: &Api) -> String {
     node.http

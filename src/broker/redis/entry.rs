@@ -1,6 +1,7 @@
 //! Events as sser writes them into Redis and reads them back.
 //!
-//! A stream entry has id `<seq>-0` and fields `d` (data), and `i` (the
+//! A stream entry has id `<seq>-0` and fields `a` (when it was appended,
+//! in ms on Redis' clock, for `maxAge`), `d` (data), and `i` (the
 //! publisher's id) and `t` (its type) when given. A live message on a
 //! topic's channel is `<seq>\n<json>` with the same three fields. Whatever
 //! comes back from Redis is checked as publisher input is
@@ -18,6 +19,8 @@ use crate::model::Position;
 pub(super) struct Entry {
     pub(super) seq: u64,
     pub(super) event: Option<NewEvent>,
+    /// When it was appended (ms), for entries read from the Stream.
+    pub(super) at: Option<u64>,
 }
 
 impl Entry {
@@ -63,10 +66,26 @@ pub(super) fn from_fields(fields: &[Vec<u8>]) -> Option<NewEvent> {
             b"i" => id = Some(value),
             b"t" => kind = Some(value),
             b"d" => data = Some(value),
+            b"a" if is_number(&value) => {}
             _ => return None,
         }
     }
     NewEvent::new(id, kind, data?).ok()
+}
+
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// When an entry was appended (its `a` field), if it says.
+pub(super) fn appended_at(fields: &[Vec<u8>]) -> Option<u64> {
+    fields
+        .chunks(2)
+        .find(|pair| pair.first().is_some_and(|name| name == b"a"))
+        .and_then(|pair| pair.get(1))
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .filter(|text| is_number(text))
+        .and_then(|text| text.parse().ok())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,7 +120,11 @@ pub(super) fn from_live(payload: &[u8]) -> Option<Entry> {
     let event = serde_json::from_slice::<Live>(&payload[at + 1..])
         .ok()
         .and_then(|live| NewEvent::new(live.i, live.t, live.d).ok());
-    Some(Entry { seq, event })
+    Some(Entry {
+        seq,
+        event,
+        at: None,
+    })
 }
 
 #[cfg(test)]
@@ -125,7 +148,12 @@ mod tests {
 
     #[test]
     fn fields_are_checked_like_publisher_input() {
-        let ok = from_fields(&fields(&[("d", "x\ny"), ("i", "a1"), ("t", "greet")]));
+        let ok = from_fields(&fields(&[
+            ("a", "1700000000000"),
+            ("d", "x\ny"),
+            ("i", "a1"),
+            ("t", "greet"),
+        ]));
         let ok = ok.expect("valid");
         assert_eq!(
             (ok.id.as_deref(), ok.kind.as_deref()),
@@ -137,10 +165,18 @@ mod tests {
             fields(&[("d", "x"), ("i", "a\0")]),
             fields(&[("i", "no data")]),
             fields(&[("d", "x"), ("zz", "unknown field")]),
+            fields(&[("d", "x"), ("a", "12x")]),
             vec![b"d".to_vec()],
         ] {
             assert!(from_fields(&bad).is_none());
         }
+    }
+
+    #[test]
+    fn appended_times_are_read_when_they_are_numbers() {
+        assert_eq!(appended_at(&fields(&[("a", "42"), ("d", "x")])), Some(42));
+        assert_eq!(appended_at(&fields(&[("d", "x")])), None);
+        assert_eq!(appended_at(&fields(&[("a", "4 2")])), None);
     }
 
     #[test]

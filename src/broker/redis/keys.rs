@@ -4,11 +4,14 @@
 //!
 //! Per topic `<id>`: `<p>stream:<id>` (the Redis Stream holding its history,
 //! entries `<seq>-0`), `<p>seq:<id>` (the counter positions come from) and
-//! `<p>live:<id>` (the pub/sub channel new events go out on). One hash
+//! `<p>live:<id>` (the pub/sub channel new events go out on) and
+//! `<p>ids:<id>` (publisher id → oldest position holding it, kept by the
+//! publish script, [`super::publish`]). One hash
 //! `<p>topics` holds the topic records, and `<p>topics:changes` carries
 //! create/delete notices. Node liveness ([`super::nodes`]): `<p>node:<id>`
 //! (a node's heartbeat record, with a TTL), the sorted set `<p>nodes` and
-//! the channel `<p>nodes:changes`.
+//! the channel `<p>nodes:changes`. `<p>epoch` names this life of the
+//! Redis data set ([`super::epoch`]).
 
 use crate::model::TopicId;
 
@@ -51,6 +54,17 @@ impl Keys {
 
     pub(super) fn counter(&self, topic: &TopicId) -> String {
         format!("{}seq:{topic}", self.prefix)
+    }
+
+    /// The index of a topic's publisher-supplied ids.
+    pub(super) fn ids(&self, topic: &TopicId) -> String {
+        format!("{}ids:{topic}", self.prefix)
+    }
+
+    /// The random value written when this Redis data set was first used:
+    /// a different (or missing) one means Redis lost its data.
+    pub(super) fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
     }
 
     pub(super) fn live_channel(&self, topic: &TopicId) -> String {

@@ -6,10 +6,13 @@
 //!
 //! It reconnects by itself (with a growing pause, at most a second) for as
 //! long as the node runs. After every (re)connect it resubscribes to every
-//! channel it wants, re-reads the registry (topics created or deleted while
-//! it was away) and reads each followed topic's stream after the last event
-//! it sent, so followers get what was published meanwhile, with no gap and
-//! no duplicate ([`LiveStream::deliver`] keeps the order).
+//! channel it wants, checks that Redis still holds the data set this node
+//! worked with ([`super::epoch`]), re-reads the registry (topics created or
+//! deleted while it was away) and reads each followed topic's stream after
+//! the last event it sent, so followers get what was published meanwhile,
+//! with no gap and no duplicate ([`LiveStream::deliver`] keeps the order);
+//! what Redis trimmed meanwhile is reported to them, never skipped
+//! silently.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::entry;
 use super::live::{LiveStream, Outcome};
 use super::registry::{self, Notice};
-use super::{Shared, unavailable};
+use super::{Shared, epoch};
 use crate::broker::{BrokerError, TopicChange};
 
 /// Runs until `shutdown`.
@@ -54,6 +57,12 @@ async fn session(shared: &Arc<Shared>) {
         Err(_) => return,
     };
     let (sink, mut messages) = pubsub.split();
+    // Before anything is read: a data set Redis lost must not be mistaken
+    // for the one this node knew.
+    if let Err(e) = epoch::check(shared).await {
+        tracing::debug!(error = %e, "cannot read the cluster's epoch");
+        return;
+    }
     {
         let mut slot = shared.sink.lock().await;
         let mut sink = sink;
@@ -67,6 +76,7 @@ async fn session(shared: &Arc<Shared>) {
                 .map(|s| shared.keys.live_channel(&s.topic)),
         );
         if let Err(e) = sink.subscribe(channels).await {
+            shared.metrics.cluster.redis_error("subscribe");
             tracing::debug!(error = %e, "Redis SUBSCRIBE failed");
             return;
         }
@@ -100,7 +110,9 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     // Topics open before the registry is read: one created here while it
     // is read must not look deleted.
     let known: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    let records = registry::load_all(&shared.conn, &shared.keys).await?;
+    let records = registry::load_all(&shared.conn, &shared.keys)
+        .await
+        .map_err(|e| shared.count("registry", e))?;
     let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<Arc<LiveStream>> = known
         .into_iter()
@@ -133,7 +145,10 @@ async fn on_notice(shared: &Arc<Shared>, payload: &[u8]) {
                 let _ = shared.changes.send(TopicChange::Created(record));
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(topic = id, error = %e, "cannot read a new topic's record"),
+            Err(e) => {
+                shared.count("registry", e);
+                tracing::warn!(topic = id, "cannot read a new topic's record");
+            }
         },
         Notice::Deleted { id, .. } => drop_topic(shared, id),
     }
@@ -167,16 +182,16 @@ async fn on_live(shared: &Arc<Shared>, live: &Arc<LiveStream>, payload: &[u8]) {
 }
 
 /// Sends `live`'s followers every event in its stream after the last one
-/// they were sent.
+/// they were sent, telling them first when Redis no longer holds some.
 pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), BrokerError> {
     const PAGE: usize = 1000;
     loop {
         let Some(sent) = live.sent() else {
             return Ok(());
         };
-        let stream = shared.keys.stream(&live.topic);
-        let counter = shared.keys.counter(&live.topic);
-        let page = super::history::after(&shared.conn, &stream, &counter, sent, PAGE).await?;
+        let page = super::history::after(&shared.conn, &shared.topic(live), sent, PAGE)
+            .await
+            .map_err(|e| shared.count("catch_up", e))?;
         for entry in &page.entries {
             let delivery = entry.delivery().map(Arc::new);
             let outcome = live.deliver(entry.seq, delivery.as_ref(), true);
@@ -184,7 +199,11 @@ pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), B
                 shared.metrics.cluster_entry_rejected();
             }
         }
-        if page.read < PAGE {
+        if page.entries.is_empty() || page.read < PAGE {
+            if page.entries.is_empty() && page.read < PAGE {
+                // Nothing held after `sent`, yet the counter went further.
+                live.trimmed_up_to(page.last_assigned);
+            }
             return Ok(());
         }
     }
@@ -199,7 +218,7 @@ pub(super) async fn subscribe(shared: &Shared, live: &LiveStream) -> Result<(), 
     };
     sink.subscribe(shared.keys.live_channel(&live.topic))
         .await
-        .map_err(unavailable)
+        .map_err(|e| shared.failed("subscribe", e))
 }
 
 /// Stops listening to `live`'s channel if nobody here follows it (a first
@@ -215,6 +234,7 @@ pub(super) async fn unsubscribe_if_idle(shared: &Shared, live: &LiveStream) {
             .unsubscribe(shared.keys.live_channel(&live.topic))
             .await
     {
+        shared.metrics.cluster.redis_error("subscribe");
         tracing::debug!(topic = %live.topic, error = %e, "Redis UNSUBSCRIBE failed");
     }
 }

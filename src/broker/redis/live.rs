@@ -7,7 +7,11 @@
 //! hand events to [`LiveStream::deliver`], which queues an event for the
 //! followers only if it comes right after the last one sent (or, for reads
 //! of the stream, anywhere after it), so followers see every event once,
-//! in the order Redis assigned, whichever path was first.
+//! in the order Redis assigned, whichever path was first. A read of the
+//! stream that jumps past the next sequence (Redis trimmed events while
+//! this node was cut off, or lost its data and the new epoch starts
+//! higher) tells the followers first ([`Followers::gap`]), so they get a
+//! truncation notice, never a silent jump.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -16,6 +20,7 @@ use parking_lot::Mutex;
 
 use crate::broker::{Delivery, Followers};
 use crate::model::TopicId;
+use crate::store::TopicRecord;
 
 pub(super) struct LiveStream {
     pub(super) topic: TopicId,
@@ -24,6 +29,11 @@ pub(super) struct LiveStream {
     /// Whether its record is in the registry (created through the API) or
     /// each node defines it (configured, opened on demand).
     pub(super) registered: bool,
+    /// Its registry record, to write back if Redis loses its data
+    /// ([`super::epoch`]); `None` when not registered.
+    pub(super) record: Option<TopicRecord>,
+    /// Its `maxAge` retention.
+    pub(super) max_age: Option<std::time::Duration>,
     pub(super) followers: Arc<Followers>,
     /// This node listens on the topic's channel (set before subscribing,
     /// under the listener's lock, so a reconnect resubscribes it).
@@ -62,11 +72,19 @@ pub(super) enum Outcome {
 }
 
 impl LiveStream {
-    pub(super) fn new(topic: TopicId, cap: u64, registered: bool) -> Arc<LiveStream> {
+    /// A topic this node serves; `record` when it is in the registry.
+    pub(super) fn new(
+        topic: TopicId,
+        cap: u64,
+        record: Option<TopicRecord>,
+        max_age: Option<std::time::Duration>,
+    ) -> Arc<LiveStream> {
         Arc::new(LiveStream {
             topic,
             cap,
-            registered,
+            registered: record.is_some(),
+            record,
+            max_age,
             followers: Followers::new(),
             wanted: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -132,14 +150,32 @@ impl LiveStream {
         if seq <= sent {
             return Outcome::Skipped;
         }
-        if seq != sent + 1 && !from_history {
-            return Outcome::Gap { sent };
+        if seq != sent + 1 {
+            if !from_history {
+                return Outcome::Gap { sent };
+            }
+            self.followers.gap();
         }
         if let Some(delivery) = delivery {
             self.followers.fan_out(delivery);
         }
         state.sent = Some(seq);
         Outcome::Done
+    }
+
+    /// History holds nothing after `sent` although the counter says
+    /// `last` was assigned: the events in between were trimmed. Followers
+    /// are told and the next event goes out after `last`.
+    pub(super) fn trimmed_up_to(&self, last: u64) {
+        let mut state = self.state.lock();
+        if state.closed {
+            return;
+        }
+        if let Some(sent) = state.sent.filter(|&sent| sent < last) {
+            tracing::debug!(topic = %self.topic, sent, last, "events trimmed before this node read them");
+            self.followers.gap();
+            state.sent = Some(last);
+        }
     }
 
     /// The topic is gone: its followers are told; nothing more is sent.
@@ -164,7 +200,7 @@ mod tests {
 
     #[test]
     fn in_order_once_with_gaps_reported() {
-        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, true);
+        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, None, None);
         assert_eq!(live.deliver(1, Some(&event(1)), false), Outcome::Skipped);
         assert_eq!(live.synced(4), 4);
         let outbox = Arc::new(Outbox::new(16));

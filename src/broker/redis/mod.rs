@@ -5,7 +5,9 @@
 //!   event to its Redis Stream as `<seq>-0` ([`publish`]); ids stay `1`,
 //!   `2`, … as on one node.
 //! - History: the Stream itself ([`history`]), so a client resuming on any
-//!   node is exact; trimmed to about `cluster.redis.maxStreamLength`.
+//!   node is exact; trimmed to the topic's retention (`maxEvents`, bounded
+//!   by `cluster.redis.maxStreamLength`, and `maxAge`) by the publish
+//!   script, which also keeps the index of publisher ids `find` reads.
 //! - Registry: topic records in a hash, create/delete notices on a channel
 //!   ([`registry`]); the hub learns of other nodes' changes through
 //!   [`Broker::topic_changes`].
@@ -16,12 +18,15 @@
 //!
 //! When Redis cannot take a publish, it fails with
 //! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
-//! alone. Node liveness: each node's heartbeat record with a TTL, and the
+//! alone. Every failed Redis request is counted by operation
+//! (`sser_cluster_redis_errors_total{op}`). If Redis comes back without
+//! its data, the node notices and stays safe ([`epoch`]). Node liveness: each node's heartbeat record with a TTL, and the
 //! set of live nodes every node reads ([`nodes`]). Identity inboxes and the
 //! presence feed stay on this node (the wrapped [`LocalBroker`]) in this
 //! first version.
 
 mod entry;
+mod epoch;
 mod history;
 mod keys;
 mod listener;
@@ -104,12 +109,50 @@ pub(super) struct Shared {
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<TopicChange>,
     heartbeat: Arc<nodes::Heartbeat>,
+    /// The Redis data set this node works with ([`epoch`]).
+    epoch: Mutex<epoch::Epoch>,
+    /// One epoch check at a time.
+    epoch_sync: tokio::sync::Mutex<()>,
 }
 
 /// A Redis failure as clients see it (the details go to the log only).
+/// Callers count it ([`Shared::count`]).
 fn unavailable(e: redis::RedisError) -> BrokerError {
     tracing::warn!(error = %e, "Redis request failed");
     BrokerError::Unavailable(UNAVAILABLE.to_string())
+}
+
+impl Shared {
+    /// A failed Redis request of operation `op`, counted.
+    fn failed(&self, op: &'static str, e: redis::RedisError) -> BrokerError {
+        self.count(op, unavailable(e))
+    }
+
+    /// Counts `e` under `op` when Redis failed.
+    fn count(&self, op: &'static str, e: BrokerError) -> BrokerError {
+        if matches!(e, BrokerError::Unavailable(_)) {
+            self.metrics.cluster.redis_error(op);
+        }
+        e
+    }
+
+    /// Where `live`'s history is, as of now.
+    fn topic(&self, live: &LiveStream) -> history::Topic {
+        let expired_before = live
+            .max_age
+            .map(|age| crate::model::now_ms().saturating_sub(millis(age)));
+        history::Topic {
+            stream: self.keys.stream(&live.topic),
+            counter: self.keys.counter(&live.topic),
+            ids: self.keys.ids(&live.topic),
+            base: self.epoch.lock().base,
+            expired_before,
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RedisBroker {
@@ -161,7 +204,13 @@ impl RedisBroker {
             metrics,
             changes: tx,
             heartbeat: heartbeat.clone(),
+            epoch: Mutex::new(epoch::Epoch::default()),
+            epoch_sync: tokio::sync::Mutex::new(()),
         });
+        tokio::time::timeout(settings.timeout, epoch::check(&shared))
+            .await
+            .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         tokio::spawn(listener::run(shared.clone(), shutdown.clone()));
         // Followers need the listener: give it the same time to connect.
         let deadline = tokio::time::Instant::now() + settings.timeout;
@@ -212,11 +261,9 @@ impl RedisBroker {
             .ok_or(BrokerError::NotFound)
     }
 
-    fn names(&self, topic: &TopicId) -> (String, String) {
-        (
-            self.shared.keys.stream(topic),
-            self.shared.keys.counter(topic),
-        )
+    /// Counts a failed operation `op`.
+    fn count(&self, op: &'static str, e: BrokerError) -> BrokerError {
+        self.shared.count(op, e)
     }
 }
 
@@ -228,7 +275,9 @@ impl Broker for RedisBroker {
     }
 
     async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError> {
-        registry::load_all(&self.shared.conn, &self.shared.keys).await
+        registry::load_all(&self.shared.conn, &self.shared.keys)
+            .await
+            .map_err(|e| self.count("registry", e))
     }
 
     async fn open(
@@ -247,7 +296,8 @@ impl Broker for RedisBroker {
                 record,
                 &self.shared.node,
             )
-            .await?;
+            .await
+            .map_err(|e| self.count("registry", e))?;
         }
         let cap = record
             .retention
@@ -256,12 +306,13 @@ impl Broker for RedisBroker {
                 n.min(self.shared.max_stream_length)
             })
             .max(1);
-        let registered = origin != Origin::Configured;
+        let registered = (origin != Origin::Configured).then(|| record.clone());
+        let max_age = record.retention.max_age;
         self.shared
             .streams
             .write()
             .entry(topic.clone())
-            .or_insert_with(|| LiveStream::new(topic.clone(), cap, registered));
+            .or_insert_with(|| LiveStream::new(topic.clone(), cap, registered, max_age));
         Ok(())
     }
 
@@ -310,7 +361,8 @@ impl Broker for RedisBroker {
             topic,
             &self.shared.node,
         )
-        .await?;
+        .await
+        .map_err(|e| self.count("registry", e))?;
         if let Some(live) = self.shared.streams.write().remove(topic) {
             live.close();
         }
@@ -322,27 +374,49 @@ impl Broker for RedisBroker {
             return self.local.publish(stream, event).await;
         };
         let live = self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
+        let names = self.shared.topic(&live);
         let channel = self.shared.keys.live_channel(topic);
         let registry = self.shared.keys.registry();
-        let target = publish::Target {
-            counter: &counter,
-            stream: &stream_key,
-            registry: &registry,
-            channel: &channel,
-            cap: live.cap,
-            registered: live.registered.then_some(topic.as_str()),
+        let epoch_key = self.shared.keys.epoch();
+        let wait_ms = millis(self.shared.timeout);
+        let mut refused = false;
+        let seq = loop {
+            let epoch = self.shared.epoch.lock().value.clone();
+            let target = publish::Target {
+                counter: &names.counter,
+                stream: &names.stream,
+                registry: &registry,
+                epoch_key: &epoch_key,
+                ids: &names.ids,
+                channel: &channel,
+                cap: live.cap,
+                max_age_ms: live.max_age.map_or(0, millis),
+                registered: live.registered.then_some(topic.as_str()),
+                epoch: &epoch,
+            };
+            let appended = publish::append(
+                &self.shared.conn,
+                &self.shared.script,
+                target,
+                &event,
+                self.shared.wait_replicas,
+                wait_ms,
+            )
+            .await
+            .map_err(|e| self.count("publish", e))?;
+            match appended {
+                publish::Appended::At(seq) => break seq,
+                // Redis lost its data (or was flushed): adopt the new
+                // epoch (re-creating the registry) and try once more.
+                publish::Appended::OtherEpoch if !refused => {
+                    refused = true;
+                    epoch::check(&self.shared).await?;
+                }
+                publish::Appended::OtherEpoch => {
+                    return Err(BrokerError::Unavailable(UNAVAILABLE.to_string()));
+                }
+            }
         };
-        let wait_ms = u64::try_from(self.shared.timeout.as_millis()).unwrap_or(u64::MAX);
-        let seq = publish::append(
-            &self.shared.conn,
-            &self.shared.script,
-            target,
-            &event,
-            self.shared.wait_replicas,
-            wait_ms,
-        )
-        .await?;
         let delivery = Arc::new(entry::delivery(seq, &event));
         // This node's followers at once when it is next; otherwise the
         // listener brings it in order.
@@ -369,9 +443,9 @@ impl Broker for RedisBroker {
                 let _subscribing = live.subscribing.lock().await;
                 if live.sent().is_none() {
                     listener::subscribe(&self.shared, &live).await?;
-                    let (stream_key, counter) = self.names(topic);
-                    let (_, last) =
-                        history::first(&self.shared.conn, &stream_key, &counter).await?;
+                    let last = history::last_assigned(&self.shared.conn, &self.shared.topic(&live))
+                        .await
+                        .map_err(|e| self.count("follow", e))?;
                     live.synced(last);
                 }
             }
@@ -399,13 +473,17 @@ impl Broker for RedisBroker {
         after: Position,
         limit: usize,
     ) -> Result<HistoryBatch, BrokerError> {
-        let Some(topic) = stream.topic() else {
+        if stream.topic().is_none() {
             return self.local.read_after(stream, after, limit).await;
-        };
-        self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
+        }
+        let live = self.live(stream)?;
+        let names = self.shared.topic(&live);
         let after = after.seq();
-        let page = history::after(&self.shared.conn, &stream_key, &counter, after, limit).await?;
+        let mut page = history::after(&self.shared.conn, &names, after, limit)
+            .await
+            .map_err(|e| self.count("read", e))?;
+        // Expired entries wait for the next publish to trim them: gone.
+        page.entries.retain(|entry| !entry.expired(&names));
         let missing = match page.entries.first() {
             Some(first) => first.seq > after.saturating_add(1),
             None => page.last_assigned > after,
@@ -421,12 +499,13 @@ impl Broker for RedisBroker {
     }
 
     async fn holds_after(&self, stream: &StreamKey, after: Position) -> Result<bool, BrokerError> {
-        let Some(topic) = stream.topic() else {
+        if stream.topic().is_none() {
             return self.local.holds_after(stream, after).await;
-        };
-        self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
-        let (first, last) = history::first(&self.shared.conn, &stream_key, &counter).await?;
+        }
+        let live = self.live(stream)?;
+        let (first, last) = history::first(&self.shared.conn, &self.shared.topic(&live))
+            .await
+            .map_err(|e| self.count("read", e))?;
         let after = after.seq();
         Ok(match first {
             Some(first) => first <= after.saturating_add(1),
@@ -439,22 +518,24 @@ impl Broker for RedisBroker {
         stream: &StreamKey,
         event_id: &str,
     ) -> Result<Option<Position>, BrokerError> {
-        let Some(topic) = stream.topic() else {
+        if stream.topic().is_none() {
             return self.local.find(stream, event_id).await;
-        };
-        self.live(stream)?;
-        let (stream_key, counter) = self.names(topic);
-        let seq = history::find(&self.shared.conn, &stream_key, &counter, event_id).await?;
+        }
+        let live = self.live(stream)?;
+        let seq = history::find(&self.shared.conn, &self.shared.topic(&live), event_id)
+            .await
+            .map_err(|e| self.count("find", e))?;
         Ok(seq.map(Position::from_seq))
     }
 
     async fn oldest(&self, stream: &StreamKey) -> Option<Position> {
-        let Some(topic) = stream.topic() else {
+        if stream.topic().is_none() {
             return self.local.oldest(stream).await;
-        };
-        let (stream_key, counter) = self.names(topic);
-        let (first, _) = history::first(&self.shared.conn, &stream_key, &counter)
+        }
+        let live = self.live(stream).ok()?;
+        let (first, _) = history::first(&self.shared.conn, &self.shared.topic(&live))
             .await
+            .map_err(|e| self.count("read", e))
             .ok()?;
         first.map(Position::from_seq)
     }

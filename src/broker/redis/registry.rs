@@ -27,16 +27,26 @@ fn decode(id: &str, value: &[u8]) -> Option<TopicRecord> {
     Some(record)
 }
 
-/// Stores a new topic's record and tells the other nodes.
+/// Stores a new topic's record and tells the other nodes. Its counter is
+/// written too (unless one is left), so its positions start at 1 rather
+/// than at the epoch's base ([`super::epoch`]).
 pub(super) async fn save(
     conn: &ConnectionManager,
     keys: &Keys,
     record: &TopicRecord,
     node: &str,
 ) -> Result<(), BrokerError> {
+    let counter = TopicId::parse(&record.id)
+        .map(|topic| keys.counter(&topic))
+        .map_err(|_| BrokerError::NotFound)?;
     redis::pipe()
         .atomic()
         .hset(keys.registry(), &record.id, encode(record))
+        .ignore()
+        .cmd("SET")
+        .arg(counter)
+        .arg(0)
+        .arg("NX")
         .ignore()
         .publish(keys.registry_channel(), format!("c {node} {}", record.id))
         .ignore()
@@ -60,9 +70,35 @@ pub(super) async fn remove(
         .ignore()
         .del(keys.counter(topic))
         .ignore()
+        .del(keys.ids(topic))
+        .ignore()
         .publish(keys.registry_channel(), format!("d {node} {topic}"))
         .ignore()
         .query_async::<()>(&mut conn.clone())
+        .await
+        .map_err(unavailable)
+}
+
+/// Writes back the records of topics this node holds after Redis lost its
+/// data (those present are kept) and tells the other nodes. Their counters
+/// are left to start at the new epoch's base.
+pub(super) async fn restore(
+    conn: &ConnectionManager,
+    keys: &Keys,
+    records: &[TopicRecord],
+    node: &str,
+) -> Result<(), BrokerError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for record in records {
+        pipe.hset_nx(keys.registry(), &record.id, encode(record))
+            .ignore()
+            .publish(keys.registry_channel(), format!("c {node} {}", record.id))
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut conn.clone())
         .await
         .map_err(unavailable)
 }
