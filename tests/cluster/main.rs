@@ -2,14 +2,18 @@
 //! (the built binary), talked to over real sockets with a real SSE parser.
 //! Phase 1 of issue 13: topics across nodes (one order, shared history and
 //! registry), Redis outages (503, `/readyz`, recovery without gap), and
-//! entries injected into Redis behind sser's back.
+//! entries injected into Redis behind sser's back. Phase 2: Redis stopped
+//! mid-storm, restarted empty, history trimmed while a node was cut off,
+//! retention and resume by id in Redis.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod history;
 mod nodes;
 mod outage;
 mod redis_server;
+mod storm;
 mod topics;
 
 use common::*;
@@ -52,6 +56,16 @@ impl Cluster {
     pub fn node(&self, i: usize) -> Api {
         self.nodes[i].api()
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, …) to a node's process.
+pub fn signal(node: &ServerProcess, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal}");
 }
 
 /// Waits until `node` knows topic `id` (created on another node).

@@ -1,12 +1,14 @@
 //! Redis goes away and comes back: publishes answer 503 (never a delivery
 //! to one node alone), `/readyz` fails, the nodes and their connections
 //! stay up, and after Redis returns the connected clients get what is
-//! published from then on, with no gap and no duplicate.
+//! published from then on, with no gap and no duplicate. What Redis
+//! trimmed or lost meanwhile is reported (`sser.history_truncated`), and
+//! positions never repeat, even when Redis comes back empty.
 
 use serde_json::{Value, json};
 
 use crate::common::*;
-use crate::{Cluster, readyz, wait_for_topic};
+use crate::{Cluster, readyz, signal, wait_for_topic};
 
 #[tokio::test]
 async fn redis_outage_means_503_and_recovery_without_gap() {
@@ -80,4 +82,112 @@ async fn a_node_that_cannot_reach_redis_refuses_to_start_naming_the_key() {
         !stderr.contains("hunter2"),
         "the password is never shown: {stderr}"
     );
+}
+
+/// A node that could not hear Redis while the topic's history was trimmed
+/// past what its followers had: they get `sser.history_truncated` (as on a
+/// single node), then what is held, never a silent jump.
+#[tokio::test]
+async fn followers_of_a_node_cut_off_while_history_was_trimmed_are_told() {
+    let cluster = Cluster::start_with(2, &[]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let (topic, token) = a
+        .create_topic(json!({"pubsub": {"retention": {"max_events": 3}}}))
+        .await;
+    wait_for_topic(&b, &topic).await;
+    let mut on_b = b.subscribe(&topic, &token).await;
+    a.publish_ok(&topic, json!({"message": "m1"})).await;
+    assert_eq!(on_b.expect_event().await.id, "1");
+
+    // B is frozen and its pub/sub connection dropped: it hears nothing of
+    // what A publishes meanwhile, and Redis keeps only the last three.
+    signal(&cluster.nodes[1], "STOP");
+    let mut redis = cluster.redis.client();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut redis)
+        .expect("CLIENT KILL");
+    for n in 2..=8 {
+        a.publish_ok(&topic, json!({"message": format!("m{n}")}))
+            .await;
+    }
+    signal(&cluster.nodes[1], "CONT");
+
+    let notice = on_b.expect_event().await;
+    assert_eq!(notice.event, "sser.history_truncated", "{notice:?}");
+    let body: Value = serde_json::from_str(&notice.data).expect("notice JSON");
+    assert_eq!(body["oldest_retained_seq"], 6, "{body}");
+    let ids: Vec<String> = on_b.take(3).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["6", "7", "8"]);
+    a.publish_ok(&topic, json!({"message": "m9"})).await;
+    assert_eq!(on_b.expect_event().await.id, "9", "live again, in order");
+}
+
+/// Redis comes back with nothing (no persistence): positions never repeat
+/// (the new epoch starts above every earlier one), the registry is written
+/// back from what the nodes hold, and followers and resuming clients are
+/// told that history was lost.
+#[tokio::test]
+async fn redis_restarted_empty_never_reuses_a_position() {
+    let mut cluster = Cluster::start_with(2, &[]);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let (topic, token) = a.create_topic(json!({})).await;
+    wait_for_topic(&b, &topic).await;
+    let mut on_a = a.subscribe(&topic, &token).await;
+    let mut on_b = b.subscribe(&topic, &token).await;
+    for n in 1..=3 {
+        a.publish_ok(&topic, json!({"message": format!("m{n}")}))
+            .await;
+    }
+    for stream in [&mut on_a, &mut on_b] {
+        let ids: Vec<String> = stream.take(3).await.into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+    }
+
+    cluster.redis.restart_empty();
+    wait_until("/readyz to recover", || async {
+        readyz(&a).await.0 == 200 && readyz(&b).await.0 == 200
+    })
+    .await;
+    // Both nodes hold the topic: it is back, and B (which did not create
+    // it) publishes to it.
+    let first: u64 = b
+        .publish_ok(&topic, json!({"message": "after"}))
+        .await
+        .parse()
+        .expect("a sequence");
+    assert!(first > 3, "position {first} would repeat an earlier one");
+    let next: u64 = a
+        .publish_ok(&topic, json!({"message": "after2"}))
+        .await
+        .parse()
+        .expect("a sequence");
+    assert_eq!(next, first + 1, "dense again within the new epoch");
+    for stream in [&mut on_a, &mut on_b] {
+        let notice = stream.expect_event().await;
+        assert_eq!(notice.event, "sser.history_truncated", "{notice:?}");
+        let ids: Vec<String> = stream.take(2).await.into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, [first.to_string(), next.to_string()]);
+    }
+    // A client that kept an id of the lost history is told so, then gets
+    // what there is.
+    let mut resumed = b
+        .subscribe_with(&topic, &token, &[("Last-Event-ID", "2")])
+        .await;
+    assert_eq!(resumed.expect_event().await.event, "sser.history_truncated");
+    assert_eq!(resumed.expect_event().await.id, first.to_string());
+    // Every node still knows the topic.
+    for node in [&a, &b] {
+        let status = node
+            .http
+            .get(node.url(&format!("/api/v1/pubsubs/{topic}")))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("GET topic")
+            .status();
+        assert_eq!(status, 200);
+    }
 }
