@@ -97,6 +97,10 @@ pub(super) async fn check(shared: &Shared) -> Result<bool, BrokerError> {
             .await
             .map_err(|e| shared.count("epoch", e))?;
     }
+    if lost {
+        // The change log went with the rest: read the registry whole.
+        *shared.registry_seen.lock() = None;
+    }
     *shared.epoch.lock() = Epoch { value, base };
     Ok(lost)
 }

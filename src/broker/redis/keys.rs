@@ -7,8 +7,8 @@
 //! `<p>live:<id>` (the pub/sub channel new events go out on) and
 //! `<p>ids:<id>` (publisher id → oldest position holding it, kept by the
 //! publish script, [`super::publish`]). One hash
-//! `<p>topics` holds the topic records, and `<p>topics:changes` carries
-//! create/delete notices. Node liveness ([`super::nodes`]): `<p>node:<id>`
+//! `<p>topics` holds the topic records, `<p>topics:changes` carries
+//! create/delete notices and `<p>topics:log` keeps them a while. Node liveness ([`super::nodes`]): `<p>node:<id>`
 //! (a node's heartbeat record, with a TTL), the sorted set `<p>nodes` and
 //! the channel `<p>nodes:changes`. `<p>epoch` names this life of the
 //! Redis data set ([`super::epoch`]).
@@ -29,6 +29,11 @@ impl Keys {
 
     pub(super) fn registry(&self) -> String {
         format!("{}topics", self.prefix)
+    }
+
+    /// The registry's change log ([`super::changes`]).
+    pub(super) fn registry_log(&self) -> String {
+        format!("{}topics:log", self.prefix)
     }
 
     pub(super) fn registry_channel(&self) -> String {

@@ -7,8 +7,9 @@
 //! It reconnects by itself (with a growing pause, at most a second) for as
 //! long as the node runs. After every (re)connect it resubscribes to every
 //! channel it wants, checks that Redis still holds the data set this node
-//! worked with ([`super::epoch`]), re-reads the registry (topics created or
-//! deleted while it was away) and reads each followed topic's stream after
+//! worked with ([`super::epoch`]), applies the registry changes it missed
+//! (topics created or deleted while it was away, from the change log,
+//! [`super::changes`]) and reads each followed topic's stream after
 //! the last event it sent, so followers get what was published meanwhile,
 //! with no gap and no duplicate ([`LiveStream::deliver`] keeps the order);
 //! what Redis trimmed meanwhile is reported to them, never skipped
@@ -21,9 +22,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::changes::{self, Change, LogId};
 use super::entry;
 use super::live::{LiveStream, Outcome};
-use super::registry::{self, Notice};
+use super::registry;
 use super::{Shared, epoch};
 use crate::broker::{BrokerError, TopicChange};
 
@@ -107,12 +109,37 @@ async fn session(shared: &Arc<Shared>) {
 /// Registry changes and events published while this node was not
 /// listening.
 async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
+    resync_registry(shared)
+        .await
+        .map_err(|e| shared.count("registry", e))?;
+    let followed: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
+    for live in followed {
+        catch_up(shared, &live).await?;
+    }
+    Ok(())
+}
+
+/// Applies the registry changes made since this node last heard of one:
+/// from the change log when it reaches back that far, else by reading
+/// every record.
+async fn resync_registry(shared: &Arc<Shared>) -> Result<(), BrokerError> {
+    let seen = *shared.registry_seen.lock();
+    if let Some(seen) = seen
+        && let Some((missed, newest)) = changes::since(&shared.conn, &shared.keys, seen).await?
+    {
+        for change in &missed {
+            match change {
+                Change::Created(id) => open_created(shared, id).await?,
+                Change::Deleted(id) => drop_topic(shared, id),
+            }
+        }
+        advance(shared, newest);
+        return Ok(());
+    }
     // Topics open before the registry is read: one created here while it
     // is read must not look deleted.
     let known: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    let records = registry::load_all(&shared.conn, &shared.keys)
-        .await
-        .map_err(|e| shared.count("registry", e))?;
+    let (records, newest) = changes::load_all(&shared.conn, &shared.keys).await?;
     let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<Arc<LiveStream>> = known
         .into_iter()
@@ -124,9 +151,24 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     for record in records {
         let _ = shared.changes.send(TopicChange::Created(record));
     }
-    let followed: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    for live in followed {
-        catch_up(shared, &live).await?;
+    *shared.registry_seen.lock() = Some(newest);
+    Ok(())
+}
+
+/// Notes that registry changes up to `at` are applied.
+fn advance(shared: &Shared, at: LogId) {
+    let mut seen = shared.registry_seen.lock();
+    if let Some(seen) = seen.as_mut()
+        && *seen < at
+    {
+        *seen = at;
+    }
+}
+
+/// A topic created on another node: the hub opens it, if it still exists.
+async fn open_created(shared: &Shared, id: &str) -> Result<(), BrokerError> {
+    if let Some(record) = registry::load(&shared.conn, &shared.keys, id).await? {
+        let _ = shared.changes.send(TopicChange::Created(record));
     }
     Ok(())
 }
@@ -138,19 +180,21 @@ async fn on_notice(shared: &Arc<Shared>, payload: &[u8]) {
     else {
         return;
     };
-    match notice {
-        Notice::Created { node, .. } | Notice::Deleted { node, .. } if node == shared.node => {}
-        Notice::Created { id, .. } => match registry::load(&shared.conn, &shared.keys, id).await {
-            Ok(Some(record)) => {
-                let _ = shared.changes.send(TopicChange::Created(record));
-            }
-            Ok(None) => {}
-            Err(e) => {
+    if notice.node != shared.node {
+        if notice.created {
+            if let Err(e) = open_created(shared, notice.id).await {
                 shared.count("registry", e);
-                tracing::warn!(topic = id, "cannot read a new topic's record");
+                tracing::warn!(topic = notice.id, "cannot read a new topic's record");
+                // Not applied: the next reconnect reads the registry whole.
+                *shared.registry_seen.lock() = None;
+                return;
             }
-        },
-        Notice::Deleted { id, .. } => drop_topic(shared, id),
+        } else {
+            drop_topic(shared, notice.id);
+        }
+    }
+    if let Some(at) = notice.at {
+        advance(shared, at);
     }
 }
 

@@ -9,8 +9,8 @@
 //!   by `cluster.redis.maxStreamLength`, and `maxAge`) by the publish
 //!   script, which also keeps the index of publisher ids `find` reads.
 //! - Registry: topic records in a hash, create/delete notices on a channel
-//!   ([`registry`]); the hub learns of other nodes' changes through
-//!   [`Broker::topic_changes`].
+//!   and in a capped log ([`registry`], [`changes`]); the hub learns of
+//!   other nodes' changes through [`Broker::topic_changes`].
 //! - Live fan-out: each node subscribes only to the channels of topics it
 //!   has followers for ([`listener`]) and queues events into the same
 //!   [`Followers`](crate::broker::Followers) lists the local broker uses
@@ -25,6 +25,7 @@
 //! presence feed stay on this node (the wrapped [`LocalBroker`]) in this
 //! first version.
 
+mod changes;
 mod entry;
 mod epoch;
 mod history;
@@ -113,6 +114,9 @@ pub(super) struct Shared {
     epoch: Mutex<epoch::Epoch>,
     /// One epoch check at a time.
     epoch_sync: tokio::sync::Mutex<()>,
+    /// The newest registry change this node has applied ([`changes`]);
+    /// `None`: read the whole registry at the next reconnect.
+    registry_seen: Mutex<Option<changes::LogId>>,
 }
 
 /// A Redis failure as clients see it (the details go to the log only).
@@ -206,6 +210,7 @@ impl RedisBroker {
             heartbeat: heartbeat.clone(),
             epoch: Mutex::new(epoch::Epoch::default()),
             epoch_sync: tokio::sync::Mutex::new(()),
+            registry_seen: Mutex::new(None),
         });
         tokio::time::timeout(settings.timeout, epoch::check(&shared))
             .await
@@ -275,9 +280,12 @@ impl Broker for RedisBroker {
     }
 
     async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError> {
-        registry::load_all(&self.shared.conn, &self.shared.keys)
+        let (records, newest) = changes::load_all(&self.shared.conn, &self.shared.keys)
             .await
-            .map_err(|e| self.count("registry", e))
+            .map_err(|e| self.count("registry", e))?;
+        // What the hub opens now: a reconnect reads only what came after.
+        self.shared.registry_seen.lock().get_or_insert(newest);
+        Ok(records)
     }
 
     async fn open(
