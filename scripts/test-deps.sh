@@ -7,6 +7,9 @@
 #   the installed Chromium and downloads no browser of its own).
 # - redis-server: a real Redis for the cluster tests, tests/cluster/ (each
 #   test starts its own on a free port; the system service is not used).
+# - nginx (nginx-light): runs deploy/cluster/nginx.conf in front of three
+#   nodes in tests/cluster/load_balancer.rs (its own process; the system
+#   service is not started).
 # All from Debian's packages or the npm registry. The tests that need them
 # fail (not skip) when they are missing.
 
@@ -24,6 +27,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 if ! command -v redis-server >/dev/null 2>&1; then
   apt_packages="$apt_packages redis-server"
+fi
+if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+  apt_packages="$apt_packages nginx-light"
 fi
 if [ -n "$apt_packages" ]; then
   printf '\n==> installing%s\n' "$apt_packages"

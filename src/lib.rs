@@ -144,7 +144,11 @@ impl Server {
             .await
             .map_err(|source| StartError::Store { path, source })?;
         let mut cluster = None;
-        let advertised = local_addr(&listener, addr).to_string();
+        let advertised = config
+            .cluster
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| local_addr(&listener, addr).to_string());
         let broker: Arc<dyn broker::Broker> = match redis_settings(&config, advertised) {
             None => local,
             Some(settings) => {

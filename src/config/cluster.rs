@@ -18,6 +18,11 @@ pub struct ClusterConfig {
     /// the others stop counting a node that died within about this long.
     /// Refreshed every third of it.
     pub node_ttl: Span,
+    /// The address this node tells the others and shows on the dashboard
+    /// (`SSER_CLUSTER_ADVERTISE_ADDR`), `host:port`: where it is reached
+    /// when its listener's own address (often `0.0.0.0:8889` in a
+    /// container) says nothing. Unset: the listener's address.
+    pub advertise_addr: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -25,6 +30,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             redis: RedisConfig::default(),
             node_ttl: Span(std::time::Duration::from_secs(15)),
+            advertise_addr: None,
         }
     }
 }
@@ -123,6 +129,19 @@ impl ClusterConfig {
                 "cluster.nodeTtl (SSER_CLUSTER_NODE_TTL) must be at least 1s".into(),
             ));
         }
+        self.advertise_addr = self
+            .advertise_addr
+            .take()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty());
+        if let Some(addr) = &self.advertise_addr {
+            check_host_port(addr).map_err(|why| {
+                ConfigError(format!(
+                    "cluster.advertiseAddr (SSER_CLUSTER_ADVERTISE_ADDR) must be host:port, e.g. sser-1:8889 or [::1]:8889: {why}"
+                ))
+            })?;
+        }
+        let redis = &mut self.redis;
         if redis.wait_replicas.0 > 100 {
             return Err(ConfigError(
                 "cluster.redis.waitReplicas (SSER_CLUSTER_REDIS_WAIT_REPLICAS) must be at most 100"
@@ -131,6 +150,30 @@ impl ClusterConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `addr` is `host:port`: a host (a name, an IPv4 address or a
+/// bracketed IPv6 one) of printable characters and a port 1-65535.
+fn check_host_port(addr: &str) -> Result<(), &'static str> {
+    if addr.len() > 300 || addr.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("at most 300 characters, no spaces");
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or("no :port")?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err("the port is not 1-65535"),
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.is_empty() || bare.contains(['/', '@', '[', ']']) {
+        return Err("no host");
+    }
+    if bare.contains(':') && bare.len() == host.len() {
+        return Err("an IPv6 address goes in brackets");
+    }
+    Ok(())
 }
 
 /// The URL with any password replaced, for logs and messages.
@@ -173,8 +216,13 @@ mod tests {
             ("SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH", "500"),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "500ms"),
             ("SSER_CLUSTER_NODE_TTL", "3s"),
+            ("SSER_CLUSTER_ADVERTISE_ADDR", " sser-2.internal:8889 "),
         ])
         .unwrap();
+        assert_eq!(
+            c.cluster.advertise_addr.as_deref(),
+            Some("sser-2.internal:8889")
+        );
         let r = &c.cluster.redis;
         assert!(c.cluster.is_on());
         assert_eq!((r.wait_replicas.0, r.max_stream_length.0), (1, 500));
@@ -200,6 +248,31 @@ mod tests {
             ),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "0s", "cluster.redis.timeout"),
             ("SSER_CLUSTER_NODE_TTL", "500ms", "cluster.nodeTtl"),
+            (
+                "SSER_CLUSTER_ADVERTISE_ADDR",
+                "sser-2",
+                "cluster.advertiseAddr",
+            ),
+            (
+                "SSER_CLUSTER_ADVERTISE_ADDR",
+                "h:0",
+                "cluster.advertiseAddr",
+            ),
+            (
+                "SSER_CLUSTER_ADVERTISE_ADDR",
+                "::1:80",
+                "cluster.advertiseAddr",
+            ),
+            (
+                "SSER_CLUSTER_ADVERTISE_ADDR",
+                "a b:80",
+                "cluster.advertiseAddr",
+            ),
+            (
+                "SSER_CLUSTER_ADVERTISE_ADDR",
+                ":80",
+                "cluster.advertiseAddr",
+            ),
         ] {
             let mut pairs = vec![(var, value)];
             if var != "SSER_CLUSTER_REDIS_URL" {
@@ -209,6 +282,15 @@ mod tests {
             assert!(e.contains(key), "{e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn advertise_addr_takes_names_and_both_address_families() {
+        for ok in ["sser-1:8889", "10.0.0.7:80", "[::1]:8889", "[fe80::1]:1"] {
+            assert_eq!(check_host_port(ok), Ok(()), "{ok}");
+        }
+        let c = load(&[("SSER_CLUSTER_ADVERTISE_ADDR", "  ")]).unwrap();
+        assert_eq!(c.cluster.advertise_addr, None);
     }
 
     #[test]

@@ -374,7 +374,9 @@ mod tests {
         for account in &g.accounts {
             let hash = account.password_hash.expose();
             assert!(hash.starts_with("$argon2id$"), "{hash}");
-            assert!(!hash.contains("pw"));
+            // Not "pw": a random salt in base64 holds that pair about
+            // once in sixty runs, which made this test flaky.
+            assert!(!hash.contains("front-pw") && !hash.contains("root-pw"));
         }
         assert_eq!(g.allowed_origin.as_deref(), Some("https://app.example.com"));
         let printed = serde_json::to_string(&c).unwrap();

@@ -2,14 +2,18 @@
 //! (the built binary), talked to over real sockets with a real SSE parser.
 //! Phase 1 of issue 13: topics across nodes (one order, shared history and
 //! registry), Redis outages (503, `/readyz`, recovery without gap), and
-//! entries injected into Redis behind sser's back. Phase 2: Redis stopped
+//! entries injected into Redis behind sser's back. Also the documented
+//! deployment: `deploy/cluster/nginx.conf` in front of the nodes, and the
+//! dashboard's Cluster card in a real browser. Phase 2: Redis stopped
 //! mid-storm, restarted empty, history trimmed while a node was cut off,
 //! retention and resume by id in Redis.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dashboard;
 mod history;
+mod load_balancer;
 mod nodes;
 mod outage;
 mod redis_server;

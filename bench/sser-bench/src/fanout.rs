@@ -107,6 +107,7 @@ pub async fn run(c: &Common, a: &FanoutArgs) -> Result<Outcome, String> {
         publishers: a.publishers,
         hist: Arc::new(Sharded::new(64)),
         live: Arc::new(Live::default()),
+        events: None,
     });
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(Vec<usize>, Result<(), String>)>();

@@ -53,6 +53,7 @@ pub async fn run(c: &Common, a: &IdleArgs) -> Result<Outcome, String> {
         publishers: 1,
         hist: Arc::new(Sharded::new(1)),
         live: Arc::new(Live::default()),
+        events: None,
     });
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();

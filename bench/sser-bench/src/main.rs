@@ -4,7 +4,9 @@
 //! `idle` (many held connections: connect rate and server memory per
 //! connection), `connect` (connection churn), `flood` (silent connections
 //! against `/healthz`) and `soak` (minutes of churn and floods, with the
-//! server's RSS over time). Targets: our API, which is
+//! server's RSS over time), and `hold` + `send` (one broadcast to more
+//! subscribers than one process may hold, over several processes and cluster
+//! nodes, merged by `bench/cluster-100k.sh`). Targets: our API, which is
 //! the original SSER's (topics are created with the API token), or any SSE
 //! server through URL templates (`--subscribe-url`/`--publish-url`).
 //! `fanout --to users|app` and `idle --identities` measure our identity
@@ -21,10 +23,12 @@
 mod connect;
 mod fanout;
 mod flood;
+mod hold;
 mod http;
 mod identity;
 mod idle;
 mod rss;
+mod send;
 mod soak;
 mod sse;
 mod stats;
@@ -91,6 +95,22 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: flood::FloodArgs,
+    },
+    /// Hold N subscribers of an existing topic; report per-event deliveries.
+    #[command(args_override_self = true)]
+    Hold {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: hold::HoldArgs,
+    },
+    /// Publish E numbered events to an existing topic (for `hold`).
+    #[command(args_override_self = true)]
+    Send {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: send::SendArgs,
     },
 }
 
@@ -198,11 +218,12 @@ fn main() -> ExitCode {
         | Scenario::Idle { common, .. }
         | Scenario::Connect { common, .. }
         | Scenario::Soak { common, .. }
-        | Scenario::Flood { common, .. } => common.clone(),
+        | Scenario::Flood { common, .. }
+        | Scenario::Hold { common, .. }
+        | Scenario::Send { common, .. } => common.clone(),
     };
     let nofile = stats::raise_nofile(1_100_000);
     let load_start = stats::loadavg();
-    let _ = stats::now_ns();
     let mut rt = if common.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -224,6 +245,8 @@ fn main() -> ExitCode {
             Scenario::Connect { common, args } => connect::run(common, args).await,
             Scenario::Soak { common, args } => soak::run(common, args).await,
             Scenario::Flood { common, args } => flood::run(common, args).await,
+            Scenario::Hold { common, args } => hold::run(common, args).await,
+            Scenario::Send { common, args } => send::run(common, args).await,
         }
     });
     match result {

@@ -89,6 +89,7 @@ pub async fn run(c: &Common, a: &SoakArgs) -> Result<Outcome, String> {
         },
         (None, Mode::Generic) => return Err("soak needs --server-pid for a generic target".into()),
         (None, Mode::Identity { .. }) => return Err("soak runs on topics, not identities".into()),
+        (None, Mode::Existing) => return Err("soak creates its own topics".into()),
     };
     let timeline = Arc::new(Timeline {
         start: Instant::now(),
@@ -223,6 +224,7 @@ async fn flood(
         publishers: 1,
         hist: Arc::new(Sharded::new(1)),
         live: Arc::new(Live::default()),
+        events: None,
     });
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
     let spread = c.spread(a.flood_connections);

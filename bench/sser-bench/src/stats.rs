@@ -1,19 +1,20 @@
 //! Measurement plumbing: the payload clock, sharded latency histograms, our
 //! own CPU time, a server's memory from `/proc`, and the file limit.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-/// Nanoseconds since this process started measuring. Publisher and
-/// subscribers live in the same process, so the send time in a payload and
-/// the receive time share one monotonic clock.
+/// Nanoseconds on the machine's monotonic clock (`CLOCK_MONOTONIC`, since
+/// boot). One clock for every process on the box: a payload's send time
+/// stamped by one `sser-bench` process and its receive time read by another
+/// (`hold`, `send`) compare directly.
 pub fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    // SAFETY: clock_gettime writes into the struct we pass; CLOCK_MONOTONIC
+    // always exists on Linux.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub fn new_histogram() -> Histogram<u64> {

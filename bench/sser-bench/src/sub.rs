@@ -102,6 +102,42 @@ pub struct Accounting {
     pub publishers: usize,
     pub hist: Arc<Sharded>,
     pub live: Arc<Live>,
+    /// Per-event delivery counts and times (`hold`); `None` elsewhere.
+    pub events: Option<Arc<EventLog>>,
+}
+
+/// For each event number k below a bound: how many subscribers got it, its
+/// send time (from the payload) and its first and last delivery times, all
+/// on [`crate::stats::now_ns`]'s clock so processes' logs merge.
+pub struct EventLog {
+    pub received: Vec<AtomicU64>,
+    pub sent_ns: Vec<AtomicU64>,
+    pub first_ns: Vec<AtomicU64>,
+    pub last_ns: Vec<AtomicU64>,
+}
+
+impl EventLog {
+    pub fn new(events: usize) -> EventLog {
+        let zeros = |v: u64| (0..events).map(|_| AtomicU64::new(v)).collect();
+        EventLog {
+            received: zeros(0),
+            sent_ns: zeros(0),
+            first_ns: zeros(u64::MAX),
+            last_ns: zeros(0),
+        }
+    }
+
+    /// One delivery of event `k`, sent at `sent` and read at `now`; events
+    /// past the bound are not logged.
+    fn record(&self, k: u64, sent: u64, now: u64) {
+        let Some(i) = usize::try_from(k).ok().filter(|&i| i < self.received.len()) else {
+            return;
+        };
+        self.received[i].fetch_add(1, Ordering::Relaxed);
+        self.sent_ns[i].store(sent, Ordering::Relaxed);
+        self.first_ns[i].fetch_min(now, Ordering::Relaxed);
+        self.last_ns[i].fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 /// Reads until `stop` turns true or the stream ends.
@@ -153,6 +189,9 @@ pub async fn run(
                 if let Some((k, sent)) = parse_payload(&ev.data) {
                     n += 1;
                     lat.push(now.saturating_sub(sent) / 1000);
+                    if let Some(log) = &acc.events {
+                        log.record(k, sent, now);
+                    }
                     let p = (k as usize) % last_k.len();
                     if last_k[p].is_some_and(|prev| k <= prev) {
                         res.out_of_order += 1;

@@ -45,6 +45,9 @@ pub enum Mode {
     Generic,
     /// Our API's identities: subscriber i streams with its own token.
     Identity { tokens: Vec<String> },
+    /// Our API, one topic someone else created and will delete
+    /// ([`Target::existing_topic`]).
+    Existing,
 }
 
 #[derive(Debug, Clone)]
@@ -230,15 +233,7 @@ impl Target {
                 name: id,
             });
         }
-        let sub_via = spec
-            .subscribe_via
-            .iter()
-            .map(|base| {
-                Url::parse(&format!("{}/", base.trim_end_matches('/')))
-                    .map(|u| u.addr)
-                    .map_err(|e| format!("--subscribe-via {base}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let sub_via = parse_via(&spec.subscribe_via)?;
         if !sub_via.is_empty() {
             // Topics created on one node reach the others through Redis.
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -252,6 +247,47 @@ impl Target {
             body_prefix: prefix,
             body_suffix: suffix,
             topics,
+        })
+    }
+
+    /// One topic that already exists on our API (created by a script, so
+    /// several processes share it): `id` to publish to, `token` to subscribe
+    /// with. Nothing is created here and [`Target::teardown`] leaves it.
+    pub fn existing_topic(spec: &TargetSpec, id: &str, token: &str) -> Result<Target, String> {
+        let api_token = spec
+            .api_token
+            .clone()
+            .ok_or("--api-token (or SSER_API_ACCESS_TOKEN) is needed to publish")?;
+        let base = spec.url.trim_end_matches('/').to_string();
+        let url = Url::parse(&format!("{base}/api/v1/pubsubs"))?;
+        let body = spec
+            .body
+            .clone()
+            .unwrap_or_else(|| r#"{"event":{"message":"{payload}"}}"#.into());
+        let (prefix, suffix) = split_body(&body)?;
+        let pub_headers = vec![
+            ("Authorization".into(), format!("Bearer {api_token}")),
+            ("Content-Type".into(), "application/json".into()),
+        ];
+        let sub_headers = vec![
+            ("Accept".into(), "text/event-stream".into()),
+            ("Authorization".into(), format!("Bearer {token}")),
+        ];
+        Ok(Target {
+            mode: Mode::Existing,
+            sub_via: parse_via(&spec.subscribe_via)?,
+            topics: vec![TopicRef {
+                name: id.to_string(),
+                sub_path: format!("{}/{id}/events", url.path),
+                pub_path: format!("{}/{id}/events", url.path),
+                sub_headers,
+                body: None,
+            }],
+            sub_url: url.clone(),
+            pub_url: url,
+            pub_headers,
+            body_prefix: prefix,
+            body_suffix: suffix,
         })
     }
 
@@ -294,9 +330,9 @@ impl Target {
     pub fn subscribe_request_many(&self, topics: &[usize]) -> Result<Vec<u8>, String> {
         match (topics, &self.mode) {
             ([topic], _) => Ok(self.subscribe_request(*topic)),
-            (_, Mode::Generic) => {
-                Err("following several topics on one connection needs our API".into())
-            }
+            (_, Mode::Generic | Mode::Existing) => Err(
+                "following several topics on one connection needs topics this run created".into(),
+            ),
             (_, Mode::Identity { .. }) => {
                 Err("an identity follows its own streams, not a list of topics".into())
             }
@@ -360,6 +396,18 @@ impl Target {
             }
         }
     }
+}
+
+/// `--subscribe-via` base URLs as socket addresses.
+fn parse_via(bases: &[String]) -> Result<Vec<std::net::SocketAddr>, String> {
+    bases
+        .iter()
+        .map(|base| {
+            Url::parse(&format!("{}/", base.trim_end_matches('/')))
+                .map(|u| u.addr)
+                .map_err(|e| format!("--subscribe-via {base}: {e}"))
+        })
+        .collect()
 }
 
 pub(crate) fn split_body(body: &str) -> Result<(String, String), String> {

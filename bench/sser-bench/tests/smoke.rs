@@ -349,3 +349,106 @@ async fn flood_reports_healthz_and_server_closes() {
     assert!(r["flood_closed_by_server"].as_u64().unwrap_or(0) >= 20);
     server.stop().await;
 }
+
+/// Creates a topic over plain HTTP (as `bench/cluster-100k.sh` does with
+/// curl): its (id, subscriber token).
+async fn create_topic(server: &TestServer) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST /api/v1/pubsubs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    tcp.write_all(req.as_bytes()).await.expect("send");
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.expect("read");
+    let body = resp.split_once("\r\n\r\n").expect("a response").1;
+    let v: Value = serde_json::from_str(body).expect("JSON body");
+    let field = |k: &str| v["pubsub"][k].as_str().expect("pubsub field").to_string();
+    (field("id"), field("token"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_counts_every_event_send_publishes_from_another_process() {
+    let server = TestServer::start().await;
+    let (topic, token) = create_topic(&server).await;
+    let dir = std::env::temp_dir().join(format!("sser-bench-hold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ready = dir.join("ready");
+    let ready_arg = ready.display().to_string();
+    let hold = {
+        let base = server.base.clone();
+        let args: Vec<String> = [
+            "hold",
+            "--topic",
+            &topic,
+            "--topic-token",
+            &token,
+            "--subscribers",
+            "5",
+            "--events",
+            "3",
+            "--ready-file",
+            &ready_arg,
+            "--drain-timeout",
+            "5s",
+            "--url",
+            &base,
+            "--api-token",
+            API_TOKEN,
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sser-bench"))
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+    };
+    let hold = tokio::spawn(hold);
+    server
+        .wait_until("the hold process to be ready", || ready.exists())
+        .await;
+    let sent = bench(
+        &server,
+        &[
+            "send",
+            "--topic",
+            &topic,
+            "--events",
+            "3",
+            "--interval",
+            "50ms",
+        ],
+    )
+    .await;
+    assert_eq!(sent["publish_errors"], 0);
+    let out = tokio::time::timeout(DEADLINE, hold)
+        .await
+        .expect("hold finished in time")
+        .expect("hold task")
+        .expect("hold runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(
+        (r["open"].as_u64(), r["received"].as_u64()),
+        (Some(5), Some(15))
+    );
+    assert_eq!(r["lost"], 0);
+    for k in 0..3 {
+        let (ev, pubd) = (&r["per_event"][k], &sent["per_event"][k]);
+        assert_eq!(ev["received"], 5);
+        // Both processes stamp one clock: delivery comes after the publish.
+        let sent_ns = pubd["sent_ns"].as_u64().expect("sent_ns");
+        assert_eq!(ev["sent_ns"].as_u64(), Some(sent_ns));
+        assert!(ev["last_ns"].as_u64().expect("last_ns") >= sent_ns);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
+}
