@@ -35,6 +35,29 @@ fn stream_len(cluster: &Cluster, topic: &str) -> u64 {
         .expect("XLEN")
 }
 
+/// When entry `seq` of a topic's Stream was appended (its `a` field, ms).
+fn appended_ms(cluster: &Cluster, topic: &str, seq: u64) -> u64 {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(format!("sser:stream:{topic}"))
+        .arg(format!("{seq}-0"))
+        .arg(format!("{seq}-0"))
+        .query(&mut cluster.redis.client())
+        .expect("XRANGE");
+    entries
+        .first()
+        .and_then(|(_, fields)| fields.iter().find(|(name, _)| name == "a"))
+        .and_then(|(_, at)| at.parse().ok())
+        .expect("the entry's time")
+}
+
+/// Redis' clock, in ms.
+fn redis_now_ms(cluster: &Cluster) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query(&mut cluster.redis.client())
+        .expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
 #[tokio::test]
 async fn a_topics_retention_is_applied_in_redis() {
     let cluster = Cluster::start_with(2, &[]);
@@ -58,17 +81,24 @@ async fn a_topics_retention_is_applied_in_redis() {
     );
 
     let (aged, token) = a
-        .create_topic(json!({"pubsub": {"retention": {"max_age": 300}}}))
+        .create_topic(json!({"pubsub": {"retention": {"max_age": 1000}}}))
         .await;
     wait_for_topic(&b, &aged).await;
     a.publish_ok(&aged, json!({"message": "old1"})).await;
     a.publish_ok(&aged, json!({"message": "old2"})).await;
     assert_eq!(resume(&b, &aged, &token, "1", 1).await, ["2"]);
-    // Expired events are not named, even before a publish trims them.
+    // Once both are older than max_age on Redis' clock (which the publish
+    // script trims by), expired events are not named, even before a
+    // publish trims them.
+    let appended = appended_ms(&cluster, &aged, 2);
     wait_until("the events to expire", || async {
-        resume(&b, &aged, &token, "1", 1).await == ["sser.history_truncated"]
+        redis_now_ms(&cluster) > appended + 1000
     })
     .await;
+    assert_eq!(
+        resume(&b, &aged, &token, "1", 1).await,
+        ["sser.history_truncated"]
+    );
     a.publish_ok(&aged, json!({"message": "new"})).await;
     assert_eq!(stream_len(&cluster, &aged), 1, "trimmed by the publish");
     assert_eq!(

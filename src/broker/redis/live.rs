@@ -226,4 +226,37 @@ mod tests {
         live.close();
         assert_eq!(live.deliver(9, Some(&event(9)), false), Outcome::Skipped);
     }
+
+    fn drain(outbox: &Outbox) -> Vec<String> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let std::task::Poll::Ready(item) = outbox.poll_next(&mut cx) {
+            out.push(match item {
+                crate::broker::Item::Event { delivery, .. } => delivery.position.to_string(),
+                other => format!("{other:?}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_jump_in_history_or_a_trimmed_tail_marks_a_gap_first() {
+        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, None, None);
+        live.synced(1);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert_eq!(live.deliver(2, Some(&event(2)), true), Outcome::Done);
+        assert_eq!(live.deliver(6, Some(&event(6)), true), Outcome::Done);
+        live.trimmed_up_to(4);
+        assert_eq!(live.sent(), Some(6), "never backwards");
+        live.trimmed_up_to(9);
+        assert_eq!(live.deliver(10, Some(&event(10)), false), Outcome::Done);
+        assert_eq!(
+            drain(&outbox),
+            ["2", "Gap", "6", "10"],
+            "one mark until it is read"
+        );
+    }
 }
