@@ -174,6 +174,9 @@ impl Server {
             shutdown.child_token(),
         )
         .await?;
+        if let Some(redis) = &cluster {
+            hub.attach_directory(redis.directory());
+        }
         readiness.set("hub", true, "serving");
         let (presence, webhooks) = start_presence(&config, &hub).await?;
         let identity = match config.identity.is_on() {

@@ -16,6 +16,7 @@
 //! follows Mercure's `Transport` (dispatch, add/remove subscriber, history),
 //! with positions instead of event ids so that resume is exact per stream.
 
+pub mod directory;
 pub mod event;
 pub mod followers;
 mod inbox;
@@ -27,11 +28,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use directory::Directory;
 pub use event::{Delivery, InvalidEvent, NewEvent, Published};
 pub use followers::{FollowTicket, Followers};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
-pub use redis::{RedisBroker, RedisSettings};
+pub use redis::{RedisBroker, RedisDirectory, RedisSettings};
 
 use crate::model::{Position, Retention, StreamKey};
 use crate::store::{StoreError, TopicRecord};

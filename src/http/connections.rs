@@ -15,6 +15,11 @@
 //! or repeat some. With a cursor a page starts exactly after the last one
 //! seen, in O(log n + limit), and a connection that stays open is listed
 //! exactly once; one that opens meanwhile may or may not be.
+//!
+//! In a cluster both read every node (this node's registry merged with the
+//! directory in Redis): a connection on another node is listed without
+//! `last_event_id` (only its own node knows it), and Redis being away is a
+//! 503 rather than a listing that silently leaves the other nodes out.
 
 use std::sync::Arc;
 
@@ -26,7 +31,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::principal::{Principal, Viewer};
-use crate::hub::{Connection, Selector};
+use crate::hub::{Listed, Selector};
 use crate::identity::claims::check_name;
 use crate::model::rfc3339;
 
@@ -90,9 +95,9 @@ pub async fn list(
     };
     let page = state
         .hub
-        .connections()
-        .page(selector, query.cursor.as_deref(), limit);
-    let connections: Vec<Value> = page.connections.iter().map(|c| describe(c)).collect();
+        .connection_page(selector, query.cursor.as_deref(), limit)
+        .await?;
+    let connections: Vec<Value> = page.connections.iter().map(describe).collect();
     Ok(Json(json!({
         "connections": connections,
         "next_cursor": page.next,
@@ -111,7 +116,7 @@ pub async fn user(
     if let Viewer::Identity(identity) = &viewer {
         own_only(identity, Some(&app), Some(&user))?;
     }
-    let summary = state.hub.connections().user(&app, &user);
+    let summary = state.hub.user_summary(&app, &user).await?;
     let devices: Vec<Value> = summary
         .iter()
         .flat_map(|s| &s.devices)
@@ -159,17 +164,16 @@ fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
 }
 
 /// One connection as the API lists it.
-fn describe(conn: &Connection) -> Value {
+fn describe(conn: &Listed) -> Value {
     let owner = conn.owner();
-    let streams: Vec<String> = conn.streams().iter().map(|k| k.to_string()).collect();
     json!({
         "id": conn.id(),
-        "app": owner.map(|o| &*o.app),
-        "user": owner.map(|o| &*o.user),
-        "device": owner.and_then(|o| o.device.as_deref()),
-        "remote_addr": conn.remote().map(|a| a.to_string()),
+        "app": owner.map(|o| o.0),
+        "user": owner.map(|o| o.1),
+        "device": owner.and_then(|o| o.2),
+        "remote_addr": conn.remote(),
         "connected_at": rfc3339(conn.opened_at_ms()),
-        "streams": streams,
+        "streams": conn.streams(),
         "last_event_id": conn.last_event_id(),
     })
 }

@@ -13,12 +13,17 @@
 //! device or a connection that has one) is refused with 403 and
 //! `Retry-After` until the block runs out. A block is recorded before the
 //! connections are ended, so none can slip back in between.
+//!
+//! In a cluster both reach every node: blocks are recorded in Redis (they
+//! hold on every node), connections on other nodes are ended by their own
+//! node. When Redis is away, a kick that needs it answers 503.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,7 +31,7 @@ use super::AppState;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::principal::Principal;
-use crate::hub::{BlockScope, EndReason, KickError, Selector};
+use crate::hub::{BlockScope, EndError, EndReason, Selector};
 use crate::identity::claims::check_name;
 use crate::model::now_ms;
 
@@ -83,13 +88,14 @@ pub async fn delete(
     };
     state
         .hub
-        .connections()
-        .end(&id, EndReason::Kicked { reason }, block)
+        .end_connection(&id, EndReason::Kicked { reason }, block)
+        .await
         .map_err(|e| match e {
-            KickError::NotFound => ApiError::not_found("connection not found"),
-            KickError::NoIdentity => ApiError::bad_request(
+            EndError::NotFound => ApiError::not_found("connection not found"),
+            EndError::NoIdentity => ApiError::bad_request(
                 "block_seconds needs an identity connection; this one was opened with a topic token, so there is no one to block",
             ),
+            EndError::Unavailable(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why),
         })?;
     Ok(Json(json!({ "ended": 1 })))
 }
@@ -163,8 +169,8 @@ pub async fn kick(
     };
     let ended = state
         .hub
-        .connections()
-        .kick(&selectors, blocks, &EndReason::Kicked { reason });
+        .kick(&selectors, blocks, &EndReason::Kicked { reason })
+        .await?;
     tracing::info!(ended, users = users.len(), devices = devices.len(), "kick");
     Ok(Json(json!({ "ended": ended })))
 }

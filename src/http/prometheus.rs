@@ -216,6 +216,16 @@ fn cluster_series(c: &crate::metrics::ClusterMetrics, out: &mut String) {
             "sser_cluster_redis_errors_total{{op=\"{op}\"}} {count}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP sser_cluster_directory_dropped_total Directory writes (connections joined or left) dropped because Redis was away and their queue was full."
+    );
+    let _ = writeln!(out, "# TYPE sser_cluster_directory_dropped_total counter");
+    let _ = writeln!(
+        out,
+        "sser_cluster_directory_dropped_total {}",
+        c.directory_drops()
+    );
     histogram(
         out,
         "sser_cluster_redis_roundtrip_seconds",

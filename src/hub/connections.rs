@@ -14,6 +14,13 @@
 //! lock waits: presence hands its events to a queue, and ending a
 //! connection only queues its farewell into its outbox.
 //!
+//! In a cluster the registry also tells the directory
+//! ([`Directory`](crate::broker::Directory)) which identity connections
+//! joined and left, after its lock is released: those writes are only
+//! queued, so the lock never waits on Redis (the device claim that must
+//! come first is the hub's, before [`Connections::register`]: see
+//! `super::cluster`).
+//!
 //! A connection is registered before it follows anything and leaves when its
 //! HTTP body is dropped, however that happens ([`Registration`]), or earlier
 //! when it is kicked or taken over: from then on it is no longer listed or
@@ -31,6 +38,8 @@ use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, Ta
 use super::connection::{Connection, Owner};
 use super::farewell::EndReason;
 use super::owners::{ConnId, OwnerIndex, Selector, lower};
+use super::roster::Roster;
+use crate::broker::Directory;
 use crate::model::StreamKey;
 
 /// What the registry tells presence: an identity connection opened, and
@@ -50,6 +59,7 @@ pub struct Connections {
     inner: Mutex<Registry>,
     admission: AdmissionSettings,
     presence: OnceLock<Arc<dyn PresenceHook>>,
+    directory: Roster,
 }
 
 #[derive(Default)]
@@ -153,7 +163,18 @@ impl Connections {
             inner: Mutex::new(Registry::default()),
             admission,
             presence: OnceLock::new(),
+            directory: Roster::default(),
         }
+    }
+
+    /// The cluster's directory: told of every identity connection that
+    /// joins or leaves. Set once, at start-up; a second call is ignored.
+    pub fn attach_directory(&self, directory: Arc<dyn Directory>) {
+        self.directory.attach(directory);
+    }
+
+    pub(crate) fn directory(&self) -> Option<&Arc<dyn Directory>> {
+        self.directory.get()
     }
 
     /// Where identity connections report opening and closing. Set once, at
@@ -178,6 +199,7 @@ impl Connections {
             return Err(Refusal::Stopping);
         }
         let id = conn.id_arc().clone();
+        let mut gone = None;
         if let Some(owner) = conn.owner() {
             let victim = self.admit(&mut r, &conn, owner)?;
             // The newcomer's presence opens before the old connection's
@@ -189,13 +211,16 @@ impl Connections {
             }
             if let Some(victim) = victim {
                 let why = EndReason::TakenOver { by: conn.remote() };
-                Self::remove_locked(&mut r, &victim, Some(&why), true);
+                gone = Self::remove_locked(&mut r, &victim, Some(&why), true);
             }
         }
         if conn.streams().first() == Some(&StreamKey::Presence) {
             r.presence_streams += 1;
         }
-        r.by_id.insert(ById(conn));
+        r.by_id.insert(ById(conn.clone()));
+        drop(r);
+        self.directory.joined(&conn);
+        self.directory.left(gone.as_slice());
         Ok(Registration {
             registry: self.clone(),
             id,
@@ -240,11 +265,15 @@ impl Connections {
     }
 
     /// Takes `id` out of every index and closes its presence with `why`;
-    /// with `farewell`, queues the notice that ends its stream.
-    fn remove_locked(r: &mut Registry, id: &str, why: Option<&EndReason>, farewell: bool) -> bool {
-        let Some(ById(conn)) = r.by_id.take(id) else {
-            return false;
-        };
+    /// with `farewell`, queues the notice that ends its stream. Returns the
+    /// connection when it was there (for the directory, once unlocked).
+    fn remove_locked(
+        r: &mut Registry,
+        id: &str,
+        why: Option<&EndReason>,
+        farewell: bool,
+    ) -> Option<Arc<Connection>> {
+        let ById(conn) = r.by_id.take(id)?;
         if let Some(owner) = conn.owner() {
             if let Some(Some(hold)) = r.owners.remove(owner, id) {
                 hold.close(why);
@@ -259,7 +288,7 @@ impl Connections {
         if let Some(why) = why.filter(|_| farewell) {
             conn.end_because(why);
         }
-        true
+        Some(conn)
     }
 
     pub fn count(&self) -> usize {
@@ -369,7 +398,9 @@ impl Connections {
             let scope = BlockScope::of(owner);
             r.blocks.block(scope, until);
         }
-        Self::remove_locked(&mut r, id, Some(&why), true);
+        let gone = Self::remove_locked(&mut r, id, Some(&why), true);
+        drop(r);
+        self.directory.left(gone.as_slice());
         Ok(())
     }
 
@@ -386,13 +417,15 @@ impl Connections {
         for (scope, until) in blocks {
             r.blocks.block(scope, until);
         }
-        let mut ended = 0;
+        let mut gone = Vec::new();
         for selector in selectors {
             for id in r.owners.all(*selector) {
-                ended += usize::from(Self::remove_locked(&mut r, &id, Some(why), true));
+                gone.extend(Self::remove_locked(&mut r, &id, Some(why), true));
             }
         }
-        ended
+        drop(r);
+        self.directory.left(&gone);
+        gone.len()
     }
 
     /// Asks every connection for a keep-alive comment.
@@ -424,13 +457,17 @@ impl Registration {
     /// presence closes with that reason rather than `disconnected`.
     pub(crate) fn end(&self, why: &EndReason) {
         let mut r = self.registry.inner.lock();
-        Connections::remove_locked(&mut r, &self.id, Some(why), false);
+        let gone = Connections::remove_locked(&mut r, &self.id, Some(why), false);
+        drop(r);
+        self.registry.directory.left(gone.as_slice());
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut r = self.registry.inner.lock();
-        Connections::remove_locked(&mut r, &self.id, None, false);
+        let gone = Connections::remove_locked(&mut r, &self.id, None, false);
+        drop(r);
+        self.registry.directory.left(gone.as_slice());
     }
 }

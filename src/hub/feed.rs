@@ -145,13 +145,20 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         remote,
         farewell,
     ));
-    let registration = hub
-        .connections
-        .register(conn.clone())
-        .map_err(|refusal| match refusal {
-            Refusal::Stopping => HubError::Stopping,
-            refusal => HubError::Refused(refusal),
-        })?;
+    // In a cluster: the device is claimed (and blocks checked) on every
+    // node first, never under the registry's lock.
+    let claim = hub.claim(&conn).await?;
+    let registration = match hub.connections.register(conn.clone()) {
+        Ok(registration) => registration,
+        Err(refusal) => {
+            hub.release(&conn, &claim).await;
+            return Err(match refusal {
+                Refusal::Stopping => HubError::Stopping,
+                refusal => HubError::Refused(refusal),
+            });
+        }
+    };
+    hub.take_over_remote(&conn, claim).await;
     let life = Life {
         registration,
         conn,

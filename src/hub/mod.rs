@@ -12,10 +12,13 @@
 //! about them; each connection's HTTP body is a [`Subscription`] stream
 //! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
-//! publish on them. No lock is held across an await (except the one that
+//! publish on them. In a cluster, the [`Directory`](crate::broker::Directory)
+//! makes identity connections known on every node ([`cluster`]: take-over,
+//! kick, blocks and listings across nodes). No lock is held across an await (except the one that
 //! serialises on-demand topic openings, which guards no data).
 
 pub mod admission;
+mod cluster;
 pub mod connection;
 pub mod connections;
 pub mod farewell;
@@ -23,9 +26,11 @@ pub mod feed;
 mod followed;
 mod framing;
 pub mod inboxes;
+mod listed;
 pub mod notice;
 pub mod owners;
 mod resume;
+mod roster;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -36,8 +41,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::broker::directory::AppCounts;
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use admission::{AdmissionSettings, BlockScope, Refusal, TakeoverPolicy};
+pub use cluster::EndError;
 pub use connection::{Connection, Owner};
 pub use connections::{
     ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
@@ -48,6 +55,7 @@ pub use farewell::Farewell;
 pub use feed::Subscription;
 pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
+pub use listed::{Listed, ListedPage};
 pub use owners::Selector;
 pub use resume::Resume;
 pub use topic::Topic;

@@ -31,6 +31,7 @@ pub struct NodeSeen {
 /// from).
 pub const REDIS_OPS: &[&str] = &[
     "catch_up",
+    "directory",
     "epoch",
     "find",
     "follow",
@@ -52,6 +53,8 @@ pub struct ClusterMetrics {
     errors: AtomicU64,
     /// Failed Redis requests by operation (a handful of names).
     errors_by_op: parking_lot::Mutex<Vec<(&'static str, u64)>>,
+    /// Directory writes dropped because the queue was full (Redis away).
+    directory_dropped: AtomicU64,
 }
 
 impl ClusterMetrics {
@@ -108,5 +111,13 @@ impl ClusterMetrics {
 
     pub fn redis_errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn directory_dropped(&self) {
+        self.directory_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn directory_drops(&self) -> u64 {
+        self.directory_dropped.load(Ordering::Relaxed)
     }
 }

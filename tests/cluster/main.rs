@@ -4,15 +4,19 @@
 //! registry), Redis outages (503, `/readyz`, recovery without gap), and
 //! entries injected into Redis behind sser's back. Also the documented
 //! deployment: `deploy/cluster/nginx.conf` in front of the nodes, and the
-//! dashboard's Cluster card in a real browser. Phase 2: Redis stopped
-//! mid-storm, restarted empty, history trimmed while a node was cut off,
-//! retention and resume by id in Redis.
+//! dashboard's Cluster card in a real browser. Phase 2: identity inboxes and
+//! the presence feed across nodes (`inboxes`); identity connections
+//! across nodes: take-over, kick, blocks, listings (`directory`); Redis
+//! stopped mid-storm, restarted empty, history trimmed while a node was cut
+//! off, retention and resume by id in Redis (`outage`, `storm`, `history`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod dashboard;
+mod directory;
 mod history;
+mod inboxes;
 mod load_balancer;
 mod nodes;
 mod outage;

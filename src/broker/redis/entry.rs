@@ -1,8 +1,9 @@
 //! Events as sser writes them into Redis and reads them back.
 //!
-//! A stream entry has id `<seq>-0` and fields `a` (when it was appended,
-//! in ms on Redis' clock, for `maxAge`), `d` (data), and `i` (the
-//! publisher's id) and `t` (its type) when given. A live message on a
+//! A stream entry has id `<seq>-0` and fields `d` (data), `i` (the
+//! publisher's id) and `t` (its type) when given, and `w` (when it was
+//! published, Unix milliseconds: what an age bound reads; Redis' clock for
+//! topics, the publishing node's for inboxes). A live message on a
 //! topic's channel is `<seq>\n<json>` with the same three fields. Whatever
 //! comes back from Redis is checked as publisher input is
 //! ([`NewEvent::new`]): anyone able to write to Redis could have written it,
@@ -19,8 +20,8 @@ use crate::model::Position;
 pub(super) struct Entry {
     pub(super) seq: u64,
     pub(super) event: Option<NewEvent>,
-    /// When it was appended (ms), for entries read from the Stream.
-    pub(super) at: Option<u64>,
+    /// When it was published, in Unix milliseconds.
+    pub(super) published_ms: Option<u64>,
 }
 
 impl Entry {
@@ -66,26 +67,30 @@ pub(super) fn from_fields(fields: &[Vec<u8>]) -> Option<NewEvent> {
             b"i" => id = Some(value),
             b"t" => kind = Some(value),
             b"d" => data = Some(value),
-            b"a" if is_number(&value) => {}
+            b"w" => {
+                published_ms(&value)?;
+            }
             _ => return None,
         }
     }
     NewEvent::new(id, kind, data?).ok()
 }
 
-fn is_number(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// When an entry was appended (its `a` field), if it says.
-pub(super) fn appended_at(fields: &[Vec<u8>]) -> Option<u64> {
+/// The `w` field of an entry's flat field list, if it has a valid one.
+pub(super) fn published_at(fields: &[Vec<u8>]) -> Option<u64> {
     fields
         .chunks(2)
-        .find(|pair| pair.first().is_some_and(|name| name == b"a"))
+        .find(|pair| pair.first().is_some_and(|name| name == b"w"))
         .and_then(|pair| pair.get(1))
         .and_then(|value| std::str::from_utf8(value).ok())
-        .filter(|text| is_number(text))
-        .and_then(|text| text.parse().ok())
+        .and_then(published_ms)
+}
+
+fn published_ms(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,7 +128,7 @@ pub(super) fn from_live(payload: &[u8]) -> Option<Entry> {
     Some(Entry {
         seq,
         event,
-        at: None,
+        published_ms: None,
     })
 }
 
@@ -148,35 +153,28 @@ mod tests {
 
     #[test]
     fn fields_are_checked_like_publisher_input() {
-        let ok = from_fields(&fields(&[
-            ("a", "1700000000000"),
-            ("d", "x\ny"),
-            ("i", "a1"),
-            ("t", "greet"),
-        ]));
+        let ok = from_fields(&fields(&[("d", "x\ny"), ("i", "a1"), ("t", "greet")]));
         let ok = ok.expect("valid");
         assert_eq!(
             (ok.id.as_deref(), ok.kind.as_deref()),
             (Some("a1"), Some("greet"))
         );
+        let inbox = fields(&[("d", "x"), ("w", "1700000000000")]);
+        assert!(from_fields(&inbox).is_some());
+        assert_eq!(published_at(&inbox), Some(1_700_000_000_000));
+        assert_eq!(published_at(&fields(&[("d", "x")])), None);
         for bad in [
             fields(&[("d", "x"), ("i", "a\nid: forged")]),
             fields(&[("d", "x"), ("t", "t\r")]),
             fields(&[("d", "x"), ("i", "a\0")]),
             fields(&[("i", "no data")]),
             fields(&[("d", "x"), ("zz", "unknown field")]),
-            fields(&[("d", "x"), ("a", "12x")]),
+            fields(&[("d", "x"), ("w", "-1")]),
+            fields(&[("d", "x"), ("w", "soon")]),
             vec![b"d".to_vec()],
         ] {
             assert!(from_fields(&bad).is_none());
         }
-    }
-
-    #[test]
-    fn appended_times_are_read_when_they_are_numbers() {
-        assert_eq!(appended_at(&fields(&[("a", "42"), ("d", "x")])), Some(42));
-        assert_eq!(appended_at(&fields(&[("d", "x")])), None);
-        assert_eq!(appended_at(&fields(&[("a", "4 2")])), None);
     }
 
     #[test]

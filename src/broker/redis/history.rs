@@ -1,12 +1,12 @@
-//! Reading a topic's history from its Redis Stream: pages after a position
+//! Reading a stream's history from its Redis Stream: pages after a position
 //! (resume, lag catch-up, gap repair), the first entry (truncation), and
 //! finding an event by its id.
 //!
 //! Entries sser did not write (an id other than `<seq>-0`) are skipped;
 //! entries whose fields fail validation come back rejected
 //! ([`Entry::event`] is `None`) so that callers count them and still move
-//! past their sequence. Entries older than the topic's `maxAge` are trimmed
-//! by the next publish; until then readers treat them as gone
+//! past their sequence. Entries older than the stream's `maxAge` are
+//! trimmed by the next publish; until then readers treat them as gone
 //! ([`Entry::expired`]), so an expired event is never named or replayed.
 
 use redis::Script;
@@ -18,21 +18,23 @@ use crate::broker::BrokerError;
 
 type RawEntry = (String, Vec<Vec<u8>>);
 
-/// Where a topic's history is, and how to read it.
-pub(super) struct Topic {
+/// Where a stream's history is, and how to read it.
+pub(super) struct Source {
     pub(super) stream: String,
     pub(super) counter: String,
-    pub(super) ids: String,
-    /// What the counter stands at while it does not exist: the epoch's
-    /// base ([`super::epoch`]).
+    /// A topic's index of publisher ids (inboxes have none: `find` scans).
+    pub(super) ids: Option<String>,
+    /// What the counter stands at while it does not exist: for a topic the
+    /// epoch's base ([`super::epoch`]), for an inbox 0 (its next life
+    /// starts at the clock).
     pub(super) base: u64,
     /// Entries appended before this time (ms) have expired (`maxAge`).
     pub(super) expired_before: Option<u64>,
 }
 
 impl Entry {
-    pub(super) fn expired(&self, topic: &Topic) -> bool {
-        matches!((self.at, topic.expired_before), (Some(at), Some(before)) if at < before)
+    pub(super) fn expired(&self, source: &Source) -> bool {
+        matches!((self.published_ms, source.expired_before), (Some(at), Some(before)) if at < before)
     }
 }
 
@@ -53,8 +55,8 @@ fn decode(raw: Vec<RawEntry>) -> (Vec<Entry>, usize) {
             let seq = entry::stream_seq(&id)?;
             Some(Entry {
                 seq,
-                at: entry::appended_at(&fields),
                 event: entry::from_fields(&fields),
+                published_ms: entry::published_at(&fields),
             })
         })
         .collect();
@@ -66,7 +68,7 @@ fn decode(raw: Vec<RawEntry>) -> (Vec<Entry>, usize) {
 /// events were trimmed, not that they are on their way).
 pub(super) async fn after(
     conn: &ConnectionManager,
-    topic: &Topic,
+    topic: &Source,
     after: u64,
     limit: usize,
 ) -> Result<Page, BrokerError> {
@@ -99,7 +101,7 @@ pub(super) async fn after(
 /// The counter: the newest sequence ever assigned.
 pub(super) async fn last_assigned(
     conn: &ConnectionManager,
-    topic: &Topic,
+    topic: &Source,
 ) -> Result<u64, BrokerError> {
     let last: Option<u64> = redis::cmd("GET")
         .arg(&topic.counter)
@@ -112,7 +114,7 @@ pub(super) async fn last_assigned(
 /// The oldest entry's sequence that has not expired, and the counter.
 pub(super) async fn first(
     conn: &ConnectionManager,
-    topic: &Topic,
+    topic: &Source,
 ) -> Result<(Option<u64>, u64), BrokerError> {
     // Expired entries linger only on a topic nobody published to since:
     // usually the first page holds the answer.
@@ -142,7 +144,7 @@ local function held(seq)
   end
   local at, id = nil, nil
   for j = 1, #e[1][2], 2 do
-    if e[1][2][j] == 'a' then
+    if e[1][2][j] == 'w' then
       at = tonumber(e[1][2][j + 1])
     elseif e[1][2][j] == 'i' then
       id = e[1][2][j + 1]
@@ -184,16 +186,19 @@ return tonumber(best)
 /// that repeats and whose oldest event was trimmed.
 pub(super) async fn find(
     conn: &ConnectionManager,
-    topic: &Topic,
+    topic: &Source,
     event_id: &str,
 ) -> Result<Option<u64>, BrokerError> {
+    let Some(ids) = &topic.ids else {
+        return scan(conn, topic, event_id).await;
+    };
     let as_seq = event_id
         .parse::<u64>()
         .ok()
         .filter(|seq| *seq > 0 && seq.to_string() == event_id);
     let found: i64 = Script::new(FIND)
         .key(&topic.stream)
-        .key(&topic.ids)
+        .key(ids)
         .arg(event_id)
         .arg(as_seq.map_or_else(String::new, |seq| seq.to_string()))
         .arg(topic.expired_before.unwrap_or(0))
@@ -209,7 +214,7 @@ pub(super) async fn find(
 /// `find` the slow way: every entry, oldest first.
 async fn scan(
     conn: &ConnectionManager,
-    topic: &Topic,
+    topic: &Source,
     event_id: &str,
 ) -> Result<Option<u64>, BrokerError> {
     const PAGE: usize = 1000;

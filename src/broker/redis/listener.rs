@@ -1,18 +1,19 @@
 //! The node's one pub/sub connection: registry notices, node join/leave
-//! notices (which wake the heartbeat, [`super::nodes`]), and the live
-//! channels of the topics this node has followers for (subscribed at a
-//! topic's first follow, unsubscribed by the periodic sweep once it has
-//! none, [`unsubscribe_if_idle`]).
+//! notices (which wake the heartbeat, [`super::nodes`]), commands to this
+//! node on its control channel ([`super::control`]), and the live
+//! channels of the streams (topics, inboxes, the presence feed) this node
+//! has followers for (subscribed at a stream's first follow, unsubscribed
+//! by the periodic sweep once it has none, [`unsubscribe_if_idle`]).
 //!
 //! It reconnects by itself (with a growing pause, at most a second) for as
 //! long as the node runs. After every (re)connect it resubscribes to every
 //! channel it wants, checks that Redis still holds the data set this node
 //! worked with ([`super::epoch`]), applies the registry changes it missed
 //! (topics created or deleted while it was away, from the change log,
-//! [`super::changes`]) and reads each followed topic's stream after
-//! the last event it sent, so followers get what was published meanwhile,
-//! with no gap and no duplicate ([`LiveStream::deliver`] keeps the order);
-//! what Redis trimmed meanwhile is reported to them, never skipped
+//! [`super::changes`]) and reads each followed stream after the last event
+//! it sent, so followers get what was published meanwhile, with no gap and
+//! no duplicate ([`LiveStream::deliver`] keeps the order); what Redis
+//! trimmed from a topic meanwhile is reported to them, never skipped
 //! silently.
 
 use std::sync::Arc;
@@ -68,14 +69,17 @@ async fn session(shared: &Arc<Shared>) {
     {
         let mut slot = shared.sink.lock().await;
         let mut sink = sink;
-        let mut channels = vec![shared.keys.registry_channel(), shared.keys.nodes_channel()];
+        let mut channels = vec![
+            shared.keys.registry_channel(),
+            shared.keys.nodes_channel(),
+            shared.keys.control(&shared.node),
+        ];
         channels.extend(
             shared
-                .streams
-                .read()
-                .values()
+                .every_stream()
+                .iter()
                 .filter(|s| s.wanted.load(Ordering::Relaxed))
-                .map(|s| shared.keys.live_channel(&s.topic)),
+                .map(|s| s.names.channel.clone()),
         );
         if let Err(e) = sink.subscribe(channels).await {
             shared.metrics.cluster.redis_error("subscribe");
@@ -89,18 +93,23 @@ async fn session(shared: &Arc<Shared>) {
     if let Err(e) = reconcile(shared).await {
         tracing::warn!(error = %e, "cannot re-read the cluster's state after connecting to Redis");
     }
+    let control = shared.keys.control(&shared.node);
     while let Some(message) = messages.next().await {
         let channel = message.get_channel_name();
-        if channel == shared.keys.registry_channel() {
+        if channel == control {
+            match super::control::parse(message.get_payload_bytes()) {
+                Some(command) => {
+                    let _ = shared.commands.send(command);
+                }
+                None => shared.metrics.cluster_entry_rejected(),
+            }
+        } else if channel == shared.keys.registry_channel() {
             on_notice(shared, message.get_payload_bytes()).await;
         } else if channel == shared.keys.nodes_channel() {
             // A node joined or left: look at the live nodes now.
             shared.heartbeat.changed.notify_one();
-        } else if let Some(topic) = shared.keys.topic_of_channel(channel) {
-            let live = shared.streams.read().get(topic).cloned();
-            if let Some(live) = live {
-                on_live(shared, &live, message.get_payload_bytes()).await;
-            }
+        } else if let Some(live) = shared.live_of_channel(channel) {
+            on_live(shared, &live, message.get_payload_bytes()).await;
         }
     }
     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
@@ -112,8 +121,7 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     resync_registry(shared)
         .await
         .map_err(|e| shared.count("registry", e))?;
-    let followed: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    for live in followed {
+    for live in shared.every_stream() {
         catch_up(shared, &live).await?;
     }
     Ok(())
@@ -143,10 +151,12 @@ async fn resync_registry(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<Arc<LiveStream>> = known
         .into_iter()
-        .filter(|s| s.registered && !present.contains(s.topic.as_str()))
+        .filter(|s| s.registered && s.key.topic().is_some_and(|t| !present.contains(t.as_str())))
         .collect();
     for live in gone {
-        drop_topic(shared, live.topic.as_str());
+        if let Some(topic) = live.key.topic() {
+            drop_topic(shared, topic.as_str());
+        }
     }
     for record in records {
         let _ = shared.changes.send(TopicChange::Created(record));
@@ -219,7 +229,7 @@ async fn on_live(shared: &Arc<Shared>, live: &Arc<LiveStream>, payload: &[u8]) {
         Outcome::Done | Outcome::Skipped => {}
         Outcome::Gap { .. } => {
             if let Err(e) = catch_up(shared, live).await {
-                tracing::warn!(topic = %live.topic, error = %e, "cannot repair a gap from Redis");
+                tracing::warn!(stream = %live.key, error = %e, "cannot repair a gap from Redis");
             }
         }
     }
@@ -233,7 +243,7 @@ pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), B
         let Some(sent) = live.sent() else {
             return Ok(());
         };
-        let page = super::history::after(&shared.conn, &shared.topic(live), sent, PAGE)
+        let page = super::history::after(&shared.conn, &shared.source(live), sent, PAGE)
             .await
             .map_err(|e| shared.count("catch_up", e))?;
         for entry in &page.entries {
@@ -260,7 +270,7 @@ pub(super) async fn subscribe(shared: &Shared, live: &LiveStream) -> Result<(), 
     let Some(sink) = slot.as_mut() else {
         return Err(BrokerError::Unavailable(super::UNAVAILABLE.to_string()));
     };
-    sink.subscribe(shared.keys.live_channel(&live.topic))
+    sink.subscribe(&live.names.channel)
         .await
         .map_err(|e| shared.failed("subscribe", e))
 }
@@ -274,11 +284,9 @@ pub(super) async fn unsubscribe_if_idle(shared: &Shared, live: &LiveStream) {
         return;
     }
     if let Some(sink) = slot.as_mut()
-        && let Err(e) = sink
-            .unsubscribe(shared.keys.live_channel(&live.topic))
-            .await
+        && let Err(e) = sink.unsubscribe(&live.names.channel).await
     {
         shared.metrics.cluster.redis_error("subscribe");
-        tracing::debug!(topic = %live.topic, error = %e, "Redis UNSUBSCRIBE failed");
+        tracing::debug!(stream = %live.key, error = %e, "Redis UNSUBSCRIBE failed");
     }
 }

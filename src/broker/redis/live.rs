@@ -1,39 +1,46 @@
-//! One topic's live side on this node: the connections here that follow
-//! it, and how far they have been sent.
+//! One stream's live side on this node (a topic's, an identity inbox's or
+//! the presence feed's): the connections here that follow it, and how far
+//! they have been sent.
 //!
 //! Events reach a node by three paths: the publish it made itself, the
-//! topic's pub/sub channel, and reads of the Redis Stream that repair gaps
+//! stream's pub/sub channel, and reads of the Redis Stream that repair gaps
 //! (after subscribing, after a reconnect, on a position jump). All three
 //! hand events to [`LiveStream::deliver`], which queues an event for the
 //! followers only if it comes right after the last one sent (or, for reads
 //! of the stream, anywhere after it), so followers see every event once,
-//! in the order Redis assigned, whichever path was first. A read of the
-//! stream that jumps past the next sequence (Redis trimmed events while
-//! this node was cut off, or lost its data and the new epoch starts
-//! higher) tells the followers first ([`Followers::gap`]), so they get a
-//! truncation notice, never a silent jump.
+//! in the order Redis assigned, whichever path was first. On a topic,
+//! whose positions are dense, a read of the stream that jumps past the next
+//! sequence (Redis trimmed events while this node was cut off, or lost its
+//! data and the new epoch starts higher) tells the followers first
+//! ([`Followers::gap`]), so they get a truncation notice, never a silent
+//! jump. (An inbox's positions jump when it starts a new life after its
+//! counter expired: nothing was lost, so nothing is said.)
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::keys::StreamNames;
 use crate::broker::{Delivery, Followers};
-use crate::model::TopicId;
+use crate::model::StreamKey;
 use crate::store::TopicRecord;
 
 pub(super) struct LiveStream {
-    pub(super) topic: TopicId,
+    pub(super) key: StreamKey,
+    /// Its stream, counter and channel in Redis.
+    pub(super) names: StreamNames,
     /// The `MAXLEN ~` of its Redis Stream.
     pub(super) cap: u64,
+    /// Entries older than this are dropped (inboxes; `None` for topics).
+    pub(super) max_age: Option<Duration>,
     /// Whether its record is in the registry (created through the API) or
     /// each node defines it (configured, opened on demand).
     pub(super) registered: bool,
     /// Its registry record, to write back if Redis loses its data
     /// ([`super::epoch`]); `None` when not registered.
     pub(super) record: Option<TopicRecord>,
-    /// Its `maxAge` retention.
-    pub(super) max_age: Option<std::time::Duration>,
     pub(super) followers: Arc<Followers>,
     /// This node listens on the topic's channel (set before subscribing,
     /// under the listener's lock, so a reconnect resubscribes it).
@@ -72,19 +79,20 @@ pub(super) enum Outcome {
 }
 
 impl LiveStream {
-    /// A topic this node serves; `record` when it is in the registry.
     pub(super) fn new(
-        topic: TopicId,
+        key: StreamKey,
+        names: StreamNames,
         cap: u64,
+        max_age: Option<Duration>,
         record: Option<TopicRecord>,
-        max_age: Option<std::time::Duration>,
     ) -> Arc<LiveStream> {
         Arc::new(LiveStream {
-            topic,
+            key,
+            names,
             cap,
+            max_age,
             registered: record.is_some(),
             record,
-            max_age,
             followers: Followers::new(),
             wanted: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -154,7 +162,9 @@ impl LiveStream {
             if !from_history {
                 return Outcome::Gap { sent };
             }
-            self.followers.gap();
+            if self.key.topic().is_some() {
+                self.followers.gap();
+            }
         }
         if let Some(delivery) = delivery {
             self.followers.fan_out(delivery);
@@ -163,16 +173,36 @@ impl LiveStream {
         Outcome::Done
     }
 
-    /// History holds nothing after `sent` although the counter says
-    /// `last` was assigned: the events in between were trimmed. Followers
-    /// are told and the next event goes out after `last`.
+    /// Closes it if nobody here follows it and this node no longer listens
+    /// (an idle inbox: all it holds is in Redis); whether it did. Checked
+    /// under the state lock, so no follower joins meanwhile.
+    pub(super) fn close_if_idle(&self) -> bool {
+        let mut state = self.state.lock();
+        if !self.followers.is_empty() || state.sent.is_some() {
+            return false;
+        }
+        state.closed = true;
+        true
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// A topic's history holds nothing after `sent` although its counter
+    /// says `last` was assigned: the events in between were trimmed (or
+    /// lost with Redis' data). Followers are told and the next event goes
+    /// out after `last`. Inboxes are left alone (see the module doc).
     pub(super) fn trimmed_up_to(&self, last: u64) {
+        if self.key.topic().is_none() {
+            return;
+        }
         let mut state = self.state.lock();
         if state.closed {
             return;
         }
         if let Some(sent) = state.sent.filter(|&sent| sent < last) {
-            tracing::debug!(topic = %self.topic, sent, last, "events trimmed before this node read them");
+            tracing::debug!(stream = %self.key, sent, last, "events trimmed before this node read them");
             self.followers.gap();
             state.sent = Some(last);
         }
@@ -200,7 +230,9 @@ mod tests {
 
     #[test]
     fn in_order_once_with_gaps_reported() {
-        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, None, None);
+        let key = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, None);
         assert_eq!(live.deliver(1, Some(&event(1)), false), Outcome::Skipped);
         assert_eq!(live.synced(4), 4);
         let outbox = Arc::new(Outbox::new(16));
@@ -223,8 +255,28 @@ mod tests {
         assert!(matches!(live.join(outbox, 0), Join::NotListening));
         assert_eq!(live.deliver(8, Some(&event(8)), false), Outcome::Skipped);
         live.synced(8);
+        assert!(!live.close_if_idle(), "it listens");
         live.close();
         assert_eq!(live.deliver(9, Some(&event(9)), false), Outcome::Skipped);
+    }
+
+    #[test]
+    fn only_an_idle_stream_closes_and_then_nobody_joins() {
+        let key = StreamKey::user("shop", "u1");
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, None);
+        live.synced(3);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert!(!live.close_if_idle(), "it has a follower");
+        drop(ticket);
+        assert!(!live.close_if_idle(), "it still listens");
+        assert!(live.stop_listening());
+        assert!(live.close_if_idle());
+        assert!(live.is_closed());
+        assert!(matches!(live.join(outbox, 0), Join::Closed));
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
@@ -240,8 +292,10 @@ mod tests {
     }
 
     #[test]
-    fn a_jump_in_history_or_a_trimmed_tail_marks_a_gap_first() {
-        let live = LiveStream::new(TopicId::parse("t").unwrap(), 10, None, None);
+    fn a_jump_in_a_topics_history_or_a_trimmed_tail_marks_a_gap_first() {
+        let key = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, None);
         live.synced(1);
         let outbox = Arc::new(Outbox::new(16));
         let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
@@ -258,5 +312,20 @@ mod tests {
             ["2", "Gap", "6", "10"],
             "one mark until it is read"
         );
+    }
+
+    #[test]
+    fn an_inbox_starting_a_new_life_jumps_silently() {
+        let key = StreamKey::user("shop", "u1");
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, None);
+        live.synced(5);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert_eq!(live.deliver(9000, Some(&event(9000)), true), Outcome::Done);
+        live.trimmed_up_to(9500);
+        assert_eq!(drain(&outbox), ["9000"]);
     }
 }

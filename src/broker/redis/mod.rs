@@ -1,17 +1,19 @@
-//! The clustered broker: topics whose positions, history and registry live
-//! in Redis, so that every node serves every topic in one order.
+//! The clustered broker: streams whose positions and history live in
+//! Redis, so that every node serves every stream in one order: topics (with
+//! their registry), identity inboxes and the presence feed ([`inboxes`]).
 //!
-//! - Positions: a Lua script takes a topic's next sequence and appends the
-//!   event to its Redis Stream as `<seq>-0` ([`publish`]); ids stay `1`,
-//!   `2`, … as on one node.
+//! - Positions: a Lua script takes a stream's next sequence and appends the
+//!   event to its Redis Stream as `<seq>-0` ([`publish`]); topic ids stay
+//!   `1`, `2`, … as on one node.
 //! - History: the Stream itself ([`history`]), so a client resuming on any
-//!   node is exact; trimmed to the topic's retention (`maxEvents`, bounded
-//!   by `cluster.redis.maxStreamLength`, and `maxAge`) by the publish
-//!   script, which also keeps the index of publisher ids `find` reads.
+//!   node is exact; a topic's is trimmed to its retention (`maxEvents`,
+//!   bounded by `cluster.redis.maxStreamLength`, and `maxAge`) by the
+//!   publish script, which also keeps the index of publisher ids `find`
+//!   reads.
 //! - Registry: topic records in a hash, create/delete notices on a channel
 //!   and in a capped log ([`registry`], [`changes`]); the hub learns of
 //!   other nodes' changes through [`Broker::topic_changes`].
-//! - Live fan-out: each node subscribes only to the channels of topics it
+//! - Live fan-out: each node subscribes only to the channels of streams it
 //!   has followers for ([`listener`]) and queues events into the same
 //!   [`Followers`](crate::broker::Followers) lists the local broker uses
 //!   ([`live`]), repairing any gap from the Stream.
@@ -20,15 +22,25 @@
 //! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
 //! alone. Every failed Redis request is counted by operation
 //! (`sser_cluster_redis_errors_total{op}`). If Redis comes back without
-//! its data, the node notices and stays safe ([`epoch`]). Node liveness: each node's heartbeat record with a TTL, and the
-//! set of live nodes every node reads ([`nodes`]). Identity inboxes and the
-//! presence feed stay on this node (the wrapped [`LocalBroker`]) in this
-//! first version.
+//! its data, the node notices and stays safe ([`epoch`]). Node liveness:
+//! each node's heartbeat record with a TTL, and the
+//! set of live nodes every node reads ([`nodes`]). The wrapped
+//! [`LocalBroker`] only flushes the disk store at shutdown.
+//!
+//! The directory of identity connections ([`RedisDirectory`], with
+//! [`directory_scripts`], [`directory_writer`] and the per-node
+//! [`control`] channel) makes take-over, kick, blocks and listings
+//! cluster-wide: [`RedisBroker::directory`] gives it to the hub.
 
 mod changes;
+mod control;
+mod directory;
+mod directory_scripts;
+mod directory_writer;
 mod entry;
 mod epoch;
 mod history;
+mod inboxes;
 mod keys;
 mod listener;
 mod live;
@@ -52,8 +64,9 @@ use super::{
     TopicChange,
 };
 use crate::metrics::Metrics;
-use crate::model::{Position, Retention, StreamKey, TopicId};
+use crate::model::{Position, Retention, StreamKey, TopicId, now_ms};
 use crate::store::TopicRecord;
+pub use directory::RedisDirectory;
 use keys::Keys;
 use live::{Join, LiveStream};
 
@@ -87,9 +100,10 @@ pub enum ConnectError {
 
 pub struct RedisBroker {
     shared: Arc<Shared>,
-    /// Identity inboxes and system streams: per node for now.
+    /// The disk store, if any (flushed at shutdown).
     local: Arc<LocalBroker>,
     changes: Mutex<Option<mpsc::UnboundedReceiver<TopicChange>>>,
+    directory: Arc<RedisDirectory>,
 }
 
 /// What the broker and its listener share.
@@ -103,13 +117,18 @@ pub(super) struct Shared {
     max_stream_length: u64,
     timeout: Duration,
     script: redis::Script,
+    inbox_script: redis::Script,
     streams: RwLock<HashMap<TopicId, Arc<LiveStream>>>,
+    /// Identity inboxes and the presence feed this node has opened.
+    inboxes: RwLock<HashMap<StreamKey, Arc<LiveStream>>>,
     /// The listener's subscription side, while it is connected.
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
     listening: AtomicBool,
     metrics: Arc<Metrics>,
     changes: mpsc::UnboundedSender<TopicChange>,
     heartbeat: Arc<nodes::Heartbeat>,
+    /// Commands to this node from others ([`control`]).
+    commands: mpsc::UnboundedSender<crate::broker::directory::Command>,
     /// The Redis data set this node works with ([`epoch`]).
     epoch: Mutex<epoch::Epoch>,
     /// One epoch check at a time.
@@ -124,39 +143,6 @@ pub(super) struct Shared {
 fn unavailable(e: redis::RedisError) -> BrokerError {
     tracing::warn!(error = %e, "Redis request failed");
     BrokerError::Unavailable(UNAVAILABLE.to_string())
-}
-
-impl Shared {
-    /// A failed Redis request of operation `op`, counted.
-    fn failed(&self, op: &'static str, e: redis::RedisError) -> BrokerError {
-        self.count(op, unavailable(e))
-    }
-
-    /// Counts `e` under `op` when Redis failed.
-    fn count(&self, op: &'static str, e: BrokerError) -> BrokerError {
-        if matches!(e, BrokerError::Unavailable(_)) {
-            self.metrics.cluster.redis_error(op);
-        }
-        e
-    }
-
-    /// Where `live`'s history is, as of now.
-    fn topic(&self, live: &LiveStream) -> history::Topic {
-        let expired_before = live
-            .max_age
-            .map(|age| crate::model::now_ms().saturating_sub(millis(age)));
-        history::Topic {
-            stream: self.keys.stream(&live.topic),
-            counter: self.keys.counter(&live.topic),
-            ids: self.keys.ids(&live.topic),
-            base: self.epoch.lock().base,
-            expired_before,
-        }
-    }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RedisBroker {
@@ -183,6 +169,7 @@ impl RedisBroker {
         .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let node = crate::secret::new_id();
         let heartbeat = Arc::new(nodes::Heartbeat::new(
             conn.clone(),
@@ -202,12 +189,15 @@ impl RedisBroker {
             max_stream_length: settings.max_stream_length,
             timeout: settings.timeout,
             script: publish::script(),
+            inbox_script: publish::inbox_script(),
             streams: RwLock::new(HashMap::new()),
+            inboxes: RwLock::new(HashMap::new()),
             sink: tokio::sync::Mutex::new(None),
             listening: AtomicBool::new(false),
             metrics,
             changes: tx,
             heartbeat: heartbeat.clone(),
+            commands,
             epoch: Mutex::new(epoch::Epoch::default()),
             epoch_sync: tokio::sync::Mutex::new(()),
             registry_seen: Mutex::new(None),
@@ -229,11 +219,14 @@ impl RedisBroker {
         }
         // Seen by the others from the start; a failed first beat is retried.
         heartbeat.beat().await;
-        tokio::spawn(heartbeat.run(shutdown));
+        tokio::spawn(heartbeat.run(shutdown.clone()));
+        let writer = directory_writer::Writer::start(shared.clone(), settings.node_ttl, shutdown);
+        let directory = Arc::new(RedisDirectory::new(shared.clone(), writer, commands_rx));
         Ok(Arc::new(RedisBroker {
             shared,
             local,
             changes: Mutex::new(Some(rx)),
+            directory,
         }))
     }
 
@@ -250,6 +243,11 @@ impl RedisBroker {
         }
     }
 
+    /// The cluster-wide directory of identity connections, for the hub.
+    pub fn directory(&self) -> Arc<RedisDirectory> {
+        self.directory.clone()
+    }
+
     /// A graceful stop: this node's heartbeat goes now, so the others stop
     /// counting it at once rather than after `cluster.nodeTtl`.
     pub async fn leave(&self) {
@@ -257,18 +255,75 @@ impl RedisBroker {
     }
 
     fn live(&self, stream: &StreamKey) -> Result<Arc<LiveStream>, BrokerError> {
-        let topic = stream.topic().ok_or(BrokerError::NotFound)?;
-        self.shared
-            .streams
-            .read()
-            .get(topic)
-            .cloned()
-            .ok_or(BrokerError::NotFound)
+        self.shared.live(stream).ok_or(BrokerError::NotFound)
     }
 
-    /// Counts a failed operation `op`.
+    fn wait_ms(&self) -> u64 {
+        u64::try_from(self.shared.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The stream's cap in Redis: its retention's, within
+    /// `cluster.redis.maxStreamLength`.
+    fn cap(&self, retention: &Retention) -> u64 {
+        retention
+            .max_events
+            .map_or(self.shared.max_stream_length, |n| {
+                n.min(self.shared.max_stream_length)
+            })
+            .max(1)
+    }
+}
+
+impl Shared {
+    /// The stream open on this node under `key`.
+    fn live(&self, key: &StreamKey) -> Option<Arc<LiveStream>> {
+        match key.topic() {
+            Some(topic) => self.streams.read().get(topic).cloned(),
+            None => self.inboxes.read().get(key).cloned(),
+        }
+    }
+
+    /// The stream a live channel carries, if it is open here.
+    fn live_of_channel(&self, channel: &str) -> Option<Arc<LiveStream>> {
+        self.live(&self.keys.stream_of_channel(channel)?)
+    }
+
+    /// A failed Redis request of operation `op`, counted.
+    fn failed(&self, op: &'static str, e: redis::RedisError) -> BrokerError {
+        self.count(op, unavailable(e))
+    }
+
+    /// Counts `e` under `op` when Redis failed.
     fn count(&self, op: &'static str, e: BrokerError) -> BrokerError {
-        self.shared.count(op, e)
+        if matches!(e, BrokerError::Unavailable(_)) {
+            self.metrics.cluster.redis_error(op);
+        }
+        e
+    }
+
+    /// Where `live`'s history is, as of now.
+    fn source(&self, live: &LiveStream) -> history::Source {
+        let topic = live.key.topic();
+        history::Source {
+            stream: live.names.stream.clone(),
+            counter: live.names.counter.clone(),
+            ids: topic.map(|topic| self.keys.ids(topic)),
+            base: if topic.is_some() {
+                self.epoch.lock().base
+            } else {
+                0
+            },
+            expired_before: live
+                .max_age
+                .map(|age| now_ms().saturating_sub(inboxes::millis(age))),
+        }
+    }
+
+    /// Every stream open on this node: topics, inboxes, the presence feed.
+    fn every_stream(&self) -> Vec<Arc<LiveStream>> {
+        let mut all: Vec<Arc<LiveStream>> = self.streams.read().values().cloned().collect();
+        all.extend(self.inboxes.read().values().cloned());
+        all
     }
 }
 
@@ -282,7 +337,7 @@ impl Broker for RedisBroker {
     async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError> {
         let (records, newest) = changes::load_all(&self.shared.conn, &self.shared.keys)
             .await
-            .map_err(|e| self.count("registry", e))?;
+            .map_err(|e| self.shared.count("registry", e))?;
         // What the hub opens now: a reconnect reads only what came after.
         self.shared.registry_seen.lock().get_or_insert(newest);
         Ok(records)
@@ -294,8 +349,11 @@ impl Broker for RedisBroker {
         record: &TopicRecord,
         origin: Origin,
     ) -> Result<(), BrokerError> {
+        let cap = self.cap(&record.retention);
         let Some(topic) = stream.topic() else {
-            return self.local.open(stream, record, origin).await;
+            // The presence feed: like an inbox, opened once at start-up.
+            self.open_system(stream, cap, record.retention.max_age);
+            return Ok(());
         };
         if origin == Origin::New {
             registry::save(
@@ -305,22 +363,18 @@ impl Broker for RedisBroker {
                 &self.shared.node,
             )
             .await
-            .map_err(|e| self.count("registry", e))?;
+            .map_err(|e| self.shared.count("registry", e))?;
         }
-        let cap = record
-            .retention
-            .max_events
-            .map_or(self.shared.max_stream_length, |n| {
-                n.min(self.shared.max_stream_length)
-            })
-            .max(1);
         let registered = (origin != Origin::Configured).then(|| record.clone());
         let max_age = record.retention.max_age;
         self.shared
             .streams
             .write()
             .entry(topic.clone())
-            .or_insert_with(|| LiveStream::new(topic.clone(), cap, registered, max_age));
+            .or_insert_with(|| {
+                let names = self.shared.keys.names(stream);
+                LiveStream::new(stream.clone(), names, cap, max_age, registered)
+            });
         Ok(())
     }
 
@@ -329,19 +383,21 @@ impl Broker for RedisBroker {
         stream: &StreamKey,
         retention: Retention,
     ) -> Result<(), BrokerError> {
-        self.local.open_inbox(stream, retention).await
+        if !stream.is_inbox() {
+            return Err(BrokerError::NotFound);
+        }
+        self.open_system(stream, self.cap(&retention), retention.max_age);
+        Ok(())
     }
 
     fn close_idle_inboxes(&self) -> usize {
-        // The same periodic sweep stops listening to topics nobody here
+        // The same periodic sweep stops listening to streams nobody here
         // follows any more, so a node hears only what it delivers.
         let idle: Vec<Arc<LiveStream>> = self
             .shared
-            .streams
-            .read()
-            .values()
+            .every_stream()
+            .into_iter()
             .filter(|s| s.wanted.load(Ordering::Relaxed) && s.followers.is_empty())
-            .cloned()
             .collect();
         if !idle.is_empty() {
             let shared = self.shared.clone();
@@ -351,16 +407,22 @@ impl Broker for RedisBroker {
                 }
             });
         }
-        self.local.close_idle_inboxes()
+        self.forget_idle_inboxes()
     }
 
     fn open_inboxes(&self) -> usize {
-        self.local.open_inboxes()
+        self.shared
+            .inboxes
+            .read()
+            .keys()
+            .filter(|k| k.is_inbox())
+            .count()
     }
 
     async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError> {
         let Some(topic) = stream.topic() else {
-            return self.local.delete(stream).await;
+            // Inboxes and the presence feed are never deleted.
+            return Err(BrokerError::NotFound);
         };
         self.live(stream)?;
         registry::remove(
@@ -370,7 +432,7 @@ impl Broker for RedisBroker {
             &self.shared.node,
         )
         .await
-        .map_err(|e| self.count("registry", e))?;
+        .map_err(|e| self.shared.count("registry", e))?;
         if let Some(live) = self.shared.streams.write().remove(topic) {
             live.close();
         }
@@ -378,27 +440,26 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, stream: &StreamKey, event: NewEvent) -> Result<Published, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.publish(stream, event).await;
-        };
         let live = self.live(stream)?;
-        let names = self.shared.topic(&live);
-        let channel = self.shared.keys.live_channel(topic);
+        let Some(topic) = stream.topic() else {
+            return self
+                .publish_inbox(&live, event)
+                .await
+                .map_err(|e| self.shared.count("publish", e));
+        };
         let registry = self.shared.keys.registry();
         let epoch_key = self.shared.keys.epoch();
-        let wait_ms = millis(self.shared.timeout);
+        let ids = self.shared.keys.ids(topic);
         let mut refused = false;
         let seq = loop {
             let epoch = self.shared.epoch.lock().value.clone();
             let target = publish::Target {
-                counter: &names.counter,
-                stream: &names.stream,
+                names: &live.names,
                 registry: &registry,
                 epoch_key: &epoch_key,
-                ids: &names.ids,
-                channel: &channel,
+                ids: &ids,
                 cap: live.cap,
-                max_age_ms: live.max_age.map_or(0, millis),
+                max_age_ms: live.max_age.map_or(0, inboxes::millis),
                 registered: live.registered.then_some(topic.as_str()),
                 epoch: &epoch,
             };
@@ -408,10 +469,10 @@ impl Broker for RedisBroker {
                 target,
                 &event,
                 self.shared.wait_replicas,
-                wait_ms,
+                self.wait_ms(),
             )
             .await
-            .map_err(|e| self.count("publish", e))?;
+            .map_err(|e| self.shared.count("publish", e))?;
             match appended {
                 publish::Appended::At(seq) => break seq,
                 // Redis lost its data (or was flushed): adopt the new
@@ -442,18 +503,20 @@ impl Broker for RedisBroker {
         outbox: &Arc<Outbox>,
         slot: u32,
     ) -> Result<Follow, BrokerError> {
-        let Some(topic) = stream.topic() else {
-            return self.local.follow(stream, outbox, slot).await;
-        };
         let live = self.live(stream)?;
         let (ticket, head) = loop {
             if live.sent().is_none() {
                 let _subscribing = live.subscribing.lock().await;
+                // An idle inbox closed by the sweep meanwhile: open it again.
+                if live.is_closed() {
+                    return Err(BrokerError::NotFound);
+                }
                 if live.sent().is_none() {
                     listener::subscribe(&self.shared, &live).await?;
-                    let last = history::last_assigned(&self.shared.conn, &self.shared.topic(&live))
-                        .await
-                        .map_err(|e| self.count("follow", e))?;
+                    let last =
+                        history::last_assigned(&self.shared.conn, &self.shared.source(&live))
+                            .await
+                            .map_err(|e| self.shared.count("follow", e))?;
                     live.synced(last);
                 }
             }
@@ -467,7 +530,7 @@ impl Broker for RedisBroker {
         // Anything published between reading the head and the listener
         // seeing this topic's messages.
         if let Err(e) = listener::catch_up(&self.shared, &live).await {
-            tracing::warn!(topic = %topic, error = %e, "cannot catch up from Redis");
+            tracing::warn!(stream = %stream, error = %e, "cannot catch up from Redis");
         }
         Ok(Follow {
             ticket,
@@ -481,17 +544,16 @@ impl Broker for RedisBroker {
         after: Position,
         limit: usize,
     ) -> Result<HistoryBatch, BrokerError> {
-        if stream.topic().is_none() {
-            return self.local.read_after(stream, after, limit).await;
-        }
         let live = self.live(stream)?;
-        let names = self.shared.topic(&live);
+        let source = self.shared.source(&live);
         let after = after.seq();
-        let mut page = history::after(&self.shared.conn, &names, after, limit)
+        let mut page = history::after(&self.shared.conn, &source, after, limit)
             .await
-            .map_err(|e| self.count("read", e))?;
-        // Expired entries wait for the next publish to trim them: gone.
-        page.entries.retain(|entry| !entry.expired(&names));
+            .map_err(|e| self.shared.count("read", e))?;
+        // Expired entries the next publish has not deleted yet (one
+        // without a time was not written by sser: it stays, to be rejected
+        // and counted below).
+        page.entries.retain(|entry| !entry.expired(&source));
         let missing = match page.entries.first() {
             Some(first) => first.seq > after.saturating_add(1),
             None => page.last_assigned > after,
@@ -507,13 +569,10 @@ impl Broker for RedisBroker {
     }
 
     async fn holds_after(&self, stream: &StreamKey, after: Position) -> Result<bool, BrokerError> {
-        if stream.topic().is_none() {
-            return self.local.holds_after(stream, after).await;
-        }
         let live = self.live(stream)?;
-        let (first, last) = history::first(&self.shared.conn, &self.shared.topic(&live))
+        let (first, last) = history::first(&self.shared.conn, &self.shared.source(&live))
             .await
-            .map_err(|e| self.count("read", e))?;
+            .map_err(|e| self.shared.count("read", e))?;
         let after = after.seq();
         Ok(match first {
             Some(first) => first <= after.saturating_add(1),
@@ -526,51 +585,35 @@ impl Broker for RedisBroker {
         stream: &StreamKey,
         event_id: &str,
     ) -> Result<Option<Position>, BrokerError> {
-        if stream.topic().is_none() {
-            return self.local.find(stream, event_id).await;
-        }
         let live = self.live(stream)?;
-        let seq = history::find(&self.shared.conn, &self.shared.topic(&live), event_id)
+        let seq = history::find(&self.shared.conn, &self.shared.source(&live), event_id)
             .await
-            .map_err(|e| self.count("find", e))?;
+            .map_err(|e| self.shared.count("find", e))?;
         Ok(seq.map(Position::from_seq))
     }
 
     async fn oldest(&self, stream: &StreamKey) -> Option<Position> {
-        if stream.topic().is_none() {
-            return self.local.oldest(stream).await;
-        }
         let live = self.live(stream).ok()?;
-        let (first, _) = history::first(&self.shared.conn, &self.shared.topic(&live))
+        let (first, _) = history::first(&self.shared.conn, &self.shared.source(&live))
             .await
-            .map_err(|e| self.count("read", e))
+            .map_err(|e| self.shared.count("read", e))
             .ok()?;
         first.map(Position::from_seq)
     }
 
-    fn usage(&self, stream: &StreamKey) -> (u64, u64) {
-        // Topic history is in Redis: reading its size on every metrics
-        // scrape would cost a round trip per topic.
-        match stream.topic() {
-            Some(_) => (0, 0),
-            None => self.local.usage(stream),
-        }
+    fn usage(&self, _stream: &StreamKey) -> (u64, u64) {
+        // History is in Redis: reading its size on every metrics scrape
+        // would cost a round trip per stream.
+        (0, 0)
     }
 
     fn followers(&self, stream: &StreamKey) -> Vec<Arc<Outbox>> {
-        match stream.topic() {
-            Some(_) => self
-                .live(stream)
-                .map_or_else(|_| Vec::new(), |live| live.followers.outboxes()),
-            None => self.local.followers(stream),
-        }
+        self.live(stream)
+            .map_or_else(|_| Vec::new(), |live| live.followers.outboxes())
     }
 
     fn follower_count(&self, stream: &StreamKey) -> usize {
-        match stream.topic() {
-            Some(_) => self.live(stream).map_or(0, |live| live.followers.len()),
-            None => self.local.follower_count(stream),
-        }
+        self.live(stream).map_or(0, |live| live.followers.len())
     }
 
     async fn flush(&self) -> Result<(), BrokerError> {

@@ -13,29 +13,45 @@
 //! - Retention, as on a single node: at most `cap` events (the topic's
 //!   `maxEvents`, bounded by `cluster.redis.maxStreamLength`) and none
 //!   older than its `maxAge`, measured on Redis' clock (each entry keeps
-//!   its time in field `a`). The oldest entries are trimmed exactly, a few
-//!   per publish (`MAX_TRIM`), so one publish never holds Redis long.
+//!   its time in field `w`). The oldest entries are trimmed exactly, a few
+//!   per publish (at most 256), so one publish never holds Redis long.
 //!   `maxBytes` is not applied in Redis (`maxStreamLength` bounds memory).
 //! - The id index `<p>ids:<topic>`: publisher id → the oldest position
 //!   holding it (`<seq>`), marked `<seq>*` once the id repeats and `*`
 //!   once that oldest one is trimmed while later ones may remain (then a
 //!   lookup scans, [`super::history::find`]). Entries go as the events
-//!   they name are trimmed, so the index never outgrows the Stream (bar
-//!   `*` marks of repeated ids, removed when a lookup finds no event).
+//!   they name are trimmed, so the index never outgrows the Stream, bar
+//!   the `*` marks of repeated ids, which stay until the topic is deleted.
+//!
+//! Identity inboxes and the presence feed use a second script
+//! ([`append_inbox`]): the same order and announcement, plus their
+//! retention (see `inboxes` for why it is applied this way):
+//! - positions: a stream whose counter is gone (new, or expired) starts at
+//!   the publishing node's clock in microseconds, like a single node's
+//!   in-memory inbox, so a position never names two events across an
+//!   inbox's lives in Redis;
+//! - age: each entry carries its publish time (`w`); expired entries at
+//!   the head (a few per publish) are deleted, and the stream and counter
+//!   get the age as their TTL, so an inbox nobody sends to any more
+//!   vanishes from Redis when its newest event expires.
+
+use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::entry;
+use super::keys::StreamNames;
 use crate::broker::{BrokerError, NewEvent};
+use crate::model::now_ms;
 
 /// KEYS: counter, stream, registry, epoch, id index. ARGV: cap, max age in
 /// ms (0: none), has-id, id, has-type, type, data, channel, live payload,
 /// topic id (checked in the registry when not empty, so a topic deleted on
 /// another node is not brought back), epoch. Sequences are handled as
 /// text (`%d`): past 10^14 Lua would print a number in exponent form.
-/// Returns the sequence, -1 when
-/// the topic is gone, -2 when the epoch is not the data set's.
+/// Returns the sequence, -1 when the topic is gone, -2 when the epoch is
+/// not the data set's.
 const PUBLISH: &str = r"
 if redis.call('GET', KEYS[4]) ~= ARGV[11] then
   return -2
@@ -49,7 +65,7 @@ end
 local seq = string.format('%d', redis.call('INCR', KEYS[1]))
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local add = {'XADD', KEYS[2], seq .. '-0', 'a', string.format('%d', now), 'd', ARGV[7]}
+local add = {'XADD', KEYS[2], seq .. '-0', 'd', ARGV[7], 'w', string.format('%d', now)}
 if ARGV[3] == '1' then
   table.insert(add, 'i')
   table.insert(add, ARGV[4])
@@ -79,7 +95,7 @@ if look > 0 then
   for i, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', look)) do
     local at, id = nil, nil
     for j = 1, #e[2], 2 do
-      if e[2][j] == 'a' then
+      if e[2][j] == 'w' then
         at = tonumber(e[2][j + 1])
       elseif e[2][j] == 'i' then
         id = e[2][j + 1]
@@ -113,12 +129,10 @@ pub(super) fn script() -> Script {
 }
 
 pub(super) struct Target<'a> {
-    pub(super) counter: &'a str,
-    pub(super) stream: &'a str,
+    pub(super) names: &'a StreamNames,
     pub(super) registry: &'a str,
     pub(super) epoch_key: &'a str,
     pub(super) ids: &'a str,
-    pub(super) channel: &'a str,
     pub(super) cap: u64,
     /// `maxAge` in milliseconds; 0: none.
     pub(super) max_age_ms: u64,
@@ -137,7 +151,7 @@ pub(super) enum Appended {
     OtherEpoch,
 }
 
-/// Appends `event`.
+/// Appends `event` to a topic.
 pub(super) async fn append(
     conn: &ConnectionManager,
     script: &Script,
@@ -148,8 +162,8 @@ pub(super) async fn append(
 ) -> Result<Appended, BrokerError> {
     let mut conn = conn.clone();
     let seq: i64 = script
-        .key(target.counter)
-        .key(target.stream)
+        .key(&target.names.counter)
+        .key(&target.names.stream)
         .key(target.registry)
         .key(target.epoch_key)
         .key(target.ids)
@@ -160,7 +174,7 @@ pub(super) async fn append(
         .arg(if event.kind.is_some() { "1" } else { "0" })
         .arg(event.kind.as_deref().unwrap_or(""))
         .arg(&event.data)
-        .arg(target.channel)
+        .arg(&target.names.channel)
         .arg(entry::live_payload(event))
         .arg(target.registered.unwrap_or(""))
         .arg(target.epoch)
@@ -171,18 +185,124 @@ pub(super) async fn append(
         return Ok(Appended::OtherEpoch);
     }
     let seq = u64::try_from(seq).map_err(|_| BrokerError::NotFound)?;
-    if wait_replicas > 0 {
-        let acked: u64 = redis::cmd("WAIT")
-            .arg(wait_replicas)
-            .arg(wait_timeout_ms)
-            .query_async(&mut conn)
-            .await
-            .map_err(super::unavailable)?;
-        if acked < wait_replicas {
-            return Err(BrokerError::Unavailable(format!(
-                "the event is stored on the Redis primary but only {acked} of {wait_replicas} replicas acknowledged it (cluster.redis.waitReplicas); it may be delivered, retry with the same id to be sure"
-            )));
-        }
-    }
+    wait_for_replicas(&mut conn, wait_replicas, wait_timeout_ms).await?;
     Ok(Appended::At(seq))
+}
+
+/// `cluster.redis.waitReplicas`: fails unless that many replicas have what
+/// this connection wrote.
+async fn wait_for_replicas(
+    conn: &mut ConnectionManager,
+    wait_replicas: u64,
+    wait_timeout_ms: u64,
+) -> Result<(), BrokerError> {
+    if wait_replicas == 0 {
+        return Ok(());
+    }
+    let acked: u64 = redis::cmd("WAIT")
+        .arg(wait_replicas)
+        .arg(wait_timeout_ms)
+        .query_async(conn)
+        .await
+        .map_err(super::unavailable)?;
+    if acked < wait_replicas {
+        return Err(BrokerError::Unavailable(format!(
+            "the event is stored on the Redis primary but only {acked} of {wait_replicas} replicas acknowledged it (cluster.redis.waitReplicas); it may be delivered, retry with the same id to be sure"
+        )));
+    }
+    Ok(())
+}
+
+/// KEYS: counter, stream. ARGV: cap, has-id, id, has-type, type, data,
+/// channel, live payload, now (Unix ms), max age (ms, `0`: none), first
+/// sequence (for a stream without a counter). Sequences stay strings in
+/// Lua: a clock-seeded one has more digits than Lua prints exactly.
+const PUBLISH_INBOX: &str = r"
+local seq
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCR', KEYS[1])
+  seq = redis.call('GET', KEYS[1])
+else
+  seq = ARGV[11]
+  redis.call('SET', KEYS[1], seq)
+end
+local max_age = tonumber(ARGV[10])
+if max_age > 0 then
+  local cutoff = tonumber(ARGV[9]) - max_age
+  local expired = {}
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 32)) do
+    local at = nil
+    local f = e[2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 'w' then at = tonumber(f[i + 1]) end
+    end
+    if at ~= nil and at >= cutoff then break end
+    table.insert(expired, e[1])
+  end
+  if #expired > 0 then
+    redis.call('XDEL', KEYS[2], unpack(expired))
+  end
+end
+local add = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'd', ARGV[6], 'w', ARGV[9]}
+if ARGV[2] == '1' then
+  table.insert(add, 'i')
+  table.insert(add, ARGV[3])
+end
+if ARGV[4] == '1' then
+  table.insert(add, 't')
+  table.insert(add, ARGV[5])
+end
+redis.call(unpack(add))
+if max_age > 0 then
+  redis.call('PEXPIRE', KEYS[1], max_age)
+  redis.call('PEXPIRE', KEYS[2], max_age)
+end
+redis.call('PUBLISH', ARGV[7], seq .. '\n' .. ARGV[8])
+return seq
+";
+
+pub(super) fn inbox_script() -> Script {
+    Script::new(PUBLISH_INBOX)
+}
+
+/// Where [`append_inbox`] writes, and the retention it applies.
+pub(super) struct InboxTarget<'a> {
+    pub(super) names: &'a StreamNames,
+    pub(super) cap: u64,
+    pub(super) max_age: Option<Duration>,
+}
+
+/// Appends `event` to an inbox (or the presence feed); returns its sequence.
+pub(super) async fn append_inbox(
+    conn: &ConnectionManager,
+    script: &Script,
+    target: InboxTarget<'_>,
+    event: &NewEvent,
+    wait_replicas: u64,
+    wait_timeout_ms: u64,
+) -> Result<u64, BrokerError> {
+    let mut conn = conn.clone();
+    let now = now_ms();
+    let max_age = target.max_age.map_or(0, |age| {
+        u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
+    });
+    let seq: u64 = script
+        .key(&target.names.counter)
+        .key(&target.names.stream)
+        .arg(target.cap)
+        .arg(if event.id.is_some() { "1" } else { "0" })
+        .arg(event.id.as_deref().unwrap_or(""))
+        .arg(if event.kind.is_some() { "1" } else { "0" })
+        .arg(event.kind.as_deref().unwrap_or(""))
+        .arg(&event.data)
+        .arg(&target.names.channel)
+        .arg(entry::live_payload(event))
+        .arg(now)
+        .arg(max_age)
+        .arg(now.saturating_mul(1000).max(1))
+        .invoke_async(&mut conn)
+        .await
+        .map_err(super::unavailable)?;
+    wait_for_replicas(&mut conn, wait_replicas, wait_timeout_ms).await?;
+    Ok(seq)
 }

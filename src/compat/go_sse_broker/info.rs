@@ -10,7 +10,11 @@
 //!   address, start_time, device_count}`;
 //! - nothing: `{instance_count, user_count, device_count, instances}`.
 //!
-//! One node is one instance until cluster mode. Times are
+//! In a cluster every live node is an instance (its advertised address,
+//! `cluster.advertisedAddr`, from its heartbeat record) and the counts,
+//! users and devices are the whole cluster's; a device on another node
+//! shows that node's address as `instance_address` and an empty
+//! `last_frame_id` (only its node knows it). Redis away: 503. Times are
 //! `"YYYY-MM-DD HH:MM:SS"`, in UTC (the original used its local zone).
 //! `last_touch_time` of a connected device is now (its stream is open and
 //! heartbeats); `last_frame_id` is the id of the last event it was sent (a
@@ -29,8 +33,9 @@ use super::auth::Need;
 use super::envelope::{Envelope, Failure};
 use super::params::Params;
 use super::{Broker, GET_POST, method_check};
+use crate::http::error::ApiError;
 use crate::http::remote::Remote;
-use crate::hub::{Connection, Selector};
+use crate::hub::{AppCounts, Listed, Selector};
 use crate::identity::claims::check_name;
 use crate::model::now_ms;
 
@@ -47,53 +52,66 @@ pub(super) async fn info(
         return early;
     }
     let outcome = match b.admit(Need::Monitor, peer, request).await {
-        Ok(params) => b.info(&params),
+        Ok(params) => b.info(&params).await,
         Err(e) => Err(e),
     };
     Envelope::new(started, outcome).into_response()
 }
 
 impl Broker {
-    fn info(&self, params: &Params) -> Result<Value, Failure> {
+    async fn info(&self, params: &Params) -> Result<Value, Failure> {
         for key in ["uid", "device"] {
             if let Some(name) = params.get(key) {
                 check_name(name).map_err(|why| Failure::bad_request(format!("{key} {why}")))?;
             }
         }
         if let Some(device) = params.get("device") {
-            return Ok(self.device_info(params.get("uid"), device));
+            return self.device_info(params.get("uid"), device).await;
         }
         if let Some(uid) = params.get("uid") {
-            return Ok(self.user_info(uid));
+            return self.user_info(uid).await;
         }
+        let counts = self.counts().await?;
         if let Some(address) = params.get("address").or_else(|| params.get("ip")) {
-            return Ok(self.instance_info(Some(address)));
+            return Ok(self.instance_info(Some(address), &counts));
         }
-        let (users, devices) = self.state.hub.connections().app_counts(&self.app);
+        let instances = self.instances(&counts);
         Ok(json!({
-            "instance_count": 1,
-            "user_count": users,
-            "device_count": devices,
-            "instances": [self.instance_info(None)],
+            "instance_count": instances.len(),
+            "user_count": counts.users,
+            "device_count": counts.connections,
+            "instances": instances,
         }))
     }
 
-    fn device_info(&self, uid: Option<&str>, device: &str) -> Value {
+    async fn counts(&self) -> Result<AppCounts, Failure> {
+        self.state
+            .hub
+            .app_counts(&self.app)
+            .await
+            .map_err(|e| Failure::from(ApiError::from(e)))
+    }
+
+    async fn device_info(&self, uid: Option<&str>, device: &str) -> Result<Value, Failure> {
         let users: Vec<Arc<str>> = match uid {
             Some(uid) => vec![Arc::from(uid)],
             None => self.devices.users(device),
         };
-        let connections = self.state.hub.connections();
         for user in &users {
-            let page = connections.page(Some(Selector::Device(&self.app, user, device)), None, 1);
+            let page = self
+                .state
+                .hub
+                .connection_page(Some(Selector::Device(&self.app, user, device)), None, 1)
+                .await
+                .map_err(|e| Failure::from(ApiError::from(e)))?;
             if let Some(conn) = page.connections.first() {
                 let mut info = self.describe(conn);
                 info["online"] = json!(true);
-                return info;
+                return Ok(info);
             }
         }
         let uid = uid.unwrap_or_default();
-        json!({
+        Ok(json!({
             "online": false,
             "device_id": if uid.is_empty() { String::new() } else { device_id(&self.app, uid, device) },
             "device_name": device,
@@ -103,40 +121,66 @@ impl Broker {
             "device_address": "",
             "last_touch_time": "",
             "last_frame_id": "",
-        })
+        }))
     }
 
-    fn user_info(&self, uid: &str) -> Value {
-        let page = self.state.hub.connections().page(
-            Some(Selector::User(&self.app, uid)),
-            None,
-            MAX_DEVICES,
-        );
+    async fn user_info(&self, uid: &str) -> Result<Value, Failure> {
+        let page = self
+            .state
+            .hub
+            .connection_page(Some(Selector::User(&self.app, uid)), None, MAX_DEVICES)
+            .await
+            .map_err(|e| Failure::from(ApiError::from(e)))?;
         let Some(first) = page.connections.iter().map(|c| c.opened_at_ms()).min() else {
-            return json!({
+            return Ok(json!({
                 "online": false,
                 "uid": uid,
                 "login_time": "",
                 "last_touch_time": "",
                 "devices": [],
-            });
+            }));
         };
         let devices: Vec<Value> = page.connections.iter().map(|c| self.describe(c)).collect();
-        json!({
+        Ok(json!({
             "online": true,
             "uid": uid,
             "login_time": broker_time(first),
             "last_touch_time": broker_time(now_ms()),
             "devices": devices,
-        })
+        }))
     }
 
-    /// This node, when `address` is absent or names it.
-    fn instance_info(&self, address: Option<&str>) -> Value {
+    /// Every instance: this node, and in a cluster every other live node.
+    fn instances(&self, counts: &AppCounts) -> Vec<Value> {
+        let mut out = vec![self.instance_info(None, counts)];
+        let cluster = &self.state.hub.metrics().cluster;
+        if cluster.is_on() {
+            let this = cluster.this_node();
+            for node in cluster.nodes().into_iter().filter(|n| n.id != this) {
+                out.push(self.other_instance(&node, counts));
+            }
+        }
+        out
+    }
+
+    /// This node, when `address` is absent or names it; in a cluster, the
+    /// live node whose advertised address it names.
+    fn instance_info(&self, address: Option<&str>, counts: &AppCounts) -> Value {
+        let names = |addr: &str| {
+            address
+                .is_none_or(|a| a == addr || addr.rsplit_once(':').is_some_and(|(ip, _)| ip == a))
+        };
         let ours = &self.settings.instance_address;
-        let is_ours = address
-            .is_none_or(|a| a == ours || ours.rsplit_once(':').is_some_and(|(ip, _)| ip == a));
-        if !is_ours {
+        if !names(ours) {
+            let cluster = &self.state.hub.metrics().cluster;
+            let this = cluster.this_node();
+            let other = cluster
+                .nodes()
+                .into_iter()
+                .find(|n| n.id != this && cluster.is_on() && names(&n.addr));
+            if let Some(node) = other {
+                return self.other_instance(&node, counts);
+            }
             return json!({
                 "online": false,
                 "version": "",
@@ -155,24 +199,35 @@ impl Broker {
         })
     }
 
+    /// Another live node of the cluster.
+    fn other_instance(&self, node: &crate::metrics::NodeSeen, counts: &AppCounts) -> Value {
+        let devices = counts
+            .nodes
+            .iter()
+            .find(|(id, _, _)| *id == node.id)
+            .map_or(0, |(_, _, n)| *n);
+        json!({
+            "online": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "address": node.addr,
+            "start_time": broker_time(node.started_ms),
+            "device_count": devices,
+        })
+    }
+
     /// One connected device, in the original's `Device` shape.
-    fn describe(&self, conn: &Connection) -> Value {
+    fn describe(&self, conn: &Listed) -> Value {
         let (user, device) = conn
             .owner()
-            .map(|o| {
-                (
-                    o.user.to_string(),
-                    o.device.as_deref().unwrap_or_default().to_string(),
-                )
-            })
+            .map(|(_, user, device)| (user.to_string(), device.unwrap_or_default().to_string()))
             .unwrap_or_default();
         json!({
             "device_id": device_id(&self.app, &user, &device),
             "device_name": device,
             "uid": user,
             "login_time": broker_time(conn.opened_at_ms()),
-            "instance_address": self.settings.instance_address,
-            "device_address": conn.remote().map(|a| a.to_string()).unwrap_or_default(),
+            "instance_address": conn.node_addr().unwrap_or(&self.settings.instance_address),
+            "device_address": conn.remote().unwrap_or_default(),
             "last_touch_time": broker_time(now_ms()),
             "last_frame_id": conn.last_event_id().unwrap_or_default(),
         })

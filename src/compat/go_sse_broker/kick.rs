@@ -5,7 +5,8 @@
 //! of each user who has one). Each ends with `sys_kick_offline`, whose data
 //! is `data`. It is the native kick (`POST /api/v1/kick`): the registry ends
 //! them and presence reports them `kicked`. The client may reconnect at
-//! once, as there.
+//! once, as there. In a cluster it reaches every node (503 when Redis is
+//! away).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,7 @@ use super::envelope::{Envelope, Failure};
 use super::params::Params;
 use super::targets::Targets;
 use super::{Broker, GET_POST, method_check};
+use crate::http::error::ApiError;
 use crate::http::kick::MAX_REASON_LEN;
 use crate::http::remote::Remote;
 use crate::hub::{EndReason, Selector};
@@ -33,14 +35,14 @@ pub(super) async fn kick(
         return early;
     }
     let outcome = match b.admit(Need::Operator, peer, request).await {
-        Ok(params) => b.kick(&params),
+        Ok(params) => b.kick(&params).await,
         Err(e) => Err(e),
     };
     Envelope::new(started, outcome).into_response()
 }
 
 impl Broker {
-    fn kick(&self, params: &Params) -> Result<Value, Failure> {
+    async fn kick(&self, params: &Params) -> Result<Value, Failure> {
         let identity = self.identity()?;
         if params.list("uid").is_empty() && params.list("device").is_empty() {
             return Err(Failure::bad_request(
@@ -65,11 +67,12 @@ impl Broker {
                 .iter()
                 .map(|(user, device)| Selector::Device(&self.app, user, device)),
         );
-        let ended = self.state.hub.connections().kick(
-            &selectors,
-            Vec::new(),
-            &EndReason::Kicked { reason: data },
-        );
+        let ended = self
+            .state
+            .hub
+            .kick(&selectors, Vec::new(), &EndReason::Kicked { reason: data })
+            .await
+            .map_err(|e| Failure::from(ApiError::from(e)))?;
         tracing::info!(ended, "go-sse-broker kick");
         Ok(json!(ended))
     }

@@ -26,10 +26,7 @@ use serde_json::{Map, Value, json};
 use super::NsState;
 use super::auth::{self, Caller};
 use crate::http::error::ApiError;
-use crate::hub::{Connection, Selector};
-
-/// Connections read from the registry per step.
-const PAGE: usize = 1000;
+use crate::hub::{Listed, Selector};
 
 /// `GET /connections/{app}` → `{user: {conn_id: Connection}}`, or 204.
 pub async fn by_app(
@@ -40,10 +37,10 @@ pub async fn by_app(
 ) -> Result<Response, ApiError> {
     allowed(&ns, &headers, &uri, &app).await?;
     let mut users: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for conn in all(&ns, Selector::App(&app)) {
-        if let Some(owner) = conn.owner() {
+    for conn in all(&ns, Selector::App(&app)).await? {
+        if let Some((_, user, _)) = conn.owner() {
             users
-                .entry(owner.user.to_string())
+                .entry(user.to_string())
                 .or_default()
                 .insert(conn.id().to_string(), entry(&conn));
         }
@@ -60,6 +57,7 @@ pub async fn by_user(
 ) -> Result<Response, ApiError> {
     allowed(&ns, &headers, &uri, &app).await?;
     let conns: Map<String, Value> = all(&ns, Selector::User(&app, &user))
+        .await?
         .iter()
         .map(|conn| (conn.id().to_string(), entry(conn)))
         .collect();
@@ -86,24 +84,15 @@ async fn allowed(ns: &NsState, headers: &HeaderMap, uri: &Uri, app: &str) -> Res
     }
 }
 
-/// Every connection `selector` picks, page by page (no lock held between).
-fn all(ns: &NsState, selector: Selector<'_>) -> Vec<std::sync::Arc<Connection>> {
-    let registry = ns.ctx.state.hub.connections();
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = registry.page(Some(selector), after.as_deref(), PAGE);
-        out.extend(page.connections);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return out,
-        }
-    }
+/// Every connection `selector` picks, on every node of a cluster, page by
+/// page (no lock held between).
+async fn all(ns: &NsState, selector: Selector<'_>) -> Result<Vec<Listed>, ApiError> {
+    Ok(ns.ctx.state.hub.all_connections(selector).await?)
 }
 
 /// One connection in the original's shape.
-fn entry(conn: &Connection) -> Value {
-    let (app, user) = conn.owner().map_or(("", ""), |o| (&*o.app, &*o.user));
+fn entry(conn: &Listed) -> Value {
+    let (app, user) = conn.owner().map_or(("", ""), |(app, user, _)| (app, user));
     json!({
         "id": conn.id(),
         "created_at": conn.opened_at_ms() / 1000,
