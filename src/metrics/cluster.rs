@@ -31,6 +31,7 @@ pub struct NodeSeen {
 /// from).
 pub const REDIS_OPS: &[&str] = &[
     "catch_up",
+    "control",
     "directory",
     "epoch",
     "find",

@@ -35,7 +35,7 @@ fn stream_len(cluster: &Cluster, topic: &str) -> u64 {
         .expect("XLEN")
 }
 
-/// When entry `seq` of a topic's Stream was appended (its `a` field, ms).
+/// When entry `seq` of a topic's Stream was appended (its `w` field, ms).
 fn appended_ms(cluster: &Cluster, topic: &str, seq: u64) -> u64 {
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(format!("sser:stream:{topic}"))
@@ -45,7 +45,7 @@ fn appended_ms(cluster: &Cluster, topic: &str, seq: u64) -> u64 {
         .expect("XRANGE");
     entries
         .first()
-        .and_then(|(_, fields)| fields.iter().find(|(name, _)| name == "a"))
+        .and_then(|(_, fields)| fields.iter().find(|(name, _)| name == "w"))
         .and_then(|(_, at)| at.parse().ok())
         .expect("the entry's time")
 }
