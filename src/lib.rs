@@ -118,6 +118,9 @@ pub struct Server {
     /// Presence webhooks, when `presence.webhooks.urls` has any; drained at
     /// shutdown.
     webhooks: Option<Arc<presence::Webhooks>>,
+    /// Presence across the cluster, on a member: drained at shutdown
+    /// before the node leaves.
+    cluster_presence: Option<Arc<presence::cluster::ClusterPresence>>,
     state: Arc<http::AppState>,
     /// The main listener's router: the API, with the compatibility
     /// profiles placed on it.
@@ -178,7 +181,20 @@ impl Server {
             hub.attach_directory(redis.directory());
         }
         readiness.set("hub", true, "serving");
-        let (presence, webhooks) = start_presence(&config, &hub).await?;
+        let Presence {
+            tracker: presence,
+            webhooks,
+            cluster: cluster_presence,
+        } = start_presence(&config, &hub, cluster.as_ref(), shutdown.child_token()).await?;
+        if let Some(redis) = &cluster
+            && config.compat.notification_service.mount().enabled
+        {
+            compat::notification_service::producers::start(
+                hub.clone(),
+                redis,
+                hub.metrics().clone(),
+            );
+        }
         let identity = match config.identity.is_on() {
             true => Some(
                 identity::Tokens::start(
@@ -248,6 +264,7 @@ impl Server {
             identity,
             presence,
             webhooks,
+            cluster_presence,
             state,
             app,
             compat,
@@ -349,14 +366,26 @@ impl Server {
             self.config.server.shutdown_timeout.0,
         )
         .await;
-        // The other nodes stop counting this one now, not after its TTL.
-        if let Some(cluster) = &self.cluster {
-            cluster.leave().await;
-        }
         // The streams have ended: offlines still in their grace go out now
         // (reason `shutdown`), and the webhooks get the same bound to
         // deliver what is queued.
         let flushed = self.presence.shutdown();
+        // In a cluster they go through the presence ledger first, before
+        // the node leaves: once it has left, a survivor would clear its
+        // presence as a dead node's (`node_lost`).
+        if let Some(cluster_presence) = &self.cluster_presence
+            && !cluster_presence
+                .leave(self.config.server.shutdown_timeout.0)
+                .await
+        {
+            tracing::warn!(
+                "this node's presence is not all cleared in the cluster's Redis; a survivor clears the rest (node_lost)"
+            );
+        }
+        // The other nodes stop counting this one now, not after its TTL.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         if let Some(webhooks) = &self.webhooks
             && !webhooks.drain(self.config.server.shutdown_timeout.0).await
         {
@@ -374,12 +403,24 @@ impl Server {
     }
 }
 
+/// What [`start_presence`] starts.
+struct Presence {
+    tracker: presence::PresenceTracker,
+    webhooks: Option<Arc<presence::Webhooks>>,
+    cluster: Option<Arc<presence::cluster::ClusterPresence>>,
+}
+
 /// Presence: the tracker fed by the registry's identity connections, and
-/// its sinks (the presence stream, and the webhooks when configured).
+/// its sinks (the presence stream, and the webhooks when configured). On a
+/// cluster member the tracker's events go through the cluster's presence
+/// ledger first, which passes on the cluster-wide ones, and go-sse-broker's
+/// Redis channels are a sink too when its profile is on.
 async fn start_presence(
     config: &Config,
     hub: &Arc<Hub>,
-) -> Result<(presence::PresenceTracker, Option<Arc<presence::Webhooks>>), StartError> {
+    cluster: Option<&Arc<broker::RedisBroker>>,
+    shutdown: CancellationToken,
+) -> Result<Presence, StartError> {
     let webhooks = webhook_settings(config)
         .map(|settings| presence::Webhooks::start(settings, hub.metrics().clone()))
         .transpose()?;
@@ -387,9 +428,47 @@ async fn start_presence(
     if let Some(webhooks) = &webhooks {
         sinks.push(webhooks.clone());
     }
-    let tracker = presence::PresenceTracker::new(presence_settings(config), Arc::new(sinks));
+    let mut settings = presence_settings(config);
+    let Some(redis) = cluster else {
+        let tracker = presence::PresenceTracker::new(settings, Arc::new(sinks));
+        hub.connections().attach_presence(Arc::new(tracker.clone()));
+        return Ok(Presence {
+            tracker,
+            webhooks,
+            cluster: None,
+        });
+    };
+    if config.compat.go_sse_broker.mount().enabled {
+        let app = config
+            .compat
+            .go_sse_broker
+            .app
+            .clone()
+            .unwrap_or_else(|| config.identity.default_app.clone());
+        sinks.push(compat::go_sse_broker::presence::presence_channels(
+            redis.clone(),
+            app,
+        ));
+    }
+    let lost = presence::cluster::LostNodeSettings {
+        check_interval: config.cluster.node_check_interval.0,
+        claim: config.cluster.node_ttl.0,
+    };
+    let cluster_presence = presence::cluster::ClusterPresence::start(
+        redis.presence_ledger(),
+        Arc::new(sinks),
+        lost,
+        hub.metrics().clone(),
+        shutdown,
+    );
+    settings.node = Some(redis.node_id().to_string());
+    let tracker = presence::PresenceTracker::new(settings, cluster_presence.clone());
     hub.connections().attach_presence(Arc::new(tracker.clone()));
-    Ok((tracker, webhooks))
+    Ok(Presence {
+        tracker,
+        webhooks,
+        cluster: Some(cluster_presence),
+    })
 }
 
 /// Waits for shutdown (or for serving to fail), then gives open

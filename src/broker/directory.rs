@@ -112,6 +112,11 @@ pub enum Ending {
 pub enum Command {
     /// End these connections of this node, with this farewell.
     End { ids: Vec<String>, why: Ending },
+    /// The node has (re)connected to Redis, which may have lost its entries
+    /// (restarted empty) or let another node sweep them (this node's
+    /// heartbeat lapsed while it could not reach Redis): record every
+    /// identity connection of this node again ([`Directory::joined`]).
+    Rejoin,
 }
 
 /// Identity connections of one application across the cluster.

@@ -33,7 +33,7 @@ pub use event::{Delivery, InvalidEvent, NewEvent, Published};
 pub use followers::{FollowTicket, Followers};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
-pub use redis::{RedisBroker, RedisDirectory, RedisSettings};
+pub use redis::{RawMessage, RedisBroker, RedisDirectory, RedisSettings};
 
 use crate::model::{Position, Retention, StreamKey};
 use crate::store::{StoreError, TopicRecord};

@@ -18,6 +18,10 @@ pub struct ClusterConfig {
     /// the others stop counting a node that died within about this long.
     /// Refreshed every third of it.
     pub node_ttl: Span,
+    /// How often each node looks for dead nodes whose presence must be
+    /// cleared (`SSER_CLUSTER_NODE_CHECK_INTERVAL`): a dead node's users go
+    /// offline (`node_lost`) within `nodeTtl` plus this.
+    pub node_check_interval: Span,
     /// The address this node tells the others and shows on the dashboard
     /// (`SSER_CLUSTER_ADVERTISE_ADDR`), `host:port`: where it is reached
     /// when its listener's own address (often `0.0.0.0:8889` in a
@@ -30,6 +34,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             redis: RedisConfig::default(),
             node_ttl: Span(std::time::Duration::from_secs(15)),
+            node_check_interval: Span(std::time::Duration::from_secs(5)),
             advertise_addr: None,
         }
     }
@@ -129,6 +134,12 @@ impl ClusterConfig {
                 "cluster.nodeTtl (SSER_CLUSTER_NODE_TTL) must be at least 1s".into(),
             ));
         }
+        if self.node_check_interval.0 < std::time::Duration::from_millis(100) {
+            return Err(ConfigError(
+                "cluster.nodeCheckInterval (SSER_CLUSTER_NODE_CHECK_INTERVAL) must be at least 100ms"
+                    .into(),
+            ));
+        }
         self.advertise_addr = self
             .advertise_addr
             .take()
@@ -216,6 +227,7 @@ mod tests {
             ("SSER_CLUSTER_REDIS_MAX_STREAM_LENGTH", "500"),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "500ms"),
             ("SSER_CLUSTER_NODE_TTL", "3s"),
+            ("SSER_CLUSTER_NODE_CHECK_INTERVAL", "1s"),
             ("SSER_CLUSTER_ADVERTISE_ADDR", " sser-2.internal:8889 "),
         ])
         .unwrap();
@@ -229,6 +241,7 @@ mod tests {
         assert_eq!(r.prefix, "app1:");
         assert_eq!(r.timeout.0.as_millis(), 500);
         assert_eq!(c.cluster.node_ttl.0.as_secs(), 3);
+        assert_eq!(c.cluster.node_check_interval.0.as_secs(), 1);
     }
 
     #[test]
@@ -248,6 +261,11 @@ mod tests {
             ),
             ("SSER_CLUSTER_REDIS_TIMEOUT", "0s", "cluster.redis.timeout"),
             ("SSER_CLUSTER_NODE_TTL", "500ms", "cluster.nodeTtl"),
+            (
+                "SSER_CLUSTER_NODE_CHECK_INTERVAL",
+                "10ms",
+                "cluster.nodeCheckInterval",
+            ),
             (
                 "SSER_CLUSTER_ADVERTISE_ADDR",
                 "sser-2",

@@ -134,6 +134,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("SSER_CLUSTER_REDIS_TIMEOUT", "cluster.redis.timeout"),
     ("SSER_CLUSTER_NODE_TTL", "cluster.nodeTtl"),
+    (
+        "SSER_CLUSTER_NODE_CHECK_INTERVAL",
+        "cluster.nodeCheckInterval",
+    ),
     ("SSER_CLUSTER_ADVERTISE_ADDR", "cluster.advertiseAddr"),
     ("SSER_LOG", "log.level"),
     ("SSER_LOG_FORMAT", "log.format"),

@@ -216,6 +216,33 @@ fn cluster_series(c: &crate::metrics::ClusterMetrics, out: &mut String) {
             "sser_cluster_redis_errors_total{{op=\"{op}\"}} {count}"
         );
     }
+    let (delivered, rejected) = c.producer_messages();
+    for (name, help, value) in [
+        (
+            "sser_cluster_presence_dropped_total",
+            "Presence changes of this node's connections that never reached the cluster's presence ledger (Redis away too long).",
+            c.presence_dropped_total(),
+        ),
+        (
+            "sser_cluster_nodes_lost_total",
+            "Dead nodes whose presence this node cleared, emitting their offlines with reason node_lost.",
+            c.nodes_lost_total(),
+        ),
+        (
+            "sser_cluster_producer_messages_total",
+            "Messages of sse-notification-service producers (PUBLISH {app}:channel:{user}) delivered to their user's inbox.",
+            delivered,
+        ),
+        (
+            "sser_cluster_producer_rejected_total",
+            "Messages of sse-notification-service producers dropped: not {id, type, data: flat string map}, or no room to queue them.",
+            rejected,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
     let _ = writeln!(
         out,
         "# HELP sser_cluster_directory_dropped_total Directory writes (connections joined or left) dropped because Redis was away and their queue was full."

@@ -114,6 +114,7 @@ impl Hub {
                         let _ = hub.connections.end(&id, why.clone(), None);
                     }
                 }
+                Command::Rejoin => hub.connections.rejoin(),
             }
         }
     }

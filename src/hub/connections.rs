@@ -177,6 +177,32 @@ impl Connections {
         self.directory.get()
     }
 
+    /// Records every identity connection of this node in the directory
+    /// again (after Redis came back, possibly without them).
+    pub(crate) fn rejoin(&self) {
+        let identity: Vec<Arc<Connection>> = self
+            .inner
+            .lock()
+            .by_id
+            .iter()
+            .filter(|c| c.0.owner().is_some())
+            .map(|c| c.0.clone())
+            .collect();
+        for conn in &identity {
+            self.directory.joined(conn);
+        }
+        // One that left in between may have queued its `left` before the
+        // `joined` above: queue it again, after.
+        let gone: Vec<Arc<Connection>> = {
+            let r = self.inner.lock();
+            identity
+                .into_iter()
+                .filter(|c| !r.by_id.contains(c.id()))
+                .collect()
+        };
+        self.directory.left(&gone);
+    }
+
     /// Where identity connections report opening and closing. Set once, at
     /// start-up, before any connection opens; a second call is ignored.
     pub fn attach_presence(&self, hook: Arc<dyn PresenceHook>) {

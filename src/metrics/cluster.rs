@@ -38,6 +38,7 @@ pub const REDIS_OPS: &[&str] = &[
     "follow",
     "heartbeat",
     "leave",
+    "presence",
     "publish",
     "read",
     "registry",
@@ -54,6 +55,16 @@ pub struct ClusterMetrics {
     errors: AtomicU64,
     /// Failed Redis requests by operation (a handful of names).
     errors_by_op: parking_lot::Mutex<Vec<(&'static str, u64)>>,
+    /// Presence ops (a connection's user/device coming or going on this
+    /// node) that never reached the ledger.
+    presence_dropped: AtomicU64,
+    /// Dead nodes whose presence this node cleared (`node_lost`).
+    nodes_lost: AtomicU64,
+    /// Messages of outside producers (sse-notification-service `PUBLISH
+    /// {app}:channel:{user}`): delivered, and dropped as invalid or for
+    /// lack of room.
+    producer_delivered: AtomicU64,
+    producer_rejected: AtomicU64,
     /// Directory writes dropped because the queue was full (Redis away).
     directory_dropped: AtomicU64,
 }
@@ -112,6 +123,38 @@ impl ClusterMetrics {
 
     pub fn redis_errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn presence_dropped(&self) {
+        self.presence_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn presence_dropped_total(&self) -> u64 {
+        self.presence_dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn node_lost(&self) {
+        self.nodes_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn nodes_lost_total(&self) -> u64 {
+        self.nodes_lost.load(Ordering::Relaxed)
+    }
+
+    pub fn producer_delivered(&self) {
+        self.producer_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn producer_rejected(&self) {
+        self.producer_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (delivered, rejected) producer messages.
+    pub fn producer_messages(&self) -> (u64, u64) {
+        (
+            self.producer_delivered.load(Ordering::Relaxed),
+            self.producer_rejected.load(Ordering::Relaxed),
+        )
     }
 
     pub fn directory_dropped(&self) {

@@ -30,12 +30,15 @@
 //!
 //! # Mapping onto go-sse-broker's `StateChange`
 //!
-//! `{uid, device_id, trigger_time, reason, payload}` on channel
-//! `sse_topic_<kind>`: `uid` = `user`, `device_id` = `device`,
-//! `trigger_time` = `at` formatted, and reasons `connected` → `connected`,
-//! `disconnected` → `disconnect`, `expired` → `disconnect`, `kicked` →
-//! `kick_offline`, `taken_over` → `extrude_offline`, `shutdown` →
-//! `instance_close`, `node_lost` → `instance_clear`.
+//! See `compat::go_sse_broker::presence`: `{uid, device, device_id,
+//! trigger_time, reason, payload}` on channel `sse_topic_<kind>`, reasons
+//! `connected` → `device_connected`, `disconnected` and `expired` →
+//! `device_disconnect`, `kicked` → `kick_offline`, `taken_over` →
+//! `extrude_offline`, `shutdown` → `instance_close`, `node_lost` →
+//! `instance_clear`.
+//!
+//! In a cluster, `node` is the id of the node that emitted the event, or
+//! for `node_lost` the node that died (where the connection was).
 
 use serde::{Deserialize, Serialize};
 

@@ -8,6 +8,10 @@
 //! tracker wait. The presence stream (`GET /api/v1/presence/stream`) is fed
 //! by another ([`stream`]). The hub's registry drives the tracker through
 //! [`hook`]: identity connections opening and closing, with their reasons.
+//! On a cluster member, [`cluster`] stands between the tracker and the
+//! sinks: the Redis ledger decides which transitions are cluster-wide (and
+//! who emits them), and a survivor emits a dead node's offlines
+//! (`node_lost`).
 //!
 //! | file | role |
 //! |---|---|
@@ -19,7 +23,9 @@
 //! | `retry` | which failures are retried, exponential back-off with jitter |
 //! | `hook` | the tracker as the hub registry's presence hook |
 //! | `stream` | the sink that publishes onto the presence stream |
+//! | `cluster` | presence across nodes: the ledger writer, dead-node clean-up |
 
+pub mod cluster;
 pub mod event;
 pub mod hook;
 pub mod retry;

@@ -350,3 +350,33 @@ async fn go_sse_broker_info_take_over_and_kick_span_the_nodes() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_lost_the_directory_gets_every_nodes_connections_back() {
+    let cluster = cluster(&[]);
+    let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let (mut on_a, id) = open(&a, "u7", Some("phone")).await;
+    wait_listed(&b, "app=shop&user=u7", &[&id]).await;
+
+    // Redis comes back empty (a restart without its files): every key
+    // goes, and every node's listener reconnects.
+    let mut redis = cluster.redis.client();
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut redis)
+        .expect("FLUSHALL");
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query::<i64>(&mut redis)
+        .expect("CLIENT KILL");
+    wait_listed(&b, "app=shop&user=u7", &[&id]).await;
+    // A holds the device again: taking it over from C ends A's stream.
+    let (_on_c, _) = open(&c, "u7", Some("phone")).await;
+    let names = until_end(&mut on_a).await;
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("sser.taken_over"),
+        "{names:?}"
+    );
+}

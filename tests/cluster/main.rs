@@ -20,6 +20,7 @@ mod inboxes;
 mod load_balancer;
 mod nodes;
 mod outage;
+mod presence;
 mod redis_server;
 mod storm;
 mod topics;

@@ -16,7 +16,9 @@
 //! Every read passes over entries whose node is not live, so a node that
 //! died holds nothing: its device owners no longer count at a claim, its
 //! connections drop out of listings as soon as its heartbeat expires
-//! (`cluster.nodeTtl`), and the writer's sweep removes them later.
+//! (`cluster.nodeTtl`), and the writer's sweep removes them later. After
+//! every (re)connect of the listener the hub records all this node's
+//! connections again (`Command::Rejoin`): Redis may have come back empty.
 
 use std::sync::Arc;
 

@@ -37,6 +37,22 @@ if node then return {'ok', node, conn} end
 return {'ok'}
 ";
 
+/// KEYS: the device's owner. ARGV: `"<node> <conn>"` of a connection
+/// being recorded, its node, the node record prefix. Makes it the owner
+/// unless a live connection of another node is: after a claim it is already
+/// (a no-op); after Redis lost the owner (restarted empty) it is again; a
+/// connection that took the device over on another node meanwhile keeps it.
+pub(super) const OWN: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return 0 end
+if held then
+  local node = string.match(held, '^(%S+) ')
+  if node and node ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. node) == 1 then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+";
+
 /// KEYS: the device's owner. ARGV: `"<node> <conn>"` of the claim to
 /// undo, the previous owner's (or empty). Only while the claim still owns
 /// the device.

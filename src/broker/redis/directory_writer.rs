@@ -7,7 +7,9 @@
 //! before its `joined`. The queue is bounded ([`QUEUE`]): what does not fit
 //! while Redis is away is dropped and counted
 //! (`sser_cluster_directory_dropped_total`), never held without bound. A
-//! dropped `joined` leaves a connection unlisted on the other nodes; a
+//! dropped `joined` leaves a connection unlisted on the other nodes until
+//! the node records all its connections again (at its next reconnect to
+//! Redis, [`Command::Rejoin`](crate::broker::directory::Command)); a
 //! dropped `left` leaves an entry that the sweep removes when its node
 //! goes, or that `left` of a later connection with the same device ignores
 //! (owners are compared, never blindly deleted).
@@ -26,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::directory_scripts::LEFT;
+use super::directory_scripts::{LEFT, OWN};
 use crate::broker::directory::Entry;
 
 /// Writes waiting for Redis, at most.
@@ -111,6 +113,11 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let left = redis::Script::new(LEFT);
+    let own = redis::Script::new(OWN);
+    let scripts = Scripts {
+        left: &left,
+        own: &own,
+    };
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
@@ -123,7 +130,7 @@ async fn run(
                 }
             }
             _ = sweep.tick() => {
-                if let Err(e) = sweep_dead(&shared, &left).await {
+                if let Err(e) = sweep_dead(&shared, &scripts).await {
                     tracing::debug!(error = %e, "directory sweep failed");
                 }
                 continue;
@@ -132,7 +139,7 @@ async fn run(
         let mut pause = Duration::from_millis(50);
         let mut refusals = 0;
         loop {
-            match write(&shared, &left, &batch).await {
+            match write(&shared, &scripts, &batch).await {
                 Ok(()) => break,
                 Err(Failure::Away(e)) => {
                     shared.metrics.cluster.redis_error("directory");
@@ -163,12 +170,21 @@ async fn run(
     }
 }
 
+/// The writer's Lua scripts.
+struct Scripts<'a> {
+    left: &'a redis::Script,
+    own: &'a redis::Script,
+}
+
 /// One pipeline for the whole batch, in order.
-async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<(), Failure> {
+async fn write(shared: &Shared, scripts: &Scripts<'_>, batch: &[Op]) -> Result<(), Failure> {
     let keys = &shared.keys;
     let mut pipe = redis::pipe();
-    pipe.load_script(left).ignore();
-    let mut invocations = Vec::new();
+    pipe.load_script(scripts.left)
+        .ignore()
+        .load_script(scripts.own)
+        .ignore();
+    // In the queue's order: a `left` never lands before its `joined`.
     for op in batch {
         match op {
             Op::Joined(e) => {
@@ -196,6 +212,15 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
                 .ignore()
                 .sadd(keys.directory_nodes(), &shared.node)
                 .ignore();
+                if let Some(device) = &e.device {
+                    let mut invocation = scripts.own.prepare_invoke();
+                    invocation
+                        .key(keys.device_owner(&e.app, &e.user, device))
+                        .arg(format!("{} {}", shared.node, e.id))
+                        .arg(&shared.node)
+                        .arg(keys.node(""));
+                    pipe.invoke_script(&invocation).ignore();
+                }
             }
             Op::Left {
                 id,
@@ -204,7 +229,7 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
                 device,
                 node,
             } => {
-                let mut invocation = left.prepare_invoke();
+                let mut invocation = scripts.left.prepare_invoke();
                 invocation
                     .key(keys.conn(id))
                     .key(keys.conns())
@@ -215,15 +240,10 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
                     invocation.key(keys.device_owner(app, user, device));
                 }
                 invocation.arg(id).arg(format!("{node} {id}"));
-                invocations.push(invocation);
+                pipe.invoke_script(&invocation).ignore();
             }
         }
     }
-    for invocation in &invocations {
-        pipe.invoke_script(invocation).ignore();
-    }
-    // Joined before left within one batch: a connection that came and went
-    // in it leaves nothing behind either way.
     let mut conn = shared.conn.clone();
     let run = pipe.query_async::<()>(&mut conn);
     match tokio::time::timeout(shared.timeout, run).await {
@@ -235,7 +255,7 @@ async fn write(shared: &Shared, left: &redis::Script, batch: &[Op]) -> Result<()
 
 /// Removes the entries of every node that recorded some and is no longer
 /// live.
-async fn sweep_dead(shared: &Shared, left: &redis::Script) -> Result<(), String> {
+async fn sweep_dead(shared: &Shared, scripts: &Scripts<'_>) -> Result<(), String> {
     let mut conn = shared.conn.clone();
     let recorders: Vec<String> = redis::cmd("SMEMBERS")
         .arg(shared.keys.directory_nodes())
@@ -288,7 +308,9 @@ async fn sweep_dead(shared: &Shared, left: &redis::Script) -> Result<(), String>
                     _ => None,
                 })
                 .collect();
-            write(shared, left, &ops).await.map_err(|e| e.to_string())?;
+            write(shared, scripts, &ops)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let mut pipe = redis::pipe();
         pipe.del(&set)

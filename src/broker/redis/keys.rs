@@ -38,6 +38,14 @@
 //! `"<node> <conn>"`); `<p>block:<app>:<user>[:<device>]` (a kick's block,
 //! with a TTL); `<p>ctl:<node>` (the channel of commands to one node).
 //! Names are owner parts here too, so no two tuples share a key.
+//!
+//! Presence ledger ([`super::presence`]): `<p>presence:u:<app>:<user>` and
+//! `<p>presence:d:<app>:<user>:<device>` (hashes: node id → what that node
+//! holds), `<p>presence:node:<id>:u` / `:d` (the hashes one node has a
+//! field in, so a dead node's share can be found), `<p>presence:nodes` (the
+//! nodes that wrote any) and `<p>presence:lost:<id>` (the claim of the
+//! survivor cleaning up after a dead node), names as owner parts;
+//! `<p>lease:<name>`: a lease one node holds at a time ([`super::lease`]).
 
 use std::sync::Arc;
 
@@ -84,6 +92,43 @@ impl Keys {
             out.push_str(part);
         }
         out
+    }
+
+    /// The presence hash of a user (`device: None`) or of a device.
+    pub(super) fn presence(&self, app: &str, user: &str, device: Option<&str>) -> String {
+        match device {
+            None => format!(
+                "{}presence:u:{}",
+                self.prefix,
+                Keys::owner_part(&[app, user])
+            ),
+            Some(device) => format!(
+                "{}presence:d:{}",
+                self.prefix,
+                Keys::owner_part(&[app, user, device])
+            ),
+        }
+    }
+
+    /// The presence hashes `node` has a field in: users or devices.
+    pub(super) fn presence_of_node(&self, node: &str, devices: bool) -> String {
+        let kind = if devices { "d" } else { "u" };
+        format!("{}presence:node:{node}:{kind}", self.prefix)
+    }
+
+    /// Every node that wrote presence (and may leave a share behind).
+    pub(super) fn presence_nodes(&self) -> String {
+        format!("{}presence:nodes", self.prefix)
+    }
+
+    /// The claim of the survivor that cleans up after dead `node`.
+    pub(super) fn presence_lost(&self, node: &str) -> String {
+        format!("{}presence:lost:{node}", self.prefix)
+    }
+
+    /// A lease held by one node at a time.
+    pub(super) fn lease(&self, name: &str) -> String {
+        format!("{}lease:{name}", self.prefix)
     }
 
     pub(super) fn registry(&self) -> String {
@@ -259,6 +304,23 @@ fn parse_owner_parts(mut text: &str) -> Option<Vec<&str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_names_with_colons_stay_apart() {
+        let keys = Keys::new("sser:");
+        assert_eq!(
+            keys.presence("shop", "u:1", None),
+            "sser:presence:u:4.shop:3.u:1"
+        );
+        assert_ne!(
+            keys.presence("a:b", "c", None),
+            keys.presence("a", "b:c", None)
+        );
+        assert_ne!(
+            keys.presence("a", "b", Some("c:d")),
+            keys.presence("a", "b:c", Some("d"))
+        );
+    }
 
     #[test]
     fn topic_names_are_phase_one_names() {

@@ -90,6 +90,10 @@ async fn session(shared: &Arc<Shared>) {
     }
     shared.listening.store(true, Ordering::Relaxed);
     tracing::info!("listening to Redis");
+    // Whatever Redis lost of this node's connections meanwhile.
+    let _ = shared
+        .commands
+        .send(crate::broker::directory::Command::Rejoin);
     if let Err(e) = reconcile(shared).await {
         tracing::warn!(error = %e, "cannot re-read the cluster's state after connecting to Redis");
     }

@@ -31,6 +31,13 @@
 //! [`directory_scripts`], [`directory_writer`] and the per-node
 //! [`control`] channel) makes take-over, kick, blocks and listings
 //! cluster-wide: [`RedisBroker::directory`] gives it to the hub.
+//!
+//! Presence across nodes: the ledger ([`presence`], [`PresenceLedger`])
+//! decides cluster-wide online/offline transitions and lets a survivor
+//! clean up after a dead node. For the other seeds' Redis conventions:
+//! [`RedisBroker::publish_raw`] (unprefixed channels) and
+//! [`RedisBroker::consume_leased`] (a pattern subscription exactly one node
+//! holds at a time, [`lease`]).
 
 mod changes;
 mod control;
@@ -42,11 +49,16 @@ mod epoch;
 mod history;
 mod inboxes;
 mod keys;
+mod lease;
 mod listener;
 mod live;
 mod nodes;
+pub mod presence;
 mod publish;
 mod registry;
+
+pub use lease::RawMessage;
+pub use presence::{Level, PresenceLedger, Share};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,6 +115,9 @@ pub struct RedisBroker {
     /// The disk store, if any (flushed at shutdown).
     local: Arc<LocalBroker>,
     changes: Mutex<Option<mpsc::UnboundedReceiver<TopicChange>>>,
+    /// `cluster.nodeTtl`: also the TTL of leases and presence claims.
+    node_ttl: Duration,
+    shutdown: CancellationToken,
     directory: Arc<RedisDirectory>,
 }
 
@@ -220,12 +235,15 @@ impl RedisBroker {
         // Seen by the others from the start; a failed first beat is retried.
         heartbeat.beat().await;
         tokio::spawn(heartbeat.run(shutdown.clone()));
-        let writer = directory_writer::Writer::start(shared.clone(), settings.node_ttl, shutdown);
+        let writer =
+            directory_writer::Writer::start(shared.clone(), settings.node_ttl, shutdown.clone());
         let directory = Arc::new(RedisDirectory::new(shared.clone(), writer, commands_rx));
         Ok(Arc::new(RedisBroker {
             shared,
             local,
             changes: Mutex::new(Some(rx)),
+            node_ttl: settings.node_ttl,
+            shutdown,
             directory,
         }))
     }
@@ -252,6 +270,66 @@ impl RedisBroker {
     /// counting it at once rather than after `cluster.nodeTtl`.
     pub async fn leave(&self) {
         self.shared.heartbeat.leave().await;
+    }
+
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// `cluster.nodeTtl`: a dead node's heartbeat is gone within it.
+    pub fn node_ttl(&self) -> Duration {
+        self.node_ttl
+    }
+
+    /// This node's handle on the cluster's presence ledger.
+    pub fn presence_ledger(&self) -> PresenceLedger {
+        PresenceLedger::new(
+            self.shared.conn.clone(),
+            self.shared.keys.clone(),
+            self.shared.node.clone(),
+            self.shared.timeout,
+        )
+    }
+
+    /// `PUBLISH` on `channel` as named (no prefix): for listeners outside
+    /// sser that expect another server's channel names.
+    pub async fn publish_raw(&self, channel: &str, payload: &str) -> Result<(), BrokerError> {
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(channel).arg(payload);
+        let mut conn = self.shared.conn.clone();
+        let sent = command.query_async::<i64>(&mut conn);
+        match tokio::time::timeout(self.shared.timeout, sent).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(BrokerError::Unavailable(UNAVAILABLE.to_string())),
+        }
+    }
+
+    /// Messages on the (unprefixed) channels matching `pattern`, heard by
+    /// exactly one node of the cluster at a time: the holder of lease
+    /// `name` ([`lease`]). Up to `capacity` wait in the queue; each one
+    /// beyond calls `on_overflow` and is dropped. Runs until shutdown.
+    pub fn consume_leased(
+        &self,
+        name: &str,
+        pattern: &str,
+        capacity: usize,
+        on_overflow: Box<dyn Fn() + Send + Sync>,
+    ) -> mpsc::Receiver<RawMessage> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let leased = lease::Leased {
+            client: self.shared.client.clone(),
+            conn: self.shared.conn.clone(),
+            lease: self.shared.keys.lease(name),
+            node: self.shared.node.clone(),
+            pattern: pattern.to_string(),
+            ttl: self.node_ttl,
+            timeout: self.shared.timeout,
+            on_overflow,
+        };
+        tokio::spawn(leased.run(tx, self.shutdown.clone()));
+        rx
     }
 
     fn live(&self, stream: &StreamKey) -> Result<Arc<LiveStream>, BrokerError> {

@@ -62,7 +62,7 @@ struct Record {
 
 /// Node ids are ours (base62 nanoids); anything else in the set was not
 /// written by sser and is ignored, so it never reaches a metrics label.
-fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

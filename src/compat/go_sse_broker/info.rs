@@ -236,7 +236,7 @@ impl Broker {
 
 /// A stable opaque id for a user's device: 32 hex digits, as long as the
 /// original's MD5 of the name, but of the (application, user, device).
-fn device_id(app: &str, user: &str, device: &str) -> String {
+pub(super) fn device_id(app: &str, user: &str, device: &str) -> String {
     let mut hash = Sha256::new();
     for part in [app, user, device] {
         hash.update(part.as_bytes());
@@ -249,7 +249,7 @@ fn device_id(app: &str, user: &str, device: &str) -> String {
 }
 
 /// Unix ms as go-sse-broker wrote times: `2024-09-12 09:57:59` (UTC).
-fn broker_time(ms: u64) -> String {
+pub(super) fn broker_time(ms: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(t)
         .to_string()

@@ -18,7 +18,8 @@
 //! Files: [`envelope`] (the response shape), [`params`] (query, JSON and
 //! form), [`auth`] (the API token and the opt-in address allow-list),
 //! [`targets`] and [`devices`] (whom a uid or device list names),
-//! [`system`] (its `sys_*` events), and one file per endpoint.
+//! [`system`] (its `sys_*` events), [`presence`] (its presence callbacks
+//! on Redis channels, in a cluster), and one file per endpoint.
 
 pub mod auth;
 pub mod devices;
@@ -27,6 +28,7 @@ mod events;
 mod info;
 mod kick;
 pub mod params;
+pub mod presence;
 mod send;
 pub mod system;
 pub mod targets;

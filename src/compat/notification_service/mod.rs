@@ -6,12 +6,13 @@
 //!
 //! A stream is an identity connection on the user's and the application's
 //! inboxes, so what its producers sent with Redis `PUBLISH
-//! {app}:channel:{user}` is, here, `POST /api/v1/send` to that user (cluster
-//! mode will consume the Redis channel itself).
+//! {app}:channel:{user}` is, here, `POST /api/v1/send` to that user; in a
+//! cluster, sser consumes those Redis channels itself ([`producers`]).
 
 mod auth;
 mod connections;
 mod health;
+pub mod producers;
 mod stream;
 
 use std::time::Duration;

@@ -1,0 +1,285 @@
+//! Presence decided cluster-wide: a user is online from its first
+//! connection on any node to its last, and each transition is emitted once,
+//! by one node, so webhooks fire once.
+//!
+//! On a cluster member the tracker ([`super::tracker`]) keeps deciding what
+//! happens *on this node*, grace period included, but its events go to a
+//! [`ClusterPresence`] instead of the sinks. That queues them (the tracker
+//! emits under its lock and must not wait) and one task applies them, in
+//! order, to the Redis ledger ([`PresenceLedger`]): a local online adds this
+//! node's share of the user (or device), a local offline removes it, and
+//! only when the ledger answers that the first share anywhere appeared (or
+//! the last one went) is the event handed to the real sinks (presence
+//! stream, webhooks, go-sse-broker channels). A user connected on A and B
+//! who leaves A therefore makes no noise; leaving B too emits one
+//! `user_offline`, from B.
+//!
+//! A node that dies leaves its shares behind. Every node looks for such
+//! nodes every `cluster.nodeCheckInterval` ([`watch_lost_nodes`]); one
+//! survivor claims each dead node, removes its shares and emits the
+//! offlines of the users and devices left with none, with reason
+//! `node_lost`. A dead node's heartbeat record expires within
+//! `cluster.nodeTtl`, so this happens within `nodeTtl + nodeCheckInterval`
+//! (plus a Redis round trip) of its death.
+//!
+//! Redis down: the queue waits and retries its oldest op (back-off up to a
+//! second) and keeps the order; past [`QUEUE_LIMIT`] ops waiting, new ones
+//! are dropped and counted (`sser_cluster_presence_dropped_total`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::event::{PresenceEvent, PresenceKind, PresenceReason};
+use super::sink::PresenceSink;
+use crate::broker::redis::{Level, PresenceLedger, Share};
+use crate::metrics::Metrics;
+use crate::store::now_ms;
+
+/// Ops that may wait for Redis before new ones are dropped: one per
+/// connection that opened or closed while Redis was away.
+pub const QUEUE_LIMIT: usize = 100_000;
+
+/// How often (and how long) dead nodes are looked for and claimed.
+#[derive(Debug, Clone)]
+pub struct LostNodeSettings {
+    /// `cluster.nodeCheckInterval`.
+    pub check_interval: Duration,
+    /// How long one survivor's claim on a dead node lasts
+    /// (`cluster.nodeTtl`): if it dies mid-way, another resumes after it.
+    pub claim: Duration,
+}
+
+/// The tracker's sink on a cluster member.
+pub struct ClusterPresence {
+    ledger: PresenceLedger,
+    queue: mpsc::UnboundedSender<PresenceEvent>,
+    pending: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl ClusterPresence {
+    /// Starts the ledger writer (which hands cluster-wide transitions to
+    /// `sinks`) and the lost-node watch (until `shutdown`).
+    pub fn start(
+        ledger: PresenceLedger,
+        sinks: Arc<dyn PresenceSink>,
+        lost: LostNodeSettings,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Arc<ClusterPresence> {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let ledger_for_leave = ledger.clone();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(Notify::new());
+        // The writer outlives `shutdown`: the tracker's last offlines come
+        // after it, and `drain` waits for them.
+        tokio::spawn(apply(
+            ledger.clone(),
+            rx,
+            sinks.clone(),
+            pending.clone(),
+            drained.clone(),
+            metrics.clone(),
+        ));
+        tokio::spawn(watch_lost_nodes(
+            ledger,
+            sinks,
+            lost,
+            metrics.clone(),
+            shutdown,
+        ));
+        Arc::new(ClusterPresence {
+            ledger: ledger_for_leave,
+            queue,
+            pending,
+            drained,
+            metrics,
+        })
+    }
+
+    /// A graceful stop: waits (at most `bound`) until every queued op
+    /// reached Redis, then takes this node out of the ledger's list, so no
+    /// survivor takes it for a dead node. If some op could not be written
+    /// (counted as dropped), the node stays listed and a survivor clears
+    /// what it left, as `node_lost`. Returns whether all went out.
+    pub async fn leave(&self, bound: Duration) -> bool {
+        if !self.drain(bound).await {
+            return false;
+        }
+        match self.ledger.leave().await {
+            Ok(left) => left,
+            Err(_) => {
+                self.metrics.cluster.redis_error("presence");
+                false
+            }
+        }
+    }
+
+    /// Waits (at most `bound`) until every queued op reached Redis; false
+    /// if some had not (they are counted as dropped).
+    async fn drain(&self, bound: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let waiting = self.drained.notified();
+            let left = self.pending.load(Ordering::Acquire);
+            if left == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                for _ in 0..left {
+                    self.metrics.cluster.presence_dropped();
+                }
+                return false;
+            }
+        }
+    }
+}
+
+impl PresenceSink for ClusterPresence {
+    fn emit(&self, event: PresenceEvent) {
+        if self.pending.load(Ordering::Acquire) >= QUEUE_LIMIT {
+            self.metrics.cluster.presence_dropped();
+            return;
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(event).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The ledger writer: each local transition in order, retried while Redis
+/// is away; a cluster-wide one goes on to `sinks`.
+async fn apply(
+    ledger: PresenceLedger,
+    mut rx: mpsc::UnboundedReceiver<PresenceEvent>,
+    sinks: Arc<dyn PresenceSink>,
+    pending: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(event) = rx.recv().await {
+        let share = Share {
+            app: event.app.clone(),
+            user: event.user.clone(),
+            device: event.device.clone(),
+            connection_id: event.connection_id.clone(),
+        };
+        let level = match event.kind {
+            PresenceKind::UserOnline | PresenceKind::UserOffline => Level::User,
+            PresenceKind::DeviceOnline | PresenceKind::DeviceOffline => Level::Device,
+        };
+        let mut pause = Duration::from_millis(50);
+        let everywhere = loop {
+            let applied = match event.kind.is_online() {
+                true => ledger.online(&share, level).await,
+                false => ledger.offline(&share, level).await,
+            };
+            match applied {
+                Ok(everywhere) => break everywhere,
+                Err(_) => {
+                    metrics.cluster.redis_error("presence");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+        if everywhere {
+            sinks.emit(event);
+        }
+        if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            drained.notify_waiters();
+        }
+    }
+}
+
+/// Every `check_interval`: the nodes that left shares behind and died;
+/// for each one this node claims, their shares go and the offlines of
+/// those left with none are emitted (`node_lost`), devices first.
+async fn watch_lost_nodes(
+    ledger: PresenceLedger,
+    sinks: Arc<dyn PresenceSink>,
+    settings: LostNodeSettings,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(settings.check_interval) => {}
+        }
+        let lost = match ledger.lost_nodes().await {
+            Ok(lost) => lost,
+            Err(_) => {
+                metrics.cluster.redis_error("presence");
+                continue;
+            }
+        };
+        for node in lost {
+            match ledger.claim(&node, settings.claim).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    metrics.cluster.redis_error("presence");
+                    continue;
+                }
+            }
+            let emitted = clean_up_after(&ledger, sinks.as_ref(), &node, &metrics).await;
+            metrics.cluster.node_lost();
+            tracing::warn!(node = %node, offline = emitted, "a cluster node died; its presence is cleared");
+        }
+    }
+}
+
+/// Takes dead `node`'s shares out of the ledger and emits the offlines
+/// they leave; returns how many. Stops at a Redis error: the claim runs
+/// out and a survivor resumes where this one stopped.
+async fn clean_up_after(
+    ledger: &PresenceLedger,
+    sinks: &dyn PresenceSink,
+    node: &str,
+    metrics: &Metrics,
+) -> usize {
+    let at = now_ms();
+    let mut emitted = 0;
+    for (level, kind) in [
+        (Level::Device, PresenceKind::DeviceOffline),
+        (Level::User, PresenceKind::UserOffline),
+    ] {
+        let shares = match ledger.reap(node, level).await {
+            Ok((shares, rejected)) => {
+                for _ in 0..rejected {
+                    metrics.cluster_entry_rejected();
+                }
+                shares
+            }
+            Err(_) => {
+                metrics.cluster.redis_error("presence");
+                return emitted;
+            }
+        };
+        for share in shares {
+            sinks.emit(PresenceEvent {
+                kind,
+                app: share.app,
+                user: share.user,
+                device: share.device,
+                reason: PresenceReason::NodeLost,
+                at,
+                connection_id: share.connection_id,
+                // The node the connection was on.
+                node: Some(node.to_string()),
+            });
+            emitted += 1;
+        }
+    }
+    if ledger.forget(node).await.is_err() {
+        metrics.cluster.redis_error("presence");
+    }
+    emitted
+}
