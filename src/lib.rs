@@ -463,6 +463,7 @@ async fn start_presence(
     );
     settings.node = Some(redis.node_id().to_string());
     let tracker = presence::PresenceTracker::new(settings, cluster_presence.clone());
+    cluster_presence.attach(&tracker);
     hub.connections().attach_presence(Arc::new(tracker.clone()));
     Ok(Presence {
         tracker,

@@ -15,19 +15,24 @@
 //! `user_offline`, from B.
 //!
 //! A node that dies leaves its shares behind. Every node looks for such
-//! nodes every `cluster.nodeCheckInterval` ([`watch_lost_nodes`]); one
+//! nodes every `cluster.nodeCheckInterval` ([`clear_lost_nodes`]); one
 //! survivor claims each dead node, removes its shares and emits the
 //! offlines of the users and devices left with none, with reason
 //! `node_lost`. A dead node's heartbeat record expires within
 //! `cluster.nodeTtl`, so this happens within `nodeTtl + nodeCheckInterval`
 //! (plus a Redis round trip) of its death.
 //!
+//! A node whose share the ledger lost while it lived (taken for dead
+//! during a partition longer than `cluster.nodeTtl`, or a Redis that came
+//! back empty) notices at its next check or write and writes everything it
+//! holds again ([`restore_own_share`]), so its users' offlines still come.
+//!
 //! Redis down: the queue waits and retries its oldest op (back-off up to a
 //! second) and keeps the order; past [`QUEUE_LIMIT`] ops waiting, new ones
 //! are dropped and counted (`sser_cluster_presence_dropped_total`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -35,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{PresenceEvent, PresenceKind, PresenceReason};
 use super::sink::PresenceSink;
+use super::tracker::{PresenceTracker, WeakPresenceTracker};
 use crate::broker::redis::{Level, PresenceLedger, Share};
 use crate::metrics::Metrics;
 use crate::store::now_ms;
@@ -56,15 +62,33 @@ pub struct LostNodeSettings {
 /// The tracker's sink on a cluster member.
 pub struct ClusterPresence {
     ledger: PresenceLedger,
-    queue: mpsc::UnboundedSender<PresenceEvent>,
-    pending: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
+    queue: Queue,
+    /// The tracker whose holdings are replayed when the ledger lost them.
+    tracker: Arc<OnceLock<WeakPresenceTracker>>,
+}
+
+/// The ordered queue of ops for the ledger writer.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::UnboundedSender<PresenceEvent>,
+    state: Arc<QueueState>,
+}
+
+/// What the queue's users and its writer share.
+struct QueueState {
+    pending: AtomicUsize,
+    drained: Notify,
     metrics: Arc<Metrics>,
+    /// This node has written a share before.
+    written: AtomicBool,
+    /// The ledger did not list this node at a write, although it had
+    /// written before: its share was cleared behind its back.
+    share_lost: AtomicBool,
 }
 
 impl ClusterPresence {
     /// Starts the ledger writer (which hands cluster-wide transitions to
-    /// `sinks`) and the lost-node watch (until `shutdown`).
+    /// `sinks`) and the periodic watch (until `shutdown`).
     pub fn start(
         ledger: PresenceLedger,
         sinks: Arc<dyn PresenceSink>,
@@ -72,34 +96,47 @@ impl ClusterPresence {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Arc<ClusterPresence> {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let ledger_for_leave = ledger.clone();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let drained = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(QueueState {
+            pending: AtomicUsize::new(0),
+            drained: Notify::new(),
+            metrics: metrics.clone(),
+            written: AtomicBool::new(false),
+            share_lost: AtomicBool::new(false),
+        });
+        let queue = Queue { tx, state };
+        let tracker = Arc::new(OnceLock::new());
         // The writer outlives `shutdown`: the tracker's last offlines come
-        // after it, and `drain` waits for them.
+        // after it, and `drain` waits for them. It ends with the queue.
         tokio::spawn(apply(
             ledger.clone(),
             rx,
             sinks.clone(),
-            pending.clone(),
-            drained.clone(),
-            metrics.clone(),
+            queue.state.clone(),
         ));
-        tokio::spawn(watch_lost_nodes(
-            ledger,
-            sinks,
-            lost,
-            metrics.clone(),
+        tokio::spawn(watch(
+            Watch {
+                ledger: ledger.clone(),
+                sinks,
+                settings: lost,
+                metrics,
+                queue: queue.clone(),
+                tracker: tracker.clone(),
+            },
             shutdown,
         ));
         Arc::new(ClusterPresence {
-            ledger: ledger_for_leave,
+            ledger,
             queue,
-            pending,
-            drained,
-            metrics,
+            tracker,
         })
+    }
+
+    /// The tracker this sink serves, replayed into the ledger whenever the
+    /// ledger lost this node's share (a survivor took the node for dead
+    /// during a partition, or Redis came back empty).
+    pub fn attach(&self, tracker: &PresenceTracker) {
+        let _ = self.tracker.set(tracker.downgrade());
     }
 
     /// A graceful stop: waits (at most `bound`) until every queued op
@@ -108,31 +145,34 @@ impl ClusterPresence {
     /// (counted as dropped), the node stays listed and a survivor clears
     /// what it left, as `node_lost`. Returns whether all went out.
     pub async fn leave(&self, bound: Duration) -> bool {
-        if !self.drain(bound).await {
+        if !self.queue.drain(bound).await {
             return false;
         }
         match self.ledger.leave().await {
             Ok(left) => left,
             Err(_) => {
-                self.metrics.cluster.redis_error("presence");
+                self.queue.state.metrics.cluster.redis_error("presence");
                 false
             }
         }
     }
+}
 
+impl Queue {
     /// Waits (at most `bound`) until every queued op reached Redis; false
     /// if some had not (they are counted as dropped).
     async fn drain(&self, bound: Duration) -> bool {
+        let state = &self.state;
         let deadline = tokio::time::Instant::now() + bound;
         loop {
-            let waiting = self.drained.notified();
-            let left = self.pending.load(Ordering::Acquire);
+            let waiting = state.drained.notified();
+            let left = state.pending.load(Ordering::Acquire);
             if left == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, waiting).await.is_err() {
                 for _ in 0..left {
-                    self.metrics.cluster.presence_dropped();
+                    state.metrics.cluster.presence_dropped();
                 }
                 return false;
             }
@@ -140,16 +180,23 @@ impl ClusterPresence {
     }
 }
 
-impl PresenceSink for ClusterPresence {
+impl PresenceSink for Queue {
     fn emit(&self, event: PresenceEvent) {
-        if self.pending.load(Ordering::Acquire) >= QUEUE_LIMIT {
-            self.metrics.cluster.presence_dropped();
+        let state = &self.state;
+        if state.pending.load(Ordering::Acquire) >= QUEUE_LIMIT {
+            state.metrics.cluster.presence_dropped();
             return;
         }
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.queue.send(event).is_err() {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
+        state.pending.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(event).is_err() {
+            state.pending.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+impl PresenceSink for ClusterPresence {
+    fn emit(&self, event: PresenceEvent) {
+        self.queue.emit(event);
     }
 }
 
@@ -159,9 +206,7 @@ async fn apply(
     ledger: PresenceLedger,
     mut rx: mpsc::UnboundedReceiver<PresenceEvent>,
     sinks: Arc<dyn PresenceSink>,
-    pending: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
-    metrics: Arc<Metrics>,
+    state: Arc<QueueState>,
 ) {
     while let Some(event) = rx.recv().await {
         let share = Share {
@@ -177,13 +222,18 @@ async fn apply(
         let mut pause = Duration::from_millis(50);
         let everywhere = loop {
             let applied = match event.kind.is_online() {
-                true => ledger.online(&share, level).await,
+                true => ledger.online(&share, level).await.map(|online| {
+                    if online.was_unlisted && state.written.swap(true, Ordering::AcqRel) {
+                        state.share_lost.store(true, Ordering::Release);
+                    }
+                    online.everywhere
+                }),
                 false => ledger.offline(&share, level).await,
             };
             match applied {
                 Ok(everywhere) => break everywhere,
                 Err(_) => {
-                    metrics.cluster.redis_error("presence");
+                    state.metrics.cluster.redis_error("presence");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
@@ -192,47 +242,89 @@ async fn apply(
         if everywhere {
             sinks.emit(event);
         }
-        if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            drained.notify_waiters();
+        if state.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            state.drained.notify_waiters();
         }
     }
 }
 
-/// Every `check_interval`: the nodes that left shares behind and died;
-/// for each one this node claims, their shares go and the offlines of
-/// those left with none are emitted (`node_lost`), devices first.
-async fn watch_lost_nodes(
+/// What the periodic watch needs.
+struct Watch {
     ledger: PresenceLedger,
     sinks: Arc<dyn PresenceSink>,
     settings: LostNodeSettings,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
+    queue: Queue,
+    tracker: Arc<OnceLock<WeakPresenceTracker>>,
+}
+
+/// Every `check_interval`, until `shutdown`: this node's own share is
+/// whole ([`restore_own_share`]), and dead nodes' are cleared
+/// ([`clear_lost_nodes`]).
+async fn watch(watch: Watch, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(settings.check_interval) => {}
+            () = tokio::time::sleep(watch.settings.check_interval) => {}
         }
-        let lost = match ledger.lost_nodes().await {
-            Ok(lost) => lost,
+        restore_own_share(&watch).await;
+        clear_lost_nodes(&watch).await;
+    }
+}
+
+/// If the ledger lost this node's share (no longer listed, or a write found
+/// it unlisted), every user and device this node holds is written again,
+/// through the queue so it stays in order with opens and closes. Those a
+/// survivor had declared offline (`node_lost`) come online again; a Redis
+/// that lost everything sees each online once more.
+async fn restore_own_share(watch: &Watch) {
+    let Some(tracker) = watch.tracker.get().and_then(WeakPresenceTracker::upgrade) else {
+        return;
+    };
+    let state = &watch.queue.state;
+    let lost = state.share_lost.swap(false, Ordering::AcqRel)
+        || (state.written.load(Ordering::Acquire)
+            && tracker.counts().users > 0
+            && matches!(watch.ledger.is_listed().await, Ok(false)));
+    if lost {
+        let replayed = tracker.replay(&watch.queue);
+        tracing::warn!(
+            replayed,
+            "the cluster's presence ledger lost this node's share; written again"
+        );
+    }
+}
+
+/// The nodes that left shares behind and died: for each one this node
+/// claims, their shares go and the offlines of those left with none are
+/// emitted (`node_lost`), devices first.
+async fn clear_lost_nodes(watch: &Watch) {
+    let Watch {
+        ledger,
+        sinks,
+        settings,
+        metrics,
+        ..
+    } = watch;
+    let lost = match ledger.lost_nodes().await {
+        Ok(lost) => lost,
+        Err(_) => {
+            metrics.cluster.redis_error("presence");
+            return;
+        }
+    };
+    for node in lost {
+        match ledger.claim(&node, settings.claim).await {
+            Ok(true) => {}
+            Ok(false) => continue,
             Err(_) => {
                 metrics.cluster.redis_error("presence");
                 continue;
             }
-        };
-        for node in lost {
-            match ledger.claim(&node, settings.claim).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => {
-                    metrics.cluster.redis_error("presence");
-                    continue;
-                }
-            }
-            let emitted = clean_up_after(&ledger, sinks.as_ref(), &node, &metrics).await;
-            metrics.cluster.node_lost();
-            tracing::warn!(node = %node, offline = emitted, "a cluster node died; its presence is cleared");
         }
+        let emitted = clean_up_after(ledger, sinks.as_ref(), &node, metrics).await;
+        metrics.cluster.node_lost();
+        tracing::warn!(node = %node, offline = emitted, "a cluster node died; its presence is cleared");
     }
 }
 

@@ -42,5 +42,6 @@ pub use signature::Signer;
 pub use sink::PresenceSink;
 pub use tracker::{
     PresenceCounts, PresenceIdentity, PresenceLease, PresenceSettings, PresenceTracker,
+    WeakPresenceTracker,
 };
 pub use webhook::{WebhookError, WebhookSettings, Webhooks};

@@ -215,6 +215,46 @@ impl PresenceTracker {
         emitted
     }
 
+    /// Hands `sink` a `user_online`/`device_online` for every user and
+    /// device this node holds now (those in grace included), under the
+    /// tracker's lock, so they are queued in order with every open and close
+    /// around them. For the cluster's presence ledger when it lost this
+    /// node's share ([`super::cluster`]): replayed, the ledger is whole
+    /// again. Their `connection_id` is empty (the tracker keeps counts, not
+    /// connections). Returns how many it handed over.
+    pub fn replay(&self, sink: &dyn PresenceSink) -> usize {
+        let inner = &self.inner;
+        let state = inner.state.lock();
+        let at = now_ms();
+        let mut replayed = 0;
+        for ((app, user), entry) in &state.users {
+            let event = |kind, device: Option<&String>| PresenceEvent {
+                kind,
+                app: app.clone(),
+                user: user.clone(),
+                device: device.cloned(),
+                reason: PresenceReason::Connected,
+                at,
+                connection_id: String::new(),
+                node: inner.node.clone(),
+            };
+            sink.emit(event(PresenceKind::UserOnline, None));
+            replayed += 1;
+            for device in entry.devices.keys() {
+                sink.emit(event(PresenceKind::DeviceOnline, Some(device)));
+                replayed += 1;
+            }
+        }
+        replayed
+    }
+
+    /// A handle that does not keep the tracker alive.
+    pub fn downgrade(&self) -> WeakPresenceTracker {
+        WeakPresenceTracker {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// Users and devices online now, those in grace included.
     pub fn counts(&self) -> PresenceCounts {
         let state = self.inner.state.lock();
@@ -230,6 +270,18 @@ impl PresenceTracker {
         state
             .users
             .contains_key(&(app.to_string(), user.to_string()))
+    }
+}
+
+/// A [`PresenceTracker`] that may be gone.
+#[derive(Clone)]
+pub struct WeakPresenceTracker {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakPresenceTracker {
+    pub fn upgrade(&self) -> Option<PresenceTracker> {
+        self.inner.upgrade().map(|inner| PresenceTracker { inner })
     }
 }
 

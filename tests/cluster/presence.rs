@@ -414,3 +414,39 @@ async fn a_graceful_stop_is_a_shutdown_not_a_lost_node() {
     assert_eq!(hooks.of("device_offline", "u6", None).len(), 1);
     assert_eq!(prometheus(&a, "sser_cluster_nodes_lost_total").await, 0.0);
 }
+
+#[tokio::test]
+async fn a_share_the_ledger_lost_is_written_again() {
+    let (hooks, url) = Hooks::start().await;
+    let cluster = cluster(1, &url, &[]);
+    let a = cluster.node(0);
+    let u7 = connect(&a, "u7", "phone").await;
+    hooks.wait_for("user_online", "u7", None).await;
+
+    // Behind the node's back, as a survivor that took it for dead (or a
+    // Redis that came back empty) leaves it: its presence is gone.
+    let mut redis = cluster.redis.client();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("sser:presence:*")
+        .query(&mut redis)
+        .expect("KEYS");
+    assert!(!keys.is_empty());
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query::<i64>(&mut redis)
+        .expect("DEL");
+
+    // Within a check interval the node writes what it holds again: the
+    // user is online once more in the ledger...
+    wait_until("the node to write its share again", || async {
+        hooks.of("user_online", "u7", None).len() == 2
+    })
+    .await;
+    // ...so its last connection closing is still an offline, once.
+    drop(u7);
+    let offline = hooks.wait_for("user_offline", "u7", None).await;
+    assert_eq!(offline["reason"], "disconnected");
+    flush(&hooks, &a, "marker-a").await;
+    assert_eq!(hooks.of("user_offline", "u7", None).len(), 1);
+    assert_eq!(hooks.of("device_offline", "u7", Some("phone")).len(), 1);
+}

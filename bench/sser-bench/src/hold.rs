@@ -10,7 +10,7 @@
 //! last delivery anywhere" and "every subscriber got every event".
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -39,6 +39,11 @@ pub struct HoldArgs {
     /// subscriber is open or has failed: the signal to start publishing.
     #[arg(long)]
     pub ready_file: Option<std::path::PathBuf>,
+    /// Written once waiting for events ended (everything arrived, or
+    /// progress stopped), before the subscribers disconnect: a script reads
+    /// the servers' CPU time then, apart from the disconnects.
+    #[arg(long)]
+    pub done_file: Option<std::path::PathBuf>,
     /// Longest wait for the events once ready.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub wait: Duration,
@@ -46,6 +51,13 @@ pub struct HoldArgs {
     /// what is missing as lost.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Times a subscriber whose connect failed tries again, as an
+    /// `EventSource` does (counted in the report as `connect_retries`).
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Pause before each retry.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_after: Duration,
     /// Read buffer per subscriber, bytes (events here are small).
     #[arg(long, default_value_t = 1024)]
     pub read_buffer: usize,
@@ -69,6 +81,7 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let retried = Arc::new(AtomicU64::new(0));
     let t_connect = Instant::now();
     let mut tasks = Vec::with_capacity(a.subscribers);
     for i in 0..a.subscribers {
@@ -80,10 +93,20 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
             request.clone(),
         );
         let (addr, source, buf) = (target.sub_addr(i), source_ip(i, spread), a.read_buffer);
+        let (retries, retry_after, retried) = (a.retries, a.retry_after, retried.clone());
         tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await.ok();
-            let opened = sub::open_request_at(addr, &request, source, buf).await;
-            drop(permit);
+            let mut attempt = 0;
+            let opened = loop {
+                let permit = gate.clone().acquire_owned().await.ok();
+                let opened = sub::open_request_at(addr, &request, source, buf).await;
+                drop(permit);
+                if opened.is_ok() || attempt == retries {
+                    break opened;
+                }
+                attempt += 1;
+                retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(retry_after).await;
+            };
             match opened {
                 Ok(s) => {
                     let _ = ready.send(Ok(()));
@@ -110,11 +133,10 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     }
     let connect_secs = t_connect.elapsed().as_secs_f64();
     if let Some(path) = &a.ready_file {
-        let tmp = path.with_extension("tmp");
-        let text = json!({ "open": open, "connect_errors": connect_errors }).to_string();
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("ready file {}: {e}", path.display()))?;
+        write_atomically(
+            path,
+            &json!({ "open": open, "connect_errors": connect_errors }),
+        )?;
     }
 
     // Wait for every event on every open subscriber, or for progress to stop.
@@ -135,6 +157,12 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let cpu = stats::cpu_seconds() - cpu0;
+    if let Some(path) = &a.done_file {
+        write_atomically(
+            path,
+            &json!({ "received": acc.live.received.load(Ordering::Relaxed) }),
+        )?;
+    }
     let _ = stop_tx.send(true);
     let (mut received, mut out_of_order, mut lagged, mut ended_early) = (0u64, 0u64, 0u64, 0u64);
     for t in tasks {
@@ -148,9 +176,7 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     let per_event: Vec<Value> = (0..a.events)
         .map(|k| {
             let got = log.received[k].load(Ordering::Relaxed);
-            let ns = |v: &[std::sync::atomic::AtomicU64]| {
-                Some(v[k].load(Ordering::Relaxed)).filter(|_| got > 0)
-            };
+            let ns = |v: &[AtomicU64]| Some(v[k].load(Ordering::Relaxed)).filter(|_| got > 0);
             json!({
                 "k": k, "received": got, "sent_ns": ns(&log.sent_ns),
                 "first_ns": ns(&log.first_ns), "last_ns": ns(&log.last_ns),
@@ -170,6 +196,7 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
         "connect_errors": connect_errors,
         "first_connect_error": first_error,
         "connect_secs": connect_secs,
+        "connect_retries": retried.load(Ordering::Relaxed),
         "expected": expected,
         "received": received,
         "lost": lost,
@@ -183,4 +210,12 @@ pub async fn run(c: &Common, a: &HoldArgs) -> Result<Outcome, String> {
     });
     let failed = lost > 0 || connect_errors > 0 || out_of_order > 0 || lagged > 0;
     Ok(Outcome { report, failed })
+}
+
+/// Writes `value` to `path` whole or not at all (a watcher never reads half).
+fn write_atomically(path: &std::path::Path, value: &Value) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, value.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -39,6 +39,7 @@ pub async fn run(c: &Common, a: &SendArgs) -> Result<Outcome, String> {
         .collect();
     let start = Instant::now();
     let mut conn: Option<Conn> = None;
+    let mut last_used = Instant::now();
     let mut sent = Vec::with_capacity(a.events as usize);
     let mut errors = 0u64;
     for k in 0..a.events {
@@ -47,6 +48,11 @@ pub async fn run(c: &Common, a: &SendArgs) -> Result<Outcome, String> {
         let head = format!("sb:{k}:{t}:");
         let pad = a.size.saturating_sub(head.len());
         let req = target.publish_request(0, &format!("{head}{}", &padding[..pad]));
+        // The server closes a keep-alive connection idle for its header
+        // timeout (10 s by default): after a long pause, start afresh.
+        if last_used.elapsed() > Duration::from_secs(5) {
+            conn = None;
+        }
         let result = async {
             if conn.is_none() {
                 conn = Some(Conn::new(connect(target.pub_url.addr, None).await?, 4096));
@@ -62,6 +68,7 @@ pub async fn run(c: &Common, a: &SendArgs) -> Result<Outcome, String> {
         }
         .await;
         let rtt_ms = now_ns().saturating_sub(t) as f64 / 1e6;
+        last_used = Instant::now();
         let (status, error) = match result {
             Ok((s @ 200..=299, _)) => (Some(s), None),
             Ok((s, body)) => (Some(s), Some(String::from_utf8_lossy(&body).into_owned())),

@@ -58,7 +58,7 @@ mod publish;
 mod registry;
 
 pub use lease::RawMessage;
-pub use presence::{Level, PresenceLedger, Share};
+pub use presence::{Level, Online, PresenceLedger, Share};
 
 use std::collections::HashMap;
 use std::sync::Arc;

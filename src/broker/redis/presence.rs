@@ -30,13 +30,16 @@ use super::{nodes, unavailable};
 use crate::broker::BrokerError;
 
 /// KEYS: the hash, this node's set of hashes, the set of nodes. ARGV: node,
-/// share. 1 when the hash had no field before (online everywhere now).
+/// share. Bit 1: the hash had no field before (online everywhere now); bit
+/// 2: this node was not in the set of nodes (first write, or its share was
+/// cleared behind its back).
 const ONLINE: &str = r"
-redis.call('SADD', KEYS[3], ARGV[1])
+local unlisted = redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[2], KEYS[1])
 local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if added == 1 and redis.call('HLEN', KEYS[1]) == 1 then return 1 end
-return 0
+local first = 0
+if added == 1 and redis.call('HLEN', KEYS[1]) == 1 then first = 1 end
+return first + 2 * unlisted
 ";
 
 /// KEYS: the hash, this node's set of hashes. ARGV: node. 1 when this
@@ -106,6 +109,16 @@ pub struct Share {
     pub connection_id: String,
 }
 
+/// What one `online` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Online {
+    /// Nobody held it before: the cluster-wide online.
+    pub everywhere: bool,
+    /// This node was not listed as a writer: its first write, or the
+    /// ledger lost its share (swept as a dead node, or an emptied Redis).
+    pub was_unlisted: bool,
+}
+
 /// Whether an entry is a user's or a device's presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -167,12 +180,14 @@ impl PresenceLedger {
         Some(self.keys.presence(&share.app, &share.user, device))
     }
 
-    /// This node now holds `share`; true when nobody held it before (the
-    /// cluster-wide online). A device level share without a device is
-    /// nothing.
-    pub async fn online(&self, share: &Share, level: Level) -> Result<bool, BrokerError> {
+    /// This node now holds `share` (a device level share without a device
+    /// is nothing).
+    pub async fn online(&self, share: &Share, level: Level) -> Result<Online, BrokerError> {
         let Some(hash) = self.hash(share, level) else {
-            return Ok(false);
+            return Ok(Online {
+                everywhere: false,
+                was_unlisted: false,
+            });
         };
         let value = serde_json::to_string(share)
             .map_err(|e| BrokerError::Unavailable(format!("presence share: {e}")))?;
@@ -188,6 +203,20 @@ impl PresenceLedger {
             .arg(value);
         let mut conn = self.conn.clone();
         let ran = invocation.invoke_async::<i64>(&mut conn);
+        let bits = self.bounded(ran).await?;
+        Ok(Online {
+            everywhere: bits & 1 == 1,
+            was_unlisted: bits & 2 == 2,
+        })
+    }
+
+    /// Whether this node is listed as a writer (its share may be in the
+    /// ledger); false once a survivor cleared it, or Redis lost it.
+    pub async fn is_listed(&self) -> Result<bool, BrokerError> {
+        let mut command = redis::cmd("SISMEMBER");
+        command.arg(self.keys.presence_nodes()).arg(&self.node);
+        let mut conn = self.conn.clone();
+        let ran = command.query_async::<i64>(&mut conn);
         self.bounded(ran).await.map(|n| n == 1)
     }
 
