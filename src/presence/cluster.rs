@@ -322,21 +322,29 @@ async fn clear_lost_nodes(watch: &Watch) {
                 continue;
             }
         }
-        let emitted = clean_up_after(ledger, sinks.as_ref(), &node, metrics).await;
-        metrics.cluster.node_lost();
-        tracing::warn!(node = %node, offline = emitted, "a cluster node died; its presence is cleared");
+        let (emitted, done) = clean_up_after(ledger, sinks.as_ref(), &node, metrics).await;
+        // Counted once per dead node: by the survivor that finished its
+        // clean-up, not by one that stopped at a Redis error and left the
+        // rest to the next claimant.
+        if done {
+            metrics.cluster.node_lost();
+            tracing::warn!(node = %node, offline = emitted, "a cluster node died; its presence is cleared");
+        } else {
+            tracing::warn!(node = %node, offline = emitted, "a cluster node died; clearing its presence stopped at a Redis error, a survivor resumes");
+        }
     }
 }
 
 /// Takes dead `node`'s shares out of the ledger and emits the offlines
-/// they leave; returns how many. Stops at a Redis error: the claim runs
-/// out and a survivor resumes where this one stopped.
+/// they leave; returns how many, and whether the node is forgotten. Stops
+/// at a Redis error: the claim runs out and a survivor resumes where this
+/// one stopped.
 async fn clean_up_after(
     ledger: &PresenceLedger,
     sinks: &dyn PresenceSink,
     node: &str,
     metrics: &Metrics,
-) -> usize {
+) -> (usize, bool) {
     let at = now_ms();
     let mut emitted = 0;
     for (level, kind) in [
@@ -352,7 +360,7 @@ async fn clean_up_after(
             }
             Err(_) => {
                 metrics.cluster.redis_error("presence");
-                return emitted;
+                return (emitted, false);
             }
         };
         for share in shares {
@@ -370,8 +378,9 @@ async fn clean_up_after(
             emitted += 1;
         }
     }
-    if ledger.forget(node).await.is_err() {
+    let forgotten = ledger.forget(node).await.is_ok();
+    if !forgotten {
         metrics.cluster.redis_error("presence");
     }
-    emitted
+    (emitted, forgotten)
 }
