@@ -547,6 +547,7 @@ fn admission_settings(identity: &config::IdentityConfig) -> hub::AdmissionSettin
         max_connections_per_user: limit(limits.max_connections_per_user),
         max_connections_per_ip: limit(limits.max_connections_per_ip),
         max_streams_per_connection: limit(limits.max_streams_per_connection),
+        takeover_guard: identity.takeover_guard.0,
     }
 }
 

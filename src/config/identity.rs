@@ -46,6 +46,11 @@ pub struct IdentityConfig {
     /// A second live connection of one (app, user, device): `takeover` (the
     /// older one ends with `sser.taken_over`) or `reject` (the newer gets 409).
     pub takeover: TakeoverMode,
+    /// How long after a take-over the replaced connection's automatic
+    /// reconnect (with the `Last-Event-ID` it was last sent) is refused
+    /// with 409, so that an `EventSource` stops instead of taking the
+    /// device back; `0`: never refused.
+    pub takeover_guard: Span,
     pub limits: IdentityLimits,
     /// The cookie a browser's identity token may come in (`EventSource`
     /// with `withCredentials`), when no header or `?access_token=` has one.
@@ -124,6 +129,7 @@ impl Default for IdentityConfig {
             claims: ClaimsConfig::default(),
             mint: MintConfig::default(),
             takeover: TakeoverMode::Takeover,
+            takeover_guard: Span(std::time::Duration::from_secs(10)),
             limits: IdentityLimits::default(),
             cookie: "sser_token".to_string(),
             inbox: InboxConfig::default(),

@@ -165,6 +165,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SSER_JWT_MAX_TTL", "identity.mint.maxTtl"),
     ("SSER_JWT_MINT_ALGORITHM", "identity.mint.algorithm"),
     ("SSER_IDENTITY_TAKEOVER", "identity.takeover"),
+    ("SSER_IDENTITY_TAKEOVER_GUARD", "identity.takeoverGuard"),
     (
         "SSER_IDENTITY_MAX_CONNECTIONS_PER_USER",
         "identity.limits.maxConnectionsPerUser",

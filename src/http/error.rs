@@ -183,6 +183,10 @@ fn refused(refusal: Refusal) -> ApiError {
             StatusCode::CONFLICT,
             "this device already has a live connection and identity.takeover is reject: close that one first",
         ),
+        Refusal::TakenOver => ApiError::new(
+            StatusCode::CONFLICT,
+            "this connection's device was taken over by a newer connection; open a new stream to take it back",
+        ),
         Refusal::UserLimit { limit: n } => limit(
             "identity.limits.maxConnectionsPerUser",
             "connections for this user",

@@ -10,7 +10,9 @@
 //!   over (ended with `sser.taken_over`) or the newer one refused
 //!   ([`TakeoverPolicy`]);
 //! - the most connections per user and per client IP (a connection being
-//!   taken over does not count: it is on its way out).
+//!   taken over does not count: it is on its way out);
+//! - the automatic reconnect of a connection just taken over is refused
+//!   (409) while the device has its new owner ([`super::retake`]).
 //!
 //! The policy is the identity layer's to choose (configuration says which);
 //! it is applied here because only the registry's lock makes it atomic.
@@ -18,6 +20,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::connection::Owner;
 use crate::model::now_ms;
@@ -43,6 +46,9 @@ pub struct AdmissionSettings {
     pub max_connections_per_user: usize,
     pub max_connections_per_ip: usize,
     pub max_streams_per_connection: usize,
+    /// How long a taken-over connection's own reconnect is refused
+    /// (`identity.takeoverGuard`); zero: never.
+    pub takeover_guard: Duration,
 }
 
 /// Why an identity connection was not let in.
@@ -54,6 +60,8 @@ pub enum Refusal {
     Blocked { until_ms: u64 },
     #[error("this device already has a live connection")]
     DeviceBusy,
+    #[error("this connection's device was taken over by a newer connection")]
+    TakenOver,
     #[error("too many connections for this user (at most {limit})")]
     UserLimit { limit: usize },
     #[error("too many connections from this address (at most {limit})")]

@@ -135,6 +135,15 @@ impl Hub {
         }
     }
 
+    /// Whether `claim` found its device owned on another node.
+    pub(crate) fn held_elsewhere(&self, claim: &Claim) -> bool {
+        let here = self.directory().map(|d| d.node());
+        claim
+            .previous
+            .as_ref()
+            .is_some_and(|p| Some(p.node.as_str()) != here)
+    }
+
     /// Gives back a claim whose connection the registry refused.
     pub(crate) async fn release(&self, conn: &Connection, claim: &Claim) {
         let (Some(directory), Some(owner), true) = (self.directory(), conn.owner(), claim.claimed)

@@ -89,6 +89,9 @@ struct Rare {
     /// How its last words are spelt when the server ends it (a
     /// compatibility profile's connection); `None`: natively.
     farewell: Option<Arc<dyn Farewell>>,
+    /// The `Last-Event-ID` an identity connection opened with: what its
+    /// client sends again if it is sent nothing newer.
+    resumed_from: Option<Box<str>>,
 }
 
 impl Connection {
@@ -99,13 +102,20 @@ impl Connection {
         owner: Option<Owner>,
         remote: Option<SocketAddr>,
         farewell: Option<Arc<dyn Farewell>>,
+        resumed_from: Option<&str>,
     ) -> Self {
+        let resumed_from = owner.as_ref().and(resumed_from).map(Box::from);
         Connection {
             id,
             outbox,
             streams,
-            rare: (owner.is_some() || farewell.is_some())
-                .then(|| Box::new(Rare { owner, farewell })),
+            rare: (owner.is_some() || farewell.is_some()).then(|| {
+                Box::new(Rare {
+                    owner,
+                    farewell,
+                    resumed_from,
+                })
+            }),
             opened_at_ms: crate::model::now_ms(),
             remote,
             sent_id: Mutex::new(Vec::new()),
@@ -152,6 +162,18 @@ impl Connection {
         let last = self.outbox.last_sent()?;
         let id = sse::id_of(&last.frame)?;
         Some(String::from_utf8_lossy(id).into_owned())
+    }
+
+    /// The `Last-Event-ID` an identity connection opened with, if any.
+    pub(crate) fn resumed_from(&self) -> Option<&str> {
+        self.rare.as_ref()?.resumed_from.as_deref()
+    }
+
+    /// What its client will send as `Last-Event-ID` when it reconnects: the
+    /// `id:` of the last event written, else the one it resumed from.
+    pub(crate) fn client_cursor(&self) -> Option<String> {
+        self.last_event_id()
+            .or_else(|| self.resumed_from().map(str::to_string))
     }
 
     /// Remembers `id`, the `id:` of the event just written on a labelled

@@ -38,6 +38,7 @@ use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, Ta
 use super::connection::{Connection, Owner};
 use super::farewell::EndReason;
 use super::owners::{ConnId, OwnerIndex, Selector, lower};
+use super::retake::Retakes;
 use super::roster::Roster;
 use crate::broker::Directory;
 use crate::model::StreamKey;
@@ -73,6 +74,8 @@ struct Registry {
     /// Identity connections per client IP.
     per_ip: PerIp,
     blocks: Blocks,
+    /// The ids taken-over connections will reconnect with, for a while.
+    retakes: Retakes,
     /// Connections on the presence stream.
     presence_streams: usize,
     /// Set at shutdown: no new connection may register.
@@ -216,9 +219,12 @@ impl Connections {
     /// Admits and registers `conn`. An identity connection passes the
     /// admission rules first, takes over its device's older connection if
     /// the policy says so, and opens its presence, all under the lock.
+    /// `held_elsewhere`: its device has an owner on another node of the
+    /// cluster (which the claim has already taken over).
     pub(crate) fn register(
         self: &Arc<Self>,
         conn: Arc<Connection>,
+        held_elsewhere: bool,
     ) -> Result<Registration, Refusal> {
         let mut r = self.inner.lock();
         if r.stopping {
@@ -227,7 +233,7 @@ impl Connections {
         let id = conn.id_arc().clone();
         let mut gone = None;
         if let Some(owner) = conn.owner() {
-            let victim = self.admit(&mut r, &conn, owner)?;
+            let victim = self.admit(&mut r, &conn, owner, held_elsewhere)?;
             // The newcomer's presence opens before the old connection's
             // closes: the device never looks offline in between.
             let hold = self.presence.get().map(|p| p.open(owner, &id));
@@ -238,6 +244,7 @@ impl Connections {
             if let Some(victim) = victim {
                 let why = EndReason::TakenOver { by: conn.remote() };
                 gone = Self::remove_locked(&mut r, &victim, Some(&why), true);
+                self.guard_retake(&mut r, gone.as_deref(), conn.resumed_from());
             }
         }
         if conn.streams().first() == Some(&StreamKey::Presence) {
@@ -259,6 +266,7 @@ impl Connections {
         r: &mut Registry,
         conn: &Connection,
         owner: &Owner,
+        held_elsewhere: bool,
     ) -> Result<Option<ConnId>, Refusal> {
         let rules = &self.admission;
         if let Some(until_ms) = r.blocks.blocked_until(owner) {
@@ -271,6 +279,11 @@ impl Connections {
         let victim = r.owners.device_holder(owner).cloned();
         if victim.is_some() && rules.takeover == TakeoverPolicy::Reject {
             return Err(Refusal::DeviceBusy);
+        }
+        // Only while someone holds the device: once it is free, coming back
+        // takes nothing from anyone.
+        if (victim.is_some() || held_elsewhere) && r.retakes.is_retake(owner, conn.resumed_from()) {
+            return Err(Refusal::TakenOver);
         }
         let victim_conn = victim.as_ref().and_then(|v| r.by_id.get(&**v));
         let limit = rules.max_connections_per_user;
@@ -288,6 +301,27 @@ impl Connections {
             }
         }
         Ok(victim)
+    }
+
+    /// `gone` was just taken over by a connection that resumed from
+    /// `taker_resumed_from`: its client's automatic reconnect is to be
+    /// refused for a while (see `super::retake`), unless the newcomer *is*
+    /// that reconnect (a phone back before the server saw its old socket
+    /// die: it presents the very id the old connection was last sent).
+    fn guard_retake(
+        &self,
+        r: &mut Registry,
+        gone: Option<&Connection>,
+        taker_resumed_from: Option<&str>,
+    ) {
+        let Some(conn) = gone else { return };
+        let Some(owner) = conn.owner() else { return };
+        let cursor = conn.client_cursor();
+        if cursor.is_some() && cursor.as_deref() == taker_resumed_from {
+            return;
+        }
+        r.retakes
+            .taken_over(owner, cursor, self.admission.takeover_guard);
     }
 
     /// Takes `id` out of every index and closes its presence with `why`;
@@ -424,6 +458,9 @@ impl Connections {
             let scope = BlockScope::of(owner);
             r.blocks.block(scope, until);
         }
+        // A take-over from another node of the cluster ends up here too; it
+        // leaves no guard (see `super::retake`): this node does not know
+        // whether the newcomer was the victim's own client coming back.
         let gone = Self::remove_locked(&mut r, id, Some(&why), true);
         drop(r);
         self.directory.left(gone.as_slice());

@@ -137,6 +137,10 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
     let outbox = Arc::new(Outbox::new(hub.settings.subscriber_buffer));
     let keys: Box<[StreamKey]> = keys.into_boxed_slice();
     let conn_id: Arc<str> = Arc::from(crate::secret::new_id());
+    let resumed_from = match &ask {
+        Ask::Cursor(last_event_id) => last_event_id.as_deref(),
+        Ask::One(_) => None,
+    };
     let conn = Arc::new(Connection::new(
         conn_id.clone(),
         outbox.clone(),
@@ -144,11 +148,13 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         owner,
         remote,
         farewell,
+        resumed_from,
     ));
     // In a cluster: the device is claimed (and blocks checked) on every
     // node first, never under the registry's lock.
     let claim = hub.claim(&conn).await?;
-    let registration = match hub.connections.register(conn.clone()) {
+    let held_elsewhere = hub.held_elsewhere(&claim);
+    let registration = match hub.connections.register(conn.clone(), held_elsewhere) {
         Ok(registration) => registration,
         Err(refusal) => {
             hub.release(&conn, &claim).await;

@@ -8,7 +8,8 @@
 //! it. A [`Connection`] follows one or more streams; the [`Connections`]
 //! registry knows them all (indexed by application, user and device for
 //! identity connections, [`owners`]), admits identity connections
-//! ([`admission`]: blocks, limits, device take-over) and tells presence
+//! ([`admission`]: blocks, limits, device take-over, and [`retake`]: a
+//! taken-over connection's reconnect refused) and tells presence
 //! about them; each connection's HTTP body is a [`Subscription`] stream
 //! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
@@ -30,6 +31,7 @@ mod listed;
 pub mod notice;
 pub mod owners;
 mod resume;
+mod retake;
 mod roster;
 pub mod topic;
 

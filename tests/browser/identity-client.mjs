@@ -3,9 +3,11 @@
 // same-origin and the identity cookie applies) whose script does what the
 // README's browser example does: follow GET /api/v1/stream, show the events
 // sent to its user, and close the EventSource when the server says the
-// stream is over for good (taken over, kicked, token expired). Without that
-// close, EventSource would reconnect after the server's `retry:` delay, and
-// a taken-over tab would take the device back from the newer one.
+// stream is over for good (taken over, kicked, token expired). That close is
+// good practice, not a must: a page that leaves it out reconnects after the
+// server's `retry:` delay, and after a take-over that reconnect is refused
+// (409), which stops its EventSource; openClient's `closeOnEnd: false` is
+// such a page.
 //
 // The page is served by Playwright's router (page.route), not by sser: sser
 // serves only its dashboard, and the test needs a page of its own there.
@@ -33,15 +35,15 @@ function note(type, data) {
 }
 // url: /api/v1/stream?access_token=<token>, or /api/v1/stream with the
 // token in the identity cookie (withCredentials).
-window.follow = (url, withCredentials) => {
+window.follow = (url, withCredentials, closeOnEnd) => {
   events = new EventSource(url, { withCredentials });
   events.onopen = () => { window.opens++; document.getElementById('opens').textContent = String(window.opens); note('open'); };
   events.onerror = () => note('error', String(events.readyState));
   events.addEventListener('@user:greeting', (e) => note('@user:greeting', e.data));
   events.addEventListener('@user', (e) => note('@user', e.data));
-  // The server's last word: do not reconnect into it.
+  // The server's last word: do not reconnect into it (when closeOnEnd).
   for (const end of ['sser.taken_over', 'sser.kicked', 'sser.token_expired']) {
-    events.addEventListener(end, (e) => { events.close(); note(end, e.data); });
+    events.addEventListener(end, (e) => { if (closeOnEnd) events.close(); note(end, e.data); });
   }
 };
 window.readyState = () => (events ? events.readyState : -1);
@@ -56,12 +58,13 @@ export async function serveClientPage(context, base) {
 
 // Opens a client tab following the identity stream: with `token` in the
 // query (?access_token=), or, when `cookie` is true, with no token in the
-// URL (the caller has put it in the identity cookie).
-export async function openClient(context, base, token, { cookie = false } = {}) {
+// URL (the caller has put it in the identity cookie). With `closeOnEnd`
+// false the page does not close its EventSource on the server's last word.
+export async function openClient(context, base, token, { cookie = false, closeOnEnd = true } = {}) {
   const page = await context.newPage();
   await page.goto(base + CLIENT_PATH);
   const url = cookie ? '/api/v1/stream' : `/api/v1/stream?access_token=${encodeURIComponent(token)}`;
-  await page.evaluate(([u, c]) => window.follow(u, c), [url, cookie]);
+  await page.evaluate(([u, c, e]) => window.follow(u, c, e), [url, cookie, closeOnEnd]);
   await page.waitForFunction(() => window.opens >= 1, null, { polling: 100 });
   return page;
 }

@@ -8,9 +8,12 @@
 // tab 1 follows GET /api/v1/stream with it in ?access_token= (the README's
 // browser path) and receives an event sent to its user with POST
 // /api/v1/send; tab 2 opens the same app/user/device with the token in the
-// identity cookie. Tab 1 must get `sser.taken_over`, close, and stay closed
-// (no reconnect that would take the device back), while tab 2 keeps the
-// device and gets what is sent next. Exits non-zero if any step fails.
+// identity cookie. Tab 1 must get `sser.taken_over` and stay closed (no
+// reconnect that would take the device back), while tab 2 keeps the device
+// and gets what is sent next. Tab 1's page does NOT close its EventSource on
+// `sser.taken_over` (a page the server does not control): its automatic
+// reconnect, with the Last-Event-ID it was last sent, must be refused (409),
+// which closes the EventSource for good. Exits non-zero if any step fails.
 import { chromium } from 'playwright-core';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,8 +77,9 @@ try {
   check(typeof minted.token === 'string' && minted.expires_at, `mint answered ${JSON.stringify(minted)}`);
   const token = minted.token;
 
-  // Tab 1: the token in ?access_token=.
-  tab1 = await openClient(context, base, token);
+  // Tab 1: the token in ?access_token=; a page that does not close its
+  // EventSource when the server ends the stream.
+  tab1 = await openClient(context, base, token, { closeOnEnd: false });
   const [first] = await deviceConnections();
   check(first, 'tab 1 is not in the registry');
   log('tab 1 connected as', first);
@@ -92,10 +96,17 @@ try {
   tab2 = await openClient(context, base, token, { cookie: true });
   const over = await waitSeen(tab1, 'sser.taken_over');
   check(JSON.parse(over.data).status === 'taken_over', `sser.taken_over says ${over.data}`);
-  check(await tab1.evaluate(() => window.readyState()) === 2, 'tab 1 did not close its EventSource');
+  // Tab 1 reconnects after `retry` with its Last-Event-ID, is refused, and
+  // its EventSource closes for good (readyState 2, CLOSED) by itself.
+  try {
+    await tab1.waitForFunction(() => window.readyState() === 2, null, { polling: 50 });
+  } catch (e) {
+    throw new Error(`tab 1's EventSource never closed (readyState ${await tab1.evaluate(() => window.readyState())}): ${e.message.split('\n')[0]}`);
+  }
+  check((await seenOf(tab1, 'error')).some((e) => e.data === '2'), 'tab 1 closed without a failed reconnect');
   const [second, ...others] = await deviceConnections();
   check(second && second !== first && others.length === 0, `after the take-over the device has ${JSON.stringify([second, ...others])}`);
-  log('tab 2 took the device over; tab 1 saw sser.taken_over and closed');
+  log('tab 2 took the device over; tab 1 saw sser.taken_over, its reconnect was refused, it closed');
 
   // What is sent next reaches tab 2 only.
   const next = await send({ hello: 'tab 2' });

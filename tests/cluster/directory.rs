@@ -1,5 +1,6 @@
 //! Identity connections across nodes (issue 13, phase 2, the directory):
-//! device take-over and the `reject` policy across nodes, kick by id and by
+//! device take-over and the `reject` policy across nodes, the guard against
+//! a replaced connection's reconnect (per node), kick by id and by
 //! user issued on one node for connections on others, blocks that hold on
 //! every node, listings and paging that see every node, a killed node's
 //! connections dropping out within `cluster.nodeTtl`, and 503 for a new
@@ -114,6 +115,56 @@ async fn a_device_taken_over_on_another_node_ends_there_and_is_listed_once() {
     // third connection of the device on C takes over B's in turn.
     let (_on_c, third) = open(&c, "u1", Some("phone")).await;
     wait_listed(&a, "app=shop&user=u1&device=phone", &[&third]).await;
+}
+
+/// The identity stream of `user`'s `device` on `node`, as an `EventSource`
+/// reconnects: with `Last-Event-ID`; the response, whatever its status.
+async fn try_resume(node: &Api, user: &str, device: &str, last_event_id: &str) -> SseStream {
+    let req = node
+        .http
+        .get(node.url("/api/v1/stream"))
+        .bearer_auth(token(user, Some(device)))
+        .header("Last-Event-ID", last_event_id);
+    SseStream::open(req).await
+}
+
+#[tokio::test]
+async fn a_replaced_connections_reconnect_is_refused_on_its_node_while_the_device_is_held_anywhere()
+{
+    let cluster = cluster(&[]);
+    let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let (mut tab1, _) = open(&a, "u1", Some("phone")).await;
+    let resp = a
+        .http
+        .post(a.url("/api/v1/send"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"devices": [{"user": "u1", "device": "phone"}], "message": 1}))
+        .send()
+        .await
+        .expect("send request");
+    assert_eq!(resp.status(), 201);
+    let seen = tab1.expect_event().await.id;
+
+    // Taken over on its own node: its reconnect there is refused.
+    let (mut tab2, _) = open(&a, "u1", Some("phone")).await;
+    assert_eq!(
+        until_end(&mut tab1).await.last().map(String::as_str),
+        Some("sser.taken_over")
+    );
+    assert_eq!(try_resume(&a, "u1", "phone", &seen).await.status, 409);
+
+    // The device moves to another node: still held, still refused on A.
+    let (_tab3, third) = open(&b, "u1", Some("phone")).await;
+    assert_eq!(
+        until_end(&mut tab2).await.last().map(String::as_str),
+        Some("sser.taken_over")
+    );
+    assert_eq!(try_resume(&a, "u1", "phone", &seen).await.status, 409);
+    wait_listed(&c, "app=shop&user=u1&device=phone", &[&third]).await;
+
+    // The guard is per node (README): on a node that did not see the
+    // take-over the same reconnect is let in and takes over.
+    assert_eq!(try_resume(&c, "u1", "phone", &seen).await.status, 200);
 }
 
 #[tokio::test]

@@ -289,3 +289,47 @@ async fn tokens_are_checked() {
     assert!(refused(400, too_long).contains("ttl"));
     server.stop().await;
 }
+
+/// There a page pushed off with `sys_extrude_offline` reconnected (its
+/// `EventSource` sees an ordinary end) and pushed the newer page off in
+/// turn, for ever. Here that reconnect (with the id it was last sent, by
+/// `Last-Event-ID` or its `?id=`) is refused in the envelope, with 409,
+/// which stops an `EventSource`; a new page still takes the device.
+#[tokio::test]
+async fn a_page_pushed_off_does_not_push_the_new_one_off_in_turn() {
+    let server = start().await;
+    let t = token(&server, "u", Some("phone")).await;
+    let mut first = events(&server, &t, "phone", None).await;
+    ok(get(&server, "/send?device=phone&data=seen").await);
+    let seen = first.expect_event().await;
+    let mut second = events(&server, &t, "phone", None).await;
+    let ends = until_end(&mut first).await;
+    assert_eq!(
+        ends.last().map(|e| e.event.as_str()),
+        Some("sys_extrude_offline")
+    );
+
+    let url = format!("/events?token={}&device=phone", urlencode(&t));
+    let by_header = server
+        .http
+        .get(server.url(&url))
+        .header("Last-Event-ID", &seen.id)
+        .send()
+        .await
+        .expect("reconnect");
+    let msg = refused(409, answer(by_header).await);
+    assert!(msg.contains("taken over by a newer connection"), "{msg}");
+    let by_query = format!("{url}&id={}", urlencode(&seen.id));
+    refused(409, get(&server, &by_query).await);
+
+    ok(get(&server, "/send?device=phone&data=still-second").await);
+    assert_eq!(second.expect_event().await.data, "still-second");
+    // A new page (no id) takes it over, as always.
+    let _third = events(&server, &t, "phone", None).await;
+    let ends = until_end(&mut second).await;
+    assert_eq!(
+        ends.last().map(|e| e.event.as_str()),
+        Some("sys_extrude_offline")
+    );
+    server.stop().await;
+}

@@ -2,7 +2,8 @@
 //! connected (`GET /api/v1/connections`, `GET /api/v1/apps/:app/users/:user`)
 //! with paging and app/user isolation, kicks by id, user and device (with
 //! and without `block_seconds`), device take-over under a race of fifty
-//! simultaneous connects, the reject policy, presence on its stream (with
+//! simultaneous connects, the reject policy, a taken-over connection's
+//! reconnect refused while the device has its new owner, presence on its stream (with
 //! replay) and as webhooks to a real receiver, the identity limits, and
 //! the Prometheus series. Identity connections are `GET /api/v1/stream`
 //! with signed tokens.
@@ -14,6 +15,7 @@ mod kick;
 mod limits;
 mod listing;
 mod presence;
+mod retake;
 mod takeover;
 
 use std::time::Duration;
