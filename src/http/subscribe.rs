@@ -12,19 +12,24 @@
 //! lookup, so a request without a valid token learns nothing about which
 //! topics exist (401 before 404).
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::body::Frame;
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
 use super::principal::Principal;
 use super::remote::Remote;
-use crate::hub::{Resume, Subscription};
+use crate::hub::{FeedStream, Resume, Subscription};
 use crate::model::TopicId;
 
 /// Set when the requested `Last-Event-ID` was no longer in history.
@@ -165,7 +170,28 @@ impl StreamQuery {
 pub fn stream_response(subscription: Subscription) -> Response {
     let truncated = subscription.truncated;
     let conn_id = subscription.conn_id.clone();
-    connection_response(&conn_id, truncated, subscription.into_stream())
+    let body = Body::new(FeedBody(subscription.into_stream()));
+    with_connection_headers(&conn_id, truncated, sse_headers(body.into_response()))
+}
+
+/// A connection's stream as an HTTP body, written straight from
+/// [`FeedStream::poll_frame`]: `Body::from_stream` would pass every event
+/// through four adapters (and keep their state) on the way.
+struct FeedBody(FeedStream);
+
+impl hyper::body::Body for FeedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_frame(cx)
+            .map(|frame| frame.map(|data| Ok(Frame::data(data))))
+    }
 }
 
 /// The SSE response of connection `conn_id` whose body is `stream` (its
@@ -176,8 +202,12 @@ pub(crate) fn connection_response<S>(conn_id: &str, truncated: bool, stream: S) 
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
 {
+    with_connection_headers(conn_id, truncated, sse_response(stream))
+}
+
+/// Adds a connection's id, and whether its resume point was truncated.
+fn with_connection_headers(conn_id: &str, truncated: bool, mut response: Response) -> Response {
     let conn_id = HeaderValue::from_str(conn_id).ok();
-    let mut response = sse_response(stream);
     let h = response.headers_mut();
     if truncated {
         h.insert(TRUNCATED_HEADER, HeaderValue::from_static("true"));
@@ -220,7 +250,11 @@ pub(crate) fn sse_response<S>(stream: S) -> Response
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
 {
-    let mut response = Body::from_stream(stream).into_response();
+    sse_headers(Body::from_stream(stream).into_response())
+}
+
+/// The headers (and the CORS marker) of every SSE response.
+fn sse_headers(mut response: Response) -> Response {
     response.extensions_mut().insert(super::cors::LongLived);
     let h = response.headers_mut();
     h.insert(

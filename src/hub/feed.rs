@@ -1,6 +1,8 @@
 //! A connection's HTTP body: replay from history where asked, then whatever
 //! its queue brings (events, heartbeats, closes, shutdown), until a stream
-//! ends it, the server stops or the client goes away.
+//! ends it, the server stops or the client goes away. This file opens the
+//! connection and decides what each event, replay batch and close becomes
+//! on it ([`Feed`]); `super::feed_stream` is the body that drives it.
 //!
 //! Slow-consumer policy (publishers never wait for a connection): the queue
 //! holds `pubsub.subscriberBuffer` events. A connection that falls further
@@ -16,29 +18,26 @@
 //! stream. Cursors are also what a multi-topic connection's ids are made of
 //! (see `super::framing` and `crate::model::cursor`).
 
-use std::convert::Infallible;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use tokio::time::{Interval, Sleep};
 
 use super::admission::Refusal;
 use super::connection::{Connection, Owner};
 use super::connections::Registration;
-use super::farewell::EndReason;
 use super::farewell::Farewell;
+use super::feed_stream::FeedStream;
 use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
-use crate::broker::{Broker, BrokerError, Delivery, Item, Outbox};
+use crate::broker::{Broker, BrokerError, Delivery, HistoryBatch, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
@@ -58,29 +57,34 @@ pub struct Subscription {
     feed: Feed,
 }
 
-struct Feed {
-    broker: Arc<dyn Broker>,
+/// What a connection's body reads and writes per event comes first, in
+/// this order (`repr(C)`): the queue, the two rare timers' pointers, the
+/// streams' cursors and the framing, then what only opening, replay and
+/// closing need, so a live event touches as few lines of it as it can.
+#[repr(C)]
+pub(super) struct Feed {
     /// The connection's queue (also reachable through `life.conn`; held
     /// here so that reading an event touches no other per-connection
     /// object).
-    outbox: Arc<Outbox>,
-    retry_ms: u64,
-    framing: Framing,
-    /// Per stream, in the connection's order (`conn.streams()`).
-    streams: Streams,
+    pub(super) outbox: Arc<Outbox>,
     /// Ends the connection when its token expires. Boxed, like the next
     /// one: most connections have neither, and each costs them a pointer.
-    expiry: Option<Pin<Box<Sleep>>>,
+    pub(super) expiry: Option<Pin<Box<Sleep>>>,
     /// Its own heartbeat, replacing the hub's comment, when it has one.
-    own_heartbeat: Option<Box<OwnHeartbeat>>,
+    pub(super) own_heartbeat: Option<Box<OwnHeartbeat>>,
+    /// Per stream, in the connection's order (`conn.streams()`).
+    pub(super) streams: Streams,
+    pub(super) framing: Framing,
     /// Unregisters the connection and counts it closed when dropped.
-    life: Life,
+    pub(super) life: Life,
+    broker: Arc<dyn Broker>,
+    pub(super) retry_ms: u64,
 }
 
 /// A connection's own keep-alive: `frame` at each tick of `every`.
-struct OwnHeartbeat {
-    every: Interval,
-    frame: Bytes,
+pub(super) struct OwnHeartbeat {
+    pub(super) every: Interval,
+    pub(super) frame: Bytes,
 }
 
 impl OwnHeartbeat {
@@ -96,9 +100,25 @@ impl OwnHeartbeat {
 }
 
 /// One replay step.
-enum Step {
+pub(super) enum Step {
+    /// Frames to write, and whether the stream's replay is done.
     Frames(Vec<Bytes>, bool),
+    /// The connection's last frame.
     End(Bytes),
+}
+
+/// What a connection waits for from its broker while it catches up: a
+/// future that owns what it needs, so the body that polls it stays free to
+/// change its own state meanwhile. Only opening and replay wait on one.
+pub(super) type Fetch = Pin<Box<dyn Future<Output = Fetched> + Send>>;
+
+/// What a [`Fetch`] brings back.
+pub(super) enum Fetched {
+    /// The oldest position history holds, for a truncation notice.
+    Oldest(Option<Position>),
+    /// A batch of history, and the oldest position when the batch starts
+    /// with a hole that must be reported.
+    Batch(Result<HistoryBatch, BrokerError>, Option<Position>),
 }
 
 /// What a connection follows, how it starts, and who opens it.
@@ -240,7 +260,7 @@ impl Feed {
     /// was sent already (or its stream closed). A labelled connection's id
     /// is recorded here; the caller records a one-topic stream's event
     /// ([`Outbox::record_sent`]), since it may hand over its reference.
-    fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
+    pub(super) fn deliver(&mut self, slot: usize, delivery: &Delivery) -> Option<Frames> {
         let stream = self.streams.get_mut(slot)?;
         if stream.ticket.is_none() || delivery.position <= stream.cursor {
             return None;
@@ -263,14 +283,40 @@ impl Feed {
         Some(frames)
     }
 
-    /// The next batch of history for stream `slot`.
-    async fn replay_batch(&mut self, slot: usize, mode: &mut Replay) -> Step {
+    /// Reads the next batch of history for stream `slot` (and, when the
+    /// batch starts with a hole that `mode` reports, the oldest position).
+    pub(super) fn fetch_batch(&self, slot: usize, mode: Replay) -> Fetch {
+        let broker = self.broker.clone();
         let key = self.key(slot).clone();
-        let batch = match self
-            .broker
-            .read_after(&key, self.streams[slot].cursor, REPLAY_BATCH)
-            .await
-        {
+        let after = self.streams[slot].cursor;
+        Box::pin(async move {
+            let batch = broker.read_after(&key, after, REPLAY_BATCH).await;
+            let oldest = match (&batch, mode) {
+                (Ok(b), Replay::Exact | Replay::Repair) if b.missing => broker.oldest(&key).await,
+                _ => None,
+            };
+            Fetched::Batch(batch, oldest)
+        })
+    }
+
+    /// Looks up the oldest position of stream `slot`, for its truncation
+    /// notice.
+    pub(super) fn fetch_oldest(&self, slot: usize) -> Fetch {
+        let broker = self.broker.clone();
+        let key = self.key(slot).clone();
+        Box::pin(async move { Fetched::Oldest(broker.oldest(&key).await) })
+    }
+
+    /// What a batch fetched by [`Feed::fetch_batch`] for stream `slot`
+    /// becomes.
+    pub(super) fn replay_step(
+        &mut self,
+        slot: usize,
+        mode: &mut Replay,
+        batch: Result<HistoryBatch, BrokerError>,
+        oldest: Option<Position>,
+    ) -> Step {
+        let batch = match batch {
             Ok(batch) => batch,
             // Deleted meanwhile: its close is queued behind this.
             Err(BrokerError::NotFound) => return Step::Frames(Vec::new(), true),
@@ -281,11 +327,11 @@ impl Feed {
             match mode {
                 Replay::Everything => {}
                 Replay::Exact => {
-                    frames.push(self.truncated_notice(slot, notice::GAP).await);
+                    frames.push(self.truncated_notice(slot, notice::GAP, oldest));
                     *mode = Replay::Everything;
                 }
                 Replay::Repair => {
-                    frames.push(self.truncated_notice(slot, notice::LOST).await);
+                    frames.push(self.truncated_notice(slot, notice::LOST, oldest));
                     *mode = Replay::Everything;
                 }
                 Replay::Lagged => {
@@ -316,7 +362,7 @@ impl Feed {
 
     /// Stream `slot` was deleted: what to send, and whether the connection
     /// ends with it.
-    fn closed(&mut self, slot: usize) -> (Bytes, bool) {
+    pub(super) fn closed(&mut self, slot: usize) -> (Bytes, bool) {
         if let Some(stream) = self.streams.get_mut(slot) {
             stream.ticket = None;
         }
@@ -330,8 +376,12 @@ impl Feed {
         }
     }
 
-    async fn truncated_notice(&self, slot: usize, message: &str) -> Bytes {
-        let oldest = self.broker.oldest(self.key(slot)).await;
+    pub(super) fn truncated_notice(
+        &self,
+        slot: usize,
+        message: &str,
+        oldest: Option<Position>,
+    ) -> Bytes {
         notice::truncated(self.named(slot), message, oldest)
     }
 
@@ -351,137 +401,18 @@ impl Feed {
 
 impl Subscription {
     /// The body of the SSE response.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-        let mut feed = self.feed;
-        async_stream::stream! {
-            yield Ok(sse::opening_frame(feed.retry_ms));
-            for slot in 0..feed.streams.len() {
-                if feed.streams[slot].truncated {
-                    // Boxed, like every rare await here: an idle body's
-                    // state stays as small as its queue wait.
-                    yield Ok(Box::pin(feed.truncated_notice(slot, notice::UNKNOWN_ID)).await);
-                }
-            }
-            let mut replays: Vec<(usize, Replay)> = feed
-                .streams
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(slot, s)| s.start.take().map(|mode| (slot, mode)))
-                .collect();
-            loop {
-                for (slot, mut mode) in std::mem::take(&mut replays) {
-                    // One batch in memory at a time, however long the replay.
-                    loop {
-                        match Box::pin(feed.replay_batch(slot, &mut mode)).await {
-                            Step::Frames(frames, done) => {
-                                for frame in frames {
-                                    yield Ok(frame);
-                                }
-                                if done {
-                                    break;
-                                }
-                            }
-                            Step::End(notice) => {
-                                yield Ok(notice);
-                                return;
-                            }
-                        }
-                    }
-                }
-                let outbox = &feed.outbox;
-                let registration = &feed.life.registration;
-                let (expiry, own_heartbeat) = (&mut feed.expiry, &mut feed.own_heartbeat);
-                let item = poll_fn(|cx| {
-                    // The deadline first: a busy queue must not keep an
-                    // expired token's stream open.
-                    if let Some(sleep) = expiry.as_mut()
-                        && sleep.as_mut().poll(cx).is_ready()
-                    {
-                        // Out of the registry now, presence reason
-                        // `expired`; the notice is written below.
-                        registration.end(&EndReason::Expired);
-                        let farewell = feed.life.conn.farewell(&EndReason::Expired);
-                        return Poll::Ready(Some(Item::End(Some(Box::new(farewell)))));
-                    }
-                    // `None`: the connection's own heartbeat is due.
-                    if let Some(own) = own_heartbeat.as_mut()
-                        && own.every.poll_tick(cx).is_ready()
-                    {
-                        return Poll::Ready(None);
-                    }
-                    outbox.poll_next(cx).map(Some)
-                })
-                .await;
-                let Some(item) = item else {
-                    if let Some(own) = &feed.own_heartbeat {
-                        yield Ok(own.frame.clone());
-                    }
-                    continue;
-                };
-                match item {
-                    Item::Event { slot, delivery } => match feed.deliver(slot as usize, &delivery) {
-                        Some(Frames::One(frame)) => {
-                            feed.outbox.record_sent(delivery);
-                            yield Ok(frame);
-                        }
-                        Some(Frames::Two(head, rest)) => {
-                            yield Ok(head);
-                            yield Ok(rest);
-                        }
-                        None => {}
-                    },
-                    Item::Lagged => {
-                        feed.life.metrics.subscriber_lagged();
-                        replays = feed
-                            .streams
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, s)| s.ticket.is_some())
-                            .map(|(slot, _)| (slot, Replay::Lagged))
-                            .collect();
-                    }
-                    Item::Gap => {
-                        // Streams without a hole read nothing new here.
-                        replays = feed
-                            .streams
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, s)| s.ticket.is_some())
-                            .map(|(slot, _)| (slot, Replay::Repair))
-                            .collect();
-                    }
-                    // The hub's tick is not the beat of a connection with
-                    // its own.
-                    Item::Heartbeat if feed.own_heartbeat.is_some() => {}
-                    Item::Heartbeat => yield Ok(sse::heartbeat_frame()),
-                    Item::Closed { slot } => {
-                        let (frame, end) = feed.closed(slot as usize);
-                        yield Ok(frame);
-                        if end {
-                            return;
-                        }
-                    }
-                    Item::Shutdown => {
-                        yield Ok(feed.life.conn.farewell(&EndReason::Shutdown));
-                        return;
-                    }
-                    Item::End(farewell) => {
-                        yield Ok(farewell.map_or_else(|| sse::comment_frame(notice::ENDED_NOTICE), |f| *f));
-                        return;
-                    }
-                }
-            }
-        }
+    pub fn into_stream(self) -> FeedStream {
+        FeedStream::new(self.feed)
     }
 }
 
 /// Dropped with the body, however it ends (including the client vanishing
 /// mid-write): the connection leaves the registry (its follows leave their
 /// streams with the feed) and the counters never leak.
-struct Life {
-    registration: Registration,
-    conn: Arc<Connection>,
-    metrics: Arc<Metrics>,
+pub(super) struct Life {
+    pub(super) registration: Registration,
+    pub(super) conn: Arc<Connection>,
+    pub(super) metrics: Arc<Metrics>,
     /// Counted as opened (it got as far as a body).
     counted: bool,
 }

@@ -24,6 +24,7 @@ pub mod connection;
 pub mod connections;
 pub mod farewell;
 pub mod feed;
+mod feed_stream;
 mod followed;
 mod framing;
 pub mod inboxes;
@@ -55,6 +56,7 @@ pub use connections::{
 pub use farewell::EndReason;
 pub use farewell::Farewell;
 pub use feed::Subscription;
+pub use feed_stream::FeedStream;
 pub use framing::{Heartbeat, Naming, label};
 pub use inboxes::{ConnectSpec, Sent};
 pub use listed::{Listed, ListedPage};

@@ -21,9 +21,11 @@
 //! lists it and limits identity connections per IP with it.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -32,8 +34,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::ConnSettings;
@@ -61,7 +63,47 @@ pub struct Shared {
     pub settings: ConnSettings,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<super::Registry>,
-    pub shutdown: CancellationToken,
+    pub stopping: Stopping,
+}
+
+/// The server's shutdown as connection tasks watch it. A task's wait
+/// leaves its waker with the `Notify` once, on its first poll, and on
+/// every later wake (a streaming connection's task wakes for every event it
+/// writes) only reads the flag: a line nobody writes until shutdown.
+/// `CancellationToken::cancelled()` takes two locks shared by every
+/// connection on every poll, so its lines moved between cores per event.
+#[derive(Default)]
+pub struct Stopping {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl Stopping {
+    /// Tells every connection task (the accept loop calls it once, when
+    /// the server's shutdown token is cancelled).
+    pub fn stop(&self) {
+        // The flag first: a task woken below must find it set.
+        self.stopped.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Completes once [`Stopping::stop`] was called.
+    pub async fn stopped(&self) {
+        // Made before the flag is read: a `stop` in between completes it.
+        let mut notified = pin!(self.notify.notified());
+        let mut registered = false;
+        poll_fn(|cx| {
+            if self.stopped.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            if !registered {
+                registered = true;
+                return notified.as_mut().poll(cx);
+            }
+            Poll::Pending
+        })
+        .await;
+    }
 }
 
 /// Serves one connection whose handshake finished, until it closes or a
@@ -121,7 +163,7 @@ where
                     return;
                 }
             }
-            () = shared.shutdown.cancelled(), if phase != Phase::Closing => {
+            () = shared.stopping.stopped(), if phase != Phase::Closing => {
                 if phase == Phase::Handshake {
                     return;
                 }

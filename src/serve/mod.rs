@@ -306,7 +306,7 @@ pub async fn serve<H: Handshake>(
         settings,
         metrics: conns.metrics().clone(),
         registry: conns.registry.clone(),
-        shutdown: shutdown.clone(),
+        stopping: conn::Stopping::default(),
     });
     // Every connection task holds a sender; when all are gone, all are closed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
@@ -414,7 +414,7 @@ pub async fn serve<H: Handshake>(
                 biased;
                 // Nothing but eviction wakes a connection with no request.
                 () = slot.conn.wake.notified() => None,
-                () = shared.shutdown.cancelled() => None,
+                () = shared.stopping.stopped() => None,
                 io = tokio::time::timeout_at(deadline, handshake.handshake(tcp, slot.conn.peer())) => {
                     io.unwrap_or_else(|_| {
                         shared.metrics.connections.cut(crate::metrics::Cut::Handshake);
@@ -429,6 +429,7 @@ pub async fn serve<H: Handshake>(
         });
     }
     drop(listener);
+    shared.stopping.stop();
     drop(alive);
     let _ = all_closed.recv().await;
     Ok(())
