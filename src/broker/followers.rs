@@ -131,6 +131,22 @@ impl Followers {
         }
     }
 
+    /// History lost events after those queued: every follower repairs
+    /// from history with a truncation notice ([`super::Item::Gap`]).
+    /// Called under the stream's publish lock, before the next event.
+    pub fn gap(&self) {
+        let wakers: Vec<Waker> = {
+            let d = self.inner.lock();
+            d.entries
+                .iter()
+                .filter_map(|e| e.outbox.push_gap())
+                .collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
     /// The stream is gone: tells every follower and refuses new ones.
     pub fn close(&self) {
         let mut d = self.inner.lock();

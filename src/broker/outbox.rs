@@ -44,6 +44,10 @@ pub enum Item {
     /// The queue was full and events were left out from here on: catch up
     /// from history before reading on.
     Lagged,
+    /// History lost events after those queued before this (a cluster node
+    /// learnt that Redis trimmed them while it was cut off): repair from
+    /// history, with a truncation notice, before reading on.
+    Gap,
     /// Time for a keep-alive comment.
     Heartbeat,
     /// The stream in `slot` was deleted; nothing more comes from it.
@@ -100,7 +104,9 @@ impl Bound {
     const HEARTBEAT: u32 = 1 << 30;
     /// `Shutdown` or `End` is queued: nothing after it would be read.
     const FINISHED: u32 = 1 << 29;
-    const CAPACITY: u32 = Self::FINISHED - 1;
+    /// A `Gap` marker is queued and not yet taken.
+    const GAP: u32 = 1 << 28;
+    const CAPACITY: u32 = Self::GAP - 1;
 
     fn capacity(self) -> u32 {
         self.0 & Self::CAPACITY
@@ -159,6 +165,20 @@ impl Outbox {
         s.waker.take()
     }
 
+    /// Marks a hole in history after what is queued ([`Item::Gap`]), unless
+    /// one is queued already or the connection catches up anyway (lagged).
+    /// Returns the reader's waker, as [`Outbox::push_event`] does.
+    #[must_use = "the reader sleeps until this waker is woken"]
+    pub fn push_gap(&self) -> Option<Waker> {
+        let mut s = self.state.lock();
+        if s.bound.has(Bound::LAGGED | Bound::FINISHED | Bound::GAP) {
+            return None;
+        }
+        s.bound.set(Bound::GAP, true);
+        s.push(Item::Gap);
+        s.waker.take()
+    }
+
     /// The stream in `slot` is gone.
     pub fn push_closed(&self, slot: u32) {
         self.push_control(Item::Closed { slot });
@@ -214,6 +234,7 @@ impl Outbox {
                 match &item {
                     Item::Event { .. } => s.events -= 1,
                     Item::Lagged => s.bound.set(Bound::LAGGED, false),
+                    Item::Gap => s.bound.set(Bound::GAP, false),
                     Item::Heartbeat => s.bound.set(Bound::HEARTBEAT, false),
                     _ => {}
                 }
@@ -314,6 +335,21 @@ mod tests {
         // Once the marker is taken, events are queued again.
         push(&outbox, 0, 6);
         assert_eq!(drain(&outbox), ["0:6"]);
+    }
+
+    #[test]
+    fn a_gap_is_marked_once_in_order_and_not_when_lagged() {
+        let outbox = Outbox::new(2);
+        push(&outbox, 0, 1);
+        assert!(outbox.push_gap().is_none(), "no reader waits");
+        let _ = outbox.push_gap();
+        push(&outbox, 0, 9);
+        assert_eq!(drain(&outbox), ["0:1", "Gap", "0:9"]);
+        for seq in 10..=13 {
+            push(&outbox, 0, seq);
+        }
+        let _ = outbox.push_gap();
+        assert_eq!(drain(&outbox), ["0:10", "0:11", "Lagged"]);
     }
 
     #[test]

@@ -207,10 +207,15 @@ fn cluster_series(c: &crate::metrics::ClusterMetrics, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "# HELP sser_cluster_redis_errors_total Cluster heartbeats and leave requests Redis failed or did not answer in time."
+        "# HELP sser_cluster_redis_errors_total Redis requests that failed or did not answer in time, by operation."
     );
     let _ = writeln!(out, "# TYPE sser_cluster_redis_errors_total counter");
-    let _ = writeln!(out, "sser_cluster_redis_errors_total {}", c.redis_errors());
+    for (op, count) in c.redis_errors_by_op() {
+        let _ = writeln!(
+            out,
+            "sser_cluster_redis_errors_total{{op=\"{op}\"}} {count}"
+        );
+    }
     let (delivered, rejected) = c.producer_messages();
     for (name, help, value) in [
         (

@@ -292,7 +292,7 @@ impl Feed {
         Box::pin(async move {
             let batch = broker.read_after(&key, after, REPLAY_BATCH).await;
             let oldest = match (&batch, mode) {
-                (Ok(b), Replay::Exact) if b.missing => broker.oldest(&key).await,
+                (Ok(b), Replay::Exact | Replay::Repair) if b.missing => broker.oldest(&key).await,
                 _ => None,
             };
             Fetched::Batch(batch, oldest)
@@ -328,6 +328,10 @@ impl Feed {
                 Replay::Everything => {}
                 Replay::Exact => {
                     frames.push(self.truncated_notice(slot, notice::GAP, oldest));
+                    *mode = Replay::Everything;
+                }
+                Replay::Repair => {
+                    frames.push(self.truncated_notice(slot, notice::LOST, oldest));
                     *mode = Replay::Everything;
                 }
                 Replay::Lagged => {

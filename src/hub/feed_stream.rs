@@ -177,6 +177,18 @@ impl FeedStream {
                 self.catch_up(work);
                 None
             }
+            Item::Gap => {
+                // Streams without a hole read nothing new here.
+                let work = feed
+                    .streams
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.ticket.is_some())
+                    .map(|(slot, _)| Work::Replay(slot, Replay::Repair))
+                    .collect();
+                self.catch_up(work);
+                None
+            }
             // The hub's tick is not the beat of a connection with its own.
             Item::Heartbeat if feed.own_heartbeat.is_some() => None,
             Item::Heartbeat => Some(sse::heartbeat_frame()),

@@ -29,6 +29,10 @@ pub(super) const UNKNOWN_ID: &str =
 /// A known position whose successors history no longer wholly holds.
 pub(super) const GAP: &str = "history no longer holds every event after the requested Last-Event-ID; sending all that is retained";
 
+/// Events lost while the connection was open (a cluster node cut off from
+/// Redis while its history was trimmed, or Redis lost its data).
+pub(super) const LOST: &str = "history no longer holds every event after the last one sent on this connection (the cluster's Redis trimmed or lost them while this node was cut off); sending all that is retained";
+
 /// `sser.history_truncated`: history does not hold all that was asked for.
 pub(super) fn truncated(
     stream: Option<&StreamKey>,

@@ -57,6 +57,9 @@ pub(super) enum Replay {
     Exact,
     /// Catching up after falling behind: a hole ends the connection.
     Lagged,
+    /// Repairing a hole the broker found in history while the connection
+    /// was live ([`crate::broker::Item::Gap`]): reported once, then on.
+    Repair,
 }
 
 /// Where one stream of a connection starts.

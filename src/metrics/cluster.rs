@@ -26,6 +26,25 @@ pub struct NodeSeen {
     pub connections: u64,
 }
 
+/// The Redis operations whose failures are counted, listed in `/metrics`
+/// even before one fails (so a dashboard's rate has a series to start
+/// from).
+pub const REDIS_OPS: &[&str] = &[
+    "catch_up",
+    "control",
+    "directory",
+    "epoch",
+    "find",
+    "follow",
+    "heartbeat",
+    "leave",
+    "presence",
+    "publish",
+    "read",
+    "registry",
+    "subscribe",
+];
+
 #[derive(Debug, Default)]
 pub struct ClusterMetrics {
     on: AtomicBool,
@@ -34,6 +53,8 @@ pub struct ClusterMetrics {
     /// One heartbeat: write this node's record, read every live one.
     pub roundtrip: LatencyHistogram,
     errors: AtomicU64,
+    /// Failed Redis requests by operation (a handful of names).
+    errors_by_op: parking_lot::Mutex<Vec<(&'static str, u64)>>,
     /// Presence ops (a connection's user/device coming or going on this
     /// node) that never reached the ledger.
     presence_dropped: AtomicU64,
@@ -73,8 +94,31 @@ impl ClusterMetrics {
         self.nodes.read().clone()
     }
 
-    pub fn redis_error(&self) {
+    /// A Redis request of operation `op` (`publish`, `read`, `heartbeat`,
+    /// …) failed or did not answer in time.
+    pub fn redis_error(&self, op: &'static str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut by_op = self.errors_by_op.lock();
+        match by_op.iter_mut().find(|(name, _)| *name == op) {
+            Some((_, count)) => *count += 1,
+            None => {
+                by_op.push((op, 1));
+                by_op.sort_unstable();
+            }
+        }
+    }
+
+    /// Failed Redis requests by operation, sorted by name: every one of
+    /// [`REDIS_OPS`], and any other that failed.
+    pub fn redis_errors_by_op(&self) -> Vec<(&'static str, u64)> {
+        let mut all = self.errors_by_op.lock().clone();
+        for op in REDIS_OPS {
+            if !all.iter().any(|(name, _)| name == op) {
+                all.push((op, 0));
+            }
+        }
+        all.sort_unstable();
+        all
     }
 
     pub fn redis_errors(&self) -> u64 {

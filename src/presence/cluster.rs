@@ -151,7 +151,7 @@ impl ClusterPresence {
         match self.ledger.leave().await {
             Ok(left) => left,
             Err(_) => {
-                self.queue.state.metrics.cluster.redis_error();
+                self.queue.state.metrics.cluster.redis_error("presence");
                 false
             }
         }
@@ -233,7 +233,7 @@ async fn apply(
             match applied {
                 Ok(everywhere) => break everywhere,
                 Err(_) => {
-                    state.metrics.cluster.redis_error();
+                    state.metrics.cluster.redis_error("presence");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
@@ -309,7 +309,7 @@ async fn clear_lost_nodes(watch: &Watch) {
     let lost = match ledger.lost_nodes().await {
         Ok(lost) => lost,
         Err(_) => {
-            metrics.cluster.redis_error();
+            metrics.cluster.redis_error("presence");
             return;
         }
     };
@@ -318,7 +318,7 @@ async fn clear_lost_nodes(watch: &Watch) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(_) => {
-                metrics.cluster.redis_error();
+                metrics.cluster.redis_error("presence");
                 continue;
             }
         }
@@ -359,7 +359,7 @@ async fn clean_up_after(
                 shares
             }
             Err(_) => {
-                metrics.cluster.redis_error();
+                metrics.cluster.redis_error("presence");
                 return (emitted, false);
             }
         };
@@ -380,7 +380,7 @@ async fn clean_up_after(
     }
     let forgotten = ledger.forget(node).await.is_ok();
     if !forgotten {
-        metrics.cluster.redis_error();
+        metrics.cluster.redis_error("presence");
     }
     (emitted, forgotten)
 }

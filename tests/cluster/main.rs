@@ -6,13 +6,16 @@
 //! deployment: `deploy/cluster/nginx.conf` in front of the nodes, and the
 //! dashboard's Cluster card in a real browser. Phase 2: identity inboxes and
 //! the presence feed across nodes (`inboxes`); identity connections
-//! across nodes: take-over, kick, blocks, listings (`directory`).
+//! across nodes: take-over, kick, blocks, listings (`directory`); Redis
+//! stopped mid-storm, restarted empty, history trimmed while a node was cut
+//! off, retention and resume by id in Redis (`outage`, `storm`, `history`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod dashboard;
 mod directory;
+mod history;
 mod inboxes;
 mod load_balancer;
 mod node_loss;
@@ -20,6 +23,7 @@ mod nodes;
 mod outage;
 mod presence;
 mod redis_server;
+mod storm;
 mod topics;
 
 use common::*;
@@ -64,6 +68,16 @@ impl Cluster {
     }
 }
 
+/// Sends `signal` (`STOP`, `CONT`, …) to a node's process.
+pub fn signal(node: &ServerProcess, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal}");
+}
+
 /// Waits until `node` knows topic `id` (created on another node).
 pub async fn wait_for_topic(node: &Api, id: &str) {
     wait_until("the topic to reach the other node", || async {
@@ -95,6 +109,18 @@ pub async fn prometheus(node: &Api, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// The sum of every series of a Prometheus metric (all its labels).
+pub async fn prometheus_sum(node: &Api, name: &str) -> f64 {
+    let text = prometheus_text(node).await;
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// The whole `/metrics` exposition.

@@ -67,6 +67,21 @@ impl RedisServer {
         }
     }
 
+    /// Kills it and starts it again with nothing: its data directory is
+    /// emptied, as if it had run without persistence.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        for entry in std::fs::read_dir(self.dir.path()).expect("read redis dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("remove AOF dir");
+            } else {
+                std::fs::remove_file(&path).expect("remove redis file");
+            }
+        }
+        self.restart();
+    }
+
     fn answers(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;

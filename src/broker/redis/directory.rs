@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::directory_scripts as scripts;
 use super::directory_writer::{Op, Writer};
-use super::{Shared, UNAVAILABLE, control, unavailable};
+use super::{Shared, UNAVAILABLE, control};
 use crate::broker::BrokerError;
 use crate::broker::directory::{
     AppCounts, Claimed, Command, Directory, Ending, Entry, Filter, Holder, Located, Scope,
@@ -77,8 +77,9 @@ impl RedisDirectory {
             .await
         {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(unavailable(e)),
+            Ok(Err(e)) => Err(self.shared.failed("directory", e)),
             Err(_) => {
+                self.shared.metrics.cluster.redis_error("directory");
                 tracing::warn!("Redis did not answer a directory request in time");
                 Err(BrokerError::Unavailable(UNAVAILABLE.to_string()))
             }
@@ -301,8 +302,11 @@ impl Directory for RedisDirectory {
                 // Nobody listens there now (the node is reconnecting or
                 // gone): the connections were not ended.
                 Ok(Ok(_)) => return Err(BrokerError::Unavailable(UNAVAILABLE.to_string())),
-                Ok(Err(e)) => return Err(unavailable(e)),
-                Err(_) => return Err(BrokerError::Unavailable(UNAVAILABLE.to_string())),
+                Ok(Err(e)) => return Err(self.shared.failed("control", e)),
+                Err(_) => {
+                    self.shared.metrics.cluster.redis_error("control");
+                    return Err(BrokerError::Unavailable(UNAVAILABLE.to_string()));
+                }
             }
         }
         Ok(())

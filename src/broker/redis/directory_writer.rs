@@ -142,11 +142,11 @@ async fn run(
             match write(&shared, &scripts, &batch).await {
                 Ok(()) => break,
                 Err(Failure::Away(e)) => {
-                    shared.metrics.cluster.redis_error();
+                    shared.metrics.cluster.redis_error("directory");
                     tracing::debug!(error = %e, "directory write failed; retrying");
                 }
                 Err(Failure::Refused(e)) => {
-                    shared.metrics.cluster.redis_error();
+                    shared.metrics.cluster.redis_error("directory");
                     refusals += 1;
                     // Redis answers but refuses the batch (a key of the
                     // wrong type, written behind sser's back): retrying

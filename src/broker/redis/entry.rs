@@ -1,8 +1,9 @@
 //! Events as sser writes them into Redis and reads them back.
 //!
 //! A stream entry has id `<seq>-0` and fields `d` (data), `i` (the
-//! publisher's id) and `t` (its type) when given, and in an inbox `w`
-//! (when it was published, Unix milliseconds: what its age bound reads). A live message on a
+//! publisher's id) and `t` (its type) when given, and `w` (when it was
+//! published, Unix milliseconds: what an age bound reads; Redis' clock for
+//! topics, the publishing node's for inboxes). A live message on a
 //! topic's channel is `<seq>\n<json>` with the same three fields. Whatever
 //! comes back from Redis is checked as publisher input is
 //! ([`NewEvent::new`]): anyone able to write to Redis could have written it,
@@ -19,7 +20,7 @@ use crate::model::Position;
 pub(super) struct Entry {
     pub(super) seq: u64,
     pub(super) event: Option<NewEvent>,
-    /// When it was published (inbox entries), in Unix milliseconds.
+    /// When it was published, in Unix milliseconds.
     pub(super) published_ms: Option<u64>,
 }
 

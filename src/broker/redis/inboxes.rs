@@ -54,7 +54,7 @@ impl RedisBroker {
             .entry(stream.clone())
             .or_insert_with(|| {
                 let names = self.shared.keys.names(stream);
-                LiveStream::new(stream.clone(), names, cap, max_age, false)
+                LiveStream::new(stream.clone(), names, cap, max_age, None)
             });
     }
 

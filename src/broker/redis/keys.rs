@@ -19,8 +19,12 @@
 //! Inbox streams and counters expire in Redis with the inbox retention's
 //! age (see `inboxes`).
 //!
-//! One hash `<p>topics` holds the topic records, and `<p>topics:changes`
-//! carries create/delete notices. Node liveness ([`super::nodes`]):
+//! A topic also has `<p>ids:<id>` (publisher id → oldest position holding
+//! it, kept by the publish script, [`super::publish`]). One hash
+//! `<p>topics` holds the topic records, `<p>topics:changes` carries
+//! create/delete notices and `<p>topics:log` keeps them a while
+//! ([`super::changes`]); `<p>epoch` names this life of the Redis data set
+//! ([`super::epoch`]). Node liveness ([`super::nodes`]):
 //! `<p>node:<id>` (a node's heartbeat record, with a TTL), the sorted set
 //! `<p>nodes` and the channel `<p>nodes:changes`.
 //!
@@ -131,6 +135,11 @@ impl Keys {
         format!("{}topics", self.prefix)
     }
 
+    /// The registry's change log ([`super::changes`]).
+    pub(super) fn registry_log(&self) -> String {
+        format!("{}topics:log", self.prefix)
+    }
+
     pub(super) fn registry_channel(&self) -> String {
         format!("{}topics:changes", self.prefix)
     }
@@ -156,6 +165,17 @@ impl Keys {
     /// A topic's counter (as [`Keys::names`] gives it).
     pub(super) fn counter(&self, topic: &TopicId) -> String {
         format!("{}seq:{topic}", self.prefix)
+    }
+
+    /// The index of a topic's publisher-supplied ids.
+    pub(super) fn ids(&self, topic: &TopicId) -> String {
+        format!("{}ids:{topic}", self.prefix)
+    }
+
+    /// The random value written when this Redis data set was first used:
+    /// a different (or missing) one means Redis lost its data.
+    pub(super) fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
     }
 
     /// The stream, counter and channel of any stream.

@@ -7,10 +7,14 @@
 //!
 //! It reconnects by itself (with a growing pause, at most a second) for as
 //! long as the node runs. After every (re)connect it resubscribes to every
-//! channel it wants, re-reads the registry (topics created or deleted while
-//! it was away) and reads each followed stream after the last event
+//! channel it wants, checks that Redis still holds the data set this node
+//! worked with ([`super::epoch`]), applies the registry changes it missed
+//! (topics created or deleted while it was away, from the change log,
+//! [`super::changes`]) and reads each followed stream after the last event
 //! it sent, so followers get what was published meanwhile, with no gap and
-//! no duplicate ([`LiveStream::deliver`] keeps the order).
+//! no duplicate ([`LiveStream::deliver`] keeps the order); what Redis
+//! trimmed from a topic meanwhile is reported to them, never skipped
+//! silently.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,10 +23,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::changes::{self, Change, LogId};
 use super::entry;
 use super::live::{LiveStream, Outcome};
-use super::registry::{self, Notice};
-use super::{Shared, unavailable};
+use super::registry;
+use super::{Shared, epoch};
 use crate::broker::{BrokerError, TopicChange};
 
 /// Runs until `shutdown`.
@@ -55,6 +60,12 @@ async fn session(shared: &Arc<Shared>) {
         Err(_) => return,
     };
     let (sink, mut messages) = pubsub.split();
+    // Before anything is read: a data set Redis lost must not be mistaken
+    // for the one this node knew.
+    if let Err(e) = epoch::check(shared).await {
+        tracing::debug!(error = %e, "cannot read the cluster's epoch");
+        return;
+    }
     {
         let mut slot = shared.sink.lock().await;
         let mut sink = sink;
@@ -71,6 +82,7 @@ async fn session(shared: &Arc<Shared>) {
                 .map(|s| s.names.channel.clone()),
         );
         if let Err(e) = sink.subscribe(channels).await {
+            shared.metrics.cluster.redis_error("subscribe");
             tracing::debug!(error = %e, "Redis SUBSCRIBE failed");
             return;
         }
@@ -110,10 +122,36 @@ async fn session(shared: &Arc<Shared>) {
 /// Registry changes and events published while this node was not
 /// listening.
 async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
+    resync_registry(shared)
+        .await
+        .map_err(|e| shared.count("registry", e))?;
+    for live in shared.every_stream() {
+        catch_up(shared, &live).await?;
+    }
+    Ok(())
+}
+
+/// Applies the registry changes made since this node last heard of one:
+/// from the change log when it reaches back that far, else by reading
+/// every record.
+async fn resync_registry(shared: &Arc<Shared>) -> Result<(), BrokerError> {
+    let seen = *shared.registry_seen.lock();
+    if let Some(seen) = seen
+        && let Some((missed, newest)) = changes::since(&shared.conn, &shared.keys, seen).await?
+    {
+        for change in &missed {
+            match change {
+                Change::Created(id) => open_created(shared, id).await?,
+                Change::Deleted(id) => drop_topic(shared, id),
+            }
+        }
+        advance(shared, newest);
+        return Ok(());
+    }
     // Topics open before the registry is read: one created here while it
     // is read must not look deleted.
     let known: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    let records = registry::load_all(&shared.conn, &shared.keys).await?;
+    let (records, newest) = changes::load_all(&shared.conn, &shared.keys).await?;
     let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<Arc<LiveStream>> = known
         .into_iter()
@@ -127,8 +165,24 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     for record in records {
         let _ = shared.changes.send(TopicChange::Created(record));
     }
-    for live in shared.every_stream() {
-        catch_up(shared, &live).await?;
+    *shared.registry_seen.lock() = Some(newest);
+    Ok(())
+}
+
+/// Notes that registry changes up to `at` are applied.
+fn advance(shared: &Shared, at: LogId) {
+    let mut seen = shared.registry_seen.lock();
+    if let Some(seen) = seen.as_mut()
+        && *seen < at
+    {
+        *seen = at;
+    }
+}
+
+/// A topic created on another node: the hub opens it, if it still exists.
+async fn open_created(shared: &Shared, id: &str) -> Result<(), BrokerError> {
+    if let Some(record) = registry::load(&shared.conn, &shared.keys, id).await? {
+        let _ = shared.changes.send(TopicChange::Created(record));
     }
     Ok(())
 }
@@ -140,16 +194,21 @@ async fn on_notice(shared: &Arc<Shared>, payload: &[u8]) {
     else {
         return;
     };
-    match notice {
-        Notice::Created { node, .. } | Notice::Deleted { node, .. } if node == shared.node => {}
-        Notice::Created { id, .. } => match registry::load(&shared.conn, &shared.keys, id).await {
-            Ok(Some(record)) => {
-                let _ = shared.changes.send(TopicChange::Created(record));
+    if notice.node != shared.node {
+        if notice.created {
+            if let Err(e) = open_created(shared, notice.id).await {
+                shared.count("registry", e);
+                tracing::warn!(topic = notice.id, "cannot read a new topic's record");
+                // Not applied: the next reconnect reads the registry whole.
+                *shared.registry_seen.lock() = None;
+                return;
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(topic = id, error = %e, "cannot read a new topic's record"),
-        },
-        Notice::Deleted { id, .. } => drop_topic(shared, id),
+        } else {
+            drop_topic(shared, notice.id);
+        }
+    }
+    if let Some(at) = notice.at {
+        advance(shared, at);
     }
 }
 
@@ -181,16 +240,16 @@ async fn on_live(shared: &Arc<Shared>, live: &Arc<LiveStream>, payload: &[u8]) {
 }
 
 /// Sends `live`'s followers every event in its stream after the last one
-/// they were sent.
+/// they were sent, telling them first when Redis no longer holds some.
 pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), BrokerError> {
     const PAGE: usize = 1000;
     loop {
         let Some(sent) = live.sent() else {
             return Ok(());
         };
-        let names = &live.names;
-        let page =
-            super::history::after(&shared.conn, &names.stream, &names.counter, sent, PAGE).await?;
+        let page = super::history::after(&shared.conn, &shared.source(live), sent, PAGE)
+            .await
+            .map_err(|e| shared.count("catch_up", e))?;
         for entry in &page.entries {
             let delivery = entry.delivery().map(Arc::new);
             let outcome = live.deliver(entry.seq, delivery.as_ref(), true);
@@ -198,7 +257,11 @@ pub(super) async fn catch_up(shared: &Shared, live: &LiveStream) -> Result<(), B
                 shared.metrics.cluster_entry_rejected();
             }
         }
-        if page.read < PAGE {
+        if page.entries.is_empty() || page.read < PAGE {
+            if page.entries.is_empty() && page.read < PAGE {
+                // Nothing held after `sent`, yet the counter went further.
+                live.trimmed_up_to(page.last_assigned);
+            }
             return Ok(());
         }
     }
@@ -213,7 +276,7 @@ pub(super) async fn subscribe(shared: &Shared, live: &LiveStream) -> Result<(), 
     };
     sink.subscribe(&live.names.channel)
         .await
-        .map_err(unavailable)
+        .map_err(|e| shared.failed("subscribe", e))
 }
 
 /// Stops listening to `live`'s channel if nobody here follows it (a first
@@ -227,6 +290,7 @@ pub(super) async fn unsubscribe_if_idle(shared: &Shared, live: &LiveStream) {
     if let Some(sink) = slot.as_mut()
         && let Err(e) = sink.unsubscribe(&live.names.channel).await
     {
+        shared.metrics.cluster.redis_error("subscribe");
         tracing::debug!(stream = %live.key, error = %e, "Redis UNSUBSCRIBE failed");
     }
 }

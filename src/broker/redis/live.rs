@@ -8,7 +8,13 @@
 //! hand events to [`LiveStream::deliver`], which queues an event for the
 //! followers only if it comes right after the last one sent (or, for reads
 //! of the stream, anywhere after it), so followers see every event once,
-//! in the order Redis assigned, whichever path was first.
+//! in the order Redis assigned, whichever path was first. On a topic,
+//! whose positions are dense, a read of the stream that jumps past the next
+//! sequence (Redis trimmed events while this node was cut off, or lost its
+//! data and the new epoch starts higher) tells the followers first
+//! ([`Followers::gap`]), so they get a truncation notice, never a silent
+//! jump. (An inbox's positions jump when it starts a new life after its
+//! counter expired: nothing was lost, so nothing is said.)
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -19,6 +25,7 @@ use parking_lot::Mutex;
 use super::keys::StreamNames;
 use crate::broker::{Delivery, Followers};
 use crate::model::StreamKey;
+use crate::store::TopicRecord;
 
 pub(super) struct LiveStream {
     pub(super) key: StreamKey,
@@ -31,6 +38,9 @@ pub(super) struct LiveStream {
     /// Whether its record is in the registry (created through the API) or
     /// each node defines it (configured, opened on demand).
     pub(super) registered: bool,
+    /// Its registry record, to write back if Redis loses its data
+    /// ([`super::epoch`]); `None` when not registered.
+    pub(super) record: Option<TopicRecord>,
     pub(super) followers: Arc<Followers>,
     /// This node listens on the topic's channel (set before subscribing,
     /// under the listener's lock, so a reconnect resubscribes it).
@@ -74,14 +84,15 @@ impl LiveStream {
         names: StreamNames,
         cap: u64,
         max_age: Option<Duration>,
-        registered: bool,
+        record: Option<TopicRecord>,
     ) -> Arc<LiveStream> {
         Arc::new(LiveStream {
             key,
             names,
             cap,
             max_age,
-            registered,
+            registered: record.is_some(),
+            record,
             followers: Followers::new(),
             wanted: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -147,8 +158,13 @@ impl LiveStream {
         if seq <= sent {
             return Outcome::Skipped;
         }
-        if seq != sent + 1 && !from_history {
-            return Outcome::Gap { sent };
+        if seq != sent + 1 {
+            if !from_history {
+                return Outcome::Gap { sent };
+            }
+            if self.key.topic().is_some() {
+                self.followers.gap();
+            }
         }
         if let Some(delivery) = delivery {
             self.followers.fan_out(delivery);
@@ -171,6 +187,25 @@ impl LiveStream {
 
     pub(super) fn is_closed(&self) -> bool {
         self.state.lock().closed
+    }
+
+    /// A topic's history holds nothing after `sent` although its counter
+    /// says `last` was assigned: the events in between were trimmed (or
+    /// lost with Redis' data). Followers are told and the next event goes
+    /// out after `last`. Inboxes are left alone (see the module doc).
+    pub(super) fn trimmed_up_to(&self, last: u64) {
+        if self.key.topic().is_none() {
+            return;
+        }
+        let mut state = self.state.lock();
+        if state.closed {
+            return;
+        }
+        if let Some(sent) = state.sent.filter(|&sent| sent < last) {
+            tracing::debug!(stream = %self.key, sent, last, "events trimmed before this node read them");
+            self.followers.gap();
+            state.sent = Some(last);
+        }
     }
 
     /// The topic is gone: its followers are told; nothing more is sent.
@@ -197,7 +232,7 @@ mod tests {
     fn in_order_once_with_gaps_reported() {
         let key = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
         let names = super::super::keys::Keys::new("p:").names(&key);
-        let live = LiveStream::new(key, names, 10, None, true);
+        let live = LiveStream::new(key, names, 10, None, None);
         assert_eq!(live.deliver(1, Some(&event(1)), false), Outcome::Skipped);
         assert_eq!(live.synced(4), 4);
         let outbox = Arc::new(Outbox::new(16));
@@ -229,7 +264,7 @@ mod tests {
     fn only_an_idle_stream_closes_and_then_nobody_joins() {
         let key = StreamKey::user("shop", "u1");
         let names = super::super::keys::Keys::new("p:").names(&key);
-        let live = LiveStream::new(key, names, 10, None, false);
+        let live = LiveStream::new(key, names, 10, None, None);
         live.synced(3);
         let outbox = Arc::new(Outbox::new(16));
         let Join::Joined(ticket, _) = live.join(outbox.clone(), 0) else {
@@ -242,5 +277,55 @@ mod tests {
         assert!(live.close_if_idle());
         assert!(live.is_closed());
         assert!(matches!(live.join(outbox, 0), Join::Closed));
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<String> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let std::task::Poll::Ready(item) = outbox.poll_next(&mut cx) {
+            out.push(match item {
+                crate::broker::Item::Event { delivery, .. } => delivery.position.to_string(),
+                other => format!("{other:?}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_jump_in_a_topics_history_or_a_trimmed_tail_marks_a_gap_first() {
+        let key = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, None);
+        live.synced(1);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert_eq!(live.deliver(2, Some(&event(2)), true), Outcome::Done);
+        assert_eq!(live.deliver(6, Some(&event(6)), true), Outcome::Done);
+        live.trimmed_up_to(4);
+        assert_eq!(live.sent(), Some(6), "never backwards");
+        live.trimmed_up_to(9);
+        assert_eq!(live.deliver(10, Some(&event(10)), false), Outcome::Done);
+        assert_eq!(
+            drain(&outbox),
+            ["2", "Gap", "6", "10"],
+            "one mark until it is read"
+        );
+    }
+
+    #[test]
+    fn an_inbox_starting_a_new_life_jumps_silently() {
+        let key = StreamKey::user("shop", "u1");
+        let names = super::super::keys::Keys::new("p:").names(&key);
+        let live = LiveStream::new(key, names, 10, None, None);
+        live.synced(5);
+        let outbox = Arc::new(Outbox::new(16));
+        let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
+            panic!("not joined")
+        };
+        assert_eq!(live.deliver(9000, Some(&event(9000)), true), Outcome::Done);
+        live.trimmed_up_to(9500);
+        assert_eq!(drain(&outbox), ["9000"]);
     }
 }

@@ -6,10 +6,13 @@
 //!   event to its Redis Stream as `<seq>-0` ([`publish`]); topic ids stay
 //!   `1`, `2`, … as on one node.
 //! - History: the Stream itself ([`history`]), so a client resuming on any
-//!   node is exact; trimmed to about `cluster.redis.maxStreamLength`.
+//!   node is exact; a topic's is trimmed to its retention (`maxEvents`,
+//!   bounded by `cluster.redis.maxStreamLength`, and `maxAge`) by the
+//!   publish script, which also keeps the index of publisher ids `find`
+//!   reads.
 //! - Registry: topic records in a hash, create/delete notices on a channel
-//!   ([`registry`]); the hub learns of other nodes' changes through
-//!   [`Broker::topic_changes`].
+//!   and in a capped log ([`registry`], [`changes`]); the hub learns of
+//!   other nodes' changes through [`Broker::topic_changes`].
 //! - Live fan-out: each node subscribes only to the channels of streams it
 //!   has followers for ([`listener`]) and queues events into the same
 //!   [`Followers`](crate::broker::Followers) lists the local broker uses
@@ -17,7 +20,10 @@
 //!
 //! When Redis cannot take a publish, it fails with
 //! [`BrokerError::Unavailable`] (HTTP 503): never a delivery to this node
-//! alone. Node liveness: each node's heartbeat record with a TTL, and the
+//! alone. Every failed Redis request is counted by operation
+//! (`sser_cluster_redis_errors_total{op}`). If Redis comes back without
+//! its data, the node notices and stays safe ([`epoch`]). Node liveness:
+//! each node's heartbeat record with a TTL, and the
 //! set of live nodes every node reads ([`nodes`]). The wrapped
 //! [`LocalBroker`] only flushes the disk store at shutdown.
 //!
@@ -33,11 +39,13 @@
 //! [`RedisBroker::consume_leased`] (a pattern subscription exactly one node
 //! holds at a time, [`lease`]).
 
+mod changes;
 mod control;
 mod directory;
 mod directory_scripts;
 mod directory_writer;
 mod entry;
+mod epoch;
 mod history;
 mod inboxes;
 mod keys;
@@ -136,9 +144,17 @@ pub(super) struct Shared {
     heartbeat: Arc<nodes::Heartbeat>,
     /// Commands to this node from others ([`control`]).
     commands: mpsc::UnboundedSender<crate::broker::directory::Command>,
+    /// The Redis data set this node works with ([`epoch`]).
+    epoch: Mutex<epoch::Epoch>,
+    /// One epoch check at a time.
+    epoch_sync: tokio::sync::Mutex<()>,
+    /// The newest registry change this node has applied ([`changes`]);
+    /// `None`: read the whole registry at the next reconnect.
+    registry_seen: Mutex<Option<changes::LogId>>,
 }
 
 /// A Redis failure as clients see it (the details go to the log only).
+/// Callers count it ([`Shared::count`]).
 fn unavailable(e: redis::RedisError) -> BrokerError {
     tracing::warn!(error = %e, "Redis request failed");
     BrokerError::Unavailable(UNAVAILABLE.to_string())
@@ -197,7 +213,14 @@ impl RedisBroker {
             changes: tx,
             heartbeat: heartbeat.clone(),
             commands,
+            epoch: Mutex::new(epoch::Epoch::default()),
+            epoch_sync: tokio::sync::Mutex::new(()),
+            registry_seen: Mutex::new(None),
         });
+        tokio::time::timeout(settings.timeout, epoch::check(&shared))
+            .await
+            .map_err(|_| ConnectError::Unreachable("no answer in time".into()))?
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         tokio::spawn(listener::run(shared.clone(), shutdown.clone()));
         // Followers need the listener: give it the same time to connect.
         let deadline = tokio::time::Instant::now() + settings.timeout;
@@ -343,6 +366,37 @@ impl Shared {
         self.live(&self.keys.stream_of_channel(channel)?)
     }
 
+    /// A failed Redis request of operation `op`, counted.
+    fn failed(&self, op: &'static str, e: redis::RedisError) -> BrokerError {
+        self.count(op, unavailable(e))
+    }
+
+    /// Counts `e` under `op` when Redis failed.
+    fn count(&self, op: &'static str, e: BrokerError) -> BrokerError {
+        if matches!(e, BrokerError::Unavailable(_)) {
+            self.metrics.cluster.redis_error(op);
+        }
+        e
+    }
+
+    /// Where `live`'s history is, as of now.
+    fn source(&self, live: &LiveStream) -> history::Source {
+        let topic = live.key.topic();
+        history::Source {
+            stream: live.names.stream.clone(),
+            counter: live.names.counter.clone(),
+            ids: topic.map(|topic| self.keys.ids(topic)),
+            base: if topic.is_some() {
+                self.epoch.lock().base
+            } else {
+                0
+            },
+            expired_before: live
+                .max_age
+                .map(|age| now_ms().saturating_sub(inboxes::millis(age))),
+        }
+    }
+
     /// Every stream open on this node: topics, inboxes, the presence feed.
     fn every_stream(&self) -> Vec<Arc<LiveStream>> {
         let mut all: Vec<Arc<LiveStream>> = self.streams.read().values().cloned().collect();
@@ -359,7 +413,12 @@ impl Broker for RedisBroker {
     }
 
     async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError> {
-        registry::load_all(&self.shared.conn, &self.shared.keys).await
+        let (records, newest) = changes::load_all(&self.shared.conn, &self.shared.keys)
+            .await
+            .map_err(|e| self.shared.count("registry", e))?;
+        // What the hub opens now: a reconnect reads only what came after.
+        self.shared.registry_seen.lock().get_or_insert(newest);
+        Ok(records)
     }
 
     async fn open(
@@ -381,16 +440,18 @@ impl Broker for RedisBroker {
                 record,
                 &self.shared.node,
             )
-            .await?;
+            .await
+            .map_err(|e| self.shared.count("registry", e))?;
         }
-        let registered = origin != Origin::Configured;
+        let registered = (origin != Origin::Configured).then(|| record.clone());
+        let max_age = record.retention.max_age;
         self.shared
             .streams
             .write()
             .entry(topic.clone())
             .or_insert_with(|| {
                 let names = self.shared.keys.names(stream);
-                LiveStream::new(stream.clone(), names, cap, None, registered)
+                LiveStream::new(stream.clone(), names, cap, max_age, registered)
             });
         Ok(())
     }
@@ -448,7 +509,8 @@ impl Broker for RedisBroker {
             topic,
             &self.shared.node,
         )
-        .await?;
+        .await
+        .map_err(|e| self.shared.count("registry", e))?;
         if let Some(live) = self.shared.streams.write().remove(topic) {
             live.close();
         }
@@ -458,26 +520,50 @@ impl Broker for RedisBroker {
     async fn publish(&self, stream: &StreamKey, event: NewEvent) -> Result<Published, BrokerError> {
         let live = self.live(stream)?;
         let Some(topic) = stream.topic() else {
-            return self.publish_inbox(&live, event).await;
+            return self
+                .publish_inbox(&live, event)
+                .await
+                .map_err(|e| self.shared.count("publish", e));
         };
         let registry = self.shared.keys.registry();
-        let target = publish::Target {
-            counter: &live.names.counter,
-            stream: &live.names.stream,
-            registry: &registry,
-            channel: &live.names.channel,
-            cap: live.cap,
-            registered: live.registered.then_some(topic.as_str()),
+        let epoch_key = self.shared.keys.epoch();
+        let ids = self.shared.keys.ids(topic);
+        let mut refused = false;
+        let seq = loop {
+            let epoch = self.shared.epoch.lock().value.clone();
+            let target = publish::Target {
+                names: &live.names,
+                registry: &registry,
+                epoch_key: &epoch_key,
+                ids: &ids,
+                cap: live.cap,
+                max_age_ms: live.max_age.map_or(0, inboxes::millis),
+                registered: live.registered.then_some(topic.as_str()),
+                epoch: &epoch,
+            };
+            let appended = publish::append(
+                &self.shared.conn,
+                &self.shared.script,
+                target,
+                &event,
+                self.shared.wait_replicas,
+                self.wait_ms(),
+            )
+            .await
+            .map_err(|e| self.shared.count("publish", e))?;
+            match appended {
+                publish::Appended::At(seq) => break seq,
+                // Redis lost its data (or was flushed): adopt the new
+                // epoch (re-creating the registry) and try once more.
+                publish::Appended::OtherEpoch if !refused => {
+                    refused = true;
+                    epoch::check(&self.shared).await?;
+                }
+                publish::Appended::OtherEpoch => {
+                    return Err(BrokerError::Unavailable(UNAVAILABLE.to_string()));
+                }
+            }
         };
-        let seq = publish::append(
-            &self.shared.conn,
-            &self.shared.script,
-            target,
-            &event,
-            self.shared.wait_replicas,
-            self.wait_ms(),
-        )
-        .await?;
         let delivery = Arc::new(entry::delivery(seq, &event));
         // This node's followers at once when it is next; otherwise the
         // listener brings it in order.
@@ -505,9 +591,10 @@ impl Broker for RedisBroker {
                 }
                 if live.sent().is_none() {
                     listener::subscribe(&self.shared, &live).await?;
-                    let names = &live.names;
-                    let (_, last) =
-                        history::first(&self.shared.conn, &names.stream, &names.counter).await?;
+                    let last =
+                        history::last_assigned(&self.shared.conn, &self.shared.source(&live))
+                            .await
+                            .map_err(|e| self.shared.count("follow", e))?;
                     live.synced(last);
                 }
             }
@@ -536,24 +623,15 @@ impl Broker for RedisBroker {
         limit: usize,
     ) -> Result<HistoryBatch, BrokerError> {
         let live = self.live(stream)?;
-        let names = &live.names;
+        let source = self.shared.source(&live);
         let after = after.seq();
-        let mut page = history::after(
-            &self.shared.conn,
-            &names.stream,
-            &names.counter,
-            after,
-            limit,
-        )
-        .await?;
-        if let Some(max_age) = live.max_age {
-            // Expired entries the next publish has not deleted yet (one
-            // without a time was not written by sser: it stays, to be
-            // rejected and counted below).
-            let oldest_kept = now_ms().saturating_sub(inboxes::millis(max_age));
-            page.entries
-                .retain(|e| e.published_ms.is_none_or(|at| at >= oldest_kept));
-        }
+        let mut page = history::after(&self.shared.conn, &source, after, limit)
+            .await
+            .map_err(|e| self.shared.count("read", e))?;
+        // Expired entries the next publish has not deleted yet (one
+        // without a time was not written by sser: it stays, to be rejected
+        // and counted below).
+        page.entries.retain(|entry| !entry.expired(&source));
         let missing = match page.entries.first() {
             Some(first) => first.seq > after.saturating_add(1),
             None => page.last_assigned > after,
@@ -570,9 +648,9 @@ impl Broker for RedisBroker {
 
     async fn holds_after(&self, stream: &StreamKey, after: Position) -> Result<bool, BrokerError> {
         let live = self.live(stream)?;
-        let names = &live.names;
-        let (first, last) =
-            history::first(&self.shared.conn, &names.stream, &names.counter).await?;
+        let (first, last) = history::first(&self.shared.conn, &self.shared.source(&live))
+            .await
+            .map_err(|e| self.shared.count("read", e))?;
         let after = after.seq();
         Ok(match first {
             Some(first) => first <= after.saturating_add(1),
@@ -586,16 +664,17 @@ impl Broker for RedisBroker {
         event_id: &str,
     ) -> Result<Option<Position>, BrokerError> {
         let live = self.live(stream)?;
-        let names = &live.names;
-        let seq = history::find(&self.shared.conn, &names.stream, &names.counter, event_id).await?;
+        let seq = history::find(&self.shared.conn, &self.shared.source(&live), event_id)
+            .await
+            .map_err(|e| self.shared.count("find", e))?;
         Ok(seq.map(Position::from_seq))
     }
 
     async fn oldest(&self, stream: &StreamKey) -> Option<Position> {
         let live = self.live(stream).ok()?;
-        let names = &live.names;
-        let (first, _) = history::first(&self.shared.conn, &names.stream, &names.counter)
+        let (first, _) = history::first(&self.shared.conn, &self.shared.source(&live))
             .await
+            .map_err(|e| self.shared.count("read", e))
             .ok()?;
         first.map(Position::from_seq)
     }

@@ -167,12 +167,12 @@ impl Heartbeat {
         let pairs = match reply {
             Ok(Ok(pairs)) => pairs,
             Ok(Err(e)) => {
-                self.metrics.cluster.redis_error();
+                self.metrics.cluster.redis_error("heartbeat");
                 tracing::warn!(error = %e, "cluster heartbeat failed");
                 return false;
             }
             Err(_) => {
-                self.metrics.cluster.redis_error();
+                self.metrics.cluster.redis_error("heartbeat");
                 tracing::warn!("cluster heartbeat: Redis did not answer in time");
                 return false;
             }
@@ -226,11 +226,11 @@ impl Heartbeat {
                 tracing::info!("left the cluster");
             }
             Ok(Err(e)) => {
-                self.metrics.cluster.redis_error();
+                self.metrics.cluster.redis_error("leave");
                 tracing::warn!(error = %e, "cannot remove this node's heartbeat; it expires with its TTL");
             }
             Err(_) => {
-                self.metrics.cluster.redis_error();
+                self.metrics.cluster.redis_error("leave");
                 tracing::warn!(
                     "cannot remove this node's heartbeat in time; it expires with its TTL"
                 );
