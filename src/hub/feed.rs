@@ -31,7 +31,6 @@ use super::admission::Refusal;
 use super::connection::{Connection, Owner};
 use super::connections::Registration;
 use super::farewell::Farewell;
-use super::feed_stream::FeedStream;
 use super::followed::{Followed, Streams};
 use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
@@ -54,7 +53,9 @@ pub struct Subscription {
     /// A requested `Last-Event-ID` was not (wholly) in history: the stream
     /// starts with `sser.history_truncated` and everything history holds.
     pub truncated: bool,
-    feed: Feed,
+    /// Becomes the response body ([`Subscription::into_stream`], beside
+    /// the body it builds in `feed_stream`).
+    pub(super) feed: Feed,
 }
 
 /// What a connection's body reads and writes per event comes first, in
@@ -396,13 +397,6 @@ impl Feed {
             "subscriber disconnected: fell behind"
         );
         notice::lagged(self.named(slot), cursor, why)
-    }
-}
-
-impl Subscription {
-    /// The body of the SSE response.
-    pub fn into_stream(self) -> FeedStream {
-        FeedStream::new(self.feed)
     }
 }
 

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::farewell::EndReason;
-use super::feed::{Feed, Fetch, Fetched, Step};
+use super::feed::{Feed, Fetch, Fetched, Step, Subscription};
 use super::framing::Frames;
 use super::notice;
 use super::resume::Replay;
@@ -86,8 +86,15 @@ enum Live {
     Expired(Bytes),
 }
 
+impl Subscription {
+    /// The body of the SSE response.
+    pub fn into_stream(self) -> FeedStream {
+        FeedStream::new(self.feed)
+    }
+}
+
 impl FeedStream {
-    pub(super) fn new(feed: Feed) -> FeedStream {
+    fn new(feed: Feed) -> FeedStream {
         FeedStream {
             stage: Stage::Opening,
             feed,

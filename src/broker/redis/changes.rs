@@ -12,10 +12,9 @@
 
 use redis::aio::ConnectionManager;
 
+use super::Keys;
 use super::unavailable;
-use super::{Keys, registry};
 use crate::broker::BrokerError;
-use crate::store::TopicRecord;
 
 /// About how many registry changes the log keeps.
 pub(super) const LOG_CAP: u64 = 10_000;
@@ -50,7 +49,7 @@ pub(super) enum Change {
     Deleted(String),
 }
 
-type RawEntry = (String, Vec<(String, String)>);
+pub(super) type RawEntry = (String, Vec<(String, String)>);
 
 /// The changes after `seen`, oldest first, with the newest entry's id; or
 /// `None` when the log no longer reaches back to `seen` (read the whole
@@ -106,32 +105,6 @@ pub(super) async fn since(
             return Ok(Some((changes, last)));
         }
     }
-}
-
-/// Every record and the log's newest entry, read together (so no change
-/// falls between them).
-pub(super) async fn load_all(
-    conn: &ConnectionManager,
-    keys: &Keys,
-) -> Result<(Vec<TopicRecord>, LogId), BrokerError> {
-    let (all, newest): (Vec<(String, Vec<u8>)>, Vec<RawEntry>) = redis::pipe()
-        .atomic()
-        .cmd("HGETALL")
-        .arg(keys.registry())
-        .cmd("XREVRANGE")
-        .arg(keys.registry_log())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn.clone())
-        .await
-        .map_err(unavailable)?;
-    let newest = newest
-        .first()
-        .and_then(|(id, _)| LogId::parse(id))
-        .unwrap_or(LogId::START);
-    Ok((registry::decode_all(keys, all), newest))
 }
 
 #[cfg(test)]

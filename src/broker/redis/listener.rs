@@ -151,7 +151,7 @@ async fn resync_registry(shared: &Arc<Shared>) -> Result<(), BrokerError> {
     // Topics open before the registry is read: one created here while it
     // is read must not look deleted.
     let known: Vec<Arc<LiveStream>> = shared.streams.read().values().cloned().collect();
-    let (records, newest) = changes::load_all(&shared.conn, &shared.keys).await?;
+    let (records, newest) = registry::load_all(&shared.conn, &shared.keys).await?;
     let present: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<Arc<LiveStream>> = known
         .into_iter()

@@ -12,7 +12,7 @@
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use super::changes::{LOG_CAP, LogId};
+use super::changes::{LOG_CAP, LogId, RawEntry};
 use super::{Keys, unavailable};
 use crate::broker::BrokerError;
 use crate::model::TopicId;
@@ -136,8 +136,34 @@ pub(super) async fn restore(
         .map_err(unavailable)
 }
 
+/// Every record and the log's newest entry, read together (so no change
+/// falls between them).
+pub(super) async fn load_all(
+    conn: &ConnectionManager,
+    keys: &Keys,
+) -> Result<(Vec<TopicRecord>, LogId), BrokerError> {
+    let (all, newest): (Vec<(String, Vec<u8>)>, Vec<RawEntry>) = redis::pipe()
+        .atomic()
+        .cmd("HGETALL")
+        .arg(keys.registry())
+        .cmd("XREVRANGE")
+        .arg(keys.registry_log())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn.clone())
+        .await
+        .map_err(unavailable)?;
+    let newest = newest
+        .first()
+        .and_then(|(id, _)| LogId::parse(id))
+        .unwrap_or(LogId::START);
+    Ok((decode_all(keys, all), newest))
+}
+
 /// Every record, skipping (and logging) any that does not decode.
-pub(super) fn decode_all(keys: &Keys, all: Vec<(String, Vec<u8>)>) -> Vec<TopicRecord> {
+fn decode_all(keys: &Keys, all: Vec<(String, Vec<u8>)>) -> Vec<TopicRecord> {
     all.into_iter()
         .filter_map(|(id, value)| {
             let record = decode(&id, &value);

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::live::{Join, LiveStream};
 use super::{
-    RedisBroker, UNAVAILABLE, changes, entry, epoch, history, inboxes, listener, publish, registry,
+    RedisBroker, UNAVAILABLE, entry, epoch, history, inboxes, listener, publish, registry,
 };
 use crate::broker::{
     Broker, BrokerError, Follow, HistoryBatch, NewEvent, Origin, Outbox, Published, TopicChange,
@@ -29,7 +29,7 @@ impl Broker for RedisBroker {
     }
 
     async fn stored_topics(&self) -> Result<Vec<TopicRecord>, BrokerError> {
-        let (records, newest) = changes::load_all(&self.shared.conn, &self.shared.keys)
+        let (records, newest) = registry::load_all(&self.shared.conn, &self.shared.keys)
             .await
             .map_err(|e| self.shared.count("registry", e))?;
         // What the hub opens now: a reconnect reads only what came after.
