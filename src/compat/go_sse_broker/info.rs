@@ -29,10 +29,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::Broker;
 use super::auth::Need;
 use super::envelope::{Envelope, Failure};
 use super::params::Params;
-use super::{Broker, GET_POST, method_check};
 use crate::http::error::ApiError;
 use crate::http::remote::Remote;
 use crate::hub::{AppCounts, Listed, Selector};
@@ -48,13 +48,11 @@ pub(super) async fn info(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    if let Some(early) = method_check(&request, GET_POST, started) {
-        return early;
-    }
-    let outcome = match b.admit(Need::Monitor, peer, request).await {
-        Ok(params) => b.info(&params).await,
-        Err(e) => Err(e),
+    let params = match b.admit(Need::Monitor, peer, request, started).await {
+        Ok(params) => params,
+        Err(answer) => return answer,
     };
+    let outcome = b.info(&params).await;
     Envelope::new(started, outcome).into_response()
 }
 

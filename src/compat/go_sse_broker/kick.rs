@@ -15,11 +15,11 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::Broker;
 use super::auth::Need;
 use super::envelope::{Envelope, Failure};
 use super::params::Params;
 use super::targets::Targets;
-use super::{Broker, GET_POST, method_check};
 use crate::http::error::ApiError;
 use crate::http::kick::MAX_REASON_LEN;
 use crate::http::remote::Remote;
@@ -31,13 +31,11 @@ pub(super) async fn kick(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    if let Some(early) = method_check(&request, GET_POST, started) {
-        return early;
-    }
-    let outcome = match b.admit(Need::Operator, peer, request).await {
-        Ok(params) => b.kick(&params).await,
-        Err(e) => Err(e),
+    let params = match b.admit(Need::Operator, peer, request, started).await {
+        Ok(params) => params,
+        Err(answer) => return answer,
     };
+    let outcome = b.kick(&params).await;
     Envelope::new(started, outcome).into_response()
 }
 

@@ -154,16 +154,28 @@ impl Broker {
         })
     }
 
-    /// A back-end request: allowed method, allowed caller, its parameters.
+    /// How every back-end endpoint (`/token`, `/send`, `/info`, `/kick`)
+    /// starts: a method it takes, a caller it lets in, then the request's
+    /// parameters. `Err` is the whole answer (a preflight, a 405, or the
+    /// refusal in the envelope, timed from `started`).
     async fn admit(
         &self,
         need: Need,
         peer: Option<SocketAddr>,
         request: Request,
-    ) -> Result<Params, Failure> {
-        self.gate
-            .check(need, request.headers(), peer.map(|a| a.ip()))?;
-        Params::read(request).await
+        started: Instant,
+    ) -> Result<Params, Response> {
+        if let Some(early) = method_check(&request, GET_POST, started) {
+            return Err(early);
+        }
+        let admitted = match self
+            .gate
+            .check(need, request.headers(), peer.map(|a| a.ip()))
+        {
+            Ok(()) => Params::read(request).await,
+            Err(e) => Err(e),
+        };
+        admitted.map_err(|e| Envelope::new(started, Err(e)).into_response())
     }
 }
 

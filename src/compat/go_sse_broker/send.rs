@@ -19,11 +19,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::Broker;
 use super::auth::Need;
 use super::envelope::{Envelope, Failure};
 use super::params::Params;
 use super::targets::Targets;
-use super::{Broker, GET_POST, method_check};
 use crate::http::error::ApiError;
 use crate::http::remote::Remote;
 use crate::hub::{HubError, NewEvent};
@@ -35,13 +35,11 @@ pub(super) async fn send(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    if let Some(early) = method_check(&request, GET_POST, started) {
-        return early;
-    }
-    let outcome = match b.admit(Need::Operator, peer, request).await {
-        Ok(params) => b.send(&params).await,
-        Err(e) => Err(e),
+    let params = match b.admit(Need::Operator, peer, request, started).await {
+        Ok(params) => params,
+        Err(answer) => return answer,
     };
+    let outcome = b.send(&params).await;
     Envelope::new(started, outcome).into_response()
 }
 

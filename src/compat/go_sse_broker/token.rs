@@ -17,10 +17,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::Broker;
 use super::auth::Need;
 use super::envelope::{Envelope, Failure};
 use super::params::Params;
-use super::{Broker, GET_POST, method_check};
 use crate::http::remote::Remote;
 use crate::identity::{MintError, MintRequest};
 
@@ -30,13 +30,11 @@ pub(super) async fn token(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    if let Some(early) = method_check(&request, GET_POST, started) {
-        return early;
-    }
-    let outcome = match b.admit(Need::Operator, peer, request).await {
-        Ok(params) => b.mint(&params),
-        Err(e) => Err(e),
+    let params = match b.admit(Need::Operator, peer, request, started).await {
+        Ok(params) => params,
+        Err(answer) => return answer,
     };
+    let outcome = b.mint(&params);
     Envelope::new(started, outcome).no_store().into_response()
 }
 
