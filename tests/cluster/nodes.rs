@@ -15,16 +15,7 @@ const TTL: Duration = Duration::from_secs(6);
 
 /// `/api/v1/metrics`' `cluster` object.
 async fn cluster_view(node: &Api) -> Value {
-    let body: Value = node
-        .http
-        .get(node.url("/api/v1/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics request")
-        .json()
-        .await
-        .expect("metrics JSON");
+    let body: Value = node.get_json("/api/v1/metrics", METRICS_TOKEN).await;
     body["cluster"].clone()
 }
 
@@ -144,16 +135,7 @@ async fn every_node_sees_the_live_nodes_and_loses_stopped_and_killed_ones() {
 async fn a_single_node_shows_no_cluster() {
     let server = TestServer::start().await;
     let api = server.api();
-    let body: Value = api
-        .http
-        .get(api.url("/api/v1/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics request")
-        .json()
-        .await
-        .expect("metrics JSON");
+    let body: Value = api.get_json("/api/v1/metrics", METRICS_TOKEN).await;
     assert!(body.get("cluster").is_none(), "{body}");
     let text = prometheus_text(&api).await;
     assert!(!text.contains("sser_cluster_nodes"), "{text}");

@@ -134,16 +134,7 @@ fn cluster(count: usize, hook: &str, extra: &[(&str, &str)]) -> Cluster {
 
 /// The node's id in the cluster.
 async fn node_id(node: &Api) -> String {
-    let body: Value = node
-        .http
-        .get(node.url("/api/v1/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics request")
-        .json()
-        .await
-        .expect("metrics JSON");
+    let body: Value = node.get_json("/api/v1/metrics", METRICS_TOKEN).await;
     body["cluster"]["node"]
         .as_str()
         .expect("node id")
