@@ -28,9 +28,11 @@
 //! `POST /api/v1/pubsubs/:id/events` → [`http::pubsubs::publish`] asks the
 //! principal, validates the body → [`hub::Hub::publish`] names the topic's
 //! stream → [`broker::Broker::publish`] assigns its position, encodes the SSE
-//! frame once ([`sse::encode_event`]), appends it to history and queues the
-//! shared `Bytes` into the [`broker::Outbox`] of every connection following
-//! the stream → each connection's [`hub::Subscription`] body writes it (on a
+//! frame once ([`sse::encode_event`]), appends it to history and to the
+//! stream's ring of recent events ([`broker::Followers`]), and tells each
+//! following connection that was waiting ([`broker::Outbox`]) → each
+//! connection's [`hub::Subscription`] body pulls the shared `Bytes` and
+//! writes it (on a
 //! multi-topic connection, behind its own `id:`/`event:` line).
 //! `POST /api/v1/send` is the same path on identities' inbox streams
 //! ([`hub::Hub::send`]), and `GET /api/v1/stream` one connection on an

@@ -3,9 +3,12 @@
 //! connections, slow-consumer policy) and where events and history live.
 //!
 //! A [`Broker`] assigns each published event its [`Position`] in its stream,
-//! appends it to the stream's history, and queues it (encoded once, shared)
-//! into the [`Outbox`] of every connection following the stream on this
-//! node, in position order and without ever waiting for a reader. It lets a
+//! appends it to the stream's history, and hands it (encoded once, shared)
+//! to every connection following the stream on this node, in position order
+//! and without ever waiting for a reader: the event goes once into the
+//! stream's ring ([`Followers`]), the [`Outbox`] of each follower that was
+//! waiting gets a notice, and each reader pulls what it has not read through
+//! its [`FollowTicket`]. It lets a
 //! connection follow a stream from a known position and reads history after
 //! a position, which is all the hub needs for exact resume and lag catch-up.
 //!
@@ -30,7 +33,7 @@ use async_trait::async_trait;
 
 pub use directory::Directory;
 pub use event::{Delivery, InvalidEvent, NewEvent, Published};
-pub use followers::{FollowTicket, Followers};
+pub use followers::{FollowTicket, Followers, Pulled};
 pub use local::LocalBroker;
 pub use outbox::{Item, Outbox};
 pub use redis::{RawMessage, RedisBroker, RedisDirectory, RedisSettings};
@@ -78,7 +81,7 @@ pub enum Origin {
 pub struct Follow {
     /// Leaves the stream's fan-out when dropped.
     pub ticket: FollowTicket,
-    /// Every event after this position will be queued in the outbox (or
+    /// Every event after this position is read through the ticket (or
     /// marked lagged); everything up to it is history.
     pub head: Position,
 }
@@ -133,12 +136,13 @@ pub trait Broker: Send + Sync + 'static {
     /// history and (when persistent) its record are dropped.
     async fn delete(&self, stream: &StreamKey) -> Result<(), BrokerError>;
 
-    /// Assigns the event's position, appends it to history and queues it for
+    /// Assigns the event's position, appends it to history and hands it to
     /// every follower. Returns once it is in history (for a durable stream:
     /// committed).
     async fn publish(&self, stream: &StreamKey, event: NewEvent) -> Result<Published, BrokerError>;
 
-    /// Queues every event published from now on in `outbox`, tagged `slot`.
+    /// Follows `stream` from now on: the ticket reads every event published
+    /// after this (tagged `slot`), and `outbox` is told when there is news.
     async fn follow(
         &self,
         stream: &StreamKey,

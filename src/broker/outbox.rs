@@ -1,29 +1,22 @@
-//! A connection's outgoing queue: the one place events wait between a
-//! publish and the connection's HTTP body.
+//! A connection's queue of notices: the one place its reader waits on.
 //!
-//! Brokers push events into it while they hold the stream's publish lock, so
-//! a push never waits: the queue is bounded (`pubsub.subscriberBuffer`
-//! events) and, when it is full, the event is not queued and a
-//! [`Item::Lagged`] marker is queued instead. From then on the connection's
-//! events are not queued until the reader takes the marker: everything
-//! before it arrives in order, and the reader then catches up from history
-//! (the hub's slow-consumer policy). Nothing is dropped silently.
+//! Events do not travel through it: a publish appends each event once to
+//! its stream's ring ([`super::Followers`]) and queues [`Item::Ready`] here
+//! only for a follower that had read everything, once until it reads again;
+//! the reader then pulls the stream's new events itself
+//! ([`super::FollowTicket::pull`]). A follower that is behind costs a
+//! publish nothing.
 //!
 //! Heartbeats, a stream's close, the server's shutdown and the end of the
-//! connection are queued too, behind the events before them, so the reader
-//! waits on this queue alone. They do not count against the bound, and there
-//! is at most one of each (one close per stream), so the queue stays bounded.
+//! connection are queued here too, in order, and the reader hands out what
+//! the streams held before each of them first. There is at most one
+//! heartbeat, one notice or close per stream, and one end, so the queue
+//! stays bounded.
 //!
-//! An idle connection's queue allocates nothing: the ring is created by the
-//! first push and given back when a burst has drained.
-//!
-//! The fan-out path touches as little memory per follower as it can, since
-//! a publish to 10,000 connections walks 10,000 of these: everything a
-//! publisher or the reader touches per event sits in one cache line (the
-//! lock, the bound, the waker, the oldest item inline, since a connection
-//! that keeps up never has more than one queued, and the last event
-//! written). The waker is handed back to the caller to be woken once every
-//! follower has its item (see `super::followers`).
+//! An idle connection's queue allocates nothing, and everything a publisher
+//! or the reader touches sits in one cache line (the lock, the bound and
+//! flags, the reader's waker, the oldest notice inline, and the last event
+//! written).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -35,16 +28,19 @@ use parking_lot::Mutex;
 
 use super::Delivery;
 
-/// What a reader takes from its queue, in the order it was queued.
+/// What a reader takes, in order: from its queue (notices) or from its
+/// streams (events and what happened to them, [`super::FollowTicket::pull`]).
 #[derive(Debug)]
 pub enum Item {
+    /// Stream `slot` has events the reader has not pulled yet.
+    Ready { slot: u32 },
     /// An event of the stream the connection follows in `slot` (one
-    /// allocation per event, shared by every queue it is in).
+    /// allocation per event, shared by every reader).
     Event { slot: u32, delivery: Arc<Delivery> },
-    /// The queue was full and events were left out from here on: catch up
-    /// from history before reading on.
+    /// The reader fell more than its bound behind and events were left out
+    /// from here on: catch up from history before reading on.
     Lagged,
-    /// History lost events after those queued before this (a cluster node
+    /// History lost events after those read before this (a cluster node
     /// learnt that Redis trimmed them while it was cut off): repair from
     /// history, with a truncation notice, before reading on.
     Gap,
@@ -60,23 +56,22 @@ pub enum Item {
     End(Option<Box<Bytes>>),
 }
 
-/// Rings larger than this are given back once drained, so a burst does not
-/// leave its memory with an idle connection.
+/// Queues larger than this are given back once drained.
 const KEEP_CAPACITY: usize = 64;
 
 /// One cache line: the lock, the bound and flags, the reader's waker, the
-/// oldest item and the last event written are all a publisher or the reader
-/// touches per event (a unit test holds it to 64 bytes).
+/// oldest notice and the last event written (a unit test holds it to 64
+/// bytes).
 #[repr(align(64))]
 pub struct Outbox {
     state: Mutex<State>,
 }
 
 struct State {
-    /// The oldest item queued, inline; `None` when the queue is empty.
+    /// The oldest notice queued, inline; `None` when the queue is empty.
     front: Option<Item>,
-    /// The items behind `front`, oldest first; allocated when more than one
-    /// item waits.
+    /// The notices behind `front`, oldest first; allocated when more than
+    /// one waits.
     #[expect(
         clippy::box_collection,
         reason = "one word instead of four keeps the state in its cache line"
@@ -87,26 +82,20 @@ struct State {
     /// stream's), kept for the registry's listing: the reader hands over the
     /// reference it holds anyway, so recording costs no shared counter.
     last: Option<Arc<Delivery>>,
-    /// `Item::Event`s queued (the bound applies to these only).
-    events: u32,
     bound: Bound,
 }
 
-/// The most events queued, and three flags, in one word (so that the state
-/// fits its cache line).
+/// How far behind its streams the reader may fall, and two flags, in one
+/// word (so that the state fits its cache line).
 #[derive(Clone, Copy)]
 struct Bound(u32);
 
 impl Bound {
-    /// A `Lagged` marker is queued: events are left out until it is taken.
-    const LAGGED: u32 = 1 << 31;
     /// A heartbeat is queued and not yet taken.
-    const HEARTBEAT: u32 = 1 << 30;
+    const HEARTBEAT: u32 = 1 << 31;
     /// `Shutdown` or `End` is queued: nothing after it would be read.
-    const FINISHED: u32 = 1 << 29;
-    /// A `Gap` marker is queued and not yet taken.
-    const GAP: u32 = 1 << 28;
-    const CAPACITY: u32 = Self::GAP - 1;
+    const FINISHED: u32 = 1 << 30;
+    const CAPACITY: u32 = (1 << 28) - 1;
 
     fn capacity(self) -> u32 {
         self.0 & Self::CAPACITY
@@ -126,57 +115,55 @@ impl Bound {
 }
 
 impl Outbox {
-    /// A queue holding at most `capacity` events (at least one; the
-    /// configuration allows at most 2^20).
-    pub fn new(capacity: usize) -> Outbox {
-        let capacity = u32::try_from(capacity).map_or(Bound::CAPACITY, |c| c.min(Bound::CAPACITY));
+    /// The queue of a reader that may fall `bound` events behind a stream
+    /// before it lagged (at least one; the configuration allows at most
+    /// 2^20).
+    pub fn new(bound: usize) -> Outbox {
+        let bound = u32::try_from(bound).map_or(Bound::CAPACITY, |c| c.min(Bound::CAPACITY));
         Outbox {
             state: Mutex::new(State {
                 front: None,
                 rest: None,
                 waker: None,
                 last: None,
-                events: 0,
-                bound: Bound(capacity.max(1)),
+                bound: Bound(bound.max(1)),
             }),
         }
     }
 
-    /// Queues an event, or marks the connection lagged. Never waits.
+    /// How many events the reader may fall behind a stream.
+    pub fn bound(&self) -> u32 {
+        self.state.lock().bound.capacity()
+    }
+
+    /// Stream `slot` has events to pull. Never waits.
     ///
     /// Returns the reader's waker when it is waiting: the caller MUST wake
-    /// it (after releasing its own locks, once it has queued the event for
-    /// every follower). The item is queued before the waker is taken, under
-    /// the same lock, so a reader either finds the item or has left its
-    /// waker here to be taken: no wakeup is lost, however late it is woken.
+    /// it (after releasing its own locks). The notice is queued before the
+    /// waker is taken, under the same lock, so a reader either finds it or
+    /// has left its waker here to be taken: no wakeup is lost, however late
+    /// it is woken.
     #[must_use = "the reader sleeps until this waker is woken"]
-    pub fn push_event(&self, slot: u32, delivery: Arc<Delivery>) -> Option<Waker> {
+    pub fn push_ready(&self, slot: u32) -> Option<Waker> {
         let mut s = self.state.lock();
-        if s.bound.has(Bound::LAGGED | Bound::FINISHED) {
+        if s.bound.has(Bound::FINISHED) {
             return None;
         }
-        if s.events >= s.bound.capacity() {
-            s.bound.set(Bound::LAGGED, true);
-            s.push(Item::Lagged);
-        } else {
-            s.events += 1;
-            s.push(Item::Event { slot, delivery });
-        }
+        s.push(Item::Ready { slot });
         s.waker.take()
     }
 
-    /// Marks a hole in history after what is queued ([`Item::Gap`]), unless
-    /// one is queued already or the connection catches up anyway (lagged).
-    /// Returns the reader's waker, as [`Outbox::push_event`] does.
-    #[must_use = "the reader sleeps until this waker is woken"]
-    pub fn push_gap(&self) -> Option<Waker> {
+    /// Takes the oldest notice if it is an [`Item::Ready`] (the reader
+    /// pulls every stream with news at once).
+    pub fn take_ready(&self) -> Option<u32> {
         let mut s = self.state.lock();
-        if s.bound.has(Bound::LAGGED | Bound::FINISHED | Bound::GAP) {
-            return None;
+        match s.front {
+            Some(Item::Ready { slot }) => {
+                s.pop();
+                Some(slot)
+            }
+            _ => None,
         }
-        s.bound.set(Bound::GAP, true);
-        s.push(Item::Gap);
-        s.waker.take()
     }
 
     /// The stream in `slot` is gone.
@@ -189,19 +176,20 @@ impl Outbox {
         self.push_control(Item::Heartbeat);
     }
 
-    /// The server is stopping: what is queued is sent, then the notice.
+    /// The server is stopping: what the streams hold is sent, then the
+    /// notice.
     pub fn shutdown(&self) {
         self.push_control(Item::Shutdown);
     }
 
-    /// Ends the connection after what is queued.
+    /// Ends the connection after what the streams hold.
     pub fn end(&self) {
         self.push_control(Item::End(None));
     }
 
-    /// Ends the connection after what is queued, with `farewell` (an SSE
-    /// frame saying why: `sser.kicked`, `sser.token_expired`, …) as its last
-    /// words. The first end wins; later ones are ignored.
+    /// Ends the connection after what the streams hold, with `farewell` (an
+    /// SSE frame saying why: `sser.kicked`, `sser.token_expired`, …) as its
+    /// last words. The first end wins; later ones are ignored.
     pub fn end_with(&self, farewell: Bytes) {
         self.push_control(Item::End(Some(Box::new(farewell))));
     }
@@ -226,17 +214,13 @@ impl Outbox {
         }
     }
 
-    /// The next item, when there is one.
+    /// The next notice, when there is one.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Item> {
         let mut s = self.state.lock();
         match s.pop() {
             Some(item) => {
-                match &item {
-                    Item::Event { .. } => s.events -= 1,
-                    Item::Lagged => s.bound.set(Bound::LAGGED, false),
-                    Item::Gap => s.bound.set(Bound::GAP, false),
-                    Item::Heartbeat => s.bound.set(Bound::HEARTBEAT, false),
-                    _ => {}
+                if let Item::Heartbeat = item {
+                    s.bound.set(Bound::HEARTBEAT, false);
                 }
                 Poll::Ready(item)
             }
@@ -291,75 +275,61 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Position;
 
-    fn delivery(seq: u64) -> Arc<Delivery> {
-        Arc::new(Delivery {
-            position: Position::from_seq(seq),
-            frame: bytes::Bytes::from_static(b"data: x\n\n"),
-        })
-    }
-
-    fn push(outbox: &Outbox, slot: u32, seq: u64) {
-        if let Some(waker) = outbox.push_event(slot, delivery(seq)) {
+    fn ready(outbox: &Outbox, slot: u32) {
+        if let Some(waker) = outbox.push_ready(slot) {
             waker.wake();
         }
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
+        let mut cx = Context::from_waker(Waker::noop());
         let mut out = Vec::new();
         while let Poll::Ready(item) = outbox.poll_next(&mut cx) {
-            out.push(match item {
-                Item::Event { slot, delivery } => format!("{slot}:{}", delivery.position),
-                other => format!("{other:?}"),
-            });
+            out.push(format!("{item:?}"));
         }
         out
     }
 
     #[test]
-    fn a_full_queue_marks_lagged_and_leaves_out_events_until_read() {
+    fn notices_come_in_order_with_one_heartbeat_at_a_time() {
         let outbox = Outbox::new(2);
-        for seq in 1..=5 {
-            push(&outbox, 0, seq);
-        }
+        ready(&outbox, 0);
         outbox.heartbeat();
         outbox.heartbeat();
         outbox.push_closed(1);
+        ready(&outbox, 2);
         assert_eq!(
             drain(&outbox),
-            ["0:1", "0:2", "Lagged", "Heartbeat", "Closed { slot: 1 }"]
+            [
+                "Ready { slot: 0 }",
+                "Heartbeat",
+                "Closed { slot: 1 }",
+                "Ready { slot: 2 }"
+            ]
         );
-        // Once the marker is taken, events are queued again.
-        push(&outbox, 0, 6);
-        assert_eq!(drain(&outbox), ["0:6"]);
+        outbox.heartbeat();
+        assert_eq!(drain(&outbox), ["Heartbeat"], "once taken, another is due");
     }
 
     #[test]
-    fn a_gap_is_marked_once_in_order_and_not_when_lagged() {
+    fn a_waiting_reader_is_handed_back_to_be_woken() {
         let outbox = Outbox::new(2);
-        push(&outbox, 0, 1);
-        assert!(outbox.push_gap().is_none(), "no reader waits");
-        let _ = outbox.push_gap();
-        push(&outbox, 0, 9);
-        assert_eq!(drain(&outbox), ["0:1", "Gap", "0:9"]);
-        for seq in 10..=13 {
-            push(&outbox, 0, seq);
-        }
-        let _ = outbox.push_gap();
-        assert_eq!(drain(&outbox), ["0:10", "0:11", "Lagged"]);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(outbox.poll_next(&mut cx).is_pending());
+        assert!(outbox.push_ready(0).is_some(), "the reader waits");
+        assert!(outbox.push_ready(1).is_none(), "its waker was taken");
     }
 
     #[test]
-    fn shutdown_comes_after_what_is_queued_and_ends_the_queue() {
+    fn the_first_end_finishes_the_queue() {
         let outbox = Outbox::new(8);
-        push(&outbox, 3, 1);
+        ready(&outbox, 3);
         outbox.shutdown();
-        push(&outbox, 3, 2);
+        ready(&outbox, 3);
         outbox.end();
-        assert_eq!(drain(&outbox), ["3:1", "Shutdown"]);
+        outbox.heartbeat();
+        assert_eq!(drain(&outbox), ["Ready { slot: 3 }", "Shutdown"]);
     }
 
     #[test]
@@ -370,29 +340,24 @@ mod tests {
 
     #[test]
     fn the_bound_and_flags_share_a_word() {
-        let outbox = Outbox::new(usize::MAX);
-        assert_eq!(outbox.state.lock().bound.capacity(), Bound::CAPACITY);
-        let outbox = Outbox::new(0);
-        push(&outbox, 0, 1);
-        push(&outbox, 0, 2);
-        outbox.heartbeat();
+        assert_eq!(Outbox::new(usize::MAX).bound(), Bound::CAPACITY);
+        assert_eq!(Outbox::new(0).bound(), 1);
+        let outbox = Outbox::new(1 << 20);
         outbox.heartbeat();
         outbox.shutdown();
-        outbox.end();
-        assert_eq!(drain(&outbox), ["0:1", "Lagged", "Heartbeat", "Shutdown"]);
+        assert_eq!(outbox.bound(), 1 << 20);
     }
 
     #[test]
-    fn a_queued_event_costs_sixteen_bytes() {
-        // What a lagging connection holds per event, times subscriberBuffer.
+    fn an_item_is_two_words() {
         assert!(std::mem::size_of::<Item>() <= 16);
     }
 
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
-        let outbox = Outbox::new(1000);
-        for seq in 1..=500 {
-            push(&outbox, 0, seq);
+        let outbox = Outbox::new(8);
+        for slot in 0..500 {
+            ready(&outbox, slot);
         }
         assert_eq!(drain(&outbox).len(), 500);
         assert!(outbox.state.lock().rest.is_none());

@@ -1,12 +1,13 @@
 //! One client connection as the hub knows it: an id (sent to the client as
 //! `X-Connection-Id`), who opened it (the peer's address and, for an
 //! identity connection, its [`Owner`]), the streams it follows, and its one
-//! bounded outgoing queue ([`Outbox`]), into which the broker fans events
-//! and the hub puts heartbeats and the notices that end it.
+//! queue of notices ([`Outbox`]): the broker's "a stream has news", the
+//! hub's heartbeats and the notices that end it.
 //!
-//! The connection's HTTP body ([`super::feed`]) reads that queue; everyone
-//! else (the registry, an operator ending it, the broker) only pushes into
-//! it, so nobody ever waits on a client. The body records the `id:` of the
+//! The connection's HTTP body ([`super::feed`]) reads that queue and pulls
+//! its streams' events (`super::intake`); everyone else (the registry, an
+//! operator ending it, the broker) only pushes into it, so nobody ever
+//! waits on a client. The body records the `id:` of the
 //! last event it wrote, so the registry can list where each client stands.
 //!
 //! A connection opened with an identity token has an [`Owner`]: the

@@ -18,6 +18,7 @@
 //! stream. Cursors are also what a multi-topic connection's ids are made of
 //! (see `super::framing` and `crate::model::cursor`).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -36,7 +37,7 @@ use super::framing::{Frames, Framing, Heartbeat, Naming};
 use super::notice;
 use super::resume::{self, Ask, Replay};
 use super::{Hub, HubError};
-use crate::broker::{Broker, BrokerError, Delivery, HistoryBatch, Outbox};
+use crate::broker::{Broker, BrokerError, Delivery, HistoryBatch, Item, Outbox};
 use crate::metrics::Metrics;
 use crate::model::cursor::StreamSet;
 use crate::model::{Position, StreamKey};
@@ -75,6 +76,9 @@ pub(super) struct Feed {
     pub(super) own_heartbeat: Option<Box<OwnHeartbeat>>,
     /// Per stream, in the connection's order (`conn.streams()`).
     pub(super) streams: Streams,
+    /// Items pulled from the streams and not handed out yet (see
+    /// `super::intake`).
+    pub(super) pulled: VecDeque<(u64, Item)>,
     pub(super) framing: Framing,
     /// Unregisters the connection and counts it closed when dropped.
     pub(super) life: Life,
@@ -219,6 +223,7 @@ pub(crate) async fn open(hub: &Hub, opening: Opening) -> Result<Subscription, Hu
         retry_ms: hub.settings.retry.as_millis() as u64,
         framing,
         streams: Streams::from(streams),
+        pulled: VecDeque::new(),
         expiry: expires_at.map(|at| Box::pin(tokio::time::sleep_until(deadline_of(at)))),
         own_heartbeat: heartbeat.map(|h| Box::new(OwnHeartbeat::start(h))),
         life,

@@ -3,9 +3,10 @@
 //!
 //! It knows nothing of HTTP or storage engines. Events travel through a
 //! [`Broker`] (in-process today, a cluster later): the hub names a topic's
-//! stream, the broker assigns positions, keeps history and queues each event
-//! into the [`Outbox`](crate::broker::Outbox) of every connection following
-//! it. A [`Connection`] follows one or more streams; the [`Connections`]
+//! stream, the broker assigns positions, keeps history and hands each event
+//! to every connection following it (each connection's body pulls it from
+//! the stream's ring when its [`Outbox`](crate::broker::Outbox) says there
+//! is news). A [`Connection`] follows one or more streams; the [`Connections`]
 //! registry knows them all (indexed by application, user and device for
 //! identity connections, [`owners`]), admits identity connections
 //! ([`admission`]: blocks, limits, device take-over, and [`retake`]: a
@@ -28,6 +29,7 @@ mod feed_stream;
 mod followed;
 mod framing;
 pub mod inboxes;
+mod intake;
 mod listed;
 pub mod notice;
 pub mod owners;

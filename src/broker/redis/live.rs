@@ -219,6 +219,7 @@ impl LiveStream {
 mod tests {
     use super::*;
     use crate::broker::Outbox;
+    use crate::broker::followers::tests::read_all;
     use crate::model::Position;
 
     fn event(seq: u64) -> Arc<Delivery> {
@@ -279,18 +280,6 @@ mod tests {
         assert!(matches!(live.join(outbox, 0), Join::Closed));
     }
 
-    fn drain(outbox: &Outbox) -> Vec<String> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut out = Vec::new();
-        while let std::task::Poll::Ready(item) = outbox.poll_next(&mut cx) {
-            out.push(match item {
-                crate::broker::Item::Event { delivery, .. } => delivery.position.to_string(),
-                other => format!("{other:?}"),
-            });
-        }
-        out
-    }
-
     #[test]
     fn a_jump_in_a_topics_history_or_a_trimmed_tail_marks_a_gap_first() {
         let key = StreamKey::Topic(crate::model::TopicId::parse("t").unwrap());
@@ -298,7 +287,7 @@ mod tests {
         let live = LiveStream::new(key, names, 10, None, None);
         live.synced(1);
         let outbox = Arc::new(Outbox::new(16));
-        let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
+        let Join::Joined(mut ticket, _) = live.join(outbox.clone(), 0) else {
             panic!("not joined")
         };
         assert_eq!(live.deliver(2, Some(&event(2)), true), Outcome::Done);
@@ -308,7 +297,7 @@ mod tests {
         live.trimmed_up_to(9);
         assert_eq!(live.deliver(10, Some(&event(10)), false), Outcome::Done);
         assert_eq!(
-            drain(&outbox),
+            read_all(&outbox, &mut [&mut ticket]),
             ["2", "Gap", "6", "10"],
             "one mark until it is read"
         );
@@ -321,11 +310,11 @@ mod tests {
         let live = LiveStream::new(key, names, 10, None, None);
         live.synced(5);
         let outbox = Arc::new(Outbox::new(16));
-        let Join::Joined(_ticket, _) = live.join(outbox.clone(), 0) else {
+        let Join::Joined(mut ticket, _) = live.join(outbox.clone(), 0) else {
             panic!("not joined")
         };
         assert_eq!(live.deliver(9000, Some(&event(9000)), true), Outcome::Done);
         live.trimmed_up_to(9500);
-        assert_eq!(drain(&outbox), ["9000"]);
+        assert_eq!(read_all(&outbox, &mut [&mut ticket]), ["9000"]);
     }
 }
