@@ -216,13 +216,19 @@ impl Outbox {
 
     /// The next notice, when there is one.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Item> {
+        self.poll_next_and_more(cx).map(|(item, _)| item)
+    }
+
+    /// The next notice, when there is one, and whether another is queued
+    /// behind it (so the reader looks again only then).
+    pub fn poll_next_and_more(&self, cx: &mut Context<'_>) -> Poll<(Item, bool)> {
         let mut s = self.state.lock();
         match s.pop() {
             Some(item) => {
                 if let Item::Heartbeat = item {
                     s.bound.set(Bound::HEARTBEAT, false);
                 }
-                Poll::Ready(item)
+                Poll::Ready((item, s.front.is_some()))
             }
             None => {
                 if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {

@@ -29,8 +29,8 @@ impl Feed {
             if let Some((_, item)) = self.pulled.pop_front() {
                 return Poll::Ready(item);
             }
-            let item = match self.outbox.poll_next(cx) {
-                Poll::Ready(item) => item,
+            let (item, more) = match self.outbox.poll_next_and_more(cx) {
+                Poll::Ready(next) => next,
                 Poll::Pending => {
                     // A burst's buffer is not kept by an idle connection.
                     if self.pulled.capacity() > 0 {
@@ -48,7 +48,7 @@ impl Feed {
                     let mut again = Vec::new();
                     self.pull(slot, &mut again);
                     let mut several = false;
-                    while let Some(slot) = self.outbox.take_ready() {
+                    while more && let Some(slot) = self.outbox.take_ready() {
                         self.pull(slot, &mut again);
                         several = true;
                     }
