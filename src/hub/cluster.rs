@@ -26,8 +26,9 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::admission::{BlockScope, Refusal, TakeoverPolicy};
+use super::census::UserSummary;
 use super::connection::Connection;
-use super::connections::{DeviceSummary, KickError, UserSummary};
+use super::connections::KickError;
 use super::farewell::EndReason;
 use super::listed::{Listed, ListedPage};
 use super::owners::Selector;
@@ -243,26 +244,11 @@ impl Hub {
         if self.directory().is_none() {
             return Ok(self.connections.user(app, user));
         }
-        let mut devices: BTreeMap<Option<Arc<str>>, DeviceSummary> = BTreeMap::new();
-        for conn in self.all_connections(Selector::User(app, user)).await? {
+        let conns = self.all_connections(Selector::User(app, user)).await?;
+        Ok(UserSummary::of(conns.iter().map(|conn| {
             let device = conn.owner().and_then(|(_, _, d)| d).map(Arc::from);
-            let summary = devices
-                .entry(device.clone())
-                .or_insert_with(|| DeviceSummary {
-                    device,
-                    connections: 0,
-                    since_ms: u64::MAX,
-                });
-            summary.connections += 1;
-            summary.since_ms = summary.since_ms.min(conn.opened_at_ms());
-        }
-        let Some(since_ms) = devices.values().map(|d| d.since_ms).min() else {
-            return Ok(None);
-        };
-        Ok(Some(UserSummary {
-            since_ms,
-            devices: devices.into_values().collect(),
-        }))
+            (device, conn.opened_at_ms())
+        })))
     }
 
     /// Users and identity connections of `app` on every node, with each

@@ -1,8 +1,9 @@
-//! The registry of open connections: find, list, page and end them by id,
-//! by application, user or device without scanning the others
+//! The registry of open connections: admit and register them, end them by
+//! id, by application, user or device without scanning the others
 //! ([`super::owners`]); reach every one for heartbeats and shutdown. (Ending
 //! every connection on one stream goes through the stream's own follower
-//! list, O(its followers): see `Hub::end_connections_on`.)
+//! list, O(its followers): see `Hub::end_connections_on`.) Finding, listing,
+//! paging and counting them only reads the registry: [`super::census`].
 //!
 //! One lock guards the registry, and everything that must agree with it
 //! happens under it, in one step: the admission of an identity connection
@@ -28,8 +29,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 use super::admission::{AdmissionSettings, BlockScope, Blocks, PerIp, Refusal, TakeoverPolicy};
 use super::connection::{Connection, Owner};
 use super::farewell::EndReason;
-use super::owners::{ConnId, OwnerIndex, Selector, lower};
+use super::owners::{ConnId, OwnerIndex, Selector};
 use super::retake::Retakes;
 use super::roster::Roster;
 use crate::broker::Directory;
@@ -57,33 +57,34 @@ pub trait PresenceHold: Send + Sync + 'static {
 }
 
 pub struct Connections {
-    inner: Mutex<Registry>,
+    /// Read, without changing it, by [`super::census`].
+    pub(super) inner: Mutex<Registry>,
     admission: AdmissionSettings,
     presence: OnceLock<Arc<dyn PresenceHook>>,
     directory: Roster,
 }
 
 #[derive(Default)]
-struct Registry {
+pub(super) struct Registry {
     /// Every connection, ordered by id (for stable pages); an entry is one
     /// pointer, so an idle topic connection costs the registry 8 bytes and a
     /// tree slot.
-    by_id: BTreeSet<ById>,
+    pub(super) by_id: BTreeSet<ById>,
     /// Identity connections by owner, each with its presence hold.
-    owners: OwnerIndex<Option<Box<dyn PresenceHold>>>,
+    pub(super) owners: OwnerIndex<Option<Box<dyn PresenceHold>>>,
     /// Identity connections per client IP.
     per_ip: PerIp,
     blocks: Blocks,
     /// The ids taken-over connections will reconnect with, for a while.
     retakes: Retakes,
     /// Connections on the presence stream.
-    presence_streams: usize,
+    pub(super) presence_streams: usize,
     /// Set at shutdown: no new connection may register.
     stopping: bool,
 }
 
 /// A connection in the registry, ordered and found by its id.
-struct ById(Arc<Connection>);
+pub(super) struct ById(pub(super) Arc<Connection>);
 
 impl Ord for ById {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -115,41 +116,6 @@ impl Borrow<str> for ById {
 pub(crate) struct Registration {
     registry: Arc<Connections>,
     id: ConnId,
-}
-
-/// Open connections by kind (no per-user detail: fit for metrics).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConnectionCounts {
-    /// Opened with topic tokens (or the API token).
-    pub topic: u64,
-    /// Opened with an identity token.
-    pub identity: u64,
-    /// On the presence stream.
-    pub presence: u64,
-}
-
-/// One page of a listing, in connection id order.
-pub struct Page {
-    pub connections: Vec<Arc<Connection>>,
-    /// Pass as `after` for the next page; `None` on the last one.
-    pub next: Option<String>,
-}
-
-/// One user's connections, grouped by device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSummary {
-    /// When the oldest of its open connections opened (Unix ms).
-    pub since_ms: u64,
-    /// In device order; connections without a device come first, as
-    /// `device: None`.
-    pub devices: Vec<DeviceSummary>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceSummary {
-    pub device: Option<Arc<str>>,
-    pub connections: usize,
-    pub since_ms: u64,
 }
 
 /// Why an id could not be kicked as asked.
@@ -349,101 +315,6 @@ impl Connections {
             conn.end_because(why);
         }
         Some(conn)
-    }
-
-    pub fn count(&self) -> usize {
-        self.inner.lock().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count() == 0
-    }
-
-    pub fn counts(&self) -> ConnectionCounts {
-        let r = self.inner.lock();
-        let identity = r.owners.total();
-        let presence = r.presence_streams;
-        ConnectionCounts {
-            topic: (r.by_id.len() - identity - presence) as u64,
-            identity: identity as u64,
-            presence: presence as u64,
-        }
-    }
-
-    /// How many users of `app` are connected, and with how many identity
-    /// connections. O(1).
-    pub fn app_counts(&self, app: &str) -> (usize, usize) {
-        self.inner.lock().owners.app_counts(app)
-    }
-
-    /// Every open connection, in id order.
-    pub fn list(&self) -> Vec<Arc<Connection>> {
-        self.inner
-            .lock()
-            .by_id
-            .iter()
-            .map(|c| c.0.clone())
-            .collect()
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Connection>> {
-        self.inner.lock().by_id.get(id).map(|c| c.0.clone())
-    }
-
-    /// Up to `limit` connections, in id order after `after`: all of them
-    /// (`selector` `None`), or the identity connections `selector` names.
-    /// O(log n + limit).
-    pub fn page(&self, selector: Option<Selector<'_>>, after: Option<&str>, limit: usize) -> Page {
-        let r = self.inner.lock();
-        let ask = limit.saturating_add(1);
-        let ids: Vec<ConnId> = match selector {
-            Some(selector) => r.owners.page(selector, after, ask),
-            None => r
-                .by_id
-                .range::<str, _>((lower(after), Bound::Unbounded))
-                .take(ask)
-                .map(|c| c.0.id_arc().clone())
-                .collect(),
-        };
-        let mut connections: Vec<Arc<Connection>> = ids
-            .iter()
-            .filter_map(|id| r.by_id.get(&**id).map(|c| c.0.clone()))
-            .collect();
-        let next = match connections.len() > limit {
-            true => {
-                connections.truncate(limit);
-                connections.last().map(|c| c.id().to_string())
-            }
-            false => None,
-        };
-        Page { connections, next }
-    }
-
-    /// One user's open connections by device; `None` when it has none.
-    /// O(the user's connections).
-    pub fn user(&self, app: &str, user: &str) -> Option<UserSummary> {
-        let r = self.inner.lock();
-        let mut devices: BTreeMap<Option<Arc<str>>, DeviceSummary> = BTreeMap::new();
-        for id in r.owners.user_conns(app, user) {
-            let Some(ById(conn)) = r.by_id.get(&*id) else {
-                continue;
-            };
-            let device = conn.owner().and_then(|o| o.device.clone());
-            let summary = devices
-                .entry(device.clone())
-                .or_insert_with(|| DeviceSummary {
-                    device,
-                    connections: 0,
-                    since_ms: u64::MAX,
-                });
-            summary.connections += 1;
-            summary.since_ms = summary.since_ms.min(conn.opened_at_ms());
-        }
-        let since_ms = devices.values().map(|d| d.since_ms).min()?;
-        Some(UserSummary {
-            since_ms,
-            devices: devices.into_values().collect(),
-        })
     }
 
     /// Ends the connection `id` with `why` (after what is queued for it):

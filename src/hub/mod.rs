@@ -11,7 +11,8 @@
 //! identity connections, [`owners`]), admits identity connections
 //! ([`admission`]: blocks, limits, device take-over, and [`retake`]: a
 //! taken-over connection's reconnect refused) and tells presence
-//! about them; each connection's HTTP body is a [`Subscription`] stream
+//! about them; finding, listing and counting them only reads it
+//! ([`census`]); each connection's HTTP body is a [`Subscription`] stream
 //! ([`feed`]). Identities' inboxes are streams too ([`inboxes`]): a
 //! connection with an [`Owner`] follows them, and a targeted send is a
 //! publish on them. In a cluster, the [`Directory`](crate::broker::Directory)
@@ -20,6 +21,7 @@
 //! serialises on-demand topic openings, which guards no data).
 
 pub mod admission;
+pub mod census;
 mod cluster;
 pub mod connection;
 pub mod connections;
@@ -49,12 +51,10 @@ use tokio_util::sync::CancellationToken;
 pub use crate::broker::directory::AppCounts;
 pub use crate::broker::{InvalidEvent, NewEvent, Published};
 pub use admission::{AdmissionSettings, BlockScope, Refusal, TakeoverPolicy};
+pub use census::{ConnectionCounts, DeviceSummary, Page, UserSummary};
 pub use cluster::EndError;
 pub use connection::{Connection, Owner};
-pub use connections::{
-    ConnectionCounts, Connections, DeviceSummary, KickError, Page, PresenceHold, PresenceHook,
-    UserSummary,
-};
+pub use connections::{Connections, KickError, PresenceHold, PresenceHook};
 pub use farewell::EndReason;
 pub use farewell::Farewell;
 pub use feed::Subscription;
