@@ -17,6 +17,7 @@
 //! |---|---|
 //! | `event` | the event and its JSON shape |
 //! | `tracker` | connection open/close → events, the grace period, shutdown flush |
+//! | `online` | the tracker's book: open connections per user and device, armed offlines |
 //! | `sink` | where the tracker's events go (a channel, several sinks) |
 //! | `webhook` | bounded per-URL queues, workers, delivery, metrics |
 //! | `signature` | the HMAC-SHA256 signature and its verification |
@@ -28,6 +29,7 @@
 pub mod cluster;
 pub mod event;
 pub mod hook;
+mod online;
 pub mod retry;
 pub mod signature;
 pub mod sink;
@@ -38,10 +40,10 @@ mod tracker_tests;
 pub mod webhook;
 
 pub use event::{PresenceEvent, PresenceKind, PresenceReason};
+pub use online::PresenceCounts;
 pub use signature::Signer;
 pub use sink::PresenceSink;
 pub use tracker::{
-    PresenceCounts, PresenceIdentity, PresenceLease, PresenceSettings, PresenceTracker,
-    WeakPresenceTracker,
+    PresenceIdentity, PresenceLease, PresenceSettings, PresenceTracker, WeakPresenceTracker,
 };
 pub use webhook::{WebhookError, WebhookSettings, Webhooks};
