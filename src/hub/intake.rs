@@ -46,10 +46,14 @@ impl Feed {
                     // notices queued now, so one busy stream does not hold
                     // up the others.
                     let mut again = Vec::new();
-                    self.pull(slot, &mut again);
+                    if self.pull(slot, false) {
+                        again.push(slot);
+                    }
                     let mut several = false;
                     while more && let Some(slot) = self.outbox.take_ready() {
-                        self.pull(slot, &mut again);
+                        if self.pull(slot, false) {
+                            again.push(slot);
+                        }
                         several = true;
                     }
                     if several {
@@ -64,12 +68,12 @@ impl Feed {
                     }
                 }
                 Item::Closed { slot } => {
-                    self.drain(slot);
+                    self.pull(slot, true);
                     self.pulled.push_back((LAST, item));
                 }
                 Item::Shutdown | Item::End(_) => {
                     for slot in 0..self.streams.len() as u32 {
-                        self.drain(slot);
+                        self.pull(slot, true);
                     }
                     self.pulled
                         .make_contiguous()
@@ -81,30 +85,21 @@ impl Feed {
         }
     }
 
-    /// Pulls one batch from stream `slot`, noting it in `again` when there
-    /// is more.
-    fn pull(&mut self, slot: u32, again: &mut Vec<u32>) {
+    /// Pulls one batch from stream `slot`, or every batch it holds when
+    /// `everything`; whether more is left.
+    fn pull(&mut self, slot: u32, everything: bool) -> bool {
         let Some(ticket) = self
             .streams
             .get_mut(slot as usize)
             .and_then(|s| s.ticket.as_mut())
         else {
-            return;
+            return false;
         };
-        if ticket.pull(slot, PULL_BATCH, &mut self.pulled) == Pulled::More {
-            again.push(slot);
+        loop {
+            let more = ticket.pull(slot, PULL_BATCH, &mut self.pulled) == Pulled::More;
+            if !more || !everything {
+                return more;
+            }
         }
-    }
-
-    /// Pulls everything stream `slot` holds for this connection.
-    fn drain(&mut self, slot: u32) {
-        let Some(ticket) = self
-            .streams
-            .get_mut(slot as usize)
-            .and_then(|s| s.ticket.as_mut())
-        else {
-            return;
-        };
-        while ticket.pull(slot, PULL_BATCH, &mut self.pulled) == Pulled::More {}
     }
 }
