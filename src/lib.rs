@@ -15,7 +15,7 @@
 //! | [`presence`] | who is online: connection open/close → `user_online`/`device_offline`/… events with a grace period, and signed webhooks for them |
 //! | [`identity`] | identity tokens: keys (secret, PEM, JWKS), verification into an `Identity` (app, user, device, topic selectors, expiry), minting |
 //! | [`hub`] | topics, identity inboxes (app, user, device) and targeted sends, connections (one queue each, any number of streams) and their registry, resume and slow-consumer policy, heartbeats and shutdown |
-//! | [`broker`] | where events travel: positions, history, fan-out into each following connection's queue; [`broker::LocalBroker`] in-process, [`broker::RedisBroker`] for a cluster over Redis |
+//! | [`broker`] | where events travel: positions, history, fan-out to each following connection (a ring per stream that readers pull from); [`broker::LocalBroker`] in-process, [`broker::RedisBroker`] for a cluster over Redis |
 //! | [`store`] | history logs and the persistent topic registry: memory, redb, sled |
 //! | [`metrics`] | counters and the publish latency histogram behind `/api/v1/metrics`, `/metrics` and the dashboard |
 //! | [`memory`] | gives freed heap back to the OS after a burst (glibc keeps it otherwise) |

@@ -23,8 +23,8 @@ pub struct PubSubConfig {
     pub retry: Span,
     /// Events each in-memory topic keeps for `Last-Event-ID` replay.
     pub history_size: Count,
-    /// Events a connection may queue before it has to catch up from history
-    /// (see `hub::feed`).
+    /// Events a connection may fall behind a stream before it has to catch
+    /// up from history (see `broker::followers`).
     pub subscriber_buffer: Count,
     /// Most topics one connection may follow (`GET /api/v1/events?topic=…`).
     /// Each adds a few bytes to every event id on such a connection.

@@ -168,7 +168,7 @@ pub fn render(hub: &Hub, presence: PresenceCounts, per_topic: bool) -> String {
     histogram(
         &mut out,
         "sser_publish_duration_seconds",
-        "Time from a publish request reaching the hub to its event being stored and queued for every subscriber.",
+        "Time from a publish request reaching the hub to its event being stored and handed to every subscriber.",
         &metrics.publish_latency.snapshot(),
     );
 

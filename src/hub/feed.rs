@@ -1,5 +1,6 @@
 //! A connection's HTTP body: replay from history where asked, then whatever
-//! its queue brings (events, heartbeats, closes, shutdown), until a stream
+//! its streams and its queue bring (events, heartbeats, closes, shutdown:
+//! `super::intake`), until a stream
 //! ends it, the server stops or the client goes away. This file opens the
 //! connection and decides what each event, replay batch and close becomes
 //! on it ([`Feed`]); `super::feed_stream` is the body that drives it.

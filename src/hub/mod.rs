@@ -80,7 +80,8 @@ use crate::store::{StoreError, TopicRecord};
 #[derive(Debug, Clone)]
 pub struct HubSettings {
     pub history_size: u64,
-    /// Events a connection's queue holds before it must catch up from history.
+    /// Events a connection may fall behind a stream before it must catch up
+    /// from history.
     pub subscriber_buffer: usize,
     pub tick: Duration,
     pub retry: Duration,
@@ -189,8 +190,8 @@ impl Hub {
     }
 
     /// Heartbeats every `tick` to every connection and, at shutdown, the stop
-    /// notice. Both are queued behind the connection's events, so a
-    /// connection's body waits on its queue alone.
+    /// notice, into each connection's queue of notices, which its body waits
+    /// on alone (the stop comes after the events its streams held).
     async fn tick(hub: Weak<Hub>, shutdown: CancellationToken) {
         let Some(period) = hub.upgrade().map(|h| h.settings.tick) else {
             return;

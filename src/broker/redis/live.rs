@@ -5,7 +5,7 @@
 //! Events reach a node by three paths: the publish it made itself, the
 //! stream's pub/sub channel, and reads of the Redis Stream that repair gaps
 //! (after subscribing, after a reconnect, on a position jump). All three
-//! hand events to [`LiveStream::deliver`], which queues an event for the
+//! hand events to [`LiveStream::deliver`], which hands an event to the
 //! followers only if it comes right after the last one sent (or, for reads
 //! of the stream, anywhere after it), so followers see every event once,
 //! in the order Redis assigned, whichever path was first. On a topic,

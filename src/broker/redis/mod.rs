@@ -18,7 +18,7 @@
 //!   other nodes' changes through
 //!   [`Broker::topic_changes`](crate::broker::Broker::topic_changes).
 //! - Live fan-out: each node subscribes only to the channels of streams it
-//!   has followers for ([`listener`]) and queues events into the same
+//!   has followers for ([`listener`]) and hands events to the same
 //!   [`Followers`](crate::broker::Followers) lists the local broker uses
 //!   ([`live`]), repairing any gap from the Stream.
 //!
