@@ -33,9 +33,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::live::LiveStream;
-use super::{RedisBroker, entry, publish};
+use super::{RedisBroker, publish};
 use crate::broker::{BrokerError, NewEvent, Published};
-use crate::model::{Position, StreamKey};
+use crate::model::StreamKey;
 
 /// A duration in whole milliseconds, as Redis takes them.
 pub(super) fn millis(age: Duration) -> u64 {
@@ -112,14 +112,6 @@ impl RedisBroker {
             self.wait_ms(),
         )
         .await?;
-        let delivery = Arc::new(entry::delivery(seq, &event));
-        // This node's followers at once when it is next; otherwise the
-        // listener brings it in order.
-        live.deliver(seq, Some(&delivery), false);
-        let (id, _) = event.encode(&seq.to_string());
-        Ok(Published {
-            id,
-            position: Position::from_seq(seq),
-        })
+        Ok(live.appended(seq, &event))
     }
 }

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::entry;
 use super::keys::StreamNames;
-use crate::broker::{Delivery, Followers};
-use crate::model::StreamKey;
+use crate::broker::{Delivery, Followers, NewEvent, Published};
+use crate::model::{Position, StreamKey};
 use crate::store::TopicRecord;
 
 pub(super) struct LiveStream {
@@ -171,6 +172,19 @@ impl LiveStream {
         }
         state.sent = Some(seq);
         Outcome::Done
+    }
+
+    /// `event` was just appended in Redis at `seq`: this node's followers
+    /// get it at once when it is next (otherwise the listener brings it in
+    /// order); returns what its publisher is told.
+    pub(super) fn appended(&self, seq: u64, event: &NewEvent) -> Published {
+        let delivery = Arc::new(entry::delivery(seq, event));
+        self.deliver(seq, Some(&delivery), false);
+        let (id, _) = event.encode(&seq.to_string());
+        Published {
+            id,
+            position: Position::from_seq(seq),
+        }
     }
 
     /// Closes it if nobody here follows it and this node no longer listens

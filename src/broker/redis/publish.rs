@@ -37,8 +37,8 @@
 
 use std::time::Duration;
 
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{Script, ScriptInvocation};
 
 use super::entry;
 use super::keys::StreamNames;
@@ -161,21 +161,15 @@ pub(super) async fn append(
     wait_timeout_ms: u64,
 ) -> Result<Appended, BrokerError> {
     let mut conn = conn.clone();
-    let seq: i64 = script
-        .key(&target.names.counter)
+    let mut invocation = script.key(&target.names.counter);
+    invocation
         .key(&target.names.stream)
         .key(target.registry)
         .key(target.epoch_key)
         .key(target.ids)
         .arg(target.cap)
-        .arg(target.max_age_ms)
-        .arg(if event.id.is_some() { "1" } else { "0" })
-        .arg(event.id.as_deref().unwrap_or(""))
-        .arg(if event.kind.is_some() { "1" } else { "0" })
-        .arg(event.kind.as_deref().unwrap_or(""))
-        .arg(&event.data)
-        .arg(&target.names.channel)
-        .arg(entry::live_payload(event))
+        .arg(target.max_age_ms);
+    let seq: i64 = event_args(&mut invocation, event, target.names)
         .arg(target.registered.unwrap_or(""))
         .arg(target.epoch)
         .invoke_async(&mut conn)
@@ -187,6 +181,23 @@ pub(super) async fn append(
     let seq = u64::try_from(seq).map_err(|_| BrokerError::NotFound)?;
     wait_for_replicas(&mut conn, wait_replicas, wait_timeout_ms).await?;
     Ok(Appended::At(seq))
+}
+
+/// The event's fields, the stream's pub/sub channel and the live copy to
+/// publish on it, in the order both scripts read them from `ARGV`.
+fn event_args<'i, 's>(
+    invocation: &'i mut ScriptInvocation<'s>,
+    event: &NewEvent,
+    names: &StreamNames,
+) -> &'i mut ScriptInvocation<'s> {
+    invocation
+        .arg(if event.id.is_some() { "1" } else { "0" })
+        .arg(event.id.as_deref().unwrap_or(""))
+        .arg(if event.kind.is_some() { "1" } else { "0" })
+        .arg(event.kind.as_deref().unwrap_or(""))
+        .arg(&event.data)
+        .arg(&names.channel)
+        .arg(entry::live_payload(event))
 }
 
 /// `cluster.redis.waitReplicas`: fails unless that many replicas have what
@@ -286,17 +297,9 @@ pub(super) async fn append_inbox(
     let max_age = target.max_age.map_or(0, |age| {
         u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
     });
-    let seq: u64 = script
-        .key(&target.names.counter)
-        .key(&target.names.stream)
-        .arg(target.cap)
-        .arg(if event.id.is_some() { "1" } else { "0" })
-        .arg(event.id.as_deref().unwrap_or(""))
-        .arg(if event.kind.is_some() { "1" } else { "0" })
-        .arg(event.kind.as_deref().unwrap_or(""))
-        .arg(&event.data)
-        .arg(&target.names.channel)
-        .arg(entry::live_payload(event))
+    let mut invocation = script.key(&target.names.counter);
+    invocation.key(&target.names.stream).arg(target.cap);
+    let seq: u64 = event_args(&mut invocation, event, target.names)
         .arg(now)
         .arg(max_age)
         .arg(now.saturating_mul(1000).max(1))

@@ -12,9 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::live::{Join, LiveStream};
-use super::{
-    RedisBroker, UNAVAILABLE, entry, epoch, history, inboxes, listener, publish, registry,
-};
+use super::{RedisBroker, UNAVAILABLE, epoch, history, inboxes, listener, publish, registry};
 use crate::broker::{
     Broker, BrokerError, Follow, HistoryBatch, NewEvent, Origin, Outbox, Published, TopicChange,
 };
@@ -180,15 +178,7 @@ impl Broker for RedisBroker {
                 }
             }
         };
-        let delivery = Arc::new(entry::delivery(seq, &event));
-        // This node's followers at once when it is next; otherwise the
-        // listener brings it in order.
-        live.deliver(seq, Some(&delivery), false);
-        let (id, _) = event.encode(&seq.to_string());
-        Ok(Published {
-            id,
-            position: Position::from_seq(seq),
-        })
+        Ok(live.appended(seq, &event))
     }
 
     async fn follow(
